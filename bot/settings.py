@@ -1,0 +1,200 @@
+"""Configuration: the one place that reads the environment.
+
+`Settings.from_env()` reads the process environment (and a `.env` file in the working
+directory, when present, for values the environment does not set) once, validates every
+value, and returns a frozen `Settings`. A malformed value fails at start-up with a
+`SettingsError` that names the variable and says what to set. Values a mode needs (the
+Slack tokens for `serve`, say) are checked by that mode through `Settings.require`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TypeVar
+
+from dotenv import dotenv_values
+
+T = TypeVar("T")
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_DATABASE_URL = "sqlite:///orchestrate.db"
+EFFORTS = ("low", "medium", "high", "xhigh", "max")
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message says which and what to set."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything orchestrate reads from its environment, validated."""
+
+    slack_bot_token: str | None = None
+    slack_app_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    anthropic_api_key: str | None = None
+    anthropic_base_url: str | None = None
+    database_url: str = DEFAULT_DATABASE_URL
+    strategy_model: str = "claude-opus-5-5"
+    examples_model: str = "claude-haiku-5-5"
+    review_model: str = "claude-sonnet-5-5"
+    strategy_effort: str = "low"
+    admins: frozenset[str] = field(default_factory=frozenset)
+    max_question_chars: int = 2000
+    max_concurrent_calls: int = 16
+    call_timeout_s: float = 120.0
+    anthropic_max_retries: int = 2
+    prices_file: Path | None = None
+    ledger_store_questions: bool = True
+    budget_user_daily_usd: Decimal | None = None
+    budget_workspace_monthly_usd: Decimal | None = None
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env")
+    ) -> Settings:
+        """Read and validate the environment; `env` replaces `os.environ` in tests."""
+        source = _merged(os.environ if env is None else env, dotenv)
+        r = _Reader(source)
+        return cls(
+            slack_bot_token=r.text("SLACK_BOT_TOKEN"),
+            slack_app_token=r.text("SLACK_APP_TOKEN"),
+            slack_signing_secret=r.text("SLACK_SIGNING_SECRET"),
+            slack_api_url=r.url("SLACK_API_URL") or DEFAULT_SLACK_API_URL,
+            anthropic_api_key=r.text("ANTHROPIC_API_KEY"),
+            anthropic_base_url=r.url("ANTHROPIC_BASE_URL"),
+            database_url=r.database_url("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            strategy_model=r.text("STRATEGY_MODEL") or cls.strategy_model,
+            examples_model=r.text("EXAMPLES_MODEL") or cls.examples_model,
+            review_model=r.text("REVIEW_MODEL") or cls.review_model,
+            strategy_effort=r.choice("STRATEGY_EFFORT", EFFORTS) or cls.strategy_effort,
+            admins=frozenset((r.text("ORCHESTRATE_ADMINS") or "").replace(",", " ").split()),
+            max_question_chars=r.parse("ORCHESTRATE_MAX_QUESTION_CHARS", _positive_int, 2000),
+            max_concurrent_calls=r.parse("ORCHESTRATE_MAX_CONCURRENT_CALLS", _positive_int, 16),
+            call_timeout_s=r.parse("ORCHESTRATE_CALL_TIMEOUT_S", _positive_float, 120.0),
+            anthropic_max_retries=r.parse("ANTHROPIC_MAX_RETRIES", _non_negative_int, 2),
+            prices_file=r.parse("PRICES_FILE", _existing_file, None),
+            ledger_store_questions=r.parse("LEDGER_STORE_QUESTIONS", _boolean, True),
+            budget_user_daily_usd=r.parse("BUDGET_USER_DAILY_USD", _dollars, None),
+            budget_workspace_monthly_usd=r.parse("BUDGET_WORKSPACE_MONTHLY_USD", _dollars, None),
+            log_level=r.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")) or "INFO",
+        )
+
+    def require(self, *names: str) -> None:
+        """Fail with one message naming every variable in `names` that is unset."""
+        missing = [n for n in names if not getattr(self, n.lower(), None)]
+        if missing:
+            raise SettingsError(
+                f"{', '.join(missing)} must be set for this command "
+                "(see README.md, 'Configuration')."
+            )
+
+    def __repr__(self) -> str:
+        # Secrets never reach a log line through a repr.
+        return f"Settings(slack_api_url={self.slack_api_url!r}, models={self.models!r})"
+
+    @property
+    def models(self) -> tuple[str, str, str]:
+        return (self.strategy_model, self.examples_model, self.review_model)
+
+
+def _merged(env: Mapping[str, str], dotenv: Path | None) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if dotenv is not None and dotenv.is_file():
+        values.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+    values.update(env)
+    return values
+
+
+class _Reader:
+    """Reads one variable at a time; every failure names its variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def text(self, name: str) -> str | None:
+        value = self._env.get(name, "").strip()
+        return value or None
+
+    def parse(self, name: str, parser: Callable[[str], T], default: T) -> T:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            return parser(raw)
+        except (ValueError, InvalidOperation) as exc:
+            raise SettingsError(f"{name}={raw!r} is not valid: {exc}") from None
+
+    def choice(self, name: str, options: tuple[str, ...]) -> str | None:
+        def pick(raw: str) -> str:
+            if raw not in options:
+                raise ValueError(f"use one of {', '.join(options)}")
+            return raw
+
+        return self.parse(name, pick, None)
+
+    def url(self, name: str) -> str | None:
+        def check(raw: str) -> str:
+            if not raw.startswith(("http://", "https://")):
+                raise ValueError("set an http:// or https:// URL")
+            return raw
+
+        return self.parse(name, check, None)
+
+    def database_url(self, name: str) -> str | None:
+        def check(raw: str) -> str:
+            if not raw.startswith(("sqlite:///", "postgresql://", "postgres://")):
+                raise ValueError("use sqlite:///path/to/file.db or postgresql://user@host/db")
+            return raw
+
+        return self.parse(name, check, None)
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("set a whole number above 0")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("set a whole number, 0 or more")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("set a number of seconds above 0")
+    return value
+
+
+def _boolean(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("set true or false")
+
+
+def _existing_file(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_file():
+        raise ValueError("no such file")
+    return path
+
+
+def _dollars(raw: str) -> Decimal:
+    value = Decimal(raw)
+    if not value.is_finite() or value < 0:
+        raise ValueError("set an amount in US dollars, 0 or more, like 25 or 12.50")
+    return value
