@@ -134,6 +134,7 @@ class RunFailed:
     reason: str
     cost: CostSummary
     elapsed_s: float
+    interrupted: bool = False
 
 
 Event = (

@@ -22,6 +22,7 @@ T = TypeVar("T")
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_URL = "sqlite:///orchestrate.db"
+DEFAULT_MODELS = ("claude-opus-5-5", "claude-haiku-5-5", "claude-sonnet-5-5")
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
 
 
@@ -40,9 +41,9 @@ class Settings:
     anthropic_api_key: str | None = None
     anthropic_base_url: str | None = None
     database_url: str = DEFAULT_DATABASE_URL
-    strategy_model: str = "claude-opus-5-5"
-    examples_model: str = "claude-haiku-5-5"
-    review_model: str = "claude-sonnet-5-5"
+    strategy_model: str = DEFAULT_MODELS[0]
+    examples_model: str = DEFAULT_MODELS[1]
+    review_model: str = DEFAULT_MODELS[2]
     strategy_effort: str = "low"
     admins: frozenset[str] = field(default_factory=frozenset)
     max_question_chars: int = 2000
@@ -70,10 +71,10 @@ class Settings:
             anthropic_api_key=r.text("ANTHROPIC_API_KEY"),
             anthropic_base_url=r.url("ANTHROPIC_BASE_URL"),
             database_url=r.database_url("DATABASE_URL") or DEFAULT_DATABASE_URL,
-            strategy_model=r.text("STRATEGY_MODEL") or cls.strategy_model,
-            examples_model=r.text("EXAMPLES_MODEL") or cls.examples_model,
-            review_model=r.text("REVIEW_MODEL") or cls.review_model,
-            strategy_effort=r.choice("STRATEGY_EFFORT", EFFORTS) or cls.strategy_effort,
+            strategy_model=r.text("STRATEGY_MODEL") or DEFAULT_MODELS[0],
+            examples_model=r.text("EXAMPLES_MODEL") or DEFAULT_MODELS[1],
+            review_model=r.text("REVIEW_MODEL") or DEFAULT_MODELS[2],
+            strategy_effort=r.choice("STRATEGY_EFFORT", EFFORTS) or "low",
             admins=frozenset((r.text("ORCHESTRATE_ADMINS") or "").replace(",", " ").split()),
             max_question_chars=r.parse("ORCHESTRATE_MAX_QUESTION_CHARS", _positive_int, 2000),
             max_concurrent_calls=r.parse("ORCHESTRATE_MAX_CONCURRENT_CALLS", _positive_int, 16),

@@ -1,0 +1,79 @@
+"""The process's owned resources, opened together and closed in reverse.
+
+`open_services(settings)` builds everything a running bot needs (price table, ledger,
+Claude client, pipeline, Slack Web API client and poster, run registry) and, on exit,
+drains runs in flight before closing what they use. Both serving modes and the demo go
+through it, so nothing is a module-level singleton and shutdown is the same everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.claude import Claude
+from bot.ledger import Ledger, open_ledger
+from bot.pipeline import Pipeline
+from bot.pricing import PriceTable
+from bot.runs import Runs
+from bot.settings import Settings
+from bot.slack_post import Poster
+
+log = logging.getLogger(__name__)
+# Slack 429s are retried (they never posted); more than the default single retry, so a
+# burst from several runs in one channel is absorbed rather than dropped.
+SLACK_RATE_LIMIT_RETRIES = 6
+DRAIN_GRACE_S = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    prices: PriceTable
+    ledger: Ledger
+    claude: Claude
+    pipeline: Pipeline
+    client: AsyncWebClient
+    poster: Poster
+    runs: Runs
+
+
+@contextlib.asynccontextmanager
+async def open_services(
+    settings: Settings, *, drain_grace_s: float = DRAIN_GRACE_S
+) -> AsyncIterator[Services]:
+    prices = PriceTable.load(settings.prices_file)
+    async with contextlib.AsyncExitStack() as stack:
+        ledger = await stack.enter_async_context(open_ledger(settings.database_url))
+        interrupted = await ledger.mark_interrupted()
+        if interrupted:
+            log.warning(
+                "marked %d runs left running by a previous process as interrupted", interrupted
+            )
+        claude = Claude.from_settings(settings, price=prices.cost)
+        stack.push_async_callback(claude.aclose)
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        client = slack_client(settings, session)
+        poster = Poster(client)
+        pipeline = Pipeline(claude, settings=settings, prices=prices)
+        runs = Runs(pipeline=pipeline, ledger=ledger, poster=poster, settings=settings)
+        # Registered last, so it runs first: runs finish while their resources are open.
+        stack.push_async_callback(runs.drain, drain_grace_s)
+        yield Services(settings, prices, ledger, claude, pipeline, client, poster, runs)
+
+
+def slack_client(
+    settings: Settings, session: aiohttp.ClientSession | None = None
+) -> AsyncWebClient:
+    return AsyncWebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_url,
+        session=session,
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=SLACK_RATE_LIMIT_RETRIES)],
+    )

@@ -1,0 +1,110 @@
+"""Posting to Slack without bursts, drops or duplicates.
+
+`Poster` wraps the `AsyncWebClient` for the messages a run writes. Posts to one channel go
+one at a time through a per-channel token bucket (Slack allows about one message a second
+per channel, with short bursts), so parallel examples never burst into 429s. A 429 that
+still happens is retried by the client's `AsyncRateLimitErrorRetryHandler` (honouring
+`Retry-After`), never dropped. `msg_too_long` is recovered by splitting the fallback text.
+Connection errors are *not* retried: Slack may already have posted, and a duplicate is
+worse than a gap that the log names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from blocks import OutboundMessage
+
+UNFURL_OFF = {"unfurl_links": False, "unfurl_media": False}
+MIN_SPLIT_CHARS = 500
+
+
+@dataclass
+class _Bucket:
+    """A token bucket: `burst` posts at once, then `rate` a second."""
+
+    rate: float
+    burst: float
+    tokens: float
+    stamp: float = field(default_factory=time.monotonic)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def take(self) -> None:
+        async with self.lock:  # one post at a time per channel, in arrival order
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens < 1:
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+                self.stamp = time.monotonic()
+                self.tokens = 1.0
+            self.tokens -= 1
+
+
+class Poster:
+    """Paced, split-on-overflow posting for one workspace client."""
+
+    def __init__(self, client: AsyncWebClient, *, rate: float = 1.0, burst: int = 3) -> None:
+        self.client = client
+        self._rate = rate
+        self._burst = burst
+        self._buckets: dict[str, _Bucket] = {}
+
+    async def post(
+        self, channel: str, message: OutboundMessage, *, thread_ts: str | None = None
+    ) -> str:
+        """Post one message; returns its `ts` (the first one's, if it had to be split)."""
+        await self._pace(channel)
+        try:
+            response = await self.client.chat_postMessage(
+                channel=channel, thread_ts=thread_ts, **_payload(message), **UNFURL_OFF
+            )
+        except SlackApiError as exc:
+            if _error(exc) != "msg_too_long" or len(message.text) < MIN_SPLIT_CHARS:
+                raise
+            return await self._post_halves(channel, message, thread_ts)
+        return str(response["ts"])
+
+    async def post_all(
+        self, channel: str, messages: Sequence[OutboundMessage], *, thread_ts: str | None = None
+    ) -> list[str]:
+        return [await self.post(channel, m, thread_ts=thread_ts) for m in messages]
+
+    async def update(self, channel: str, ts: str, message: OutboundMessage) -> None:
+        await self.client.chat_update(channel=channel, ts=ts, **_payload(message))
+
+    async def _post_halves(
+        self, channel: str, message: OutboundMessage, thread_ts: str | None
+    ) -> str:
+        # Slack measured the text longer than we did (entities, multi-byte): post it as two
+        # messages, text only, so nothing is lost.
+        text = message.text
+        cut = text.rfind("\n", 0, len(text) // 2) + 1 or len(text) // 2
+        first = await self.post(channel, OutboundMessage(text[:cut], ()), thread_ts=thread_ts)
+        await self.post(channel, OutboundMessage(text[cut:], ()), thread_ts=thread_ts)
+        return first
+
+    async def _pace(self, channel: str) -> None:
+        bucket = self._buckets.get(channel)
+        if bucket is None:
+            bucket = _Bucket(self._rate, self._burst, float(self._burst))
+            self._buckets[channel] = bucket
+        await bucket.take()
+
+
+def _payload(message: OutboundMessage) -> dict[str, Any]:
+    payload: dict[str, Any] = {"text": message.text}
+    if message.blocks:
+        payload["blocks"] = list(message.blocks)
+    return payload
+
+
+def _error(exc: SlackApiError) -> str:
+    return str(exc.response.get("error", "")) if exc.response is not None else ""
