@@ -1,0 +1,267 @@
+"""Block Kit as the Slack sandbox sees it: Slack's limits, and blocks rendered as text.
+
+`block_errors` checks a message's (or an App Home view's) blocks against the limits Slack
+enforces and returns Slack-style messages such as
+``[ERROR] must be less than 3001 characters [json-pointer:/blocks/0/text/text]``; the Web API
+layer turns a non-empty list into ``invalid_blocks`` with the messages in
+``response_metadata.messages``, as Slack does. `render_blocks` turns blocks into the plain
+lines a person would read, for `SlackSandbox.transcript`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MESSAGE_MAX_BLOCKS = 50
+VIEW_MAX_BLOCKS = 100
+SECTION_TEXT_MAX = 3000
+SECTION_FIELDS_MAX = 10
+SECTION_FIELD_TEXT_MAX = 2000
+HEADER_TEXT_MAX = 150
+CONTEXT_ELEMENTS_MAX = 10
+MARKDOWN_TOTAL_MAX = 12000
+ACTIONS_ELEMENTS_MAX = 25
+BLOCK_ID_MAX = 255
+TEXT_TYPES = ("plain_text", "mrkdwn")
+BLOCK_TYPES = frozenset(
+    {
+        "actions",
+        "context",
+        "divider",
+        "file",
+        "header",
+        "image",
+        "input",
+        "markdown",
+        "rich_text",
+        "section",
+        "table",
+        "video",
+    }
+)
+RULE = "─" * 24
+
+
+def error(message: str, pointer: str) -> str:
+    return f"[ERROR] {message} [json-pointer:{pointer}]"
+
+
+def block_errors(
+    blocks: Any, *, max_blocks: int = MESSAGE_MAX_BLOCKS, pointer: str = "/blocks"
+) -> list[str]:
+    """Every limit `blocks` breaks, in Slack's wording; [] when Slack would accept them."""
+    if not isinstance(blocks, list):
+        return [error("must be an array", pointer)]
+    errors: list[str] = []
+    if len(blocks) > max_blocks:
+        errors.append(error(f"no more than {max_blocks} items allowed", pointer))
+    seen_ids: set[str] = set()
+    for index, block in enumerate(blocks):
+        errors += _block_errors(block, f"{pointer}/{index}", seen_ids)
+    markdown_total = sum(
+        len(b.get("text", ""))
+        for b in blocks
+        if isinstance(b, dict) and b.get("type") == "markdown" and isinstance(b.get("text"), str)
+    )
+    if markdown_total > MARKDOWN_TOTAL_MAX:
+        errors.append(
+            error(
+                f"cumulative length of markdown blocks must be at most {MARKDOWN_TOTAL_MAX} "
+                f"characters (got {markdown_total})",
+                pointer,
+            )
+        )
+    return errors
+
+
+def _block_errors(block: Any, pointer: str, seen_ids: set[str]) -> list[str]:
+    if not isinstance(block, dict):
+        return [error("must be an object", pointer)]
+    kind = block.get("type")
+    if kind not in BLOCK_TYPES:
+        return [error(f"unsupported type: {kind}", f"{pointer}/type")]
+    errors = _block_id_errors(block, pointer, seen_ids)
+    checker = _CHECKERS.get(kind)
+    if checker is not None:
+        errors += checker(block, pointer)
+    return errors
+
+
+def _block_id_errors(block: dict[str, Any], pointer: str, seen_ids: set[str]) -> list[str]:
+    block_id = block.get("block_id")
+    if block_id is None or block.get("type") == "markdown":  # Slack drops markdown block_ids
+        return []
+    if not isinstance(block_id, str) or len(block_id) > BLOCK_ID_MAX:
+        return [error(f"must be less than {BLOCK_ID_MAX + 1} characters", f"{pointer}/block_id")]
+    if block_id in seen_ids:
+        return [error(f"duplicate block_id: {block_id}", f"{pointer}/block_id")]
+    seen_ids.add(block_id)
+    return []
+
+
+def _text_errors(
+    text: Any, pointer: str, *, max_len: int, types: tuple[str, ...] = TEXT_TYPES
+) -> list[str]:
+    if not isinstance(text, dict):
+        return [error("must be an object", pointer)]
+    if text.get("type") not in types:
+        return [error("must be a valid enum value", f"{pointer}/type")]
+    body = text.get("text")
+    if not isinstance(body, str) or not body:
+        return [error("must be more than 0 characters", f"{pointer}/text")]
+    if len(body) > max_len:
+        return [error(f"must be less than {max_len + 1} characters", f"{pointer}/text")]
+    return []
+
+
+def _section(block: dict[str, Any], pointer: str) -> list[str]:
+    text, fields = block.get("text"), block.get("fields")
+    if text is None and fields is None:
+        return [error("must provide text or fields", pointer)]
+    errors = [] if text is None else _text_errors(text, f"{pointer}/text", max_len=SECTION_TEXT_MAX)
+    if fields is None:
+        return errors
+    if not isinstance(fields, list):
+        return [*errors, error("must be an array", f"{pointer}/fields")]
+    if len(fields) > SECTION_FIELDS_MAX:
+        errors.append(
+            error(f"no more than {SECTION_FIELDS_MAX} items allowed", f"{pointer}/fields")
+        )
+    for index, field in enumerate(fields):
+        errors += _text_errors(field, f"{pointer}/fields/{index}", max_len=SECTION_FIELD_TEXT_MAX)
+    return errors
+
+
+def _header(block: dict[str, Any], pointer: str) -> list[str]:
+    return _text_errors(
+        block.get("text"), f"{pointer}/text", max_len=HEADER_TEXT_MAX, types=("plain_text",)
+    )
+
+
+def _context(block: dict[str, Any], pointer: str) -> list[str]:
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not elements:
+        return [error("must provide at least 1 item", f"{pointer}/elements")]
+    if len(elements) > CONTEXT_ELEMENTS_MAX:
+        return [error(f"no more than {CONTEXT_ELEMENTS_MAX} items allowed", f"{pointer}/elements")]
+    errors: list[str] = []
+    for index, element in enumerate(elements):
+        if isinstance(element, dict) and element.get("type") == "image":
+            continue
+        errors += _text_errors(element, f"{pointer}/elements/{index}", max_len=SECTION_TEXT_MAX)
+    return errors
+
+
+def _markdown(block: dict[str, Any], pointer: str) -> list[str]:
+    text = block.get("text")
+    if not isinstance(text, str) or not text:
+        return [error("must be more than 0 characters", f"{pointer}/text")]
+    return []
+
+
+def _actions(block: dict[str, Any], pointer: str) -> list[str]:
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not elements:
+        return [error("must provide at least 1 item", f"{pointer}/elements")]
+    if len(elements) > ACTIONS_ELEMENTS_MAX:
+        return [error(f"no more than {ACTIONS_ELEMENTS_MAX} items allowed", f"{pointer}/elements")]
+    return []
+
+
+def _rich_text(block: dict[str, Any], pointer: str) -> list[str]:
+    if not isinstance(block.get("elements"), list):
+        return [error("must be an array", f"{pointer}/elements")]
+    return []
+
+
+_CHECKERS = {
+    "section": _section,
+    "header": _header,
+    "context": _context,
+    "markdown": _markdown,
+    "actions": _actions,
+    "rich_text": _rich_text,
+}
+
+
+# ---------------------------------------------------------------- rendering as text
+
+
+def render_blocks(blocks: list[dict[str, Any]]) -> list[str]:
+    """The lines a reader sees for these blocks, in order."""
+    lines: list[str] = []
+    for block in blocks:
+        lines += _render_block(block)
+    return lines
+
+
+def _render_block(block: dict[str, Any]) -> list[str]:
+    kind = block.get("type")
+    if kind == "header":
+        return [f"# {_text(block.get('text'))}"]
+    if kind == "section":
+        lines = _text(block.get("text")).splitlines() if block.get("text") else []
+        return lines + [_text(f) for f in block.get("fields") or []]
+    if kind == "markdown":
+        return str(block.get("text", "")).splitlines()
+    if kind == "context":
+        return [" · ".join(_element(e) for e in block.get("elements") or [])]
+    if kind == "divider":
+        return [RULE]
+    if kind == "rich_text":
+        return _rich_text_lines(block.get("elements") or [])
+    if kind == "actions":
+        return [" ".join(_element(e) for e in block.get("elements") or [])]
+    if kind == "image":
+        return [f"[image: {block.get('alt_text', '')}]"]
+    return [f"[{kind} block]"]
+
+
+def _text(obj: Any) -> str:
+    return str(obj.get("text", "")) if isinstance(obj, dict) else ""
+
+
+def _element(element: dict[str, Any]) -> str:
+    kind = element.get("type")
+    if kind in TEXT_TYPES:
+        return _text(element)
+    if kind == "image":
+        return f"[image: {element.get('alt_text', '')}]"
+    if kind == "button":
+        return f"[{_text(element.get('text'))}]"
+    return f"[{kind}]"
+
+
+def _rich_text_lines(elements: list[dict[str, Any]]) -> list[str]:
+    lines: list[str] = []
+    for element in elements:
+        kind = element.get("type")
+        if kind == "rich_text_list":
+            ordered = element.get("style") == "ordered"
+            for n, item in enumerate(element.get("elements") or [], start=1):
+                bullet = f"{n}. " if ordered else "• "
+                lines.append(bullet + _inline(item))
+        elif kind == "rich_text_preformatted":
+            lines += ["```", *_inline(element).splitlines(), "```"]
+        elif kind == "rich_text_quote":
+            lines += [f"> {line}" for line in _inline(element).splitlines()]
+        else:
+            lines += _inline(element).splitlines()
+    return lines
+
+
+def _inline(container: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for item in container.get("elements") or []:
+        kind = item.get("type")
+        if kind == "text":
+            parts.append(str(item.get("text", "")))
+        elif kind == "link":
+            parts.append(str(item.get("text") or item.get("url", "")))
+        elif kind == "user":
+            parts.append(f"<@{item.get('user_id')}>")
+        elif kind == "emoji":
+            parts.append(f":{item.get('name')}:")
+        elif kind == "channel":
+            parts.append(f"<#{item.get('channel_id')}>")
+    return "".join(parts)
