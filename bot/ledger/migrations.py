@@ -1,0 +1,180 @@
+"""Versioned schema of the ledger: ordered SQL steps per backend, applied once each at start.
+
+A database records the versions it has in `schema_version`; `pending` returns the steps above
+the highest one, which the backend applies in one locked transaction (both SQLite and
+PostgreSQL have transactional DDL, so a step is all or nothing and two processes starting at
+once cannot both apply it). A database newer than this build is refused rather than misread.
+Never edit a released step: append a new one.
+
+Layout (both backends): `runs` carries per-run running totals (cost, all-strategy cost, calls,
+unpriced calls) kept in step with `calls` by `record_call`, so budget checks, daily totals and
+top users/channels read runs only; `calls` repeats its run's team, user and start time so the
+by-model and by-role aggregates scan one index range without a join.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.ledger.types import LedgerError
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+SCHEMA_VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_version ("
+    " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+)
+
+_STATUSES = "('running', 'finished', 'failed', 'interrupted', 'refused')"
+
+# SQLite keeps times as REAL Unix seconds (UTC): cheap to compare, index and bucket by day.
+SQLITE: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "runs, calls, budget alerts",
+        (
+            f"""CREATE TABLE runs (
+                id TEXT PRIMARY KEY,
+                team_id TEXT NOT NULL,
+                channel_id TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                question_chars INTEGER NOT NULL,
+                question TEXT,
+                status TEXT NOT NULL CHECK (status IN {_STATUSES}),
+                started_at REAL NOT NULL,
+                finished_at REAL,
+                elapsed_s REAL,
+                thread_channel TEXT,
+                thread_ts TEXT,
+                reserved_nanos INTEGER NOT NULL DEFAULT 0,
+                cost_nanos INTEGER NOT NULL DEFAULT 0,
+                strategy_nanos INTEGER NOT NULL DEFAULT 0,
+                calls INTEGER NOT NULL DEFAULT 0,
+                unpriced_calls INTEGER NOT NULL DEFAULT 0,
+                strategy_unpriced_calls INTEGER NOT NULL DEFAULT 0,
+                error TEXT
+            )""",
+            "CREATE INDEX runs_team_time ON runs (team_id, started_at)",
+            "CREATE INDEX runs_team_user_time ON runs (team_id, user_id, started_at)",
+            "CREATE INDEX runs_running ON runs (started_at) WHERE status = 'running'",
+            """CREATE TABLE calls (
+                id INTEGER PRIMARY KEY,
+                run_id TEXT NOT NULL REFERENCES runs (id),
+                team_id TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                run_started_at REAL NOT NULL,
+                role TEXT NOT NULL,
+                model TEXT NOT NULL,
+                request_id TEXT,
+                component_index INTEGER,
+                input_tokens INTEGER NOT NULL,
+                output_tokens INTEGER NOT NULL,
+                cache_write_5m_tokens INTEGER NOT NULL,
+                cache_write_1h_tokens INTEGER NOT NULL,
+                cache_read_tokens INTEGER NOT NULL,
+                thinking_tokens INTEGER NOT NULL,
+                cost_nanos INTEGER,
+                strategy_nanos INTEGER,
+                latency_s REAL NOT NULL,
+                outcome TEXT NOT NULL,
+                error TEXT,
+                created_at REAL NOT NULL
+            )""",
+            "CREATE INDEX calls_run ON calls (run_id)",
+            "CREATE INDEX calls_team_time ON calls (team_id, run_started_at)",
+            "CREATE INDEX calls_team_user_time ON calls (team_id, user_id, run_started_at)",
+            "CREATE INDEX calls_created ON calls (created_at)",
+            """CREATE TABLE budget_alerts (
+                team_id TEXT NOT NULL,
+                month TEXT NOT NULL,
+                threshold INTEGER NOT NULL,
+                claimed_at REAL NOT NULL,
+                PRIMARY KEY (team_id, month, threshold)
+            )""",
+        ),
+    ),
+)
+
+POSTGRES: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "runs, calls, budget alerts",
+        (
+            f"""CREATE TABLE runs (
+                id TEXT PRIMARY KEY,
+                team_id TEXT NOT NULL,
+                channel_id TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                question_chars INTEGER NOT NULL,
+                question TEXT,
+                status TEXT NOT NULL CHECK (status IN {_STATUSES}),
+                started_at TIMESTAMPTZ NOT NULL,
+                finished_at TIMESTAMPTZ,
+                elapsed_s DOUBLE PRECISION,
+                thread_channel TEXT,
+                thread_ts TEXT,
+                reserved_nanos BIGINT NOT NULL DEFAULT 0,
+                cost_nanos BIGINT NOT NULL DEFAULT 0,
+                strategy_nanos BIGINT NOT NULL DEFAULT 0,
+                calls INTEGER NOT NULL DEFAULT 0,
+                unpriced_calls INTEGER NOT NULL DEFAULT 0,
+                strategy_unpriced_calls INTEGER NOT NULL DEFAULT 0,
+                error TEXT
+            )""",
+            "CREATE INDEX runs_team_time ON runs (team_id, started_at)",
+            "CREATE INDEX runs_team_user_time ON runs (team_id, user_id, started_at)",
+            "CREATE INDEX runs_running ON runs (started_at) WHERE status = 'running'",
+            """CREATE TABLE calls (
+                id BIGSERIAL PRIMARY KEY,
+                run_id TEXT NOT NULL REFERENCES runs (id),
+                team_id TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                run_started_at TIMESTAMPTZ NOT NULL,
+                role TEXT NOT NULL,
+                model TEXT NOT NULL,
+                request_id TEXT,
+                component_index INTEGER,
+                input_tokens BIGINT NOT NULL,
+                output_tokens BIGINT NOT NULL,
+                cache_write_5m_tokens BIGINT NOT NULL,
+                cache_write_1h_tokens BIGINT NOT NULL,
+                cache_read_tokens BIGINT NOT NULL,
+                thinking_tokens BIGINT NOT NULL,
+                cost_nanos BIGINT,
+                strategy_nanos BIGINT,
+                latency_s DOUBLE PRECISION NOT NULL,
+                outcome TEXT NOT NULL,
+                error TEXT,
+                created_at TIMESTAMPTZ NOT NULL
+            )""",
+            "CREATE INDEX calls_run ON calls (run_id)",
+            "CREATE INDEX calls_team_time ON calls (team_id, run_started_at)",
+            "CREATE INDEX calls_team_user_time ON calls (team_id, user_id, run_started_at)",
+            "CREATE INDEX calls_created ON calls (created_at)",
+            """CREATE TABLE budget_alerts (
+                team_id TEXT NOT NULL,
+                month TEXT NOT NULL,
+                threshold INTEGER NOT NULL,
+                claimed_at TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (team_id, month, threshold)
+            )""",
+        ),
+    ),
+)
+
+
+def pending(steps: tuple[Migration, ...], current: int) -> tuple[Migration, ...]:
+    """The steps a database at version `current` still needs; refuses one from the future."""
+    latest = steps[-1].version if steps else 0
+    if current > latest:
+        raise LedgerError(
+            f"the ledger database is at schema version {current}, newer than this build "
+            f"knows ({latest}): upgrade orchestrate before pointing it at this database"
+        )
+    return tuple(step for step in steps if step.version > current)

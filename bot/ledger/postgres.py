@@ -1,0 +1,103 @@
+"""PostgreSQL backend: an asyncpg pool, for several bot instances sharing one database.
+
+Write transactions that need to exclude each other across processes (a budget check and its
+reservation; a schema migration) take `pg_advisory_xact_lock` on a key hashed from a name
+(the team id for budgets), which the transaction's end releases; at READ COMMITTED every
+statement after the lock sees what the previous holder committed. Reports run in a read-only
+REPEATABLE READ transaction so their several queries see one snapshot. The shared SQL uses
+`?` placeholders, numbered here into asyncpg's `$1, $2, …`. Add `?search_path=schema` to the
+URL to keep the ledger in its own schema (asyncpg passes it as a server setting).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+
+from bot.ledger import migrations
+from bot.ledger.core import Row
+from bot.ledger.periods import utc
+from bot.ledger.types import LedgerError
+
+POOL_MAX_SIZE = 10
+_ROWS_CHANGED = re.compile(r"(\d+)$")
+
+
+@lru_cache(maxsize=256)
+def numbered(sql: str) -> str:
+    """`a = ? AND b = ?` → `a = $1 AND b = $2` (our SQL has no `?` inside literals)."""
+    parts = sql.split("?")
+    return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))
+
+
+class _Conn:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        status: str = await self._conn.execute(numbered(sql), *args)
+        match = _ROWS_CHANGED.search(status)  # "UPDATE 3", "INSERT 0 1", "CREATE TABLE"
+        return int(match.group(1)) if match else 0
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return [tuple(record) for record in await self._conn.fetch(numbered(sql), *args)]
+
+    async def stream(self, sql: str, *args: Any) -> AsyncIterator[Row]:
+        async for record in self._conn.cursor(numbered(sql), *args, prefetch=1000):
+            yield tuple(record)
+
+
+class PostgresDriver:
+    """Connections and transactions for a PostgreSQL database."""
+
+    migrations = migrations.POSTGRES
+    day_sql = "((({col}) AT TIME ZONE 'UTC')::date - DATE '1970-01-01')"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=POOL_MAX_SIZE)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @asynccontextmanager
+    async def write(self, *, lock_key: str | None = None) -> AsyncIterator[_Conn]:
+        async with self._connection().acquire() as conn, conn.transaction():
+            if lock_key is not None:
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", lock_key
+                )
+            yield _Conn(conn)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[_Conn]:
+        pool = self._connection()
+        async with (
+            pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            yield _Conn(conn)
+
+    def _connection(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise LedgerError("the ledger is not open: call `await ledger.open()` first")
+        return self._pool
+
+    def to_db_time(self, moment: datetime) -> datetime:
+        return utc(moment)
+
+    def from_db_time(self, value: Any) -> datetime:
+        if not isinstance(value, datetime):
+            raise LedgerError(f"expected a timestamp from PostgreSQL, got {value!r}")
+        return value.astimezone(UTC)

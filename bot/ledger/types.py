@@ -1,0 +1,159 @@
+"""The ledger's vocabulary: run statuses, budget decisions, cost reports, and money in nanos.
+
+Every figure the ledger returns is one of these frozen dataclasses, shared by both backends
+so that callers (the Slack edge, App Home, the operator CLI) never see a database row. Money
+is stored as integer nano-dollars: every list price has at most three decimals per million
+tokens, so a call's cost is a whole number of nano-dollars and sums stay exact in SQLite's
+64-bit integers (up to $9.2 billion) as in PostgreSQL; it comes back out as `Decimal` dollars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Literal
+
+from bot.events import ModelCost
+from bot.pricing import format_usd
+
+RunStatus = Literal["running", "finished", "failed", "interrupted", "refused"]
+EndStatus = Literal["finished", "failed", "interrupted"]
+BudgetName = Literal["user_daily", "workspace_monthly"]
+TOP_N = 5
+
+
+class LedgerError(RuntimeError):
+    """The ledger cannot do what was asked (unknown run, schema from a newer build, bad URL)."""
+
+
+def to_nanos(dollars: Decimal) -> int:
+    """Whole nano-dollars; list prices make this exact, anything finer rounds half-up."""
+    return int(dollars.scaleb(9).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def from_nanos(nanos: int) -> Decimal:
+    return Decimal(nanos).scaleb(-9)
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """One run as the ledger holds it, with the running totals of its calls."""
+
+    id: str
+    team_id: str
+    channel_id: str
+    user_id: str
+    question_chars: int
+    question: str | None
+    status: RunStatus
+    started_at: datetime
+    finished_at: datetime | None
+    elapsed_s: float | None
+    thread_channel: str | None
+    thread_ts: str | None
+    reserved_usd: Decimal
+    cost_usd: Decimal
+    calls: int
+    unpriced_calls: int
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A run admitted under its budgets; `worst_case_usd` stays held until the run ends."""
+
+    run_id: str
+    worst_case_usd: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRefusal:
+    """A run refused before any model call, with the figures that explain why.
+
+    `spent_usd` is what calls have cost so far in the budget's period; `reserved_usd` is what
+    runs still in progress hold on top of that (their reservation beyond their cost so far).
+    """
+
+    run_id: str
+    budget: BudgetName
+    limit_usd: Decimal
+    spent_usd: Decimal
+    reserved_usd: Decimal
+    worst_case_usd: Decimal
+
+    @property
+    def left_usd(self) -> Decimal:
+        return max(Decimal(0), self.limit_usd - self.spent_usd - self.reserved_usd)
+
+    @property
+    def message(self) -> str:
+        which = "your daily" if self.budget == "user_daily" else "this workspace's monthly"
+        return (
+            f"This run could cost up to {format_usd(self.worst_case_usd)}, but {which} budget "
+            f"of {format_usd(self.limit_usd)} has {format_usd(self.left_usd)} left "
+            f"({format_usd(self.spent_usd)} spent, {format_usd(self.reserved_usd)} held by "
+            "runs in progress). Try a shorter question later, or ask an admin to raise it."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RoleCost:
+    role: str
+    calls: int
+    cost_usd: Decimal
+    unpriced_calls: int
+
+
+@dataclass(frozen=True, slots=True)
+class Spender:
+    """A user or channel among the top spenders of a period."""
+
+    id: str
+    runs: int
+    cost_usd: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class DayCost:
+    day: date
+    runs: int
+    cost_usd: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CostReport:
+    """Spending of a team (or of one user in it) over [since, until), by run start time.
+
+    `total_usd` sums the priced calls; `unpriced_calls` counts the others, which a renderer
+    must show beside the total (a period's report is not blanked by one unknown model, but it
+    never passes an unknown cost off as $0). The all-strategy-model figure covers the same
+    priced calls, so the saving compares like with like; it is None when the strategy model
+    itself is unpriced.
+    """
+
+    team_id: str | None
+    user_id: str | None
+    since: datetime
+    until: datetime
+    runs: int
+    refused_runs: int
+    calls: int
+    total_usd: Decimal
+    unpriced_calls: int
+    by_model: tuple[ModelCost, ...]
+    by_role: tuple[RoleCost, ...]
+    top_users: tuple[Spender, ...]
+    top_channels: tuple[Spender, ...]
+    strategy_model: str
+    all_strategy_model_usd: Decimal | None
+
+    @property
+    def average_per_run_usd(self) -> Decimal | None:
+        return self.total_usd / self.runs if self.runs else None
+
+    @property
+    def saving_pct(self) -> Decimal | None:
+        if not self.all_strategy_model_usd:
+            return None
+        return (1 - self.total_usd / self.all_strategy_model_usd) * 100
