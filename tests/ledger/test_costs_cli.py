@@ -1,0 +1,129 @@
+"""The operator's `costs` command and the period parser the Slack command shares."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot.costs_cli import costs_command
+from bot.ledger import open_ledger, parse_period
+from bot.settings import Settings
+from bot.usage import CallRecord, TokenUsage
+
+NOW = datetime(2026, 11, 18, 15, 30, tzinfo=UTC)
+EARLIER = NOW - timedelta(minutes=5)  # periods end at now, exclusive
+
+
+def utc(year: int, month: int, day: int) -> datetime:
+    return datetime(year, month, day, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "since"),
+    [
+        ("today", utc(2026, 11, 18)),
+        ("week", utc(2026, 11, 12)),
+        ("month", utc(2026, 11, 1)),
+        ("1d", utc(2026, 11, 18)),
+        ("7d", utc(2026, 11, 12)),
+        ("30d", utc(2026, 10, 20)),
+        (" Month ", utc(2026, 11, 1)),
+        ("2026-09-30", utc(2026, 9, 30)),
+    ],
+)
+def test_periods_run_from_a_utc_midnight_to_now(text: str, since: datetime) -> None:
+    assert parse_period(text, NOW) == (since, NOW)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("yesterday", "is not a period"),
+        ("0d", "out of range"),
+        ("99999d", "is not a period"),
+        ("2026-12-01", "in the future"),
+        ("", "is not a period"),
+    ],
+)
+def test_bad_periods_say_what_to_type(text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem) as caught:
+        parse_period(text, NOW)
+    assert "today, week, month" in str(caught.value) or "1d to" in str(caught.value)
+
+
+@pytest.fixture
+async def settings(tmp_path: Path) -> Settings:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    async with open_ledger(url) as ledger:
+        for team, user, model, cost in (
+            ("T1", "U1", "claude-opus-5-5", "0.044"),
+            ("T2", "U9", "claude-haiku-5-5", "0.00065"),
+            ("T2", "U9", "claude-mystery-9", None),
+        ):
+            run_id = await ledger.start_run(
+                team_id=team, channel_id="C1", user_id=user, question="q", now=EARLIER
+            )
+            await ledger.record_call(
+                run_id,
+                CallRecord(
+                    role="plan",
+                    model=model,
+                    usage=TokenUsage(input_tokens=1_000, output_tokens=2_000),
+                    cost_usd=None if cost is None else Decimal(cost),
+                    latency_s=1.0,
+                    outcome="ok",
+                ),
+                now=EARLIER,
+            )
+    return Settings.from_env({"DATABASE_URL": url}, dotenv=None)
+
+
+async def test_summary_covers_every_workspace_and_flags_unpriced(settings: Settings) -> None:
+    out = io.StringIO()
+
+    assert await costs_command(settings, since="today", csv=False, out=out, now=NOW) == 0
+
+    text = out.getvalue()
+    assert "Total      $0.0447 + 1 unpriced calls" in text
+    assert "Runs       3 (0 refused by budgets), 3 calls" in text
+    assert "claude-mystery-9" in text and "unpriced" in text
+    assert [line.split()[0] for line in text.splitlines() if line.startswith("U")] == [
+        "U1",
+        "U9",
+    ]
+
+
+async def test_csv_lists_every_call_since_the_period_start(settings: Settings) -> None:
+    out = io.StringIO()
+
+    assert await costs_command(settings, since="7d", csv=True, out=out, now=NOW) == 0
+
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("call_id,created_at,run_id,team_id")
+    assert len(lines) == 4
+
+
+async def test_a_bad_period_exits_2_with_the_reason_on_stderr(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = io.StringIO()
+
+    assert await costs_command(settings, since="fortnight", csv=False, out=out, now=NOW) == 2
+
+    assert out.getvalue() == ""
+    assert "'fortnight' is not a period" in capsys.readouterr().err
+
+
+async def test_an_unreachable_database_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    settings = Settings.from_env(
+        {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}, dotenv=None
+    )
+
+    code = await costs_command(settings, since="today", csv=False, out=io.StringIO(), now=NOW)
+
+    assert code == 1
+    assert "cannot read the ledger" in capsys.readouterr().err
