@@ -24,18 +24,19 @@ Add more with `workspace.add_user`, `workspace.add_channel` and `workspace.add_i
 from __future__ import annotations
 
 import json
-import time
 from types import TracebackType
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from bot.sandbox.slack_chat import ChatMethods
+from bot.sandbox.slack_control import control_routes
 from bot.sandbox.slack_methods import OtherMethods
 from bot.sandbox.slack_payloads import (
+    command_response,
     event_callback,
     form_body,
+    post_signed,
     signature_headers,
     slash_command_payload,
 )
@@ -137,9 +138,7 @@ class SlackSandbox:
         app.router.add_route("*", "/api/{method}", self.web_api.handle)
         app.router.add_get("/socket-mode/link/", self.socket.handle)
         app.router.add_post("/commands/{team}/{serial}/{secret}", self.response_urls.handle)
-        app.router.add_post("/_sandbox/slash", self._control_slash)
-        app.router.add_get("/_sandbox/transcript/{channel_id}", self._control_transcript)
-        app.router.add_post("/_sandbox/fail_next", self._control_fail_next)
+        app.add_routes(control_routes(self))
         return app
 
     # ------------------------------------------------------------ Web API bookkeeping
@@ -277,13 +276,13 @@ class SlackSandbox:
         entry = self.response_urls.issue(channel=channel_id, user=user_id)
         body = form_body(self._command_payload(entry, text, user_id, channel_id, command))
         headers = self.signed_request(body, timestamp=timestamp, secret=secret)
-        status, text_body, content_type, latency = await _post(url, body, headers)
+        status, text_body, content_type, latency = await post_signed(url, body, headers)
         if latency > self.socket.ack_timeout_s:
             self._operation_failed(entry, command, "operation_timeout")
         elif status != 200:
             self._operation_failed(entry, command, "dispatch_failed")
         else:
-            self._show_command_response(entry, _response_payload(text_body, content_type))
+            self._show_command_response(entry, command_response(text_body, content_type))
         return status, text_body, latency
 
     async def post_event_http(
@@ -298,13 +297,13 @@ class SlackSandbox:
         payload = event_callback(self.workspace, event)
         if event_id is not None:
             payload["event_id"] = event_id
-        body = _json_dumps(payload)
+        body = json.dumps(payload, separators=(",", ":"))
         headers = self.signed_request(body, content_type="application/json")
         if retry_num:
             headers.update(
                 {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
             )
-        status, text_body, _, latency = await _post(url, body, headers)
+        status, text_body, _, latency = await post_signed(url, body, headers)
         return status, text_body, latency
 
     # ------------------------------------------------------------ reading the workspace
@@ -365,68 +364,3 @@ class SlackSandbox:
         self.response_urls.show_ephemeral(
             entry, f'{command} failed with the error "{error}"', [], source="slack"
         )
-
-    # ------------------------------------------------------------ control API
-
-    async def _control_slash(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        try:
-            ack = await self.send_slash_command(
-                text=str(body.get("text", "")),
-                user_id=body.get("user_id", "U0ALICE"),
-                channel_id=body.get("channel_id", "C0GENERAL"),
-                command=body.get("command", "/orchestrate"),
-            )
-        except (RuntimeError, ValueError) as exc:
-            return web.json_response({"ok": False, "error": str(exc)}, status=409)
-        return web.json_response(
-            {
-                "ok": True,
-                "envelope_id": ack.envelope_id,
-                "payload": ack.payload,
-                "latency_s": ack.latency_s,
-                "timed_out": ack.timed_out,
-            }
-        )
-
-    async def _control_transcript(self, request: web.Request) -> web.Response:
-        try:
-            return web.Response(text=self.transcript(request.match_info["channel_id"]))
-        except KeyError as exc:
-            return web.Response(status=404, text=f"{exc}\n")
-
-    async def _control_fail_next(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.fail_next(
-            str(body["method"]),
-            error=body.get("error"),
-            status=int(body.get("status", 200)),
-            retry_after=body.get("retry_after"),
-            times=int(body.get("times", 1)),
-        )
-        return web.json_response({"ok": True})
-
-
-async def _post(url: str, body: str, headers: dict[str, str]) -> tuple[int, str, str, float]:
-    started = time.monotonic()
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url, data=body.encode(), headers=headers) as response,
-    ):
-        text = await response.text()
-        return response.status, text, response.content_type, time.monotonic() - started
-
-
-def _response_payload(body: str, content_type: str) -> dict[str, Any]:
-    """What Slack shows for an HTTP command response: JSON fields, or plain text as text."""
-    if content_type == "application/json":
-        try:
-            parsed = json.loads(body)
-        except json.JSONDecodeError:
-            return {}
-        return parsed if isinstance(parsed, dict) else {}
-    return {"text": body} if body.strip() else {}
-
-
-def _json_dumps(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, separators=(",", ":"))

@@ -1,5 +1,5 @@
 """What Slack sends to an app, built from the sandbox workspace: slash command payloads,
-Events API callbacks, and the v0 request signature used in HTTP mode.
+Events API callbacks, the v0 request signature and the signed POST used in HTTP mode.
 
 The same slash command payload travels form-encoded over HTTP and as a JSON object inside a
 Socket Mode envelope, as it does from Slack. `channel_name` follows Slack's quirk of reading
@@ -11,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+import json
 import secrets
 import time
 from typing import Any
 from urllib.parse import urlencode
+
+import aiohttp
 
 from bot.sandbox.slack_workspace import Channel, Workspace
 
@@ -101,3 +104,25 @@ def signature_headers(
         "X-Slack-Request-Timestamp": str(ts),
         "X-Slack-Signature": f"v0={digest}",
     }
+
+
+async def post_signed(url: str, body: str, headers: dict[str, str]) -> tuple[int, str, str, float]:
+    """POST to the app as Slack does; (status, body, content type, seconds taken)."""
+    started = time.monotonic()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=body.encode(), headers=headers) as response,
+    ):
+        text = await response.text()
+        return response.status, text, response.content_type, time.monotonic() - started
+
+
+def command_response(body: str, content_type: str) -> dict[str, Any]:
+    """What Slack shows for an HTTP command response: JSON fields, or plain text as text."""
+    if content_type == "application/json":
+        try:
+            parsed = json.loads(body)
+        except json.JSONDecodeError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+    return {"text": body} if body.strip() else {}

@@ -167,8 +167,11 @@ class WebApi:
     async def handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         at = time.monotonic()
-        args, token, warnings = await _read_request(request)
+        args: dict[str, Any] = dict(request.query)
+        token: str | None = None
+        warnings: list[str] = []
         try:
+            args, token, warnings = await _read_request(request)
             body = self._dispatch(method, args, token, warnings)
             status, headers = 200, {}
         except ApiError as exc:
@@ -256,7 +259,10 @@ async def _read_request(request: web.Request) -> tuple[dict[str, Any], str | Non
     if raw and content_type.startswith("application/json"):
         if "charset" not in content_type:
             warnings.append("missing_charset")
-        parsed = json.loads(raw)
+        try:
+            parsed = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError("invalid_json") from None
         if isinstance(parsed, dict):
             # Slack ignores a token inside a JSON body: JSON callers must use the header.
             parsed.pop("token", None)

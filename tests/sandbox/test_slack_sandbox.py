@@ -727,3 +727,42 @@ async def _control_slash_and_transcript(slack: SlackSandbox) -> tuple[dict[str, 
             ack = await r.json()
         async with session.get(f"{slack.base_url}/_sandbox/transcript/C0GENERAL") as r:
             return ack, await r.text()
+
+
+async def test_malformed_json_bodies_are_refused_not_crashed_on(slack: SlackSandbox) -> None:
+    headers = {"Authorization": f"Bearer {slack.bot_token}", "Content-Type": "application/json"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{slack.api_url}auth.test", data=b"{nope", headers=headers) as response,
+    ):
+        assert (response.status, await response.json()) == (
+            200,
+            {"ok": False, "error": "invalid_json"},
+        )
+
+
+async def test_json_without_a_charset_gets_slacks_warning(slack: SlackSandbox) -> None:
+    headers = {"Authorization": f"Bearer {slack.bot_token}", "Content-Type": "application/json"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{slack.api_url}auth.test", data=b"{}", headers=headers) as response,
+    ):
+        body = await response.json()
+    assert (body["ok"], body["warning"]) == (True, "missing_charset")
+    assert body["response_metadata"]["warnings"] == ["missing_charset"]
+
+
+async def test_transcript_keeps_a_deleted_parent_with_replies_and_shows_broadcasts(
+    client: AsyncWebClient, slack: SlackSandbox
+) -> None:
+    parent = await client.chat_postMessage(channel="G0TEAM", text="parent")
+    await client.chat_postMessage(
+        channel="G0TEAM", text="loud reply", thread_ts=parent["ts"], reply_broadcast=True
+    )
+    await client.chat_delete(channel="G0TEAM", ts=parent["ts"])
+    assert slack.transcript("G0TEAM") == (
+        "#team-private\n"
+        "This message was deleted.\n"
+        "    orchestrate: loud reply\n"
+        "orchestrate (replied to a thread): loud reply\n"
+    )
