@@ -6,7 +6,8 @@ key and the body like the API, answers each pipeline role deterministically
 (`claude_content`), prices usage with thinking and prompt caching (`claude_usage`), and
 paces answers with a deterministic `LatencyModel`. Tests inject faults with `add_rule`
 (or `POST /_sandbox/rules` from another process) and inspect every call in `requests`.
-The wire details live in `claude_wire`; this module owns the server, rules and records.
+The wire format lives in `claude_wire`, latency, rules and records in `claude_rules`;
+this module owns the server and the order in which a call is checked, delayed and answered.
 """
 
 from __future__ import annotations
@@ -89,7 +90,9 @@ class _Call:
 class ClaudeSandbox:
     """The Messages API on 127.0.0.1: start it, point `AsyncAnthropic(base_url=...)` at it."""
 
-    def __init__(self, *, api_key: str = "sk-ant-sandbox", latency: LatencyModel | None = None):
+    def __init__(
+        self, *, api_key: str = "sk-ant-sandbox", latency: LatencyModel | None = None
+    ) -> None:
         self.api_key = api_key
         self.latency = latency or LatencyModel()
         self.requests: list[RecordedRequest] = []
@@ -107,6 +110,7 @@ class ClaudeSandbox:
         return self._base_url
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._closing = asyncio.Event()  # a restarted sandbox paces again
         app = web.Application(middlewares=[self._api_errors], client_max_size=64 * 1024**2)
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
@@ -177,7 +181,7 @@ class ClaudeSandbox:
             kind = "not_found_error" if exc.status == 404 else "invalid_request_error"
             return _error_response(ApiError(exc.status, kind, exc.reason), _request_id())
 
-    def _begin(self, request: web.Request, endpoint: str) -> RecordedRequest:
+    def _begin(self, endpoint: str) -> RecordedRequest:
         record = RecordedRequest(endpoint, _request_id(), time.monotonic())
         self.requests.append(record)
         return record
@@ -204,7 +208,7 @@ class ClaudeSandbox:
     # -- /v1/messages --------------------------------------------------------------------
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
-        record = self._begin(request, "messages")
+        record = self._begin("messages")
         try:
             self._authorize(request)
             raw = await self._body(request, record)
@@ -327,7 +331,7 @@ class ClaudeSandbox:
     # -- /v1/messages/count_tokens -------------------------------------------------------
 
     async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
-        record = self._begin(request, "count_tokens")
+        record = self._begin("count_tokens")
         try:
             self._authorize(request)
             body = await self._body(request, record)

@@ -241,8 +241,8 @@ def sse_events(reply: Reply, *, message_id: str) -> list[SseEvent]:
     events = [SseEvent("message_start", {"type": "message_start", "message": start})]
     for index, block in enumerate(reply.blocks):
         events += _block_events(index, block)
-        if index == 0:
-            events.append(SseEvent("ping", {"type": "ping"}))
+    # The API sends a keep-alive ping right after the first content_block_start.
+    events.insert(2, SseEvent("ping", {"type": "ping"}))
     final_usage = {
         k: v for k, v in reply.usage.items() if k not in ("cache_creation", "service_tier")
     }
