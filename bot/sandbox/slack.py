@@ -203,11 +203,14 @@ class SlackSandbox:
             command=command,
             response_url=entry.url,
         )
-        ack = await self.socket.deliver("slash_commands", payload, accepts_response_payload=True)
+        ack = await self.socket.deliver(
+            "slash_commands",
+            payload,
+            accepts_response_payload=True,
+            on_ack=lambda body: self._show_command_response(entry, body or {}),
+        )
         if ack.timed_out:
             self._operation_failed(entry, command, "operation_timeout")
-        else:
-            self._show_command_response(entry, ack.payload or {})
         return ack
 
     async def send_event(

@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 ACK_TIMEOUT_S = 3.0
+AckCallback = Callable[[dict[str, Any] | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class Ack:
 @dataclass(slots=True)
 class _Pending:
     sent_at: float
+    on_ack: AckCallback | None = None
     timed_out: bool = False
     future: asyncio.Future[tuple[float, dict[str, Any] | None]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -103,8 +105,13 @@ class SocketHub:
         accepts_response_payload: bool,
         retry_attempt: int | None = None,
         retry_reason: str | None = None,
+        on_ack: AckCallback | None = None,
     ) -> Ack:
-        """Send one envelope and wait (up to the ack timeout) for the app's ack."""
+        """Send one envelope and wait (up to the ack timeout) for the app's ack.
+
+        `on_ack` runs with the ack's payload the moment a timely ack arrives, before anything
+        else the app does next can reach the sandbox: Slack shows an ack's text that early.
+        """
         ws = self._next_connection()
         envelope_id = str(uuid.uuid4())
         envelope: dict[str, Any] = {
@@ -115,7 +122,7 @@ class SocketHub:
         }
         if retry_attempt is not None:
             envelope.update(retry_attempt=retry_attempt, retry_reason=retry_reason or "")
-        pending = _Pending(time.monotonic())
+        pending = _Pending(time.monotonic(), on_ack)
         self._pending[envelope_id] = pending
         self.envelopes.append(envelope)
         await ws.send_json(envelope)
@@ -161,6 +168,8 @@ class SocketHub:
             del self._pending[envelope_id or ""]
             self.late_acks.append(Ack(envelope_id or "", payload, now - pending.sent_at, True))
         elif not pending.future.done():
+            if pending.on_ack is not None:
+                pending.on_ack(payload)
             pending.future.set_result((now, payload))
 
     def _hello(self) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from urllib.parse import parse_qs
 import aiohttp
 import pytest
 from aiohttp import web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
@@ -766,3 +768,63 @@ async def test_transcript_keeps_a_deleted_parent_with_replies_and_shows_broadcas
         "    orchestrate: loud reply\n"
         "orchestrate (replied to a thread): loud reply\n"
     )
+
+
+async def test_a_real_bolt_app_in_socket_mode_acks_posts_and_responds(slack: SlackSandbox) -> None:
+    app = AsyncApp(
+        client=AsyncWebClient(token=slack.bot_token, base_url=slack.api_url),
+        signing_secret=slack.signing_secret,
+    )
+    finished = asyncio.Event()
+
+    @app.command("/orchestrate")
+    async def on_command(
+        ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
+    ) -> None:
+        await ack("Working on it")
+        posted = await client.chat_postMessage(channel=command["channel_id"], text="Plan")
+        await client.chat_postMessage(
+            channel=command["channel_id"], text="Example", thread_ts=posted["ts"]
+        )
+        await respond(text="Done")
+        finished.set()
+
+    handler = AsyncSocketModeHandler(app, slack.app_token)
+    await handler.connect_async()  # type: ignore[no-untyped-call]  # untyped in slack_bolt
+    try:
+        await slack.wait_connected()
+        ack = await slack.send_slash_command(text="q")
+        await asyncio.wait_for(finished.wait(), 3)
+    finally:
+        await handler.close_async()  # type: ignore[no-untyped-call]
+    # The ack travels over the socket while the listener already calls the Web API, so
+    # (as on Slack) the ack's ephemeral and the posts may land in either order.
+    assert ack.payload == {"text": "Working on it"}
+    assert sorted(e.text for e in slack.ephemerals("U0ALICE")) == ["Done", "Working on it"]
+    assert [m.text for m in slack.messages("C0GENERAL")] == ["Plan"]
+    assert [r.text for r in slack.replies("C0GENERAL", slack.messages("C0GENERAL")[0].ts)] == [
+        "Example"
+    ]
+    slack.assert_no_unknown_calls()
+
+
+async def test_an_acks_ephemeral_can_be_replaced_through_the_response_url(
+    slack: SlackSandbox,
+) -> None:
+    done = asyncio.Event()
+
+    async def ack_then_replace(client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
+        await client.send_socket_mode_response(
+            SocketModeResponse(req.envelope_id, {"text": "On it"})
+        )
+        await AsyncWebhookClient(req.payload["response_url"]).send(
+            text="Done", replace_original=True
+        )
+        done.set()
+
+    async with socket_app(slack, [], acks=False) as client:
+        client.socket_mode_request_listeners.append(ack_then_replace)
+        await slack.wait_connected()
+        await slack.send_slash_command(text="q")
+        await asyncio.wait_for(done.wait(), 3)
+    assert [(e.text, e.source) for e in slack.ephemerals("U0ALICE")] == [("Done", "ack")]
