@@ -1,1 +1,77 @@
-"""Pure Block Kit builders for orchestrate's messages: data in, blocks out. Never imports `bot`."""
+"""Pure Block Kit builders for orchestrate's messages: data in, blocks out. Never imports `bot`.
+
+The package turns the pipeline's data (read through the Protocols in `blocks.types`) into
+`OutboundMessage`s: `run` builds a run's messages, `cost` its bill, `ephemeral` help and errors,
+`costs_view` the spending reports and App Home. Underneath, `escape` makes model and user text
+inert, `mrkdwn` converts Markdown, `split` keeps text inside Slack's limits, `message` assembles
+blocks and `format` writes figures. Everything a caller needs is re-exported here.
+"""
+
+from blocks.cost import cost_footer
+from blocks.costs_view import costs_summary_message, home_view
+from blocks.ephemeral import (
+    budget_refused_message,
+    error_message,
+    help_message,
+    not_in_channel_message,
+    question_too_long_message,
+)
+from blocks.escape import channel_mention, escape, escape_code, user_mention
+from blocks.format import format_elapsed, format_usd, model_label
+from blocks.message import NO_UNFURL, OutboundMessage
+from blocks.mrkdwn import markdown_to_mrkdwn
+from blocks.run import (
+    done_status,
+    example_failed_message,
+    example_messages,
+    failed_status,
+    illustrating_status,
+    interrupted_message,
+    interrupted_status,
+    planning_status,
+    review_failed_message,
+    review_message,
+    reviewing_status,
+    run_failed_message,
+    status_message,
+    strategy_message,
+)
+from blocks.split import clip, split_chunks, split_mrkdwn
+
+__all__ = [
+    "NO_UNFURL",
+    "OutboundMessage",
+    "budget_refused_message",
+    "channel_mention",
+    "clip",
+    "cost_footer",
+    "costs_summary_message",
+    "done_status",
+    "error_message",
+    "escape",
+    "escape_code",
+    "example_failed_message",
+    "example_messages",
+    "failed_status",
+    "format_elapsed",
+    "format_usd",
+    "help_message",
+    "home_view",
+    "illustrating_status",
+    "interrupted_message",
+    "interrupted_status",
+    "markdown_to_mrkdwn",
+    "model_label",
+    "not_in_channel_message",
+    "planning_status",
+    "question_too_long_message",
+    "review_failed_message",
+    "review_message",
+    "reviewing_status",
+    "run_failed_message",
+    "split_chunks",
+    "split_mrkdwn",
+    "status_message",
+    "strategy_message",
+    "user_mention",
+]

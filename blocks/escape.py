@@ -40,6 +40,12 @@ def escape(text: str) -> str:
     return neutralise_broadcasts(escape_code(text))
 
 
+def escape_label(text: str) -> str:
+    """`escape` for a short label set inside our markup (`*name*`): whitespace is collapsed,
+    since a leading or trailing space or a line break would stop Slack closing the emphasis."""
+    return escape(" ".join(text.split()))
+
+
 def user_mention(user_id: str) -> str:
     """`<@U…>` for a well-formed Slack user id; anything else is shown, escaped, as plain text."""
     return f"<@{user_id}>" if _USER_ID.fullmatch(user_id) else escape(user_id)

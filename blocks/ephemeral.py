@@ -1,0 +1,84 @@
+"""Messages only the person who typed the command sees: help, and errors that say what to do.
+
+`help_message` explains the command, with examples; `error_message` wraps any error sentence,
+and the named builders write the common ones (a question over the limit, a channel the bot
+cannot post in, a refused budget) with the figures a user needs to act. Text passed in is
+escaped like any other, so an error that quotes user input cannot ping or link.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from blocks.escape import escape
+from blocks.format import format_usd
+from blocks.message import OutboundMessage, context, fallback, section, sections
+
+EXAMPLE_QUESTIONS = (
+    "Design a REST API for a social network",
+    "How should we add rate limiting to our Flask service?",
+    "Plan a zero-downtime migration from MySQL to PostgreSQL",
+)
+
+
+def command_usage(command: str) -> str:
+    """`/orchestrate <question>` as inline code, the placeholder's brackets escaped too."""
+    return f"`{escape(command)} {escape('<question>')}`"
+
+
+def help_message(*, command: str = "/orchestrate", max_chars: int) -> OutboundMessage:
+    """Usage, example questions, and the `costs` subcommand (whole workspace for admins)."""
+    cmd = escape(command)
+    usage = "\n".join(
+        [
+            "*How to use it*",
+            f"{command_usage(command)} — a question of up to {max_chars:,} characters",
+            f"`{cmd} help` — this message",
+            f"`{cmd} costs` — what runs cost: your own, or the whole workspace for admins",
+        ]
+    )
+    examples = "*Examples*\n" + "\n".join(f"• `{cmd} {escape(q)}`" for q in EXAMPLE_QUESTIONS)
+    intro = (
+        f"*{cmd}* — Opus plans a strategy, Haiku illustrates each part in parallel, "
+        "Sonnet reviews the lot. Every answer ends with its bill."
+    )
+    note = (
+        "Answers arrive in the channel, threaded under the strategy. "
+        "In a private channel, invite me first with `/invite @orchestrate`."
+    )
+    return OutboundMessage(
+        text=fallback(
+            f"{command_usage(command)} — up to {max_chars:,} characters. `{cmd} help` for more."
+        ),
+        blocks=(section(intro), section(usage), section(examples), context(note)),
+    )
+
+
+def error_message(text: str) -> OutboundMessage:
+    """An ephemeral error: `⚠ text`, escaped (backticks still mark commands as code)."""
+    line = f"⚠ {escape(text)}"
+    return OutboundMessage(text=fallback(line), blocks=tuple(sections(line)))
+
+
+def question_too_long_message(*, length: int, max_chars: int) -> OutboundMessage:
+    return error_message(
+        f"Your question is {length:,} characters; the limit is {max_chars:,}. "
+        "Shorten it and run the command again."
+    )
+
+
+def not_in_channel_message(*, bot_handle: str = "@orchestrate") -> OutboundMessage:
+    return error_message(
+        f"I can't post in this channel. Invite me with `/invite {bot_handle}`, "
+        "then run the command again."
+    )
+
+
+def budget_refused_message(
+    *, spent_usd: Decimal, budget_usd: Decimal, period_label: str
+) -> OutboundMessage:
+    """A run refused because the budget is spent: the figures, and who can change them."""
+    return error_message(
+        f"The budget for {period_label} is used up: {format_usd(spent_usd)} spent of "
+        f"{format_usd(budget_usd)}. Ask an admin to raise it, or try again next period."
+    )

@@ -1,0 +1,286 @@
+"""The messages of one run, in the order a channel sees them.
+
+The thread's first message is `status_message` while Opus plans, then updated in place to
+`strategy_message`; under it come one `example_messages` reply per component (or an
+`example_failed_message`), and last the review with its cost footer (`review_message`, or
+`review_failed_message` / `run_failed_message` when there is none). Status lines for the first
+message come from the `*_status` helpers. Every string from a model or a user is escaped or
+converted from Markdown here; the only raw mrkdwn is ours (the asker's mention from a validated
+id, our emphasis markers).
+
+The question is shown in full (escaped, split across sections if it must be) so an update never
+loses it, but only after the strategy and status: the head of the message shows a preview of
+`QUESTION_PREVIEW` characters ending in `…`, and the full text follows under *Question* only
+when the preview had to cut it or fold its lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from blocks.cost import cost_footer, total_text
+from blocks.ephemeral import command_usage
+from blocks.escape import escape, escape_label, user_mention
+from blocks.format import format_count, format_elapsed, model_label
+from blocks.message import (
+    MAX_BLOCKS,
+    SECTION_LIMIT,
+    Block,
+    OutboundMessage,
+    context,
+    fallback,
+    header,
+    paginate,
+    section,
+    sections,
+)
+from blocks.mrkdwn import markdown_to_mrkdwn
+from blocks.split import clip
+from blocks.types import (
+    CheckView,
+    ComponentView,
+    CostSummaryView,
+    ReviewView,
+    StrategyView,
+    Verdict,
+)
+
+QUESTION_PREVIEW = 300
+VERDICT_MARKS: dict[Verdict, str] = {"ok": "✓", "warning": "⚠", "problem": "✗"}
+
+
+# Status lines for the thread's first message -------------------------------------------------
+
+
+def planning_status(model: str) -> str:
+    return f"⏳ {model_label(model)} is planning…"
+
+
+def illustrating_status(model: str, count: int) -> str:
+    return f"⏳ {model_label(model)} is writing {format_count(count, 'example')}…"
+
+
+def reviewing_status(model: str) -> str:
+    return f"⏳ {model_label(model)} is reviewing…"
+
+
+def done_status(cost: CostSummaryView, elapsed_s: float) -> str:
+    """`✅ Done in 12.3 s · $0.0192` (escaped: an unpriced total names model ids)."""
+    return f"✅ Done in {format_elapsed(elapsed_s)} · {total_text(cost)}"
+
+
+def failed_status(reason: str) -> str:
+    return f"✗ Stopped: {reason}"
+
+
+def interrupted_status() -> str:
+    return "⚠ Interrupted by a restart"
+
+
+# The thread's first message ------------------------------------------------------------------
+
+
+def status_message(*, asker_id: str, question: str, status: str) -> OutboundMessage:
+    """Who asked, the question and a status line ("⏳ Opus is planning…")."""
+    blocks = [_asked(asker_id, question), context(escape(status)), *_full_question(question)]
+    return OutboundMessage(
+        text=fallback(f"{user_mention(asker_id)} asked: {_preview(question)} — {escape(status)}"),
+        blocks=_capped(blocks, keep_head=2),
+    )
+
+
+def strategy_message(
+    *, asker_id: str, question: str, strategy: StrategyView, model: str, status: str
+) -> OutboundMessage:
+    """The first message once the plan is in: title, essence, components, attribution, status."""
+    blocks = [
+        header(strategy.title),
+        _asked(asker_id, question),
+        *sections(markdown_to_mrkdwn(strategy.essence)),
+        *[
+            block
+            for number, component in enumerate(strategy.components, start=1)
+            for block in _component(number, component)
+        ],
+        context(f"*Strategy · {escape(model_label(model))}* · `{escape(model)}`"),
+        context(escape(status)),
+        *_full_question(question),
+    ]
+    text = f"{escape(strategy.title)} — strategy for {user_mention(asker_id)} · {escape(status)}"
+    return OutboundMessage(text=fallback(text), blocks=_capped(blocks, keep_head=2))
+
+
+def _asked(asker_id: str, question: str) -> Block:
+    return section(f"{user_mention(asker_id)} asked:\n{_quote(_preview(question))}")
+
+
+def _preview(question: str) -> str:
+    return clip(escape(" ".join(question.split())), QUESTION_PREVIEW)
+
+
+def _full_question(question: str) -> list[Block]:
+    full = escape(question.strip())
+    if _preview(question) == full:
+        return []  # the preview already shows every character, line breaks included
+    return sections(f"*Question*\n{_quote(full)}")
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}" for line in text.split("\n"))
+
+
+def _component(number: int, component: ComponentView) -> list[Block]:
+    return sections(
+        f"*{number}. {escape_label(component.name)}*\n{markdown_to_mrkdwn(component.instruction)}"
+    )
+
+
+def _capped(blocks: list[Block], *, keep_head: int) -> tuple[Block, ...]:
+    """Within 50 blocks, keeping the head and the end: only a runaway plan could need this."""
+    if len(blocks) <= MAX_BLOCKS:
+        return tuple(blocks)
+    omitted = len(blocks) - MAX_BLOCKS + 1
+    note = context(f"_{format_count(omitted, 'block')} left out to fit Slack's limit_")
+    tail = blocks[len(blocks) - (MAX_BLOCKS - keep_head - 1) :]
+    return (*blocks[:keep_head], note, *tail)
+
+
+# Thread replies ------------------------------------------------------------------------------
+
+
+def _check_position(index: int, total: int) -> str:
+    if not 1 <= index <= total:
+        raise ValueError(f"index is 1-based and within total: got {index}/{total}")
+    return f"{index}/{total}"
+
+
+def example_messages(
+    *, index: int, total: int, component: ComponentView, markdown: str, model: str
+) -> list[OutboundMessage]:
+    """One reply per component (several when long, marked "(continued 2/3)"); `index` is 1-based.
+
+    The converted Markdown is split losslessly into sections, sections into messages; the
+    attribution closes the last message.
+    """
+    position = _check_position(index, total)
+    name = escape_label(component.name)
+    body = sections(markdown_to_mrkdwn(markdown)) or [section("_(empty example)_")]
+    attribution = context(f"Illustrated by {escape(model_label(model))} · `{escape(model)}`")
+
+    def title(page: int, pages: int) -> list[Block]:
+        return [section(f"*{position} · {name}*{_continued(page, pages)}")]
+
+    def text(page: int, pages: int) -> str:
+        by = escape(model_label(model))
+        return f"{position} · {name} — example by {by}{_continued(page, pages)}"
+
+    return paginate(body, title=title, tail=[attribution], text=text)
+
+
+def _continued(page: int, pages: int) -> str:
+    return f" (continued {page}/{pages})" if page > 1 else ""
+
+
+def example_failed_message(
+    *, index: int, total: int, component: ComponentView, reason: str, model: str
+) -> OutboundMessage:
+    """`✗ *2/4 · name* — could not be illustrated: reason`, attributed to the model that failed."""
+    position = _check_position(index, total)
+    name = escape_label(component.name)
+    line = f"✗ *{position} · {name}* — could not be illustrated: {escape(reason)}"
+    return OutboundMessage(
+        text=fallback(line),
+        blocks=(
+            section(clip(line, SECTION_LIMIT)),
+            context(f"{escape(model_label(model))} · `{escape(model)}`"),
+        ),
+    )
+
+
+def review_message(
+    *,
+    review: ReviewView,
+    model: str,
+    cost: CostSummaryView,
+    elapsed_s: float,
+    failed_components: Sequence[str] = (),
+) -> list[OutboundMessage]:
+    """The review (✓/⚠/✗ per component, gaps, next steps), its attribution and the cost footer."""
+    body = [
+        *sections("\n".join(_check_line(check) for check in review.checks)),
+        *_not_illustrated(failed_components),
+        *_listed("Gaps", review.gaps, numbered=False),
+        *_listed("Next steps", review.next_steps, numbered=True),
+    ] or [section("_The review found nothing to report._")]
+    tail = [
+        context(f"Reviewed by {escape(model_label(model))} · `{escape(model)}`"),
+        *cost_footer(cost, elapsed_s),
+    ]
+
+    def title(page: int, pages: int) -> list[Block]:
+        return [section(f"*Review*{_continued(page, pages)}")]
+
+    def text(page: int, pages: int) -> str:
+        return (
+            f"Review by {escape(model_label(model))} · {total_text(cost)}{_continued(page, pages)}"
+        )
+
+    return paginate(body, title=title, tail=tail, text=text)
+
+
+def _check_line(check: CheckView) -> str:
+    mark = VERDICT_MARKS.get(check.verdict, "?")
+    return f"{mark} *{escape_label(check.component)}* — {markdown_to_mrkdwn(check.reason)}"
+
+
+def _not_illustrated(names: Sequence[str]) -> list[Block]:
+    if not names:
+        return []
+    listed = ", ".join(f"*{escape_label(name)}*" for name in names)
+    return sections(f"✗ No example for {listed}: it could not be illustrated.")
+
+
+def _listed(title: str, items: Sequence[str], *, numbered: bool) -> list[Block]:
+    if not items:
+        return []
+    lines = [
+        f"{f'{n}.' if numbered else '•'} {markdown_to_mrkdwn(item)}"
+        for n, item in enumerate(items, start=1)
+    ]
+    return sections(f"*{title}*\n" + "\n".join(lines))
+
+
+def review_failed_message(
+    *, reason: str, cost: CostSummaryView, elapsed_s: float, model: str | None = None
+) -> list[OutboundMessage]:
+    """The review could not be written: say why; the cost footer still shows the bill."""
+    who = f" by {escape(model_label(model))}" if model else ""
+    return _notice(f"⚠ The review could not be written{who}: {escape(reason)}", cost, elapsed_s)
+
+
+def run_failed_message(
+    *, reason: str, cost: CostSummaryView, elapsed_s: float
+) -> list[OutboundMessage]:
+    """The run stopped (no strategy, or cancelled): the reason, then what was spent."""
+    return _notice(f"✗ The run stopped: {escape(reason)}", cost, elapsed_s)
+
+
+def interrupted_message(
+    *, command: str = "/orchestrate", cost: CostSummaryView | None = None, elapsed_s: float = 0.0
+) -> OutboundMessage:
+    """The run was cut short by a restart; ask again. Shows the bill so far when there is one."""
+    line = (
+        "⚠ This run was interrupted by a restart before it finished. "
+        f"Ask again with {command_usage(command)}."
+    )
+    footer = cost_footer(cost, elapsed_s) if cost is not None else []
+    return OutboundMessage(text=fallback(line), blocks=(section(line), *footer))
+
+
+def _notice(line: str, cost: CostSummaryView, elapsed_s: float) -> list[OutboundMessage]:
+    return paginate(
+        sections(line),
+        title=lambda page, pages: [],
+        tail=cost_footer(cost, elapsed_s),
+        text=lambda page, pages: line,
+    )

@@ -1,0 +1,123 @@
+"""The shapes `blocks/` renders, as read-only Protocols, so it never has to import `bot`.
+
+Each Protocol mirrors the fields of a type the pipeline or the ledger owns (`bot.events`'
+`Component`, `Strategy`, `Review`, `CostSummary`…, the ledger's cost report); the frozen
+dataclasses there satisfy them structurally, and a test in `tests/blocks` checks that they do.
+Only what the builders read is listed: a new field elsewhere costs nothing here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Literal, Protocol
+
+Verdict = Literal["ok", "warning", "problem"]
+
+
+class ComponentView(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def instruction(self) -> str: ...
+
+
+class StrategyView(Protocol):
+    @property
+    def title(self) -> str: ...
+    @property
+    def essence(self) -> str: ...
+    @property
+    def components(self) -> Sequence[ComponentView]: ...
+
+
+class CheckView(Protocol):
+    @property
+    def component(self) -> str: ...
+    @property
+    def verdict(self) -> Verdict: ...
+    @property
+    def reason(self) -> str: ...
+
+
+class ReviewView(Protocol):
+    @property
+    def checks(self) -> Sequence[CheckView]: ...
+    @property
+    def gaps(self) -> Sequence[str]: ...
+    @property
+    def next_steps(self) -> Sequence[str]: ...
+
+
+class UsageView(Protocol):
+    """Billable token buckets of a model's calls; `output_tokens` already includes thinking."""
+
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def cache_write_5m_tokens(self) -> int: ...
+    @property
+    def cache_write_1h_tokens(self) -> int: ...
+    @property
+    def cache_read_tokens(self) -> int: ...
+    @property
+    def thinking_tokens(self) -> int: ...
+
+
+class ModelCostView(Protocol):
+    @property
+    def model(self) -> str: ...
+    @property
+    def calls(self) -> int: ...
+    @property
+    def usage(self) -> UsageView: ...
+    @property
+    def cost_usd(self) -> Decimal | None: ...
+
+
+class CostSummaryView(Protocol):
+    """A run's bill; `total_usd` is None when any model is unpriced."""
+
+    @property
+    def by_model(self) -> Sequence[ModelCostView]: ...
+    @property
+    def total_usd(self) -> Decimal | None: ...
+    @property
+    def all_strategy_model_usd(self) -> Decimal | None: ...
+    @property
+    def strategy_model(self) -> str: ...
+    @property
+    def saving_pct(self) -> Decimal | None: ...
+
+
+Tally = tuple[str, int, Decimal | None]
+"""(key, count, dollars): a model or role with its calls, a user or channel with its runs."""
+
+DailyCost = tuple[date, Decimal | None, int]
+"""(day, dollars, runs)."""
+
+
+class CostReportView(Protocol):
+    """Spending over a period, as the ledger reports it; a member's report holds only their runs."""
+
+    @property
+    def total_usd(self) -> Decimal | None: ...
+    @property
+    def runs(self) -> int: ...
+    @property
+    def avg_per_run_usd(self) -> Decimal | None: ...
+    @property
+    def by_model(self) -> Sequence[Tally]: ...
+    @property
+    def by_role(self) -> Sequence[Tally]: ...
+    @property
+    def top_users(self) -> Sequence[Tally]: ...
+    @property
+    def top_channels(self) -> Sequence[Tally]: ...
+    @property
+    def all_strategy_model_usd(self) -> Decimal | None: ...
+    @property
+    def saving_pct(self) -> Decimal | None: ...
