@@ -25,6 +25,17 @@ from bot.services import Services
 
 log = logging.getLogger(__name__)
 COMMAND = "/orchestrate"
+EVENTS = ("app_home_opened", "app_mention")  # what manifest.yml subscribes to
+# The Web API methods the bot calls, with the bot scope each needs (checked against
+# manifest.yml by a test, so a new call cannot ship without its scope).
+METHOD_SCOPES = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "conversations.join": "channels:join",
+    "users.info": "users:read",
+    "views.publish": None,
+    "auth.test": None,
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,6 @@ def build_app(services: Services, *, http: bool) -> AsyncApp:
         client=services.client,
         signing_secret=settings.slack_signing_secret or "",
         request_verification_enabled=http,
-        # auth.test at the first request, not at construction (no event loop work in __init__).
-        token_verification_enabled=True,
     )
     listeners.register(app, services)
     return app
