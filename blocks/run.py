@@ -46,6 +46,8 @@ from blocks.types import (
 )
 
 QUESTION_PREVIEW = 300
+NAME_LIMIT = 200
+"""A component name is a label: a runaway one must not push a title section over its limit."""
 VERDICT_MARKS: dict[Verdict, str] = {"ok": "✓", "warning": "⚠", "problem": "✗"}
 
 
@@ -131,7 +133,7 @@ def _quote(text: str) -> str:
 
 def _component(number: int, component: ComponentView) -> list[Block]:
     return sections(
-        f"*{number}. {escape_label(component.name)}*\n{markdown_to_mrkdwn(component.instruction)}"
+        f"*{number}. {_name(component.name)}*\n{markdown_to_mrkdwn(component.instruction)}"
     )
 
 
@@ -146,6 +148,10 @@ def _capped(blocks: list[Block], *, keep_head: int) -> tuple[Block, ...]:
 
 
 # Thread replies ------------------------------------------------------------------------------
+
+
+def _name(text: str) -> str:
+    return clip(escape_label(text), NAME_LIMIT)
 
 
 def _check_position(index: int, total: int) -> str:
@@ -163,7 +169,7 @@ def example_messages(
     attribution closes the last message.
     """
     position = _check_position(index, total)
-    name = escape_label(component.name)
+    name = _name(component.name)
     body = sections(markdown_to_mrkdwn(markdown)) or [section("_(empty example)_")]
     attribution = context(f"Illustrated by {escape(model_label(model))} · `{escape(model)}`")
 
@@ -186,7 +192,7 @@ def example_failed_message(
 ) -> OutboundMessage:
     """`✗ *2/4 · name* — could not be illustrated: reason`, attributed to the model that failed."""
     position = _check_position(index, total)
-    name = escape_label(component.name)
+    name = _name(component.name)
     line = f"✗ *{position} · {name}* — could not be illustrated: {escape(reason)}"
     return OutboundMessage(
         text=fallback(line),
@@ -230,13 +236,13 @@ def review_message(
 
 def _check_line(check: CheckView) -> str:
     mark = VERDICT_MARKS.get(check.verdict, "?")
-    return f"{mark} *{escape_label(check.component)}* — {markdown_to_mrkdwn(check.reason)}"
+    return f"{mark} *{_name(check.component)}* — {markdown_to_mrkdwn(check.reason)}"
 
 
 def _not_illustrated(names: Sequence[str]) -> list[Block]:
     if not names:
         return []
-    listed = ", ".join(f"*{escape_label(name)}*" for name in names)
+    listed = ", ".join(f"*{_name(name)}*" for name in names)
     return sections(f"✗ No example for {listed}: it could not be illustrated.")
 
 

@@ -188,6 +188,17 @@ def test_a_20000_char_example_is_split_across_messages_with_nothing_lost() -> No
     assert any(code_line in body.split("\n") for body in bodies)
 
 
+def test_a_runaway_component_name_is_clipped_in_titles() -> None:
+    name = "very long name " * 400
+    component = Component(name, "x")
+    messages = [
+        *example_messages(index=1, total=1, component=component, markdown="x", model=HAIKU),
+        example_failed_message(index=1, total=1, component=component, reason="r", model=HAIKU),
+    ]
+    assert_valid_messages(messages)
+    assert all(len(section_texts(m)[0]) < 300 for m in messages)
+
+
 def test_an_empty_example_still_posts_a_valid_reply() -> None:
     [message] = example_messages(
         index=1, total=1, component=Component("a", "b"), markdown=" ", model=HAIKU
