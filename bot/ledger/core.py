@@ -22,7 +22,7 @@ from typing import Any, Protocol, Self, TextIO
 
 from bot.events import ModelCost
 from bot.ledger import periods
-from bot.ledger.migrations import SCHEMA_VERSION_TABLE, Migration, pending
+from bot.ledger.migrations import CALL_DAYS_COLUMNS, SCHEMA_VERSION_TABLE, Migration, pending
 from bot.ledger.types import (
     TOP_N,
     BudgetName,
@@ -205,8 +205,9 @@ class SqlLedger:
         cost = None if call.cost_usd is None else to_nanos(call.cost_usd)
         strategy = self._prices.cost_as(self.strategy_model, call.usage)
         strategy_nanos = None if strategy is None else to_nanos(strategy)
+        deltas = _run_deltas(cost, strategy_nanos)
         async with self._db.write() as c:
-            owner = await c.fetch(_UPDATE_RUN_TOTALS, *_run_deltas(cost, strategy_nanos), run_id)
+            owner = await c.fetch(_UPDATE_RUN_TOTALS, *deltas, run_id)
             if not owner:
                 raise LedgerError(f"no run {run_id!r} in the ledger: start_run first")
             team_id, user_id, started_at = owner[0]
@@ -219,6 +220,13 @@ class SqlLedger:
                 *_call_values(call, cost, strategy_nanos),
                 self._db.to_db_time(_now(now)),
             )
+            day = (self._db.from_db_time(started_at).date() - _EPOCH).days
+            cost_delta, strategy_delta, unpriced, strategy_unpriced = deltas
+            await c.execute(
+                _UPSERT_CALL_DAY,
+                team_id, day, user_id, call.model, call.role, *_usage_values(call.usage),
+                cost_delta, unpriced, strategy_delta, strategy_unpriced,
+            )  # fmt: skip
 
     async def finish_run(
         self,
@@ -365,13 +373,10 @@ class SqlLedger:
         user_id: str | None = None,
     ) -> CostReport:
         """The admin (or, with `user_id`, personal) report; `team_id=None` means every team."""
-        calls_where, calls_args = self._scope(team_id, user_id, "run_started_at", since, until)
         runs_where, runs_args = self._scope(team_id, user_id, "started_at", since, until)
+        groups_sql, groups_args = self._groups_query(team_id, user_id, since, until)
         async with self._db.read() as c:
-            groups = [
-                _Group.of(r)
-                for r in await c.fetch(_BY_MODEL_ROLE.format(where=calls_where), *calls_args)
-            ]
+            groups = [_Group.of(r) for r in await c.fetch(groups_sql, *groups_args)]
             run_rows = await c.fetch(_RUN_COUNTS + runs_where, *runs_args)
             top_users = await c.fetch(_top("user_id", runs_where), *runs_args)
             top_channels = await c.fetch(_top("channel_id", runs_where), *runs_args)
@@ -436,6 +441,25 @@ class SqlLedger:
 
     # --- helpers --------------------------------------------------------------------------
 
+    def _groups_query(
+        self, team_id: str | None, user_id: str | None, since: datetime, until: datetime
+    ) -> tuple[str, list[Any]]:
+        """Per (model, role) sums: whole UTC days from `call_days`, the partial days at either
+        end of the period from `calls`, so any [since, until) is exact and a month is fast."""
+        first, last = _whole_days(periods.utc(since), periods.utc(until))
+        days_where, days_args = _filters(team_id, user_id, "day", first, last)
+        head = (since, periods.midnight(_EPOCH + timedelta(days=first)))
+        tail = (max(since, periods.midnight(_EPOCH + timedelta(days=last))), until)
+        if first >= last:  # no whole day inside: the whole period is one raw range
+            head, tail = (since, until), (until, until)
+        branches = [_CALL_DAYS_BRANCH.format(where=days_where)]
+        args: list[Any] = list(days_args)
+        for lo, hi in (head, tail):
+            where, more = self._scope(team_id, user_id, "run_started_at", lo, hi)
+            branches.append(_CALLS_BRANCH.format(where=where))
+            args += more
+        return _BY_MODEL_ROLE.format(branches=" UNION ALL ".join(branches)), args
+
     def _scope(
         self,
         team_id: str | None,
@@ -444,16 +468,8 @@ class SqlLedger:
         since: datetime,
         until: datetime,
     ) -> tuple[str, list[Any]]:
-        # Built per call rather than "(? IS NULL OR team_id = ?)" so the planner uses the index.
-        clauses = [f"{time_col} >= ?", f"{time_col} < ?"]
-        args: list[Any] = [self._db.to_db_time(since), self._db.to_db_time(until)]
-        if user_id is not None:
-            clauses.insert(0, "user_id = ?")
-            args.insert(0, user_id)
-        if team_id is not None:
-            clauses.insert(0, "team_id = ?")
-            args.insert(0, team_id)
-        return " AND ".join(clauses), args
+        lo, hi = self._db.to_db_time(since), self._db.to_db_time(until)
+        return _filters(team_id, user_id, time_col, lo, hi)
 
     async def _insert_run(
         self,
@@ -499,15 +515,44 @@ _INSERT_CALL = (
     " latency_s, outcome, error, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_BY_MODEL_ROLE_COLUMNS = (
-    "SELECT model, role, COUNT(*), SUM(input_tokens), SUM(output_tokens),"
-    " SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens), SUM(cache_read_tokens),"
-    " SUM(thinking_tokens), COALESCE(SUM(cost_nanos), 0), COUNT(*) - COUNT(cost_nanos),"
-    " COALESCE(SUM(CASE WHEN cost_nanos IS NOT NULL THEN strategy_nanos END), 0),"
-    " SUM(CASE WHEN cost_nanos IS NOT NULL AND strategy_nanos IS NULL THEN 1 ELSE 0 END)"
-    " FROM calls WHERE "
+_UPSERT_CALL_DAY = (
+    f"INSERT INTO call_days ({CALL_DAYS_COLUMNS})"
+    " VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (team_id, day, user_id, model, role) DO UPDATE SET"
+    " calls = call_days.calls + 1,"
+    " input_tokens = call_days.input_tokens + excluded.input_tokens,"
+    " output_tokens = call_days.output_tokens + excluded.output_tokens,"
+    " cache_write_5m_tokens = call_days.cache_write_5m_tokens + excluded.cache_write_5m_tokens,"
+    " cache_write_1h_tokens = call_days.cache_write_1h_tokens + excluded.cache_write_1h_tokens,"
+    " cache_read_tokens = call_days.cache_read_tokens + excluded.cache_read_tokens,"
+    " thinking_tokens = call_days.thinking_tokens + excluded.thinking_tokens,"
+    " cost_nanos = call_days.cost_nanos + excluded.cost_nanos,"
+    " strategy_nanos = call_days.strategy_nanos + excluded.strategy_nanos,"
+    " unpriced_calls = call_days.unpriced_calls + excluded.unpriced_calls,"
+    " strategy_unpriced_calls = call_days.strategy_unpriced_calls"
+    " + excluded.strategy_unpriced_calls"
 )
-_BY_MODEL_ROLE = _BY_MODEL_ROLE_COLUMNS + "{where} GROUP BY model, role"
+_SUMS = (
+    "calls, input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,"
+    " cache_read_tokens, thinking_tokens, cost_nanos, unpriced_calls, strategy_nanos,"
+    " strategy_unpriced_calls"
+)
+_CALL_DAYS_BRANCH = f"SELECT model, role, {_SUMS} FROM call_days WHERE {{where}}"
+# One raw call, shaped like a call_days row (the same priced-only rules as the run totals).
+_CALLS_BRANCH = (
+    "SELECT model, role, 1, input_tokens, output_tokens, cache_write_5m_tokens,"
+    " cache_write_1h_tokens, cache_read_tokens, thinking_tokens, COALESCE(cost_nanos, 0),"
+    " CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END,"
+    " CASE WHEN cost_nanos IS NOT NULL THEN COALESCE(strategy_nanos, 0) ELSE 0 END,"
+    " CASE WHEN cost_nanos IS NOT NULL AND strategy_nanos IS NULL THEN 1 ELSE 0 END"
+    " FROM calls WHERE {where}"
+)
+_BY_MODEL_ROLE = (
+    "SELECT model, role, SUM(calls), SUM(input_tokens), SUM(output_tokens),"
+    " SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens), SUM(cache_read_tokens),"
+    " SUM(thinking_tokens), SUM(cost_nanos), SUM(unpriced_calls), SUM(strategy_nanos),"
+    " SUM(strategy_unpriced_calls) FROM ({branches}) AS t GROUP BY model, role"
+)
 _RUN_COUNTS = (
     "SELECT SUM(CASE WHEN status <> 'refused' THEN 1 ELSE 0 END),"
     " SUM(CASE WHEN status = 'refused' THEN 1 ELSE 0 END) FROM runs WHERE "
@@ -540,14 +585,41 @@ def _run_deltas(cost: int | None, strategy: int | None) -> tuple[int, int, int, 
     )
 
 
+def _usage_values(u: TokenUsage) -> tuple[int, ...]:
+    return (
+        u.input_tokens, u.output_tokens, u.cache_write_5m_tokens, u.cache_write_1h_tokens,
+        u.cache_read_tokens, u.thinking_tokens,
+    )  # fmt: skip
+
+
 def _call_values(call: CallRecord, cost: int | None, strategy: int | None) -> tuple[Any, ...]:
-    u = call.usage
     return (
         call.role, call.model, call.request_id, call.component_index,
-        u.input_tokens, u.output_tokens, u.cache_write_5m_tokens, u.cache_write_1h_tokens,
-        u.cache_read_tokens, u.thinking_tokens, cost, strategy,
-        call.latency_s, call.outcome, call.error,
+        *_usage_values(call.usage), cost, strategy, call.latency_s, call.outcome, call.error,
     )  # fmt: skip
+
+
+def _filters(
+    team_id: str | None, user_id: str | None, col: str, lo: Any, hi: Any
+) -> tuple[str, list[Any]]:
+    # Built per call rather than "(? IS NULL OR team_id = ?)" so the planner uses the index.
+    clauses = [f"{col} >= ?", f"{col} < ?"]
+    args: list[Any] = [lo, hi]
+    if user_id is not None:
+        clauses.insert(0, "user_id = ?")
+        args.insert(0, user_id)
+    if team_id is not None:
+        clauses.insert(0, "team_id = ?")
+        args.insert(0, team_id)
+    return " AND ".join(clauses), args
+
+
+def _whole_days(since: datetime, until: datetime) -> tuple[int, int]:
+    """[first, last) day numbers of the UTC days lying wholly inside [since, until)."""
+    first = (since.date() - _EPOCH).days
+    if since != periods.midnight(since.date()):
+        first += 1
+    return first, (until.date() - _EPOCH).days
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,11 @@ Never edit a released step: append a new one.
 
 Layout (both backends): `runs` carries per-run running totals (cost, all-strategy cost, calls,
 unpriced calls) kept in step with `calls` by `record_call`, so budget checks, daily totals and
-top users/channels read runs only; `calls` repeats its run's team, user and start time so the
-by-model and by-role aggregates scan one index range without a join.
+top users/channels read runs only; `calls` repeats its run's team, user and start time so
+edge-of-period aggregates scan one index range without a join. `call_days` (version 2) keeps
+per team, UTC day (of the run's start), user, model and role the sums of `calls`, updated in
+the same transaction as each call: a month's by-model and by-role report reads a few thousand
+of its rows instead of a million calls.
 """
 
 from __future__ import annotations
@@ -164,6 +167,65 @@ POSTGRES: tuple[Migration, ...] = (
                 claimed_at TIMESTAMPTZ NOT NULL,
                 PRIMARY KEY (team_id, month, threshold)
             )""",
+        ),
+    ),
+)
+
+
+_CALL_DAYS_SUMS = (
+    "calls, input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,"
+    " cache_read_tokens, thinking_tokens, cost_nanos, unpriced_calls, strategy_nanos,"
+    " strategy_unpriced_calls"
+)
+CALL_DAYS_COLUMNS = "team_id, day, user_id, model, role, " + _CALL_DAYS_SUMS
+
+
+def _call_days_table(integer: str, suffix: str) -> str:
+    sums = ", ".join(f"{name.strip()} {integer} NOT NULL" for name in _CALL_DAYS_SUMS.split(","))
+    return (
+        "CREATE TABLE call_days (team_id TEXT NOT NULL, day INTEGER NOT NULL,"
+        f" user_id TEXT NOT NULL, model TEXT NOT NULL, role TEXT NOT NULL, {sums},"
+        f" PRIMARY KEY (team_id, day, user_id, model, role)){suffix}"
+    )
+
+
+def call_days_backfill(day_sql: str) -> str:
+    """Rebuild `call_days` from `calls` (the migration's backfill; benchmarks reuse it)."""
+    return (
+        f"INSERT INTO call_days ({CALL_DAYS_COLUMNS})"
+        f" SELECT team_id, {day_sql.format(col='run_started_at')}, user_id, model, role,"
+        " COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cache_write_5m_tokens),"
+        " SUM(cache_write_1h_tokens), SUM(cache_read_tokens), SUM(thinking_tokens),"
+        " COALESCE(SUM(cost_nanos), 0), COUNT(*) - COUNT(cost_nanos),"
+        " COALESCE(SUM(CASE WHEN cost_nanos IS NOT NULL THEN strategy_nanos END), 0),"
+        " SUM(CASE WHEN cost_nanos IS NOT NULL AND strategy_nanos IS NULL THEN 1 ELSE 0 END)"
+        " FROM calls GROUP BY 1, 2, 3, 4, 5"
+    )
+
+
+SQLITE_DAY = "CAST({col} / 86400 AS INTEGER)"
+POSTGRES_DAY = "((({col}) AT TIME ZONE 'UTC')::date - DATE '1970-01-01')"
+
+SQLITE += (
+    Migration(
+        2,
+        "daily per-user, per-model call totals",
+        (
+            # WITHOUT ROWID clusters the rows by (team, day, …): a period is one range read.
+            _call_days_table("INTEGER", " WITHOUT ROWID"),
+            call_days_backfill(SQLITE_DAY),
+            "CREATE INDEX calls_time ON calls (run_started_at)",
+        ),
+    ),
+)
+POSTGRES += (
+    Migration(
+        2,
+        "daily per-user, per-model call totals",
+        (
+            _call_days_table("BIGINT", ""),
+            call_days_backfill(POSTGRES_DAY),
+            "CREATE INDEX calls_time ON calls (run_started_at)",
         ),
     ),
 )

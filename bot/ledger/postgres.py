@@ -20,8 +20,8 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
-from bot.ledger import migrations
 from bot.ledger.core import Row
+from bot.ledger.migrations import POSTGRES, POSTGRES_DAY
 from bot.ledger.periods import utc
 from bot.ledger.types import LedgerError
 
@@ -56,8 +56,8 @@ class _Conn:
 class PostgresDriver:
     """Connections and transactions for a PostgreSQL database."""
 
-    migrations = migrations.POSTGRES
-    day_sql = "((({col}) AT TIME ZONE 'UTC')::date - DATE '1970-01-01')"
+    migrations = POSTGRES
+    day_sql = POSTGRES_DAY
 
     def __init__(self, url: str) -> None:
         self.url = url

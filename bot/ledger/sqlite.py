@@ -19,8 +19,8 @@ from typing import Any
 
 import aiosqlite
 
-from bot.ledger import migrations
 from bot.ledger.core import Row
+from bot.ledger.migrations import SQLITE, SQLITE_DAY
 from bot.ledger.periods import utc
 from bot.ledger.types import LedgerError
 
@@ -56,8 +56,8 @@ class _Conn:
 class SqliteDriver:
     """Connections and transactions for a SQLite file."""
 
-    migrations = migrations.SQLITE
-    day_sql = "CAST({col} / 86400 AS INTEGER)"
+    migrations = SQLITE
+    day_sql = SQLITE_DAY
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -22,6 +22,7 @@ import pytest
 
 from bot.ledger import BudgetRefusal, Ledger, LedgerError, Reservation, open_ledger
 from bot.ledger.core import CSV_COLUMNS
+from bot.ledger.migrations import POSTGRES, SQLITE
 from bot.usage import CallRecord, Role, TokenUsage
 
 RawSql = Callable[[str, str], Awaitable[None]]
@@ -84,10 +85,12 @@ async def seed_two_runs_and_noise(ledger: Ledger) -> None:
 
 
 async def test_opening_applies_migrations_once(ledger_url: str) -> None:
+    latest = SQLITE[-1].version
+    assert latest == POSTGRES[-1].version == 2
     async with open_ledger(ledger_url) as first:
-        assert await first.schema_version() == 1
+        assert await first.schema_version() == latest
     async with open_ledger(ledger_url) as again:
-        assert await again.schema_version() == 1
+        assert await again.schema_version() == latest
 
 
 async def test_a_database_from_a_newer_build_is_refused(ledger_url: str, raw_sql: RawSql) -> None:
@@ -132,6 +135,50 @@ async def test_summary_equals_hand_computed_figures(ledger: Ledger) -> None:
     assert report.all_strategy_model_usd == Decimal("0.194")
     assert report.saving_pct is not None
     assert round(report.saving_pct, 3) == Decimal("46.418")
+
+
+async def test_a_period_cut_mid_day_counts_exactly_the_runs_started_inside(
+    ledger: Ledger,
+) -> None:
+    day1 = datetime(2026, 11, 10, tzinfo=UTC)
+    await run_with(ledger, [REVIEW], at=day1 + timedelta(hours=10))  # before the cut
+    await run_with(ledger, [PLAN], at=day1 + timedelta(hours=13))  # head partial day
+    await run_with(ledger, [EXAMPLE, EXAMPLE], at=day1 + timedelta(days=1, hours=12))  # whole day
+    await run_with(ledger, [PLAN, REVIEW], at=day1 + timedelta(days=2, hours=8))  # tail
+    await run_with(ledger, [PLAN], at=day1 + timedelta(days=2, hours=9))  # at the end: out
+
+    report = await ledger.summary(
+        "T1", since=day1 + timedelta(hours=12), until=day1 + timedelta(days=2, hours=9)
+    )
+
+    assert (report.runs, report.calls) == (3, 5)
+    # 0.044 + 2 × 0.00065 + 0.044 + 0.014
+    assert report.total_usd == Decimal("0.1033")
+    assert [(r.role, r.calls) for r in report.by_role] == [
+        ("plan", 2),
+        ("review", 1),
+        ("example", 2),
+    ]
+
+
+async def test_upgrading_from_version_1_backfills_the_daily_totals(
+    ledger_url: str, raw_sql: RawSql
+) -> None:
+    async with open_ledger(ledger_url) as ledger:
+        await seed_two_runs_and_noise(ledger)
+        await run_with(ledger, [PLAN, MYSTERY], user="U2", at=NOW - timedelta(hours=3))
+        report = await ledger.summary("T1", since=DAY[0], until=DAY[1])
+    for statement in (
+        "DROP TABLE call_days",
+        "DROP INDEX calls_time",
+        "DELETE FROM schema_version WHERE version = 2",
+    ):
+        await raw_sql(ledger_url, statement)
+
+    async with open_ledger(ledger_url) as upgraded:
+        assert await upgraded.schema_version() == 2
+        assert await upgraded.summary("T1", since=DAY[0], until=DAY[1]) == report
+    assert report.unpriced_calls == 1
 
 
 async def test_top_lists_stop_at_five(ledger: Ledger) -> None:
