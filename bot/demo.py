@@ -19,12 +19,11 @@ from pathlib import Path
 
 from bot.sandbox.claude import ClaudeSandbox, LatencyModel
 from bot.sandbox.slack import SlackSandbox
-from bot.server import serve_socket_mode
+from bot.server import socket_mode_app
 from bot.services import Services
 from bot.settings import Settings
 
 DEMO_USER, DEMO_CHANNEL = "U0ALICE", "C0GENERAL"
-START_TIMEOUT_S = 15.0
 RUN_TIMEOUT_S = 600.0
 
 
@@ -82,16 +81,7 @@ def _demo_settings(
 
 
 async def _drive(question: str, settings: Settings, slack: SlackSandbox) -> int:
-    stop = asyncio.Event()
-    ready: asyncio.Future[Services] = asyncio.get_running_loop().create_future()
-    server = asyncio.create_task(serve_socket_mode(settings, ready=ready.set_result, stop=stop))
-    try:
-        await asyncio.wait(
-            {server, ready}, timeout=START_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
-        )
-        if server.done():
-            server.result()  # start-up failed: raise its error (a SettingsError, say)
-        services = ready.result()
+    async with socket_mode_app(settings) as services:
         await slack.wait_connected()
         ack = await slack.send_slash_command(
             text=question, user_id=DEMO_USER, channel_id=DEMO_CHANNEL
@@ -103,9 +93,6 @@ async def _drive(question: str, settings: Settings, slack: SlackSandbox) -> int:
             )
             return 1
         await asyncio.wait_for(_until_done(services, slack), RUN_TIMEOUT_S)
-    finally:
-        stop.set()
-        await server
     print(slack.transcript(DEMO_CHANNEL))
     for ephemeral in slack.ephemerals(DEMO_USER):
         print(f"(only visible to you) {ephemeral.text}", file=sys.stderr)
@@ -115,6 +102,7 @@ async def _drive(question: str, settings: Settings, slack: SlackSandbox) -> int:
 async def _until_done(services: Services, slack: SlackSandbox) -> None:
     # The command is acknowledged before the run is admitted: wait for the run (or for an
     # ephemeral answer saying why there is none), then for it to finish.
-    while not services.runs.admitted and not slack.ephemerals(DEMO_USER):
+    # The sandbox offers no notification for ephemerals, hence the short poll.
+    while not services.runs.admitted and not slack.ephemerals(DEMO_USER):  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     await services.runs.wait_idle()

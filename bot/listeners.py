@@ -168,7 +168,8 @@ async def _costs(
         await respond(
             **_ephemeral(
                 blocks.error_message(
-                    f"{exc} Use `{COMMAND} costs today`, `week`, `month` or a number of days like `7d`."
+                    f"{exc} Use `{COMMAND} costs today`, `week`, `month` "
+                    "or a number of days like `7d`."
                 )
             )
         )

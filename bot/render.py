@@ -18,6 +18,7 @@ from slack_sdk.errors import SlackApiError
 import blocks
 from bot.events import (
     CallFinished,
+    CostSummary,
     Event,
     ExampleFailed,
     ExampleReady,
@@ -73,8 +74,7 @@ class ThreadRenderer:
             case StrategyReady(strategy=strategy, model=model):
                 self._strategy, self._strategy_model = strategy, model
                 n = len(strategy.components)
-                label = blocks.model_label(self._examples_model)
-                await self._update_top(f"⏳ {label} is writing {n} examples…")
+                await self._update_top(blocks.illustrating_status(self._examples_model, n))
             case ExampleReady(index=i, component=component, markdown=markdown, model=model):
                 messages = blocks.example_messages(
                     index=i + 1,
@@ -100,8 +100,8 @@ class ThreadRenderer:
                 self._review_problem, self._review_model = reason, model
             case RunFinished(cost=cost, elapsed_s=elapsed):
                 await self._finish(cost, elapsed)
-            case RunFailed(reason=reason, cost=cost, elapsed_s=elapsed):
-                await self._fail(reason, cost, elapsed)
+            case RunFailed():
+                await self._fail(event)
             case _:
                 assert_never(event)
 
@@ -109,7 +109,7 @@ class ThreadRenderer:
     def _total(self) -> int:
         return len(self._strategy.components) if self._strategy else 0
 
-    async def _finish(self, cost: blocks.CostSummaryLike, elapsed: float) -> None:
+    async def _finish(self, cost: CostSummary, elapsed: float) -> None:
         if self._review is not None:
             messages = blocks.review_message(
                 review=self._review,
@@ -120,15 +120,24 @@ class ThreadRenderer:
             )
         else:
             messages = blocks.review_failed_message(
-                reason=self._review_problem or "no review", cost=cost, elapsed_s=elapsed
+                reason=self._review_problem or "no review",
+                cost=cost,
+                elapsed_s=elapsed,
+                model=self._review_model or None,
             )
         await self._poster.post_all(self.channel, messages, thread_ts=self.thread_ts)
-        await self._update_top(f"✅ Done in {elapsed:.1f} s · {blocks.format_usd(cost.total_usd)}")
+        await self._update_top(blocks.done_status(cost, elapsed))
 
-    async def _fail(self, reason: str, cost: blocks.CostSummaryLike, elapsed: float) -> None:
-        messages = blocks.run_failed_message(reason=reason, cost=cost, elapsed_s=elapsed)
+    async def _fail(self, failed: RunFailed) -> None:
+        cost, elapsed = failed.cost, failed.elapsed_s
+        if failed.interrupted:
+            interrupted = blocks.interrupted_message(cost=cost, elapsed_s=elapsed)
+            await self._poster.post(self.channel, interrupted, thread_ts=self.thread_ts)
+            await self._update_top(blocks.interrupted_status())
+            return
+        messages = blocks.run_failed_message(reason=failed.reason, cost=cost, elapsed_s=elapsed)
         await self._poster.post_all(self.channel, messages, thread_ts=self.thread_ts)
-        await self._update_top(f"✗ Stopped: {reason}")
+        await self._update_top(blocks.failed_status(failed.reason))
 
     async def bug(self) -> None:
         """The run died of a bug in our code: say so in the thread instead of going quiet."""
@@ -137,7 +146,7 @@ class ThreadRenderer:
             await self._poster.post(
                 self.channel, blocks.error_message(problem), thread_ts=self.thread_ts
             )
-            await self._update_top(f"✗ Stopped: {problem}")
+            await self._update_top(blocks.failed_status(problem))
         except SlackApiError:
             log.exception("could not report the failure of run thread %s", self.thread_ts)
 

@@ -16,13 +16,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
 import blocks
 from bot.events import CallFinished, Event, RunFailed, RunFinished
-from bot.ledger import BudgetRefusal, Ledger, RunInfo
+from bot.ledger import BudgetRefusal, EndStatus, Ledger, Reservation
 from bot.pipeline import Pipeline
 from bot.render import ThreadRenderer
 from bot.settings import Settings
@@ -67,19 +68,17 @@ class Runs:
     async def start(self, request: RunRequest, respond: Respond) -> asyncio.Task[None] | None:
         """Admit and launch one run; tell the asker (ephemerally) if it cannot start."""
         reservation = await self._reserve(request)
-        if isinstance(reservation, BudgetRefusal):
-            await respond(**_ephemeral(blocks.budget_refusal_message(reservation)))
+        if isinstance(reservation, str):
+            await respond(**_ephemeral(blocks.error_message(reservation)))
             return None
         run_id = reservation.run_id
         try:
             thread_ts = await self._open_thread(request)
         except ChannelUnavailable as problem:
-            await self._ledger.finish_run(
-                run_id, status="failed", elapsed_s=0.0, error=str(problem)
-            )
+            await self._ledger.finish_run(run_id, "failed", elapsed_s=0.0, error=str(problem))
             await respond(**_ephemeral(blocks.error_message(str(problem))))
             return None
-        await self._ledger.set_thread(run_id, channel_id=request.channel_id, ts=thread_ts)
+        await self._ledger.set_thread(run_id, request.channel_id, thread_ts)
         renderer = ThreadRenderer(
             self._poster,
             channel=request.channel_id,
@@ -107,17 +106,27 @@ class Runs:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _reserve(self, request: RunRequest) -> RunInfo | BudgetRefusal:
-        return await self._ledger.reserve_run(
+    async def _reserve(self, request: RunRequest) -> Reservation | str:
+        """The run's reservation, or why it is refused (budgets are checked and the run
+        recorded in one transaction, so racing instances cannot overspend)."""
+        s = self._settings
+        budgeted = s.budget_user_daily_usd is not None or s.budget_workspace_monthly_usd is not None
+        worst_case = self._pipeline.worst_case_usd(request.question)
+        if worst_case is None and budgeted:
+            return (
+                "A budget is set, but a configured model has no list price, so this run's "
+                "cost cannot be bounded. Ask an operator to add it to PRICES_FILE."
+            )
+        result = await self._ledger.reserve_run(
             team_id=request.team_id,
             channel_id=request.channel_id,
             user_id=request.user_id,
-            question=request.question if self._settings.ledger_store_questions else None,
-            question_chars=len(request.question),
-            worst_case_usd=self._pipeline.worst_case_usd(request.question),
-            user_daily_budget=self._settings.budget_user_daily_usd,
-            workspace_monthly_budget=self._settings.budget_workspace_monthly_usd,
+            question=request.question,
+            worst_case_usd=worst_case or Decimal(0),
+            user_budget=s.budget_user_daily_usd,
+            workspace_budget=s.budget_workspace_monthly_usd,
         )
+        return result.message if isinstance(result, BudgetRefusal) else result
 
     async def _open_thread(self, request: RunRequest) -> str:
         status = blocks.status_message(
@@ -164,7 +173,7 @@ class Runs:
             case RunFinished(elapsed_s=elapsed):
                 await self._ledger.finish_run(run_id, status="finished", elapsed_s=elapsed)
             case RunFailed(reason=reason, elapsed_s=elapsed, interrupted=interrupted):
-                status = "interrupted" if interrupted else "failed"
+                status: EndStatus = "interrupted" if interrupted else "failed"
                 await self._ledger.finish_run(
                     run_id, status=status, elapsed_s=elapsed, error=reason
                 )

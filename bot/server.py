@@ -11,9 +11,10 @@ taking commands, then let runs finish (or mark them interrupted), then close.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -76,18 +77,14 @@ async def serve_http(settings: Settings, *, port: int, host: str = "0.0.0.0") ->
     try:
         await web.TCPSite(runner, host, port).start()
         log.info("serving Slack events on http://%s:%d%s", host, port, EVENTS_PATH)
-        await _until_signalled()
+        await wait_for_stop_signal()
     finally:
         await runner.cleanup()
 
 
-async def serve_socket_mode(
-    settings: Settings,
-    *,
-    ready: Callable[[Services], None] | None = None,
-    stop: asyncio.Event | None = None,
-) -> None:
-    """Socket Mode until `stop` is set (default: SIGTERM/SIGINT)."""
+@contextlib.asynccontextmanager
+async def socket_mode_app(settings: Settings) -> AsyncIterator[Services]:
+    """The app connected over Socket Mode for the duration of the `async with`."""
     settings.require("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
     async with open_services(settings) as services:
         await check_slack_auth(services)
@@ -96,18 +93,23 @@ async def serve_socket_mode(
             app_token=settings.slack_app_token,
             web_client=services.client,
         )
-        await handler.connect_async()
+        await handler.connect_async()  # type: ignore[no-untyped-call]
         log.info("connected to Slack in Socket Mode")
         try:
-            if ready is not None:
-                ready(services)
-            await (stop.wait() if stop is not None else _until_signalled())
+            yield services
         finally:
-            # Stop taking commands first; leaving the `async with` then drains the runs.
-            await handler.close_async()
+            # Stop taking commands first; leaving `open_services` then drains the runs.
+            await handler.close_async()  # type: ignore[no-untyped-call]
 
 
-async def _until_signalled() -> None:
+async def serve_socket_mode(settings: Settings) -> None:
+    """Socket Mode until SIGTERM or SIGINT."""
+    async with socket_mode_app(settings):
+        await wait_for_stop_signal()
+
+
+async def wait_for_stop_signal() -> None:
+    """Return on SIGTERM or SIGINT (Ctrl-C)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

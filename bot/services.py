@@ -60,7 +60,7 @@ async def open_services(
         stack.push_async_callback(claude.aclose)
         session = await stack.enter_async_context(aiohttp.ClientSession())
         client = slack_client(settings, session)
-        poster = Poster(client)
+        poster = Poster(client, rate=settings.slack_posts_per_s)
         pipeline = Pipeline(claude, settings=settings, prices=prices)
         runs = Runs(pipeline=pipeline, ledger=ledger, poster=poster, settings=settings)
         # Registered last, so it runs first: runs finish while their resources are open.

@@ -49,12 +49,13 @@ class Settings:
     max_question_chars: int = 2000
     max_concurrent_calls: int = 16
     call_timeout_s: float = 120.0
+    slack_posts_per_s: float = 1.0
     anthropic_max_retries: int = 2
     prices_file: Path | None = None
     ledger_store_questions: bool = True
     budget_user_daily_usd: Decimal | None = None
     budget_workspace_monthly_usd: Decimal | None = None
-    log_level: str = "INFO"
+    log_level: str | None = None  # None: INFO when serving, WARNING for the demo
 
     @classmethod
     def from_env(
@@ -79,12 +80,13 @@ class Settings:
             max_question_chars=r.parse("ORCHESTRATE_MAX_QUESTION_CHARS", _positive_int, 2000),
             max_concurrent_calls=r.parse("ORCHESTRATE_MAX_CONCURRENT_CALLS", _positive_int, 16),
             call_timeout_s=r.parse("ORCHESTRATE_CALL_TIMEOUT_S", _positive_float, 120.0),
+            slack_posts_per_s=r.parse("ORCHESTRATE_SLACK_POSTS_PER_S", _positive_float, 1.0),
             anthropic_max_retries=r.parse("ANTHROPIC_MAX_RETRIES", _non_negative_int, 2),
             prices_file=r.parse("PRICES_FILE", _existing_file, None),
             ledger_store_questions=r.parse("LEDGER_STORE_QUESTIONS", _boolean, True),
             budget_user_daily_usd=r.parse("BUDGET_USER_DAILY_USD", _dollars, None),
             budget_workspace_monthly_usd=r.parse("BUDGET_WORKSPACE_MONTHLY_USD", _dollars, None),
-            log_level=r.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")) or "INFO",
+            log_level=r.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),
         )
 
     def require(self, *names: str) -> None:
@@ -174,7 +176,7 @@ def _non_negative_int(raw: str) -> int:
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0:
-        raise ValueError("set a number of seconds above 0")
+        raise ValueError("set a number above 0")
     return value
 
 

@@ -22,7 +22,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from blocks import OutboundMessage
 
-UNFURL_OFF = {"unfurl_links": False, "unfurl_media": False}
 MIN_SPLIT_CHARS = 500
 
 
@@ -64,7 +63,11 @@ class Poster:
         await self._pace(channel)
         try:
             response = await self.client.chat_postMessage(
-                channel=channel, thread_ts=thread_ts, **_payload(message), **UNFURL_OFF
+                channel=channel,
+                thread_ts=thread_ts,
+                unfurl_links=False,
+                unfurl_media=False,
+                **_payload(message),
             )
         except SlackApiError as exc:
             if _error(exc) != "msg_too_long" or len(message.text) < MIN_SPLIT_CHARS:

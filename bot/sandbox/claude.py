@@ -152,11 +152,15 @@ class ClaudeSandbox:
         delay_s: float | None = None,
         times: int | None = None,
         retry_after_s: float | None = None,
+        text: str | None = None,
     ) -> Rule:
-        """Add a rule; the first active matching rule applies to a call and uses one `times`."""
+        """Add a rule; the first active matching rule applies to a call and uses one `times`.
+        `text` replaces the generated answer (e.g. a hostile or very long example)."""
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; use one of {sorted(FAULTS)}")
-        rule = Rule(self._next_rule_id, role, model, contains, fault, delay_s, times, retry_after_s)
+        rule = Rule(
+            self._next_rule_id, role, model, contains, fault, delay_s, times, retry_after_s, text
+        )
         self._next_rule_id += 1
         self.rules.append(rule)
         return rule
@@ -254,7 +258,10 @@ class ClaudeSandbox:
             call.model, segments(call.body), now=started, first_token_at=started + ttft
         )
         fault = call.fault if call.fault in _CONTENT_FAULTS else None
-        reply = compose(call.body, role=call.role, fault=fault, seed=call.seed, cache=cache)
+        text = call.rule.text if call.rule else None
+        reply = compose(
+            call.body, role=call.role, fault=fault, seed=call.seed, cache=cache, text=text
+        )
         record.usage = reply.usage
         per_token = self._per_token(call, ttft, reply.output_tokens)
         if record.streamed:

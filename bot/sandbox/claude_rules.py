@@ -83,6 +83,7 @@ class Rule:
     delay_s: float | None = None
     remaining: int | None = None
     retry_after_s: float | None = None
+    text: str | None = None  # the answer's visible text, instead of the generated one
     applied: int = 0
 
     @property
@@ -136,6 +137,7 @@ _RULE_FIELDS: dict[str, type | tuple[type, ...]] = {
     "delay_s": (int, float),
     "times": int,
     "retry_after_s": (int, float),
+    "text": str,
 }
 
 

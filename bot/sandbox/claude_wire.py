@@ -142,12 +142,21 @@ class Reply:
 
 
 def compose(
-    body: Mapping[str, Any], *, role: content.Role, fault: str | None, seed: str, cache: CacheUsage
+    body: Mapping[str, Any],
+    *,
+    role: content.Role,
+    fault: str | None,
+    seed: str,
+    cache: CacheUsage,
+    text: str | None = None,
 ) -> Reply:
-    """The full answer to a valid request, before any pacing."""
+    """The full answer to a valid request, before any pacing; `text` replaces the answer."""
     model = str(body["model"])
     thinking = _thinking_block(model, body, role=role, seed=seed)
-    text, stop, details = _answer(body, role=role, fault=fault, seed=seed)
+    answer, stop, details = _answer(body, role=role, fault=fault, seed=seed)
+    if text is not None:
+        answer, stop, details = text, "end_turn", None
+    text = answer
     blocks, stop = _fit(thinking, text, limit=int(body["max_tokens"]), stop=stop)
     spent = sum(b.tokens for b in blocks)
     usage = usage_json(

@@ -10,6 +10,7 @@ lines a person would read, for `SlackSandbox.transcript`.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 MESSAGE_MAX_BLOCKS = 50
@@ -192,7 +193,29 @@ def render_blocks(blocks: list[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
     for block in blocks:
         lines += _render_block(block)
-    return lines
+    return [shown for line in lines for shown in displayed(line).splitlines()]
+
+
+_SPECIAL = re.compile(r"<([@#!])([^>|]+)(?:\|([^>]*))?>|<((?:https?|mailto):[^>|]+)(?:\|([^>]*))?>")
+
+
+def displayed(mrkdwn: str) -> str:
+    """mrkdwn as Slack shows it: mentions and links resolved, `&lt;` `&gt;` `&amp;` decoded.
+
+    Only real control sequences become mentions or links (a ping shows as `@here`); text that
+    was escaped shows as the characters it stands for, e.g. a harmless literal `<!channel>`.
+    """
+
+    def resolve(match: re.Match[str]) -> str:
+        sigil, target, label, url, url_label = match.groups()
+        if url is not None:
+            return f"{url_label} ({url})" if url_label else url
+        if sigil == "!":
+            return f"@{label or target.split('^')[0]}"
+        return label or f"{sigil if sigil == '#' else '@'}{target}"
+
+    resolved = _SPECIAL.sub(resolve, mrkdwn)
+    return resolved.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def _render_block(block: dict[str, Any]) -> list[str]:
