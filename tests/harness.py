@@ -51,15 +51,13 @@ class Stack:
         assert status == 200
         return latency
 
-    async def settle(self, *, runs: int = 1, timeout: float = 30.0) -> None:
+    async def settle(self, *, runs: int = 1) -> None:
         """Wait until `runs` runs were admitted (or answered ephemerally) and all ended."""
-
-        async def done() -> None:
+        async with asyncio.timeout(30):
+            # The sandbox has no notification for admissions or ephemerals: poll briefly.
             while self.services.runs.admitted < runs and not self.slack.ephemerals():  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
             await self.services.runs.wait_idle()
-
-        await asyncio.wait_for(done(), timeout)
 
     def thread(self, channel_id: str = "C0GENERAL") -> tuple[Any, list[Any]]:
         """The channel's latest top-level message and its replies."""
