@@ -33,12 +33,12 @@ def cost_footer(cost: CostSummaryView, elapsed_s: float) -> list[Block]:
 
 def model_lines(by_model: Sequence[ModelCostView]) -> list[str]:
     """`*Haiku* · 4 calls · 8,200 in / 3,100 out · $0.0024`, one per model."""
-    shared = _shared_labels(by_model)
+    shared = shared_labels(by_model)
     return [_model_line(entry, show_id=model_label(entry.model) in shared) for entry in by_model]
 
 
-def _shared_labels(by_model: Sequence[ModelCostView]) -> set[str]:
-    # Two Opus versions in one run would read alike: name those by their id as well.
+def shared_labels(by_model: Sequence[ModelCostView]) -> set[str]:
+    """Labels that more than one model would read as (two Opus versions): name those by id too."""
     counts = Counter(model_label(entry.model) for entry in by_model)
     return {label for label, count in counts.items() if count > 1}
 

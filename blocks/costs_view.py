@@ -1,10 +1,12 @@
 """Spending views: the `/orchestrate costs` reply and the App Home tab.
 
-Admins see the workspace: total, runs, average per run, the saving against running everything on
-the strategy model, and the split by model, by role, by person and by channel. Members see the
-same headline figures for their own runs (the ledger hands us a report filtered to them) and how
-to use the command, never anyone else's spending. Lists are cut to their first rows: the ledger
-orders them, we only show them. The Home tab adds a day-by-day table.
+Admins see the workspace: total, runs, average per run, refused runs, the saving against running
+everything on the strategy model, and the split by model, by role, by person and by channel.
+Members see the same headline figures for their own runs (the ledger hands us a report filtered
+to them) and never a breakdown or anyone else's spending, whatever the report holds. Calls
+without a list price are counted beside the dollars (`$1.2346 + 3 unpriced calls`), never
+passed off as $0. Lists are cut to their first rows: the ledger orders them, we only show them.
+The Home tab adds a day-by-day table.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from blocks.cost import shared_labels
 from blocks.ephemeral import command_usage
 from blocks.escape import channel_mention, escape, user_mention
 from blocks.format import format_count, format_saving, format_usd, model_label
@@ -28,7 +31,7 @@ from blocks.message import (
     section,
 )
 from blocks.split import clip
-from blocks.types import CostReportView, DailyCost, Tally
+from blocks.types import CostReportView, DayCostView, ModelCostView, RoleCostView, SpenderView
 
 TOP_ROWS = 10
 DAILY_ROWS = 31
@@ -36,74 +39,117 @@ _BAR_WIDTH = 20
 
 
 def costs_summary_message(
-    report: CostReportView,
-    *,
-    period_label: str,
-    is_admin: bool,
-    strategy_model: str | None = None,
+    report: CostReportView, *, period_label: str, is_admin: bool
 ) -> OutboundMessage:
     """The `costs` reply: the workspace's spending for admins, a member's own otherwise."""
-    blocks = cost_report_blocks(
-        report, period_label=period_label, is_admin=is_admin, strategy_model=strategy_model
-    )
+    blocks = cost_report_blocks(report, period_label=period_label, is_admin=is_admin)
     who = "Workspace" if is_admin else "Your"
-    text = f"{who} orchestrate spend, {escape(period_label)}: {format_usd(report.total_usd)}"
+    text = f"{who} orchestrate spend, {escape(period_label)}: {_total(report)}"
     return OutboundMessage(text=fallback(text), blocks=tuple(blocks))
 
 
-def cost_report_blocks(
-    report: CostReportView,
-    *,
-    period_label: str,
-    is_admin: bool,
-    strategy_model: str | None = None,
-) -> list[Block]:
-    """Header, headline figures and, for admins, the breakdowns."""
+def cost_report_blocks(report: CostReportView, *, period_label: str, is_admin: bool) -> list[Block]:
+    """Header, headline figures and, for admins only, the breakdowns."""
     title = f"orchestrate spend · {period_label}" if is_admin else f"Your spend · {period_label}"
-    blocks = [header(title), fields_section(_headline(report, strategy_model))]
+    blocks = [header(title), fields_section(_headline(report, is_admin=is_admin))]
     if not is_admin:
         return blocks
+    # A spender's dollars leave its unpriced calls out, and the ledger does not count those.
+    note = " · _priced calls only_" if report.unpriced_calls else ""
     return [
         *blocks,
-        _tally_section("By model", report.by_model, lambda m: escape(model_label(m)), "call"),
-        _tally_section("By role", report.by_role, escape, "call"),
-        _tally_section("Top people", report.top_users, user_mention, "run"),
-        _tally_section("Top channels", report.top_channels, channel_mention, "run"),
+        _list_section("By model", _model_lines(report.by_model[:TOP_ROWS])),
+        _list_section("By role", [_role_line(role) for role in report.by_role[:TOP_ROWS]]),
+        _list_section("Top people", _spender_lines(report.top_users, user_mention), note),
+        _list_section("Top channels", _spender_lines(report.top_channels, channel_mention), note),
     ]
 
 
-def _headline(report: CostReportView, strategy_model: str | None) -> list[str]:
+def _headline(report: CostReportView, *, is_admin: bool) -> list[str]:
     fields = [
-        f"*Total*\n{format_usd(report.total_usd)}",
+        f"*Total*\n{_total(report)}",
         f"*Runs*\n{report.runs:,}",
-        f"*Average per run*\n{format_usd(report.avg_per_run_usd) if report.runs else '—'}",
+        f"*Average per run*\n{_average(report)}",
     ]
-    if report.all_strategy_model_usd is not None:
-        on = escape(model_label(strategy_model)) if strategy_model else "the strategy model"
-        saving = f" · {format_saving(report.saving_pct)}" if report.saving_pct is not None else ""
-        fields.append(f"*All on {on}*\n{format_usd(report.all_strategy_model_usd)}{saving}")
+    if is_admin:
+        fields.append(f"*Refused runs*\n{report.refused_runs:,}")
+    if report.all_strategy_model_usd is not None and report.calls > report.unpriced_calls:
+        fields.append(_all_on_strategy_model(report, report.all_strategy_model_usd))
     return fields
 
 
-def _tally_section(
-    title: str, rows: Sequence[Tally], show: Callable[[str], str], noun: str
-) -> Block:
-    lines = [
-        f"{show(key)} · {format_count(count, noun)} · {format_usd(cost)}"
-        for key, count, cost in rows[:TOP_ROWS]
+def _total(report: CostReportView) -> str:
+    return _amount(report.total_usd, calls=report.calls, unpriced_calls=report.unpriced_calls)
+
+
+def _amount(cost_usd: Decimal, *, calls: int, unpriced_calls: int) -> str:
+    """`$0.8000`, `$0.8000 + 3 unpriced calls`, or `unpriced` when no call had a price."""
+    if not unpriced_calls:
+        return format_usd(cost_usd)
+    if unpriced_calls >= calls:
+        return format_usd(None)
+    return f"{format_usd(cost_usd)} + {format_count(unpriced_calls, 'unpriced call')}"
+
+
+def _average(report: CostReportView) -> str:
+    """`$0.0193`; `at least $0.0193` when some calls are unpriced (the figure leaves them out)."""
+    average = report.average_per_run_usd
+    if average is None or not report.runs:
+        return "—"
+    if not report.unpriced_calls:
+        return format_usd(average)
+    if report.unpriced_calls >= report.calls:
+        return format_usd(None)
+    return f"at least {format_usd(average)}"
+
+
+def _all_on_strategy_model(report: CostReportView, all_usd: Decimal) -> str:
+    on = escape(model_label(report.strategy_model))
+    figure = format_usd(all_usd)
+    if report.saving_pct is not None:
+        figure += f" · {format_saving(report.saving_pct)}"
+    if report.unpriced_calls:
+        figure += "\n_priced calls only_"
+    return f"*All on {on}*\n{figure}"
+
+
+def _model_lines(by_model: Sequence[ModelCostView]) -> list[str]:
+    """`Opus · 64 calls · $0.8000`; two versions of one family also show their ids."""
+    shared = shared_labels(by_model)
+    lines = []
+    for entry in by_model:
+        name = escape(model_label(entry.model))
+        if model_label(entry.model) in shared:
+            name += f" `{escape(entry.model)}`"
+        lines.append(f"{name} · {format_count(entry.calls, 'call')} · {format_usd(entry.cost_usd)}")
+    return lines
+
+
+def _role_line(role: RoleCostView) -> str:
+    amount = _amount(role.cost_usd, calls=role.calls, unpriced_calls=role.unpriced_calls)
+    return f"{escape(role.role)} · {format_count(role.calls, 'call')} · {amount}"
+
+
+def _spender_lines(spenders: Sequence[SpenderView], show: Callable[[str], str]) -> list[str]:
+    """`<@U0ALICE> · 40 runs · $0.9000`: `show` builds a mention only from a well-formed id."""
+    return [
+        f"{show(s.id)} · {format_count(s.runs, 'run')} · {format_usd(s.cost_usd)}"
+        for s in spenders[:TOP_ROWS]
     ]
+
+
+def _list_section(title: str, lines: Sequence[str], note: str = "") -> Block:
     body = "\n".join(lines) if lines else "_none yet_"
-    return section(clip(f"*{title}*\n{body}", SECTION_LIMIT))
+    return section(clip(f"*{title}*{note}\n{body}", SECTION_LIMIT))
 
 
 def home_view(
     *,
     report: CostReportView,
-    daily: Sequence[DailyCost],
+    daily: Sequence[DayCostView],
     is_admin: bool,
     command: str = "/orchestrate",
     period_label: str = "last 30 days",
-    strategy_model: str | None = None,
 ) -> dict[str, Any]:
     """The App Home tab (`views.publish`): how to use the command, spending, spending by day."""
     cmd = escape(command)
@@ -116,25 +162,24 @@ def home_view(
             f"`{cmd} help` for more."
         ),
         divider(),
-        *cost_report_blocks(
-            report, period_label=period_label, is_admin=is_admin, strategy_model=strategy_model
-        ),
+        *cost_report_blocks(report, period_label=period_label, is_admin=is_admin),
         *_daily_blocks(daily),
     ]
     return {"type": "home", "blocks": blocks[:MAX_HOME_BLOCKS]}
 
 
-def _daily_blocks(daily: Sequence[DailyCost]) -> list[Block]:
+def _daily_blocks(daily: Sequence[DayCostView]) -> list[Block]:
     """The most recent days as a monospace table with a bar per day, newest last."""
     rows = list(daily)[-DAILY_ROWS:]
     if not rows:
         return []
-    top = max((cost for _, cost, _ in rows if cost is not None), default=Decimal(0))
-    lines = [_daily_line(day.isoformat(), cost, runs, top) for day, cost, runs in rows]
+    top = max(row.cost_usd for row in rows)
+    lines = [_daily_line(row, top) for row in rows]
     table = "```\n" + "\n".join(lines) + "\n```"
     return [section(f"*By day*\n{table}")]  # 31 short lines stay far below a section's limit
 
 
-def _daily_line(day: str, cost: Decimal | None, runs: int, top: Decimal) -> str:
-    bar = "▇" * round(_BAR_WIDTH * cost / top) if cost is not None and top > 0 else ""
-    return f"{day}  {format_count(runs, 'run'):>9}  {format_usd(cost):>10}  {bar}"
+def _daily_line(row: DayCostView, top: Decimal) -> str:
+    bar = "▇" * round(_BAR_WIDTH * row.cost_usd / top) if top > 0 else ""
+    day = row.day.isoformat()
+    return f"{day}  {format_count(row.runs, 'run'):>9}  {format_usd(row.cost_usd):>10}  {bar}"

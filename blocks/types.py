@@ -1,8 +1,9 @@
 """The shapes `blocks/` renders, as read-only Protocols, so it never has to import `bot`.
 
 Each Protocol mirrors the fields of a type the pipeline or the ledger owns (`bot.events`'
-`Component`, `Strategy`, `Review`, `CostSummary`…, the ledger's cost report); the frozen
-dataclasses there satisfy them structurally, and a test in `tests/blocks` checks that they do.
+`Component`, `Strategy`, `Review`, `CostSummary`…, `bot.ledger.types`' `CostReport`, `RoleCost`,
+`Spender`, `DayCost`), under the same names; the frozen dataclasses there satisfy them
+structurally, and a test in `tests/blocks` checks that they do, with mypy.
 Only what the builders read is listed: a new field elsewhere costs nothing here.
 """
 
@@ -93,30 +94,70 @@ class CostSummaryView(Protocol):
     def saving_pct(self) -> Decimal | None: ...
 
 
-Tally = tuple[str, int, Decimal | None]
-"""(key, count, dollars): a model or role with its calls, a user or channel with its runs."""
-
-DailyCost = tuple[date, Decimal | None, int]
-"""(day, dollars, runs)."""
-
-
-class CostReportView(Protocol):
-    """Spending over a period, as the ledger reports it; a member's report holds only their runs."""
+class RoleCostView(Protocol):
+    """A pipeline role's calls over a period; `cost_usd` sums the priced ones only."""
 
     @property
-    def total_usd(self) -> Decimal | None: ...
+    def role(self) -> str: ...
+    @property
+    def calls(self) -> int: ...
+    @property
+    def cost_usd(self) -> Decimal: ...
+    @property
+    def unpriced_calls(self) -> int: ...
+
+
+class SpenderView(Protocol):
+    """A user or channel among a period's top spenders, by its Slack id."""
+
+    @property
+    def id(self) -> str: ...
     @property
     def runs(self) -> int: ...
     @property
-    def avg_per_run_usd(self) -> Decimal | None: ...
+    def cost_usd(self) -> Decimal: ...
+
+
+class DayCostView(Protocol):
+    """One UTC day's runs and priced spending."""
+
     @property
-    def by_model(self) -> Sequence[Tally]: ...
+    def day(self) -> date: ...
     @property
-    def by_role(self) -> Sequence[Tally]: ...
+    def runs(self) -> int: ...
     @property
-    def top_users(self) -> Sequence[Tally]: ...
+    def cost_usd(self) -> Decimal: ...
+
+
+class CostReportView(Protocol):
+    """Spending over a period, as the ledger reports it; a member's report holds only their runs.
+
+    `total_usd` sums the priced calls and `unpriced_calls` counts the others, which are shown
+    beside it; `all_strategy_model_usd` covers the same priced calls.
+    """
+
     @property
-    def top_channels(self) -> Sequence[Tally]: ...
+    def runs(self) -> int: ...
+    @property
+    def refused_runs(self) -> int: ...
+    @property
+    def calls(self) -> int: ...
+    @property
+    def total_usd(self) -> Decimal: ...
+    @property
+    def unpriced_calls(self) -> int: ...
+    @property
+    def average_per_run_usd(self) -> Decimal | None: ...
+    @property
+    def by_model(self) -> Sequence[ModelCostView]: ...
+    @property
+    def by_role(self) -> Sequence[RoleCostView]: ...
+    @property
+    def top_users(self) -> Sequence[SpenderView]: ...
+    @property
+    def top_channels(self) -> Sequence[SpenderView]: ...
+    @property
+    def strategy_model(self) -> str: ...
     @property
     def all_strategy_model_usd(self) -> Decimal | None: ...
     @property

@@ -1,7 +1,7 @@
-"""`bot.events` types satisfy the Protocols `blocks` renders, checked by mypy itself.
+"""`bot.events` and `bot.ledger.types` types satisfy the Protocols `blocks` renders, per mypy.
 
-`blocks` mirrors the pipeline's types instead of importing them; if a field is renamed or retyped
-in `bot.events`, this test fails here rather than the Slack edge failing at run time.
+`blocks` mirrors the pipeline's and the ledger's types instead of importing them; if a field is
+renamed or retyped there, this test fails here rather than the Slack edge failing at run time.
 """
 
 from __future__ import annotations
@@ -14,15 +14,21 @@ from mypy import api
 ROOT = Path(__file__).resolve().parents[2]
 
 CONFORMANCE = """
+from datetime import datetime
 from bot.events import Check, Component, CostSummary, ModelCost, Review, Strategy
+from bot.ledger import Ledger
+from bot.ledger.types import CostReport, DayCost, RoleCost, Spender
 from bot.usage import TokenUsage
 from blocks.types import (
-    CheckView, ComponentView, CostSummaryView, ModelCostView, ReviewView, StrategyView, UsageView,
+    CheckView, ComponentView, CostReportView, CostSummaryView, DayCostView, ModelCostView,
+    ReviewView, RoleCostView, SpenderView, StrategyView, UsageView,
 )
+from blocks import costs_summary_message, home_view
 
 def conforms(
     component: Component, strategy: Strategy, check: Check, review: Review,
     usage: TokenUsage, model_cost: ModelCost, summary: CostSummary,
+    report: CostReport, day: DayCost, role: RoleCost, spender: Spender,
 ) -> None:
     c: ComponentView = component
     s: StrategyView = strategy
@@ -31,6 +37,17 @@ def conforms(
     u: UsageView = usage
     m: ModelCostView = model_cost
     t: CostSummaryView = summary
+    cr: CostReportView = report
+    d: DayCostView = day
+    rc: RoleCostView = role
+    sp: SpenderView = spender
+
+async def renders_what_the_ledger_returns(ledger: Ledger, since: datetime) -> None:
+    # As the Slack edge does it: what the ledger returns goes straight into the builders.
+    report = await ledger.summary("T0TEAM", since=since, until=since)
+    daily = await ledger.daily("T0TEAM", days=30)
+    costs_summary_message(report, period_label="month", is_admin=False)
+    home_view(report=report, daily=daily, is_admin=True)
 """
 
 DRIFTED = """
@@ -54,7 +71,7 @@ def _mypy(source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple
     return out + err, status
 
 
-def test_bot_event_types_satisfy_the_blocks_protocols(
+def test_bot_event_and_ledger_types_satisfy_the_blocks_protocols(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     output, status = _mypy(CONFORMANCE, tmp_path, monkeypatch)

@@ -1,12 +1,17 @@
-"""Help, errors, the `costs` reply and App Home: valid, harmless, and members see only their own."""
+"""Help, errors, the `costs` reply and App Home: valid, harmless, and members see only their own.
+
+The cost views are fed the ledger's real report types (`bot.ledger.types`), so a renamed field
+fails here as well as in the mypy conformance test.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, timedelta
+import json
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from blocks_sample_data import HOSTILE, OPUS
+from blocks_sample_data import HAIKU, HOSTILE, OPUS
 from slack_checks import (
     all_text,
     assert_harmless,
@@ -25,41 +30,58 @@ from blocks import (
     not_in_channel_message,
     question_too_long_message,
 )
-from blocks.types import DailyCost, Tally
+from bot.events import ModelCost
+from bot.ledger.types import CostReport, DayCost, RoleCost, Spender
+from bot.usage import TokenUsage
 
-
-@dataclass(frozen=True)
-class Report:
-    """Stands in for the ledger's report type, which `blocks` only knows by its Protocol."""
-
-    total_usd: Decimal | None
-    runs: int
-    avg_per_run_usd: Decimal | None
-    by_model: tuple[Tally, ...]
-    by_role: tuple[Tally, ...]
-    top_users: tuple[Tally, ...]
-    top_channels: tuple[Tally, ...]
-    all_strategy_model_usd: Decimal | None
-    saving_pct: Decimal | None
-
-
-REPORT = Report(
-    total_usd=Decimal("1.23456"),
+REPORT = CostReport(
+    team_id="T0TEAM",
+    user_id=None,
+    since=datetime(2026, 11, 1, tzinfo=UTC),
+    until=datetime(2026, 12, 1, tzinfo=UTC),
     runs=64,
-    avg_per_run_usd=Decimal("0.01929"),
+    refused_runs=2,
+    calls=320,
+    total_usd=Decimal("1.23456"),
+    unpriced_calls=0,
     by_model=(
-        ("claude-opus-5-5", 64, Decimal("0.8")),
-        ("claude-haiku-5-5", 256, Decimal("0.1")),
-        ("claude-x", 3, None),
+        ModelCost(OPUS, 64, TokenUsage(64_000, 32_000), Decimal("0.8")),
+        ModelCost(HAIKU, 256, TokenUsage(512_000, 128_000), Decimal("0.43456")),
     ),
-    by_role=(("plan", 64, Decimal("0.8")), ("example", 256, Decimal("0.1"))),
-    top_users=(("U0ALICE", 40, Decimal("0.9")), (HOSTILE, 1, Decimal("0.01"))),
-    top_channels=(("C0GENERAL", 50, Decimal("1.0")), ("<!here>", 1, None)),
+    by_role=(
+        RoleCost("plan", 64, Decimal("0.8"), 0),
+        RoleCost("example", 256, Decimal("0.43456"), 0),
+    ),
+    top_users=(Spender("U0ALICE", 40, Decimal("0.9")), Spender(HOSTILE, 1, Decimal("0.01"))),
+    top_channels=(Spender("C0GENERAL", 50, Decimal("1.0")), Spender("<!here>", 1, Decimal(0))),
+    strategy_model=OPUS,
     all_strategy_model_usd=Decimal("7.5"),
-    saving_pct=Decimal("83.54"),
 )
-DAILY: tuple[DailyCost, ...] = tuple(
-    (date(2026, 11, 1) + timedelta(days=n), Decimal(n) / 100, n) for n in range(40)
+WITH_UNPRICED = replace(
+    REPORT,
+    calls=323,
+    unpriced_calls=3,
+    by_model=(*REPORT.by_model, ModelCost("claude-x", 3, TokenUsage(300, 100), None)),
+    by_role=(
+        RoleCost("plan", 64, Decimal("0.8"), 0),
+        RoleCost("example", 259, Decimal("0.43456"), 3),
+    ),
+)
+ALL_UNPRICED = replace(
+    REPORT,
+    runs=1,
+    calls=3,
+    total_usd=Decimal(0),
+    unpriced_calls=3,
+    by_model=(ModelCost("claude-x", 3, TokenUsage(300, 100), None),),
+    by_role=(RoleCost("example", 3, Decimal(0), 3),),
+    top_users=(Spender("U0ALICE", 1, Decimal(0)),),
+    top_channels=(Spender("C0GENERAL", 1, Decimal(0)),),
+    all_strategy_model_usd=Decimal(0),
+)
+DAILY = tuple(
+    DayCost(day=date(2026, 11, 1) + timedelta(days=n), runs=n, cost_usd=Decimal(n) / 100)
+    for n in range(40)
 )
 
 
@@ -95,11 +117,98 @@ def test_error_message_escapes_whatever_it_is_given() -> None:
 
 
 def test_admin_costs_reply_shows_the_workspace() -> None:
-    message = costs_summary_message(
-        REPORT, period_label="November", is_admin=True, strategy_model=OPUS
-    )
+    message = costs_summary_message(REPORT, period_label="November", is_admin=True)
     assert_valid_message(message)
+    assert message.text == "Workspace orchestrate spend, November: $1.2346"
     assert message.blocks[0]["text"]["text"] == "orchestrate spend · November"
+    fields = [f["text"] for f in message.blocks[1]["fields"]]
+    assert fields == [
+        "*Total*\n$1.2346",
+        "*Runs*\n64",
+        "*Average per run*\n$0.0193",
+        "*Refused runs*\n2",
+        "*All on Opus*\n$7.5000 · saved 84%",
+    ]
+    by_model, by_role, people, channels = section_texts(message)
+    assert by_model.splitlines() == [
+        "*By model*",
+        "Opus · 64 calls · $0.8000",
+        "Haiku · 256 calls · $0.4346",
+    ]
+    assert by_role.splitlines()[1:] == [
+        "plan · 64 calls · $0.8000",
+        "example · 256 calls · $0.4346",
+    ]
+    assert people.splitlines()[1] == "<@U0ALICE> · 40 runs · $0.9000"
+    assert channels.splitlines()[1] == "<#C0GENERAL> · 50 runs · $1.0000"
+    assert_harmless([message], allowed=("<@U0ALICE>", "<#C0GENERAL>"))
+
+
+def test_only_well_formed_ids_become_mentions() -> None:
+    report = replace(
+        REPORT,
+        top_users=(Spender("u0lower", 1, Decimal(0)), Spender("<@U0BOB>", 1, Decimal(0))),
+        top_channels=(Spender("#general", 1, Decimal(0)),),
+    )
+    message = costs_summary_message(report, period_label="November", is_admin=True)
+    people, channels = section_texts(message)[2:]
+    assert people.splitlines()[1:] == [
+        "u0lower · 1 run · $0.0000",
+        "&lt;@U0BOB&gt; · 1 run · $0.0000",
+    ]
+    assert channels.splitlines()[1:] == ["#general · 1 run · $0.0000"]
+    assert_harmless([message])
+
+
+def test_unpriced_calls_are_counted_beside_the_dollars() -> None:
+    message = costs_summary_message(WITH_UNPRICED, period_label="November", is_admin=True)
+    assert_valid_message(message)
+    assert message.text == "Workspace orchestrate spend, November: $1.2346 + 3 unpriced calls"
+    fields = [f["text"] for f in message.blocks[1]["fields"]]
+    assert fields[0] == "*Total*\n$1.2346 + 3 unpriced calls"
+    assert fields[2] == "*Average per run*\nat least $0.0193"
+    assert fields[4] == "*All on Opus*\n$7.5000 · saved 84%\n_priced calls only_"
+    by_model, by_role = section_texts(message)[:2]
+    assert by_model.splitlines()[-1] == "claude-x · 3 calls · unpriced"
+    assert by_role.splitlines()[-1] == "example · 259 calls · $0.4346 + 3 unpriced calls"
+
+
+def test_a_report_with_no_priced_call_never_reads_as_zero_dollars() -> None:
+    member = costs_summary_message(ALL_UNPRICED, period_label="today", is_admin=False)
+    admin = costs_summary_message(ALL_UNPRICED, period_label="today", is_admin=True)
+    for message in (member, admin):
+        assert_valid_message(message)
+        assert message.text.endswith("spend, today: unpriced")
+        fields = [f["text"] for f in message.blocks[1]["fields"]]
+        assert fields[0] == "*Total*\nunpriced"
+        assert fields[2] == "*Average per run*\nunpriced"
+        assert not any(f.startswith("*All on") for f in fields)
+    assert "$0.0000" not in "\n".join(all_text([member]))
+    by_model, by_role, people, channels = section_texts(admin)
+    assert by_model.splitlines()[1] == "claude-x · 3 calls · unpriced"
+    assert by_role.splitlines()[1] == "example · 3 calls · unpriced"
+    # A spender carries no unpriced count: its dollars are marked as covering priced calls only.
+    assert people.splitlines() == [
+        "*Top people* · _priced calls only_",
+        "<@U0ALICE> · 1 run · $0.0000",
+    ]
+    assert channels.splitlines()[0] == "*Top channels* · _priced calls only_"
+
+
+def test_costs_reply_takes_the_strategy_model_from_the_report() -> None:
+    report = replace(REPORT, strategy_model="claude-sonnet-5-5")
+    message = costs_summary_message(report, period_label="November", is_admin=True)
+    assert "*All on Sonnet*\n$7.5000 · saved 84%" in [
+        f["text"] for f in message.blocks[1]["fields"]
+    ]
+
+
+def test_member_costs_reply_shows_only_their_own_figures() -> None:
+    # Handed a workspace report by mistake, the member view still lists no one else.
+    message = costs_summary_message(REPORT, period_label="November", is_admin=False)
+    assert_valid_message(message)
+    assert message.text == "Your orchestrate spend, November: $1.2346"
+    assert message.blocks[0]["text"]["text"] == "Your spend · November"
     fields = [f["text"] for f in message.blocks[1]["fields"]]
     assert fields == [
         "*Total*\n$1.2346",
@@ -107,23 +216,10 @@ def test_admin_costs_reply_shows_the_workspace() -> None:
         "*Average per run*\n$0.0193",
         "*All on Opus*\n$7.5000 · saved 84%",
     ]
-    texts = section_texts(message)
-    assert texts[0].splitlines()[1:] == [
-        "Opus · 64 calls · $0.8000",
-        "Haiku · 256 calls · $0.1000",
-        "claude-x · 3 calls · unpriced",
-    ]
-    assert "<@U0ALICE> · 40 runs · $0.9000" in texts[2]
-    assert "<#C0GENERAL> · 50 runs · $1.0000" in texts[3]
-    assert_harmless([message], allowed=("<@U0ALICE>", "<#C0GENERAL>"))
-
-
-def test_member_costs_reply_shows_only_their_own_figures() -> None:
-    message = costs_summary_message(REPORT, period_label="November", is_admin=False)
-    assert_valid_message(message)
     text = "\n".join(all_text([message]))
-    assert "Your spend · November" in text and "$1.2346" in text
-    assert "U0ALICE" not in text and "C0GENERAL" not in text and "By model" not in text
+    for absent in ("U0ALICE", "C0GENERAL", "Top people", "Top channels", "By model", "Refused"):
+        assert absent not in text
+    assert_harmless([message])
 
 
 def test_home_view_is_a_valid_home_tab_with_a_daily_table() -> None:
@@ -137,4 +233,20 @@ def test_home_view_is_a_valid_home_tab_with_a_daily_table() -> None:
         daily = view["blocks"][-1]["text"]["text"]
         assert daily.count("\n2026-") == 31  # the latest 31 days, newest last
         assert "2026-12-10    39 runs     $0.3900  ▇▇▇▇▇▇▇▇▇▇▇▇▇▇▇▇▇▇▇▇" in daily
-        assert ("Top people" in str(view)) is is_admin
+        assert "2026-11-10     0 runs     $0.0000  \n" not in daily  # cut: older than 31 days
+
+
+def test_home_view_stays_within_slacks_limits_with_full_lists() -> None:
+    users = tuple(Spender(f"U0USER{n}", 100 - n, Decimal(n)) for n in range(5))
+    channels = tuple(Spender(f"C0CHAN{n}", 100 - n, Decimal(n)) for n in range(5))
+    report = replace(WITH_UNPRICED, top_users=users, top_channels=channels)
+    month = DAILY[-31:]
+    for is_admin in (True, False):
+        view = home_view(report=report, daily=month, is_admin=is_admin)
+        assert len(view["blocks"]) <= 100
+        assert len(json.dumps(view, ensure_ascii=False).encode()) <= 250_000
+        for block in view["blocks"]:
+            assert_valid_block(block)
+        text = json.dumps(view)
+        assert ("<@U0USER0>" in text and "<#C0CHAN4>" in text) is is_admin
+        assert ("U0USER" in text or "C0CHAN" in text or "Top people" in text) is is_admin
