@@ -32,7 +32,7 @@ PriceFn = Callable[[str, TokenUsage], Decimal | None]
 CancelSink = Callable[[CallRecord], None]
 
 PLAN_MAX_TOKENS = 4096  # a few hundred visible tokens plus room for low-effort thinking
-EXAMPLE_MAX_TOKENS = 3072  # ~800-1,200 visible tokens plus thinking
+EXAMPLE_MAX_TOKENS = 8192  # asks for ~800-1,200 visible tokens; room for thinking and outliers
 REVIEW_MAX_TOKENS = 3072  # ~400-600 visible tokens plus thinking
 # Prompt caching silently does nothing below these prefix sizes (REFERENCE.md).
 CACHE_MIN_TOKENS = {"opus": 4096, "haiku": 4096, "sonnet": 1024}

@@ -92,8 +92,13 @@ async def test_events_arrive_in_order_plan_examples_review_finish(
     assert isinstance(strategy, StrategyReady)
     n = len(strategy.strategy.components)
     assert 2 <= n <= 6
-    assert kinds == ["RunStarted", "StrategyReady", *["ExampleReady"] * n, "ReviewReady",
-                     "RunFinished"]
+    assert kinds == [
+        "RunStarted",
+        "StrategyReady",
+        *["ExampleReady"] * n,
+        "ReviewReady",
+        "RunFinished",
+    ]
     # Each call is emitted before the event built from its answer.
     for i, event in enumerate(recorder.events):
         if isinstance(event, StrategyReady | ExampleReady | ReviewReady):
@@ -110,8 +115,11 @@ async def test_first_example_is_emitted_before_the_slowest_example_call_returns(
 
     examples = [r for r in claude_sandbox.requests if r.role == "example"]
     slowest_done = max(r.finished for r in examples)
-    first_example_at = next(t for e, t in zip(recorder.events, recorder.times, strict=True)
-                            if isinstance(e, ExampleReady))
+    first_example_at = next(
+        t
+        for e, t in zip(recorder.events, recorder.times, strict=True)
+        if isinstance(e, ExampleReady)
+    )
     assert first_example_at < slowest_done - 1.0
     # ...and the examples ran in parallel: the run took about one slow call, not n.
     starts = sorted(r.started for r in examples)
@@ -138,8 +146,11 @@ async def test_an_example_that_always_fails_leaves_the_others_and_the_review_int
     assert verdicts[doomed] == "problem"
     assert isinstance(recorder.events[-1], RunFinished)
     # The failed call (and its SDK retry) is still on the bill, as an error with no tokens.
-    errors = [e.call for e in recorder.of(CallFinished)
-              if isinstance(e, CallFinished) and e.call.outcome == "error"]
+    errors = [
+        e.call
+        for e in recorder.of(CallFinished)
+        if isinstance(e, CallFinished) and e.call.outcome == "error"
+    ]
     assert len(errors) == 1 and errors[0].usage == TokenUsage()
 
 
@@ -153,8 +164,11 @@ async def test_an_overloaded_plan_succeeds_through_the_sdk_retries(
     assert isinstance(recorder.events[-1], RunFinished)
     plans = [r for r in claude_sandbox.requests if r.role == "plan"]
     assert [r.status for r in plans] == [529, 200]
-    plan_calls = [e for e in recorder.of(CallFinished)
-                  if isinstance(e, CallFinished) and e.call.role == "plan"]
+    plan_calls = [
+        e
+        for e in recorder.of(CallFinished)
+        if isinstance(e, CallFinished) and e.call.role == "plan"
+    ]
     assert len(plan_calls) == 1 and plan_calls[0].call.outcome == "ok"
 
 
@@ -165,8 +179,11 @@ async def test_an_invalid_plan_is_repaired_once(
 
     recorder = await run_pipeline(claude_sandbox, prices)
 
-    outcomes = [e.call.outcome for e in recorder.of(CallFinished)
-                if isinstance(e, CallFinished) and e.call.role == "plan"]
+    outcomes = [
+        e.call.outcome
+        for e in recorder.of(CallFinished)
+        if isinstance(e, CallFinished) and e.call.role == "plan"
+    ]
     assert outcomes == ["invalid", "ok"]
     repair = [r for r in claude_sandbox.requests if r.role == "plan"][1]
     assert "could not be used" in str(repair.body["messages"])
@@ -267,11 +284,15 @@ async def test_a_long_shared_prefix_is_cached_by_one_warming_call(
     # Sonnet caches from 1,024 tokens: a long question makes the shared prefix that long.
     question = QUESTION + ". Context: " + "the platform has posts, follows and likes. " * 120
 
-    recorder = await run_pipeline(claude_sandbox, prices, question=question,
-                                  examples_model="claude-sonnet-5-5")
+    recorder = await run_pipeline(
+        claude_sandbox, prices, question=question, examples_model="claude-sonnet-5-5"
+    )
 
-    calls = [e.call for e in recorder.of(CallFinished)
-             if isinstance(e, CallFinished) and e.call.role == "example"]
+    calls = [
+        e.call
+        for e in recorder.of(CallFinished)
+        if isinstance(e, CallFinished) and e.call.role == "example"
+    ]
     writes = [c for c in calls if c.usage.cache_write_5m_tokens > 0]
     reads = [c for c in calls if c.usage.cache_read_tokens > 0]
     assert len(writes) == 1
@@ -298,7 +319,7 @@ async def test_cancelling_a_run_records_the_spent_tokens_and_ends_it_interrupted
     task = asyncio.create_task(
         Pipeline(claude, settings=settings, prices=prices).run(QUESTION, emit=recorder)
     )
-    while sum(r.role == "example" for r in claude_sandbox.requests) < 2:
+    while sum(r.role == "example" for r in claude_sandbox.requests) < 2:  # noqa: ASYNC110 - the sandbox has no request notification
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.2)  # the example streams have started: input tokens are counted
 
@@ -309,7 +330,10 @@ async def test_cancelling_a_run_records_the_spent_tokens_and_ends_it_interrupted
 
     last = recorder.events[-1]
     assert isinstance(last, RunFailed) and last.interrupted
-    cut = [e.call for e in recorder.of(CallFinished)
-           if isinstance(e, CallFinished) and e.call.outcome == "cancelled"]
+    cut = [
+        e.call
+        for e in recorder.of(CallFinished)
+        if isinstance(e, CallFinished) and e.call.outcome == "cancelled"
+    ]
     assert len(cut) >= 2
     assert all(c.usage.input_tokens > 0 for c in cut)
