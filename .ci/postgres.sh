@@ -2,14 +2,16 @@
 # Start a throwaway PostgreSQL server on 127.0.0.1 for the ledger tests and benchmarks.
 #
 #   eval "$(bash .ci/postgres.sh)"        # installs if missing, starts, exports the URL
-#   bash .ci/postgres.sh stop             # stops the cluster (data dir kept for reuse)
+#   source .ci/postgres.sh                # the same, exporting into the sourcing shell
+#   bash .ci/postgres.sh stop             # stops the cluster (the next start rebuilds it)
 #
 # Installs Debian's postgresql package when no server binaries are present, creates a cluster
 # under $ORCHESTRATE_PG_DIR (default /tmp/orchestrate-pg) owned by an unprivileged user
 # (`postgres` when run as root), starts it on a free loopback port with trust auth, creates
 # the database `orchestrate_test`, and prints one line on stdout:
 #   export DATABASE_URL_TEST_POSTGRES=postgresql://<user>@127.0.0.1:<port>/orchestrate_test
-# Everything else goes to stderr. Running it again reuses a running cluster (idempotent).
+# (and exports it when sourced). Everything else goes to stderr. Running it again reuses a
+# running cluster (idempotent); one that does not answer is rebuilt from scratch.
 set -euo pipefail
 
 PG_DIR="${ORCHESTRATE_PG_DIR:-/tmp/orchestrate-pg}"
@@ -53,8 +55,11 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-is_running() {
-    [ -f "$DATA/PG_VERSION" ] && as_owner "$BIN/pg_ctl" status -D "$DATA" >/dev/null 2>&1
+# Ready means accepting connections: a PID file alone can outlive its server (a zombie
+# postmaster in a container without an init that reaps it still "exists").
+is_ready() {
+    [ -f "$PG_DIR/port" ] && [ -f "$DATA/PG_VERSION" ] &&
+        "$BIN/pg_isready" -q -h 127.0.0.1 -p "$(cat "$PG_DIR/port")" -t 3
 }
 
 init_cluster() {
@@ -85,15 +90,24 @@ main() {
     install_if_missing
     BIN="$(find_bindir)"
     if [ "${1:-start}" = stop ]; then
-        if is_running; then as_owner "$BIN/pg_ctl" stop -D "$DATA" -m fast >&2; fi
+        if is_ready; then as_owner "$BIN/pg_ctl" stop -D "$DATA" -m fast >&2; fi
         return
     fi
-    [ -f "$DATA/PG_VERSION" ] || init_cluster
-    is_running || start_cluster
+    if ! is_ready; then
+        # Whatever is left in the data dir (a killed server, a stale lock) only ever held
+        # throwaway test data: start from a fresh cluster rather than repair it.
+        if [ -f "$DATA/PG_VERSION" ]; then
+            as_owner "$BIN/pg_ctl" stop -D "$DATA" -m immediate -t 5 >&2 2>/dev/null || true
+            rm -rf "$DATA"
+        fi
+        init_cluster
+        start_cluster
+    fi
     local port
     port="$(cat "$PG_DIR/port")"
     create_db "$port"
-    echo "export DATABASE_URL_TEST_POSTGRES=postgresql://$(owner_name)@127.0.0.1:$port/$DB"
+    export DATABASE_URL_TEST_POSTGRES="postgresql://$(owner_name)@127.0.0.1:$port/$DB"
+    echo "export DATABASE_URL_TEST_POSTGRES=$DATABASE_URL_TEST_POSTGRES"
 }
 
 main "$@"
