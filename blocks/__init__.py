@@ -10,6 +10,7 @@ blocks and `format` writes figures. Everything a caller needs is re-exported her
 from blocks.cost import cost_footer
 from blocks.costs_view import costs_summary_message, home_view
 from blocks.ephemeral import (
+    budget_alert_message,
     budget_refused_message,
     error_message,
     help_message,
@@ -41,6 +42,7 @@ from blocks.split import clip, split_chunks, split_mrkdwn
 __all__ = [
     "NO_UNFURL",
     "OutboundMessage",
+    "budget_alert_message",
     "budget_refused_message",
     "channel_mention",
     "clip",

@@ -82,3 +82,18 @@ def budget_refused_message(
         f"The budget for {period_label} is used up: {format_usd(spent_usd)} spent of "
         f"{format_usd(budget_usd)}. Ask an admin to raise it, or try again next period."
     )
+
+
+def budget_alert_message(
+    *, spent_usd: Decimal, budget_usd: Decimal, month_label: str, command: str = "/orchestrate"
+) -> OutboundMessage:
+    """The one DM each admin gets when the workspace passes 80% of its monthly budget."""
+    share = int(spent_usd * 100 / budget_usd) if budget_usd else 100
+    line = (
+        f"⚠ orchestrate has spent {format_usd(spent_usd)} of this workspace's "
+        f"{format_usd(budget_usd)} budget for {escape(month_label)} ({share}%). "
+        "Runs that would pass the budget will be refused until next month or until "
+        "BUDGET_WORKSPACE_MONTHLY_USD is raised."
+    )
+    detail = f"See who and where with `{escape(command)} costs month`."
+    return OutboundMessage(text=fallback(line), blocks=(*sections(line), context(detail)))

@@ -33,6 +33,7 @@ METHOD_SCOPES = {
     "chat.update": "chat:write",
     "conversations.join": "channels:join",
     "users.info": "users:read",
+    "users.list": "users:read",
     "views.publish": None,
     "auth.test": None,
 }

@@ -59,7 +59,8 @@ class Runs:
         self._settings = settings
         self._tasks: set[asyncio.Task[None]] = set()
         self.admitted = 0  # runs launched by this process, for the demo and tests
-        self.on_finished: Callable[[RunRequest], Awaitable[None]] | None = None
+        # Told the team id after each run that ends (the budget watch uses it).
+        self.on_finished: Callable[[str], Awaitable[object]] | None = None
 
     @property
     def in_flight(self) -> int:
@@ -164,7 +165,7 @@ class Runs:
             await renderer.bug()
             return
         if self.on_finished is not None:
-            await self.on_finished(request)
+            await self.on_finished(request.team_id)
 
     async def _to_ledger(self, run_id: str, event: Event) -> None:
         match event:

@@ -12,13 +12,15 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.budget_alerts import BudgetWatch
 from bot.claude import Claude
-from bot.ledger import Ledger, open_ledger
+from bot.ledger import Ledger, ledger_for
 from bot.pipeline import Pipeline
 from bot.pricing import PriceTable
 from bot.runs import Runs
@@ -50,8 +52,11 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     prices = PriceTable.load(settings.prices_file)
     async with contextlib.AsyncExitStack() as stack:
-        ledger = await stack.enter_async_context(open_ledger(settings.database_url))
-        interrupted = await ledger.mark_interrupted()
+        ledger = await stack.enter_async_context(ledger_for(settings))
+        # Only runs too old to still be alive anywhere: other instances may share the ledger.
+        interrupted = await ledger.mark_interrupted(
+            started_before=datetime.now(UTC) - longest_run(settings)
+        )
         if interrupted:
             log.warning(
                 "marked %d runs left running by a previous process as interrupted", interrupted
@@ -63,9 +68,17 @@ async def open_services(
         poster = Poster(client, rate=settings.slack_posts_per_s)
         pipeline = Pipeline(claude, settings=settings, prices=prices)
         runs = Runs(pipeline=pipeline, ledger=ledger, poster=poster, settings=settings)
+        runs.on_finished = BudgetWatch(settings=settings, ledger=ledger, client=client)
         # Registered last, so it runs first: runs finish while their resources are open.
         stack.push_async_callback(runs.drain, drain_grace_s)
         yield Services(settings, prices, ledger, claude, pipeline, client, poster, runs)
+
+
+def longest_run(settings: Settings) -> timedelta:
+    """An upper bound on a run's life: four sequential call timeouts (plan, repair, the
+    parallel examples, review), their SDK retries, and time to post the thread."""
+    calls = 4 * (settings.anthropic_max_retries + 1)
+    return timedelta(seconds=calls * settings.call_timeout_s + 300)
 
 
 def slack_client(

@@ -38,6 +38,7 @@ class OtherMethods:
             {
                 "auth.test": Method(self.auth_test),
                 "users.info": Method(self.users_info),
+                "users.list": Method(self.users_list),
                 "conversations.info": Method(self.conversations_info),
                 "conversations.join": Method(self.conversations_join),
                 "views.publish": Method(self.views_publish),
@@ -63,6 +64,22 @@ class OtherMethods:
         if user is None:
             raise ApiError("user_not_found")
         return {"user": user.to_api(self.ws.team_id)}
+
+    def users_list(self, ctx: CallContext) -> dict[str, Any]:
+        """Members in id order, paginated with an opaque cursor as Slack does."""
+        self.api.need_scope("users:read")
+        limit = int(ctx.text("limit") or 200)
+        start = int(ctx.text("cursor") or 0) if (ctx.text("cursor") or "0").isdigit() else -1
+        if start < 0:
+            raise ApiError("invalid_cursor")
+        users = sorted(self.ws.users.values(), key=lambda u: u.id)
+        page = users[start : start + max(1, min(limit, 1000))]
+        following = start + len(page)
+        cursor = str(following) if following < len(users) else ""
+        return {
+            "members": [u.to_api(self.ws.team_id) for u in page],
+            "response_metadata": {"next_cursor": cursor},
+        }
 
     def conversations_info(self, ctx: CallContext) -> dict[str, Any]:
         channel = self._by_id(ctx.required("channel"))
