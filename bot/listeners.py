@@ -25,6 +25,7 @@ from bot.services import Services
 
 log = logging.getLogger(__name__)
 COMMAND = "/orchestrate"
+HOME_DAYS = 30
 EVENTS = ("app_home_opened", "app_mention")  # what manifest.yml subscribes to
 # The Web API methods the bot calls, with the bot scope each needs (checked against
 # manifest.yml by a test, so a new call cannot ship without its scope).
@@ -101,7 +102,19 @@ def register(app: AsyncApp, services: Services) -> None:
             case Costs(period=period):
                 await _costs(services, client, command, period, respond)
             case Ask(question=question):
-                await services.runs.start(_request(command, question), respond)
+                try:
+                    await services.runs.start(_request(command, question), respond)
+                except Exception:
+                    # Not a silent failure: the asker learns, the operator gets the trace.
+                    log.exception("could not start a run for %s", command.get("user_id"))
+                    await respond(
+                        **_ephemeral(
+                            blocks.error_message(
+                                "Something went wrong on our side before the run started; nothing "
+                                "was spent. Try again in a minute."
+                            )
+                        )
+                    )
 
     @app.event("app_home_opened")
     async def on_home(
@@ -166,14 +179,7 @@ async def _costs(
     try:
         since, until = parse_period(period, now=datetime.now(UTC))
     except ValueError as exc:
-        await respond(
-            **_ephemeral(
-                blocks.error_message(
-                    f"{exc} Use `{COMMAND} costs today`, `week`, `month` "
-                    "or a number of days like `7d`."
-                )
-            )
-        )
+        await respond(**_ephemeral(blocks.error_message(f"`{COMMAND} costs`: {exc}.")))
         return
     admin = await is_admin(services, client, command["user_id"])
     report = await services.ledger.summary(
@@ -192,10 +198,17 @@ async def _publish_home(
     admin = await is_admin(services, client, user_id)
     scope = None if admin else user_id
     now = datetime.now(UTC)
-    since, until = parse_period("month", now=now)
+    # The summary and the day-by-day table cover the same 30 days.
+    since, until = parse_period(f"{HOME_DAYS}d", now=now)
     report = await services.ledger.summary(team_id, since=since, until=until, user_id=scope)
-    daily = await services.ledger.daily(team_id, days=30, user_id=scope, today=now.date())
-    view = blocks.home_view(report=report, daily=daily, is_admin=admin, command=COMMAND)
+    daily = await services.ledger.daily(team_id, days=HOME_DAYS, user_id=scope, today=now.date())
+    view = blocks.home_view(
+        report=report,
+        daily=daily,
+        is_admin=admin,
+        command=COMMAND,
+        period_label=f"last {HOME_DAYS} days",
+    )
     await client.views_publish(user_id=user_id, view=view)
 
 

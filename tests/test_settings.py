@@ -1,0 +1,87 @@
+"""Settings: read once, validated, failing at start-up with the variable's name."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot.settings import Settings, SettingsError
+
+
+def test_defaults_follow_the_contract() -> None:
+    settings = Settings.from_env({}, dotenv=None)
+    assert settings.slack_api_url == "https://slack.com/api/"
+    assert settings.database_url == "sqlite:///orchestrate.db"
+    assert settings.models == ("claude-opus-5-5", "claude-haiku-5-5", "claude-sonnet-5-5")
+    assert settings.max_question_chars == 2000
+    assert settings.max_concurrent_calls == 16
+    assert settings.budget_user_daily_usd is None
+
+
+def test_values_are_read_and_parsed() -> None:
+    settings = Settings.from_env(
+        {
+            "SLACK_API_URL": "http://127.0.0.1:9/api/",
+            "ORCHESTRATE_ADMINS": "U1, U2 U3",
+            "BUDGET_WORKSPACE_MONTHLY_USD": "12.50",
+            "LEDGER_STORE_QUESTIONS": "false",
+            "REVIEW_MODEL": "claude-sonnet-4-6",
+            "DATABASE_URL": "postgresql://u@h/db",
+        },
+        dotenv=None,
+    )
+    assert settings.admins == frozenset({"U1", "U2", "U3"})
+    assert settings.budget_workspace_monthly_usd == Decimal("12.50")
+    assert settings.ledger_store_questions is False
+    assert settings.review_model == "claude-sonnet-4-6"
+    assert settings.database_url == "postgresql://u@h/db"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SLACK_API_URL", "slack.com/api"),
+        ("DATABASE_URL", "mysql://x"),
+        ("ORCHESTRATE_MAX_QUESTION_CHARS", "0"),
+        ("ORCHESTRATE_MAX_CONCURRENT_CALLS", "many"),
+        ("ORCHESTRATE_CALL_TIMEOUT_S", "-1"),
+        ("BUDGET_USER_DAILY_USD", "-5"),
+        ("BUDGET_USER_DAILY_USD", "NaN"),
+        ("LEDGER_STORE_QUESTIONS", "maybe"),
+        ("STRATEGY_EFFORT", "extreme"),
+        ("PRICES_FILE", "/no/such/prices.json"),
+    ],
+)
+def test_a_malformed_value_fails_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value}, dotenv=None)
+
+
+def test_a_dotenv_file_fills_what_the_environment_does_not_set(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("SLACK_BOT_TOKEN=xoxb-from-file\nREVIEW_MODEL=from-file\n")
+    settings = Settings.from_env({"REVIEW_MODEL": "from-env"}, dotenv=dotenv)
+    assert settings.slack_bot_token == "xoxb-from-file"
+    assert settings.review_model == "from-env"
+
+
+def test_require_names_every_missing_variable() -> None:
+    settings = Settings.from_env({"SLACK_BOT_TOKEN": "xoxb-1"}, dotenv=None)
+    with pytest.raises(SettingsError) as error:
+        settings.require("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")
+    assert "SLACK_APP_TOKEN, SLACK_SIGNING_SECRET" in str(error.value)
+    assert "SLACK_BOT_TOKEN" not in str(error.value).split("must")[0]
+
+
+def test_secrets_never_appear_in_the_repr() -> None:
+    settings = Settings.from_env(
+        {
+            "SLACK_BOT_TOKEN": "xoxb-secret",
+            "ANTHROPIC_API_KEY": "sk-ant-secret",
+            "SLACK_SIGNING_SECRET": "shh",
+        },
+        dotenv=None,
+    )
+    assert "secret" not in repr(settings) and "shh" not in repr(settings)
