@@ -53,10 +53,7 @@ async def open_services(
     prices = PriceTable.load(settings.prices_file)
     async with contextlib.AsyncExitStack() as stack:
         ledger = await stack.enter_async_context(ledger_for(settings))
-        # Only runs too old to still be alive anywhere: other instances may share the ledger.
-        interrupted = await ledger.mark_interrupted(
-            started_before=datetime.now(UTC) - longest_run(settings)
-        )
+        interrupted = await ledger.mark_interrupted(started_before=_orphan_cutoff(settings))
         if interrupted:
             log.warning(
                 "marked %d runs left running by a previous process as interrupted", interrupted
@@ -72,6 +69,15 @@ async def open_services(
         # Registered last, so it runs first: runs finish while their resources are open.
         stack.push_async_callback(runs.drain, drain_grace_s)
         yield Services(settings, prices, ledger, claude, pipeline, client, poster, runs)
+
+
+def _orphan_cutoff(settings: Settings) -> datetime | None:
+    """Runs started before this are no longer alive. A SQLite ledger has one process, so
+    every run it left `running` died with it; on PostgreSQL other instances may still be
+    running theirs, so only runs older than any run can live are taken."""
+    if settings.database_url.startswith("sqlite:"):
+        return None
+    return datetime.now(UTC) - longest_run(settings)
 
 
 def longest_run(settings: Settings) -> timedelta:

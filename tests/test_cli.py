@@ -120,3 +120,112 @@ async def _healthz(url: str) -> int:
                     return response.status
             except aiohttp.ClientConnectionError:
                 await asyncio.sleep(0.1)
+
+
+async def test_a_killed_bot_loses_no_recorded_call_and_its_run_is_interrupted_at_restart(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime
+
+    from bot.ledger import open_ledger
+    from bot.sandbox.claude import ClaudeSandbox, LatencyModel
+    from bot.services import open_services
+    from bot.settings import Settings
+
+    database_url = f"sqlite:///{tmp_path / 'cli.db'}"
+    async with (
+        SlackSandbox() as slack,
+        ClaudeSandbox(latency=LatencyModel(time_scale=0.01)) as claude,
+    ):
+        claude.add_rule(role="example", delay_s=60)
+        env = clean_env(
+            tmp_path,
+            SLACK_API_URL=slack.api_url,
+            SLACK_BOT_TOKEN=slack.bot_token,
+            SLACK_APP_TOKEN=slack.app_token,
+            ANTHROPIC_BASE_URL=claude.base_url,
+            ANTHROPIC_API_KEY=claude.api_key,
+        )
+        bot = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "serve",
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            await slack.wait_connected(timeout=60)
+            await slack.send_slash_command(text=QUESTION)
+            async with asyncio.timeout(30):
+                while sum(r.role == "example" for r in claude.requests) < 2:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+        finally:
+            bot.kill()  # SIGKILL: no drain, no goodbye
+            await bot.wait()
+
+        async with open_ledger(database_url) as ledger:
+            since = datetime(2000, 1, 1, tzinfo=UTC)
+            before = await ledger.summary("T0SANDBOX", since=since, until=datetime.now(UTC))
+        statuses_before = run_statuses(tmp_path / "cli.db")
+        settings = Settings.from_env(env, dotenv=None)
+        async with open_services(settings) as services:
+            after = await services.ledger.summary("T0SANDBOX", since=since, until=datetime.now(UTC))
+    assert statuses_before == ["running"]
+    assert run_statuses(tmp_path / "cli.db") == ["interrupted"]
+    assert before.calls == 1 and before.by_role[0].role == "plan"  # written when it returned
+    assert before.total_usd > 0
+    assert (after.calls, after.total_usd) == (before.calls, before.total_usd)
+    assert after.runs == 1
+
+
+def run_statuses(path: Path) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT status FROM runs").fetchall()
+    db.close()
+    return [row[0] for row in rows]
+
+
+async def test_the_sandbox_command_serves_both_stand_ins_until_interrupted(
+    tmp_path: Path,
+) -> None:
+    slack_port, claude_port = free_port(), free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "sandbox",
+        "--slack-port",
+        str(slack_port),
+        "--claude-port",
+        str(claude_port),
+        env=clean_env(tmp_path),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        banner = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+        assert f"http://127.0.0.1:{slack_port}/api/" in banner
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{claude_port}/v1/messages/count_tokens"
+            body = {"model": "claude-haiku-5-5", "messages": [{"role": "user", "content": "hi"}]}
+            headers = {"x-api-key": "sk-ant-sandbox", "anthropic-version": "2023-06-01"}
+            async with session.post(url, json=body, headers=headers) as response:
+                counted = await response.json()
+            async with session.post(
+                f"http://127.0.0.1:{slack_port}/api/auth.test",
+                headers={"Authorization": "Bearer xoxb-sandbox"},
+            ) as response:
+                auth = await response.json()
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(process.wait(), 30)
+    assert counted["input_tokens"] > 0
+    assert auth["ok"] is True
+    assert code == 0
