@@ -12,7 +12,6 @@ import asyncio
 import os
 import signal
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -25,7 +24,7 @@ from bot.pricing import PriceTable
 from bot.sandbox.claude import ClaudeSandbox, LatencyModel
 from bot.sandbox.slack import SlackSandbox
 from bot.settings import Settings
-from tests.ledger.conftest import execute_raw, postgres_base_url, with_search_path
+from tests.ledger.conftest import fresh_postgres_schema
 
 QUESTION = "Design a REST API for a social network"
 COMMANDS = 10
@@ -34,13 +33,8 @@ RUNS_THE_BUDGET_COVERS = 3
 
 @pytest.fixture
 async def postgres_url() -> AsyncIterator[str]:
-    base = postgres_base_url()
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    await execute_raw(base, f"CREATE SCHEMA {schema}")
-    try:
-        yield with_search_path(base, schema)
-    finally:
-        await execute_raw(base, f"DROP SCHEMA {schema} CASCADE")
+    async with fresh_postgres_schema() as url:
+        yield url
 
 
 def worst_case() -> Decimal:

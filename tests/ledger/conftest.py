@@ -8,6 +8,7 @@ backend would be a silent hole in the conformance suite.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import uuid
@@ -61,6 +62,13 @@ async def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ledger.db'}"
         return
+    async with fresh_postgres_schema() as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres_schema() -> AsyncIterator[str]:
+    """A URL to a new, empty schema of the test PostgreSQL, dropped afterwards."""
     base = postgres_base_url()
     schema = f"test_{uuid.uuid4().hex[:12]}"
     await execute_raw(base, f"CREATE SCHEMA {schema}")
