@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 import blocks
 from bot.costs_cli import parse_period
-from bot.runs import RunRequest, Runs, _ephemeral
+from bot.runs import RunRequest, Runs, ephemeral
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -96,9 +96,9 @@ def register(app: AsyncApp, services: Services) -> None:
                 message = blocks.help_message(
                     command=COMMAND, max_chars=services.settings.max_question_chars
                 )
-                await respond(**_ephemeral(message))
+                await respond(**ephemeral(message))
             case Invalid(message=text):
-                await respond(**_ephemeral(blocks.error_message(text)))
+                await respond(**ephemeral(blocks.error_message(text)))
             case Costs(period=period):
                 await _costs(services, client, command, period, respond)
             case Ask(question=question):
@@ -108,7 +108,7 @@ def register(app: AsyncApp, services: Services) -> None:
                     # Not a silent failure: the asker learns, the operator gets the trace.
                     log.exception("could not start a run for %s", command.get("user_id"))
                     await respond(
-                        **_ephemeral(
+                        **ephemeral(
                             blocks.error_message(
                                 "Something went wrong on our side before the run started; nothing "
                                 "was spent. Try again in a minute."
@@ -179,7 +179,7 @@ async def _costs(
     try:
         since, until = parse_period(period, now=datetime.now(UTC))
     except ValueError as exc:
-        await respond(**_ephemeral(blocks.error_message(f"`{COMMAND} costs`: {exc}.")))
+        await respond(**ephemeral(blocks.error_message(f"`{COMMAND} costs`: {exc}.")))
         return
     admin = await is_admin(services, client, command["user_id"])
     report = await services.ledger.summary(
@@ -189,7 +189,7 @@ async def _costs(
         user_id=None if admin else command["user_id"],
     )
     message = blocks.costs_summary_message(report, period_label=period, is_admin=admin)
-    await respond(**_ephemeral(message))
+    await respond(**ephemeral(message))
 
 
 async def _publish_home(

@@ -70,15 +70,21 @@ class Runs:
         """Admit and launch one run; tell the asker (ephemerally) if it cannot start."""
         reservation = await self._reserve(request)
         if isinstance(reservation, str):
-            await respond(**_ephemeral(blocks.error_message(reservation)))
+            await respond(**ephemeral(blocks.error_message(reservation)))
             return None
         run_id = reservation.run_id
         try:
             thread_ts = await self._open_thread(request)
         except ChannelUnavailable as problem:
             await self._ledger.finish_run(run_id, "failed", elapsed_s=0.0, error=str(problem))
-            await respond(**_ephemeral(blocks.error_message(str(problem))))
+            await respond(**ephemeral(blocks.error_message(str(problem))))
             return None
+        except BaseException:
+            # No run row may stay `running` (and holding budget) for a run that never began.
+            await self._ledger.finish_run(
+                run_id, "failed", elapsed_s=0.0, error="the first message could not be posted"
+            )
+            raise
         await self._ledger.set_thread(run_id, request.channel_id, thread_ts)
         renderer = ThreadRenderer(
             self._poster,
@@ -133,7 +139,7 @@ class Runs:
         status = blocks.status_message(
             asker_id=request.user_id,
             question=request.question,
-            status=f"⏳ {blocks.model_label(self._settings.strategy_model)} is planning…",
+            status=blocks.planning_status(self._settings.strategy_model),
         )
         try:
             return await self._poster.post(request.channel_id, status)
@@ -182,7 +188,8 @@ class Runs:
                 pass
 
 
-def _ephemeral(message: blocks.OutboundMessage) -> dict[str, Any]:
+def ephemeral(message: blocks.OutboundMessage) -> dict[str, Any]:
+    """Keyword arguments for Bolt's `respond`: a reply only the asker sees."""
     return {"text": message.text, "blocks": list(message.blocks), "response_type": "ephemeral"}
 
 

@@ -4,7 +4,8 @@
 one at a time through a per-channel token bucket (Slack allows about one message a second
 per channel, with short bursts), so parallel examples never burst into 429s. A 429 that
 still happens is retried by the client's `AsyncRateLimitErrorRetryHandler` (honouring
-`Retry-After`), never dropped. `msg_too_long` is recovered by splitting the fallback text.
+`Retry-After`), never dropped. `msg_too_long` is recovered by shortening the notification
+fallback text (the content is in the blocks, already split within Slack's limits).
 Connection errors are *not* retried: Slack may already have posted, and a duplicate is
 worse than a gap that the log names.
 """
@@ -15,14 +16,13 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from blocks import OutboundMessage
+from blocks import OutboundMessage, clip
 
-MIN_SPLIT_CHARS = 500
+MIN_TEXT_CHARS = 200  # below this, msg_too_long is not about our text
 
 
 @dataclass
@@ -59,20 +59,20 @@ class Poster:
     async def post(
         self, channel: str, message: OutboundMessage, *, thread_ts: str | None = None
     ) -> str:
-        """Post one message; returns its `ts` (the first one's, if it had to be split)."""
+        """Post one message; returns its `ts`."""
         await self._pace(channel)
         try:
             response = await self.client.chat_postMessage(
-                channel=channel,
-                thread_ts=thread_ts,
-                unfurl_links=False,
-                unfurl_media=False,
-                **_payload(message),
+                channel=channel, thread_ts=thread_ts, **message.post_kwargs()
             )
         except SlackApiError as exc:
-            if _error(exc) != "msg_too_long" or len(message.text) < MIN_SPLIT_CHARS:
+            if _error(exc) != "msg_too_long" or len(message.text) < MIN_TEXT_CHARS:
                 raise
-            return await self._post_halves(channel, message, thread_ts)
+            # Slack measured the text longer than we did (it may count differently). The
+            # text is only the notification fallback: the content is in the blocks, so a
+            # shorter fallback loses nothing a reader sees.
+            shorter = OutboundMessage(clip(message.text, len(message.text) // 2), message.blocks)
+            return await self.post(channel, shorter, thread_ts=thread_ts)
         return str(response["ts"])
 
     async def post_all(
@@ -81,18 +81,7 @@ class Poster:
         return [await self.post(channel, m, thread_ts=thread_ts) for m in messages]
 
     async def update(self, channel: str, ts: str, message: OutboundMessage) -> None:
-        await self.client.chat_update(channel=channel, ts=ts, **_payload(message))
-
-    async def _post_halves(
-        self, channel: str, message: OutboundMessage, thread_ts: str | None
-    ) -> str:
-        # Slack measured the text longer than we did (entities, multi-byte): post it as two
-        # messages, text only, so nothing is lost.
-        text = message.text
-        cut = text.rfind("\n", 0, len(text) // 2) + 1 or len(text) // 2
-        first = await self.post(channel, OutboundMessage(text[:cut], ()), thread_ts=thread_ts)
-        await self.post(channel, OutboundMessage(text[cut:], ()), thread_ts=thread_ts)
-        return first
+        await self.client.chat_update(channel=channel, ts=ts, **message.update_kwargs())
 
     async def _pace(self, channel: str) -> None:
         bucket = self._buckets.get(channel)
@@ -100,13 +89,6 @@ class Poster:
             bucket = _Bucket(self._rate, self._burst, float(self._burst))
             self._buckets[channel] = bucket
         await bucket.take()
-
-
-def _payload(message: OutboundMessage) -> dict[str, Any]:
-    payload: dict[str, Any] = {"text": message.text}
-    if message.blocks:
-        payload["blocks"] = list(message.blocks)
-    return payload
 
 
 def _error(exc: SlackApiError) -> str:

@@ -304,3 +304,17 @@ def _future() -> Any:
     from datetime import UTC, datetime
 
     return datetime(2100, 1, 1, tzinfo=UTC)
+
+
+async def test_msg_too_long_is_recovered_without_losing_what_readers_see(tmp_path: Path) -> None:
+    question = QUESTION + ". " + "Consider feeds, follows, likes and moderation. " * 30
+    async with running_stack(tmp_path) as stack:
+        stack.slack.fail_next("chat.postMessage", error="msg_too_long", times=1)
+        await stack.command(question)
+        await stack.settle()
+        top, replies = stack.thread()
+        refused = [c for c in stack.slack.calls_to("chat.postMessage") if not c.ok]
+    assert [c.error for c in refused] == ["msg_too_long"]
+    assert "Strategy · Opus" in all_text(top)
+    assert "moderation" in all_text(top)  # the question is all there, in the blocks
+    assert "Reviewed by Sonnet" in all_text(replies[-1])
