@@ -773,3 +773,21 @@ async def test_control_api_adds_rules_lists_requests_and_clears(
     assert refused.stop_reason == "refusal" and answered.stop_reason == "end_turn"
     assert summary[-1]["fault"] == "refusal" and summary[-1]["status"] == 200
     assert summary[-1]["request_id"] == refused._request_id
+
+
+async def test_a_text_rule_replaces_the_answer_and_bills_its_length(
+    sandbox: ClaudeSandbox, client: anthropic.AsyncAnthropic
+) -> None:
+    sandbox.add_rule(role="example", text="# Replaced\n\n" + "word " * 400, times=1)
+
+    replaced = await client.messages.create(
+        model="claude-haiku-5-5", max_tokens=8192, messages=user("Illustrate X")
+    )
+    normal = await client.messages.create(
+        model="claude-haiku-5-5", max_tokens=8192, messages=user("Illustrate X")
+    )
+
+    text = "".join(b.text for b in replaced.content if b.type == "text")
+    assert text.startswith("# Replaced") and text.count("word") == 400
+    assert replaced.usage.output_tokens > normal.usage.output_tokens
+    assert "# Replaced" not in "".join(b.text for b in normal.content if b.type == "text")

@@ -828,3 +828,20 @@ async def test_an_acks_ephemeral_can_be_replaced_through_the_response_url(
         await slack.send_slash_command(text="q")
         await asyncio.wait_for(done.wait(), 3)
     assert [(e.text, e.source) for e in slack.ephemerals("U0ALICE")] == [("Done", "ack")]
+
+
+async def test_users_list_pages_through_every_member_with_a_cursor() -> None:
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    async with SlackSandbox() as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = await client.users_list(limit=2, cursor=cursor)
+            seen += [m["id"] for m in page["members"]]
+            cursor = page["response_metadata"]["next_cursor"] or None
+            if cursor is None:
+                break
+    assert sorted(seen) == sorted(slack.workspace.users)
+    assert len(seen) == len(set(seen)) >= 5
