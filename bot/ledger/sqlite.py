@@ -11,6 +11,8 @@ Times are REAL Unix seconds in UTC.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -97,11 +99,15 @@ class SqliteDriver:
     async def _transaction(self, begin: str) -> AsyncIterator[_Conn]:
         db = self._connection()
         async with self._lock:
-            await db.execute(begin)
             try:
+                await db.execute(begin)
                 yield _Conn(db)
             except BaseException:
-                await db.execute("ROLLBACK")
+                # Also when cancelled while awaiting BEGIN: aiosqlite's worker thread still
+                # runs it, so the transaction it opens must be closed before the lock is let
+                # go, or every later BEGIN on this connection fails. Shielded, so a second
+                # cancellation cannot stop the rollback from being queued.
+                await asyncio.shield(_rollback(db))
                 raise
             await db.execute("COMMIT")
 
@@ -115,3 +121,9 @@ class SqliteDriver:
 
     def from_db_time(self, value: Any) -> datetime:
         return datetime.fromtimestamp(float(value), UTC)
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    # OperationalError: BEGIN itself failed, so there is no transaction to roll back.
+    with contextlib.suppress(sqlite3.OperationalError):
+        await db.execute("ROLLBACK")

@@ -8,6 +8,7 @@ before a run starts and hold across two racing OS processes, and the 80% alert f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import signal
@@ -489,3 +490,21 @@ async def test_csv_export_lists_each_call_with_exact_cost(ledger: Ledger) -> Non
     assert plan_cells["created_at"].startswith("2026-11-18T15:30:00")
     mystery_cells = dict(zip(CSV_COLUMNS, lines[2].split(","), strict=True))
     assert mystery_cells["cost_usd"] == ""  # unpriced, not $0
+
+
+async def test_a_write_cancelled_while_it_begins_leaves_the_ledger_usable(ledger: Ledger) -> None:
+    # The SQLite driver hands BEGIN to a worker thread; a cancellation at that moment must
+    # not leave a transaction open behind it (every later write would then fail).
+    for pause in range(4):
+        task = asyncio.create_task(
+            ledger.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q")
+        )
+        for _ in range(pause):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    run_id = await ledger.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q")
+    await ledger.finish_run(run_id, "finished", elapsed_s=1.0)
+    run = await ledger.get_run(run_id)
+    assert run is not None and run.status == "finished"
