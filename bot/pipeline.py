@@ -17,6 +17,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from functools import partial
 from typing import TypeVar
 
 from bot import prompts
@@ -35,6 +36,7 @@ from bot.events import (
     Event,
     ExampleFailed,
     ExampleReady,
+    Review,
     ReviewFailed,
     ReviewReady,
     RunFailed,
@@ -115,19 +117,28 @@ class _Run:
         if strategy is None:
             return
         await self.emit(StrategyReady(strategy, self.p._settings.strategy_model))
-        outcomes = await self._examples(strategy)
-        await self._review(strategy, outcomes)
+        review = await self._examples_then_review(strategy)
+        model = self.p._settings.review_model
+        if review is None:
+            problem = "no example was written, so there is nothing to review"
+            await self.emit(ReviewFailed(problem, model))
+        elif review.value is None:
+            await self.emit(ReviewFailed(review.problem or "unknown failure", model))
+        else:
+            await self.emit(ReviewReady(review.value, model))
         await self.emit(RunFinished(self._bill(), self._elapsed()))
 
     async def _plan(self) -> Strategy | None:
         claude, model = self.p._claude, self.p._settings.strategy_model
-        reply = await self._limited(claude.plan(self.question, on_cancel=self.cut_off.append))
+        reply = await self._limited(
+            partial(claude.plan, self.question, on_cancel=self.cut_off.append)
+        )
         await self._record(reply.call)
         if reply.value is None and reply.call.outcome == "invalid":
             # One repair: tell the model what was wrong. API errors are not repaired: the
             # SDK has already retried those.
-            repair = claude.plan(
-                self.question, problem=reply.problem, on_cancel=self.cut_off.append
+            repair = partial(
+                claude.plan, self.question, problem=reply.problem, on_cancel=self.cut_off.append
             )
             reply = await self._limited(repair)
             await self._record(reply.call)
@@ -135,8 +146,18 @@ class _Run:
             await self._fail(f"{model} could not produce a usable strategy: {reply.problem}.")
         return reply.value
 
-    async def _examples(self, strategy: Strategy) -> list[prompts.ExampleOutcome]:
+    async def _examples_then_review(self, strategy: Strategy) -> Reply[Review] | None:
+        """Examples in parallel, each emitted as its call returns; the review call starts
+        the moment the last example call returns, while the last examples may still be
+        rendering. None when no example was written (there is nothing to review)."""
         outcomes: dict[int, prompts.ExampleOutcome] = {}
+        all_returned = asyncio.Event()
+
+        def returned(index: int, outcome: prompts.ExampleOutcome) -> None:
+            outcomes[index] = outcome
+            if len(outcomes) == len(strategy.components):
+                all_returned.set()
+
         components = list(enumerate(strategy.components))
         cache = self.p._claude.cacheable(self.question, strategy)
         async with asyncio.TaskGroup() as group:
@@ -146,23 +167,29 @@ class _Run:
                 first_started = asyncio.Event()
                 index, component = components.pop(0)
                 group.create_task(
-                    self._example(strategy, index, component, outcomes, True, first_started)
+                    self._example(strategy, index, component, returned, True, first_started)
                 )
                 await first_started.wait()
             for index, component in components:
-                group.create_task(self._example(strategy, index, component, outcomes, cache))
-        return [outcomes[i] for i in sorted(outcomes)]
+                group.create_task(self._example(strategy, index, component, returned, cache))
+            await all_returned.wait()
+            ordered = [outcomes[i] for i in sorted(outcomes)]
+            if all(o.markdown is None for o in ordered):
+                return None
+            review = group.create_task(self._review(strategy, ordered))
+        return review.result()
 
     async def _example(
         self,
         strategy: Strategy,
         index: int,
         component: Component,
-        outcomes: dict[int, prompts.ExampleOutcome],
+        returned: Callable[[int, prompts.ExampleOutcome], None],
         cache: bool,
         started: asyncio.Event | None = None,
     ) -> None:
-        call = self.p._claude.example(
+        call = partial(
+            self.p._claude.example,
             self.question,
             strategy,
             component,
@@ -172,36 +199,32 @@ class _Run:
             on_cancel=self.cut_off.append,
         )
         reply = await self._limited(call)
-        await self._record(reply.call)
         model = self.p._settings.examples_model
         if reply.value is None:
             reason = reply.problem or "unknown failure"
-            outcomes[index] = prompts.ExampleOutcome(component, None, reason)
+            returned(index, prompts.ExampleOutcome(component, None, reason))
+            await self._record(reply.call)
             await self.emit(ExampleFailed(index, component, reason, model))
         else:
-            outcomes[index] = prompts.ExampleOutcome(component, reply.value)
+            returned(index, prompts.ExampleOutcome(component, reply.value))
+            await self._record(reply.call)
             await self.emit(ExampleReady(index, component, reply.value, model))
 
-    async def _review(self, strategy: Strategy, outcomes: list[prompts.ExampleOutcome]) -> None:
-        model = self.p._settings.review_model
-        if all(o.markdown is None for o in outcomes):
-            await self.emit(
-                ReviewFailed("no example was written, so there is nothing to review", model)
-            )
-            return
-        call = self.p._claude.review(
-            self.question, strategy, outcomes, on_cancel=self.cut_off.append
+    async def _review(
+        self, strategy: Strategy, outcomes: list[prompts.ExampleOutcome]
+    ) -> Reply[Review]:
+        call = partial(
+            self.p._claude.review, self.question, strategy, outcomes, on_cancel=self.cut_off.append
         )
         reply = await self._limited(call)
         await self._record(reply.call)
-        if reply.value is None:
-            await self.emit(ReviewFailed(reply.problem or "unknown failure", model))
-        else:
-            await self.emit(ReviewReady(reply.value, model))
+        return reply
 
-    async def _limited(self, call: Awaitable[Reply[T]]) -> Reply[T]:
+    async def _limited(self, call: Callable[[], Awaitable[Reply[T]]]) -> Reply[T]:
+        # The call is made only once a slot is held: a run cancelled while it waits leaves
+        # no coroutine behind that was never awaited.
         async with self.p._slots:
-            return await call
+            return await call()
 
     async def _record(self, call: CallRecord) -> None:
         self.calls.append(call)

@@ -102,7 +102,14 @@ async def test_events_arrive_in_order_plan_examples_review_finish(
     # Each call is emitted before the event built from its answer.
     for i, event in enumerate(recorder.events):
         if isinstance(event, StrategyReady | ExampleReady | ReviewReady):
-            assert isinstance(recorder.events[i - 1], CallFinished)
+            role = {StrategyReady: "plan", ExampleReady: "example", ReviewReady: "review"}
+            index = event.index if isinstance(event, ExampleReady) else None
+            assert any(
+                isinstance(e, CallFinished)
+                and e.call.role == role[type(event)]
+                and e.call.component_index == index
+                for e in recorder.events[:i]
+            )
     assert isinstance(recorder.events[0], RunStarted)
 
 
@@ -337,3 +344,28 @@ async def test_cancelling_a_run_records_the_spent_tokens_and_ends_it_interrupted
     ]
     assert len(cut) >= 2
     assert all(c.usage.input_tokens > 0 for c in cut)
+
+
+async def test_the_review_call_starts_when_the_last_example_call_returns_not_after_rendering(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    class SlowRenderer(Recorder):
+        async def __call__(self, event: Event) -> None:
+            await super().__call__(event)
+            if isinstance(event, ExampleReady):
+                await asyncio.sleep(0.5)  # like a paced Slack post
+
+    settings = settings_for(claude_sandbox)
+    claude = Claude.from_settings(settings, price=prices.cost)
+    recorder = SlowRenderer()
+    try:
+        await Pipeline(claude, settings=settings, prices=prices).run(QUESTION, emit=recorder)
+    finally:
+        await claude.aclose()
+
+    examples = [r for r in claude_sandbox.requests if r.role == "example"]
+    review = next(r for r in claude_sandbox.requests if r.role == "review")
+    last_example_done = max(r.finished for r in examples)
+    assert review.started - last_example_done < 0.4
+    kinds = [k for k in recorder.kinds() if k != "CallFinished"]
+    assert kinds[-2:] == ["ReviewReady", "RunFinished"]
