@@ -193,7 +193,7 @@ def render_blocks(blocks: list[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
     for block in blocks:
         lines += _render_block(block)
-    return [shown for line in lines for shown in displayed(line).splitlines()]
+    return [shown for line in lines for shown in displayed(line).split("\n")]
 
 
 _SPECIAL = re.compile(r"<([@#!])([^>|]+)(?:\|([^>]*))?>|<((?:https?|mailto):[^>|]+)(?:\|([^>]*))?>")
