@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+import blocks
 from bot.budget_alerts import BudgetWatch
 from bot.claude import Claude
 from bot.ledger import Ledger, ledger_for
@@ -53,11 +55,10 @@ async def open_services(
     prices = PriceTable.load(settings.prices_file)
     async with contextlib.AsyncExitStack() as stack:
         ledger = await stack.enter_async_context(ledger_for(settings))
-        interrupted = await ledger.mark_interrupted(started_before=_orphan_cutoff(settings))
-        if interrupted:
-            log.warning(
-                "marked %d runs left running by a previous process as interrupted", interrupted
-            )
+        marked_at = datetime.now(UTC)
+        interrupted = await ledger.mark_interrupted(
+            started_before=_orphan_cutoff(settings), now=marked_at
+        )
         claude = Claude.from_settings(settings, price=prices.cost)
         stack.push_async_callback(claude.aclose)
         session = await stack.enter_async_context(aiohttp.ClientSession())
@@ -66,9 +67,21 @@ async def open_services(
         pipeline = Pipeline(claude, settings=settings, prices=prices)
         runs = Runs(pipeline=pipeline, ledger=ledger, poster=poster, settings=settings)
         runs.on_finished = BudgetWatch(settings=settings, ledger=ledger, client=client)
+        if interrupted:
+            log.warning("%d runs left running by a stopped process are interrupted", interrupted)
+            await _tell_interrupted_threads(ledger, poster, marked_at)
         # Registered last, so it runs first: runs finish while their resources are open.
         stack.push_async_callback(runs.drain, drain_grace_s)
         yield Services(settings, prices, ledger, claude, pipeline, client, poster, runs)
+
+
+async def _tell_interrupted_threads(ledger: Ledger, poster: Poster, marked_at: datetime) -> None:
+    """A run cut off by a crash still has a thread saying "⏳ …": say what happened there."""
+    for channel, ts in await ledger.interrupted_threads(marked_at=marked_at):
+        try:
+            await poster.post(channel, blocks.interrupted_message(), thread_ts=ts)
+        except SlackApiError as exc:
+            log.warning("could not mark thread %s interrupted: %s", ts, exc.response.get("error"))
 
 
 def _orphan_cutoff(settings: Settings) -> datetime | None:

@@ -173,6 +173,9 @@ async def test_a_killed_bot_loses_no_recorded_call_and_its_run_is_interrupted_at
         settings = Settings.from_env(env, dotenv=None)
         async with open_services(settings) as services:
             after = await services.ledger.summary("T0SANDBOX", since=since, until=datetime.now(UTC))
+        top = slack.messages("C0GENERAL")[-1]
+        replies = slack.replies("C0GENERAL", top.ts)
+    assert [("interrupted" in r.text) for r in replies] == [True]  # the thread says so
     assert statuses_before == ["running"]
     assert run_statuses(tmp_path / "cli.db") == ["interrupted"]
     assert before.calls == 1 and before.by_role[0].role == "plan"  # written when it returned

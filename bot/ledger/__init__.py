@@ -116,6 +116,8 @@ class Ledger(Protocol):
         self, *, started_before: datetime | None = None, now: datetime | None = None
     ) -> int: ...
 
+    async def interrupted_threads(self, *, marked_at: datetime) -> list[tuple[str, str]]: ...
+
     async def summary(
         self,
         team_id: str | None,

@@ -259,12 +259,23 @@ class SqlLedger:
         """
         sql = "UPDATE runs SET status = 'interrupted', finished_at = ?, error = ?"
         sql += " WHERE status = 'running'"
-        args: list[Any] = [self._db.to_db_time(_now(now)), "the process stopped mid-run"]
+        args: list[Any] = [self._db.to_db_time(_now(now)), _ORPHANED]
         if started_before is not None:
             sql += " AND started_at < ?"
             args.append(self._db.to_db_time(started_before))
         async with self._db.write() as c:
             return await c.execute(sql, *args)
+
+    async def interrupted_threads(self, *, marked_at: datetime) -> list[tuple[str, str]]:
+        """The Slack threads (channel, ts) of the runs `mark_interrupted(now=marked_at)`
+        closed, so the restarted bot can say so in each of them."""
+        sql = (
+            "SELECT thread_channel, thread_ts FROM runs WHERE status = 'interrupted'"
+            " AND finished_at = ? AND error = ? AND thread_ts IS NOT NULL"
+        )
+        async with self._db.read() as c:
+            rows = await c.fetch(sql, self._db.to_db_time(marked_at), _ORPHANED)
+        return [(str(channel), str(ts)) for channel, ts in rows]
 
     # --- budgets --------------------------------------------------------------------------
 
@@ -564,6 +575,9 @@ _EXPORT = (
     " c.thinking_tokens, c.cost_nanos, c.latency_s, c.outcome, c.error"
     " FROM calls c JOIN runs r ON r.id = c.run_id"
 )
+
+
+_ORPHANED = "the process stopped mid-run"
 
 
 def _top(column: str, where: str) -> str:

@@ -508,3 +508,19 @@ async def test_a_write_cancelled_while_it_begins_leaves_the_ledger_usable(ledger
     await ledger.finish_run(run_id, "finished", elapsed_s=1.0)
     run = await ledger.get_run(run_id)
     assert run is not None and run.status == "finished"
+
+
+async def test_the_threads_of_runs_interrupted_at_start_up_are_listed(ledger: Ledger) -> None:
+    alive = await ledger.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q")
+    await ledger.set_thread(alive, "C1", "1700000000.000100")
+    threadless = await ledger.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q")
+    done = await ledger.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q")
+    await ledger.set_thread(done, "C1", "1700000000.000200")
+    await ledger.finish_run(done, "finished", elapsed_s=1.0)
+    marked_at = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+    assert await ledger.mark_interrupted(now=marked_at) == 2
+    threads = await ledger.interrupted_threads(marked_at=marked_at)
+
+    assert threads == [("C1", "1700000000.000100")]
+    assert threadless  # interrupted too, but it never had a thread to tell
