@@ -369,3 +369,32 @@ async def test_the_review_call_starts_when_the_last_example_call_returns_not_aft
     assert review.started - last_example_done < 0.4
     kinds = [k for k in recorder.kinds() if k != "CallFinished"]
     assert kinds[-2:] == ["ReviewReady", "RunFinished"]
+
+
+def test_the_worst_case_bounds_every_call_at_its_token_limit(prices: PriceTable) -> None:
+    from bot.claude import EXAMPLE_MAX_TOKENS, PLAN_MAX_TOKENS, REVIEW_MAX_TOKENS
+
+    pipeline = Pipeline(None, settings=Settings(), prices=prices)  # type: ignore[arg-type]
+    worst = pipeline.worst_case_usd(QUESTION)
+    assert worst is not None
+    # At least: two plans, six examples and a review, each at max_tokens of output alone.
+    floor = (
+        2 * (prices.cost("claude-opus-5-5", TokenUsage(output_tokens=PLAN_MAX_TOKENS)) or 0)
+        + 6 * (prices.cost("claude-haiku-5-5", TokenUsage(output_tokens=EXAMPLE_MAX_TOKENS)) or 0)
+        + (prices.cost("claude-sonnet-5-5", TokenUsage(output_tokens=REVIEW_MAX_TOKENS)) or 0)
+    )
+    assert worst > floor
+    longer = pipeline.worst_case_usd(QUESTION * 20)
+    assert longer is not None and longer > worst
+    unpriced = Pipeline(None, settings=Settings(review_model="claude-x"), prices=prices)  # type: ignore[arg-type]
+    assert unpriced.worst_case_usd(QUESTION) is None
+
+
+async def test_a_typical_run_costs_far_less_than_its_reserved_worst_case(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    recorder = await run_pipeline(claude_sandbox, prices)
+    finished = recorder.events[-1]
+    assert isinstance(finished, RunFinished) and finished.cost.total_usd is not None
+    worst = Pipeline(None, settings=Settings(), prices=prices).worst_case_usd(QUESTION)  # type: ignore[arg-type]
+    assert worst is not None and finished.cost.total_usd < worst / 5
