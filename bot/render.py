@@ -54,6 +54,7 @@ class ThreadRenderer:
         self._review_problem: str | None = None
         self._failed: list[str] = []
         self._examples_model = ""
+        self._examples_posted = 0
 
     async def __call__(self, event: Event) -> None:
         try:
@@ -67,8 +68,8 @@ class ThreadRenderer:
 
     async def _render(self, event: Event) -> None:
         match event:
-            case RunStarted(models=(_, examples_model, _)):
-                self._examples_model = examples_model
+            case RunStarted(models=(_, examples_model, review_model)):
+                self._examples_model, self._review_model = examples_model, review_model
             case CallFinished():
                 pass  # calls are the ledger's business
             case StrategyReady(strategy=strategy, model=model):
@@ -84,6 +85,7 @@ class ThreadRenderer:
                     model=model,
                 )
                 await self._poster.post_all(self.channel, messages, thread_ts=self.thread_ts)
+                await self._example_posted()
             case ExampleFailed(index=i, component=component, reason=reason, model=model):
                 self._failed.append(component.name)
                 message = blocks.example_failed_message(
@@ -94,6 +96,7 @@ class ThreadRenderer:
                     model=model,
                 )
                 await self._poster.post(self.channel, message, thread_ts=self.thread_ts)
+                await self._example_posted()
             case ReviewReady(review=review, model=model):
                 self._review, self._review_model = review, model
             case ReviewFailed(reason=reason, model=model):
@@ -104,6 +107,11 @@ class ThreadRenderer:
                 await self._fail(event)
             case _:
                 assert_never(event)
+
+    async def _example_posted(self) -> None:
+        self._examples_posted += 1
+        if self._examples_posted == self._total and len(self._failed) < self._total:
+            await self._update_top(blocks.reviewing_status(self._review_model))
 
     @property
     def _total(self) -> int:

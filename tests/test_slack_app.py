@@ -42,7 +42,12 @@ async def test_a_question_becomes_a_strategy_with_threaded_examples_and_a_review
         await stack.settle()
 
         top, replies = stack.thread()
+        statuses = [c.args.get("text", "") for c in stack.slack.calls_to("chat.update")]
     assert ack_latency < 1.0
+    # The top message tells where the run is: planning, illustrating, reviewing, done.
+    assert [
+        s for s in ("is writing", "is reviewing", "Done in") if any(s in t for t in statuses)
+    ] == ["is writing", "is reviewing", "Done in"]
     assert "Strategy · Opus" in all_text(top)
     assert "claude-opus-5-5" in all_text(top)
     assert "Done in" in all_text(top) and top.edited_ts is not None
