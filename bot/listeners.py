@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 import blocks
 from bot.costs_cli import parse_period
-from bot.runs import RunRequest, Runs, ephemeral
+from bot.runs import RunRequest, ephemeral
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,9 @@ def parse_command(text: str, *, max_chars: int) -> Command:
     word, _, rest = text.partition(" ")
     if not text or text.lower() == "help":
         return Help()
-    if word.lower() == "costs":
+    # `costs` and one word is the command (a bad period gets told what to type); with more
+    # words ("costs of running Kafka?") it is a question.
+    if word.lower() == "costs" and len(rest.split()) <= 1:
         return Costs(rest.strip() or "month")
     if len(text) > max_chars:
         return Invalid(
@@ -212,4 +214,4 @@ async def _publish_home(
     await client.views_publish(user_id=user_id, view=view)
 
 
-__all__ = ["Runs", "parse_command", "register"]
+__all__ = ["parse_command", "register"]
