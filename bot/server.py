@@ -22,7 +22,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
-from bot.services import DRAIN_GRACE_S, Services, open_services
+from bot.services import Services, open_services
 from bot.settings import Settings, SettingsError
 from bot.slack_app import build_app
 
@@ -32,12 +32,12 @@ BOLT = web.AppKey("bolt", AsyncApp)
 EVENTS_PATH = "/slack/events"
 
 
-def http_app(settings: Settings, *, drain_grace_s: float = DRAIN_GRACE_S) -> web.Application:
+def http_app(settings: Settings) -> web.Application:
     """The HTTP-mode application: `/slack/events` and `/healthz`."""
     app = web.Application()
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
-        async with open_services(settings, drain_grace_s=drain_grace_s) as services:
+        async with open_services(settings) as services:
             await check_slack_auth(services)
             app[SERVICES] = services
             app[BOLT] = build_app(services, http=True)

@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 # Slack 429s are retried (they never posted); more than the default single retry, so a
 # burst from several runs in one channel is absorbed rather than dropped.
 SLACK_RATE_LIMIT_RETRIES = 6
-DRAIN_GRACE_S = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +48,7 @@ class Services:
 
 
 @contextlib.asynccontextmanager
-async def open_services(
-    settings: Settings, *, drain_grace_s: float = DRAIN_GRACE_S
-) -> AsyncIterator[Services]:
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
     prices = PriceTable.load(settings.prices_file)
     async with contextlib.AsyncExitStack() as stack:
         ledger = await stack.enter_async_context(ledger_for(settings))
@@ -71,7 +68,7 @@ async def open_services(
             log.warning("%d runs left running by a stopped process are interrupted", interrupted)
             await _tell_interrupted_threads(ledger, poster, marked_at)
         # Registered last, so it runs first: runs finish while their resources are open.
-        stack.push_async_callback(runs.drain, drain_grace_s)
+        stack.push_async_callback(runs.drain, settings.drain_grace_s)
         yield Services(settings, prices, ledger, claude, pipeline, client, poster, runs)
 
 

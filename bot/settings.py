@@ -50,6 +50,7 @@ class Settings:
     max_concurrent_calls: int = 16
     call_timeout_s: float = 120.0
     slack_posts_per_s: float = 1.0
+    drain_grace_s: float = 20.0
     anthropic_max_retries: int = 2
     prices_file: Path | None = None
     ledger_store_questions: bool = True
@@ -81,6 +82,7 @@ class Settings:
             max_concurrent_calls=r.parse("ORCHESTRATE_MAX_CONCURRENT_CALLS", _positive_int, 16),
             call_timeout_s=r.parse("ORCHESTRATE_CALL_TIMEOUT_S", _positive_float, 120.0),
             slack_posts_per_s=r.parse("ORCHESTRATE_SLACK_POSTS_PER_S", _positive_float, 1.0),
+            drain_grace_s=r.parse("ORCHESTRATE_DRAIN_GRACE_S", _non_negative_float, 20.0),
             anthropic_max_retries=r.parse("ANTHROPIC_MAX_RETRIES", _non_negative_int, 2),
             prices_file=r.parse("PRICES_FILE", _existing_file, None),
             ledger_store_questions=r.parse("LEDGER_STORE_QUESTIONS", _boolean, True),
@@ -177,6 +179,13 @@ def _positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0:
         raise ValueError("set a number above 0")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError("set a number of seconds, 0 or more")
     return value
 
 

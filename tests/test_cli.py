@@ -232,3 +232,49 @@ async def test_the_sandbox_command_serves_both_stand_ins_until_interrupted(
     assert counted["input_tokens"] > 0
     assert auth["ok"] is True
     assert code == 0
+
+
+async def test_sigterm_with_a_run_in_flight_interrupts_it_in_its_thread_and_exits_0(
+    tmp_path: Path,
+) -> None:
+    from bot.sandbox.claude import ClaudeSandbox, LatencyModel
+
+    async with (
+        SlackSandbox() as slack,
+        ClaudeSandbox(latency=LatencyModel(time_scale=0.01)) as claude,
+    ):
+        claude.add_rule(role="example", delay_s=60)
+        env = clean_env(
+            tmp_path,
+            SLACK_API_URL=slack.api_url,
+            SLACK_BOT_TOKEN=slack.bot_token,
+            SLACK_APP_TOKEN=slack.app_token,
+            ANTHROPIC_BASE_URL=claude.base_url,
+            ANTHROPIC_API_KEY=claude.api_key,
+            ORCHESTRATE_DRAIN_GRACE_S="0.5",
+        )
+        bot = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "serve",
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            await slack.wait_connected(timeout=60)
+            await slack.send_slash_command(text=QUESTION)
+            async with asyncio.timeout(30):
+                while sum(r.role == "example" for r in claude.requests) < 2:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+        finally:
+            bot.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(bot.wait(), 30)
+        top = slack.messages("C0GENERAL")[-1]
+        replies = slack.replies("C0GENERAL", top.ts)
+    assert code == 0
+    assert "interrupted" in replies[-1].text.lower()
+    assert "Interrupted" in top.text + str(top.blocks)
+    assert run_statuses(tmp_path / "cli.db") == ["interrupted"]
