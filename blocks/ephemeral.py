@@ -34,7 +34,8 @@ def help_message(*, command: str = "/orchestrate", max_chars: int) -> OutboundMe
             "*How to use it*",
             f"{command_usage(command)} — a question of up to {max_chars:,} characters",
             f"`{cmd} help` — this message",
-            f"`{cmd} costs` — what runs cost: your own, or the whole workspace for admins",
+            f"`{cmd} costs [today|week|month|7d]` — what runs cost: your own, or the whole "
+            "workspace for admins (default: this month)",
         ]
     )
     examples = "*Examples*\n" + "\n".join(f"• `{cmd} {escape(q)}`" for q in EXAMPLE_QUESTIONS)
