@@ -90,7 +90,7 @@ def test_help_explains_usage_examples_and_costs_without_calling_anything() -> No
     assert_valid_message(message)
     text = "\n".join(all_text([message]))
     assert "`/orchestrate &lt;question&gt;` — a question of up to 2,000 characters" in text
-    assert "`/orchestrate costs`" in text
+    assert "`/orchestrate costs [today|week|month|7d]`" in text
     assert "/invite @orchestrate" in text
     assert_harmless([message])
 
