@@ -228,7 +228,9 @@ class _Run:
 
     async def _record(self, call: CallRecord) -> None:
         self.calls.append(call)
-        await self.emit(CallFinished(call))
+        # Shielded: a run cancelled while its call is being written down must not lose the
+        # record half-way (the ledger would roll it back and the tokens go unrecorded).
+        await asyncio.shield(self.emit(CallFinished(call)))
 
     async def _fail(self, reason: str, *, interrupted: bool = False) -> None:
         await self.emit(RunFailed(reason, self._bill(), self._elapsed(), interrupted))

@@ -398,3 +398,32 @@ async def test_a_typical_run_costs_far_less_than_its_reserved_worst_case(
     assert isinstance(finished, RunFinished) and finished.cost.total_usd is not None
     worst = Pipeline(None, settings=Settings(), prices=prices).worst_case_usd(QUESTION)  # type: ignore[arg-type]
     assert worst is not None and finished.cost.total_usd < worst / 5
+
+
+async def test_a_call_being_recorded_when_the_run_is_cancelled_is_still_recorded(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    claude_sandbox.add_rule(role="example", delay_s=30)
+    settings = settings_for(claude_sandbox)
+    claude = Claude.from_settings(settings, price=prices.cost)
+    written: list[CallFinished] = []
+    writing = asyncio.Event()
+
+    async def slow_ledger(event: Event) -> None:
+        if isinstance(event, CallFinished) and event.call.role == "plan":
+            writing.set()
+            await asyncio.sleep(0.3)  # the write is under way when the cancel arrives
+        if isinstance(event, CallFinished):
+            written.append(event)
+
+    task = asyncio.create_task(
+        Pipeline(claude, settings=settings, prices=prices).run(QUESTION, emit=slow_ledger)
+    )
+    await writing.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.4)
+    await claude.aclose()
+
+    assert [e.call.role for e in written] == ["plan"]
