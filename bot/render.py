@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 from typing import assert_never
 
-from slack_sdk.errors import SlackApiError
-
 import blocks
 from bot.events import (
     CallFinished,
@@ -31,7 +29,7 @@ from bot.events import (
     Strategy,
     StrategyReady,
 )
-from bot.slack_post import Poster
+from bot.slack_post import SLACK_FAILURES, Poster, describe
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +57,12 @@ class ThreadRenderer:
     async def __call__(self, event: Event) -> None:
         try:
             await self._render(event)
-        except SlackApiError as exc:
+        except SLACK_FAILURES as exc:
             log.error(
-                "slack refused a message for run thread %s: %s",
+                "could not render %s in run thread %s: %s",
+                type(event).__name__,
                 self.thread_ts,
-                exc.response.get("error") if exc.response is not None else exc,
+                describe(exc),
             )
 
     async def _render(self, event: Event) -> None:
@@ -155,8 +154,10 @@ class ThreadRenderer:
                 self.channel, blocks.error_message(problem), thread_ts=self.thread_ts
             )
             await self._update_top(blocks.failed_status(problem))
-        except SlackApiError:
-            log.exception("could not report the failure of run thread %s", self.thread_ts)
+        except SLACK_FAILURES as exc:
+            log.error(
+                "could not report the failure of run thread %s: %s", self.thread_ts, describe(exc)
+            )
 
     async def _update_top(self, status: str) -> None:
         if self._strategy is None:

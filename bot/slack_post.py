@@ -17,11 +17,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from slack_sdk.errors import SlackApiError
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from blocks import OutboundMessage, clip
 
+# What a Slack call can fail with: refused (SlackApiError), or not answered at all.
+SLACK_FAILURES = (SlackClientError, aiohttp.ClientError, TimeoutError)
 MIN_TEXT_CHARS = 200  # below this, msg_too_long is not about our text
 
 
@@ -93,3 +96,10 @@ class Poster:
 
 def _error(exc: SlackApiError) -> str:
     return str(exc.response.get("error", "")) if exc.response is not None else ""
+
+
+def describe(exc: BaseException) -> str:
+    """Slack's error code for a refusal, else the exception's own words."""
+    if isinstance(exc, SlackApiError) and exc.response is not None:
+        return str(exc.response.get("error", exc))
+    return f"{type(exc).__name__}: {exc}"
