@@ -427,3 +427,27 @@ async def test_a_call_being_recorded_when_the_run_is_cancelled_is_still_recorded
     await claude.aclose()
 
     assert [e.call.role for e in written] == ["plan"]
+
+
+async def test_a_run_cancelled_while_calls_wait_for_a_slot_leaves_no_unawaited_coroutine(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    import gc
+    import warnings
+
+    claude_sandbox.add_rule(role="example", delay_s=30)
+    settings = settings_for(claude_sandbox, max_concurrent_calls=1)
+    claude = Claude.from_settings(settings, price=prices.cost)
+    task = asyncio.create_task(
+        Pipeline(claude, settings=settings, prices=prices).run(QUESTION, emit=Recorder())
+    )
+    while not any(r.role == "example" for r in claude_sandbox.requests):  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gc.collect()
+    await claude.aclose()
+    assert [w for w in caught if "never awaited" in str(w.message)] == []
