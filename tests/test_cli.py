@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -122,17 +125,21 @@ async def _healthz(url: str) -> int:
                 await asyncio.sleep(0.1)
 
 
-async def test_a_killed_bot_loses_no_recorded_call_and_its_run_is_interrupted_at_restart(
-    tmp_path: Path,
-) -> None:
-    from datetime import UTC, datetime
+@dataclass
+class MidRun:
+    """A real `orchestrate-bot serve` process, caught in the middle of a run."""
 
-    from bot.ledger import open_ledger
+    slack: SlackSandbox
+    env: dict[str, str]
+    bot: asyncio.subprocess.Process
+
+
+@contextlib.asynccontextmanager
+async def bot_mid_run(tmp_path: Path, **extra_env: str) -> AsyncIterator[MidRun]:
+    """Both sandboxes, a bot process in Socket Mode, and one run whose plan is recorded
+    and whose examples hang: the moment to stop a bot and see what it keeps."""
     from bot.sandbox.claude import ClaudeSandbox, LatencyModel
-    from bot.services import open_services
-    from bot.settings import Settings
 
-    database_url = f"sqlite:///{tmp_path / 'cli.db'}"
     async with (
         SlackSandbox() as slack,
         ClaudeSandbox(latency=LatencyModel(time_scale=0.01)) as claude,
@@ -145,6 +152,7 @@ async def test_a_killed_bot_loses_no_recorded_call_and_its_run_is_interrupted_at
             SLACK_APP_TOKEN=slack.app_token,
             ANTHROPIC_BASE_URL=claude.base_url,
             ANTHROPIC_API_KEY=claude.api_key,
+            **extra_env,
         )
         bot = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -162,19 +170,33 @@ async def test_a_killed_bot_loses_no_recorded_call_and_its_run_is_interrupted_at
             async with asyncio.timeout(30):
                 while sum(r.role == "example" for r in claude.requests) < 2:  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
+            yield MidRun(slack, env, bot)
         finally:
-            bot.kill()  # SIGKILL: no drain, no goodbye
-            await bot.wait()
+            if bot.returncode is None:
+                bot.kill()
+                await bot.wait()
 
-        async with open_ledger(database_url) as ledger:
-            since = datetime(2000, 1, 1, tzinfo=UTC)
+
+async def test_a_killed_bot_loses_no_recorded_call_and_its_run_is_interrupted_at_restart(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime
+
+    from bot.ledger import open_ledger
+    from bot.services import open_services
+    from bot.settings import Settings
+
+    since = datetime(2000, 1, 1, tzinfo=UTC)
+    async with bot_mid_run(tmp_path) as mid:
+        mid.bot.kill()  # SIGKILL: no drain, no goodbye
+        await mid.bot.wait()
+        async with open_ledger(mid.env["DATABASE_URL"]) as ledger:
             before = await ledger.summary("T0SANDBOX", since=since, until=datetime.now(UTC))
         statuses_before = run_statuses(tmp_path / "cli.db")
-        settings = Settings.from_env(env, dotenv=None)
-        async with open_services(settings) as services:
+        async with open_services(Settings.from_env(mid.env, dotenv=None)) as services:
             after = await services.ledger.summary("T0SANDBOX", since=since, until=datetime.now(UTC))
-        top = slack.messages("C0GENERAL")[-1]
-        replies = slack.replies("C0GENERAL", top.ts)
+        top = mid.slack.messages("C0GENERAL")[-1]
+        replies = mid.slack.replies("C0GENERAL", top.ts)
     assert [("interrupted" in r.text) for r in replies] == [True]  # the thread says so
     assert statuses_before == ["running"]
     assert run_statuses(tmp_path / "cli.db") == ["interrupted"]
@@ -182,6 +204,20 @@ async def test_a_killed_bot_loses_no_recorded_call_and_its_run_is_interrupted_at
     assert before.total_usd > 0
     assert (after.calls, after.total_usd) == (before.calls, before.total_usd)
     assert after.runs == 1
+
+
+async def test_sigterm_with_a_run_in_flight_interrupts_it_in_its_thread_and_exits_0(
+    tmp_path: Path,
+) -> None:
+    async with bot_mid_run(tmp_path, ORCHESTRATE_DRAIN_GRACE_S="0.5") as mid:
+        mid.bot.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(mid.bot.wait(), 30)
+        top = mid.slack.messages("C0GENERAL")[-1]
+        replies = mid.slack.replies("C0GENERAL", top.ts)
+    assert code == 0
+    assert "interrupted" in replies[-1].text.lower()
+    assert "Interrupted" in top.text + str(top.blocks)
+    assert run_statuses(tmp_path / "cli.db") == ["interrupted"]
 
 
 def run_statuses(path: Path) -> list[str]:
@@ -232,49 +268,3 @@ async def test_the_sandbox_command_serves_both_stand_ins_until_interrupted(
     assert counted["input_tokens"] > 0
     assert auth["ok"] is True
     assert code == 0
-
-
-async def test_sigterm_with_a_run_in_flight_interrupts_it_in_its_thread_and_exits_0(
-    tmp_path: Path,
-) -> None:
-    from bot.sandbox.claude import ClaudeSandbox, LatencyModel
-
-    async with (
-        SlackSandbox() as slack,
-        ClaudeSandbox(latency=LatencyModel(time_scale=0.01)) as claude,
-    ):
-        claude.add_rule(role="example", delay_s=60)
-        env = clean_env(
-            tmp_path,
-            SLACK_API_URL=slack.api_url,
-            SLACK_BOT_TOKEN=slack.bot_token,
-            SLACK_APP_TOKEN=slack.app_token,
-            ANTHROPIC_BASE_URL=claude.base_url,
-            ANTHROPIC_API_KEY=claude.api_key,
-            ORCHESTRATE_DRAIN_GRACE_S="0.5",
-        )
-        bot = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            "serve",
-            env=env,
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            await slack.wait_connected(timeout=60)
-            await slack.send_slash_command(text=QUESTION)
-            async with asyncio.timeout(30):
-                while sum(r.role == "example" for r in claude.requests) < 2:  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
-        finally:
-            bot.send_signal(signal.SIGTERM)
-            code = await asyncio.wait_for(bot.wait(), 30)
-        top = slack.messages("C0GENERAL")[-1]
-        replies = slack.replies("C0GENERAL", top.ts)
-    assert code == 0
-    assert "interrupted" in replies[-1].text.lower()
-    assert "Interrupted" in top.text + str(top.blocks)
-    assert run_statuses(tmp_path / "cli.db") == ["interrupted"]
