@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 import blocks
 from bot.ledger import Ledger
 from bot.settings import Settings
+from bot.slack_post import describe
 
 log = logging.getLogger(__name__)
 ALERT_AT_PCT = 80
@@ -58,7 +59,7 @@ class BudgetWatch:
                 )
                 told += 1
             except SlackApiError as exc:
-                log.warning("could not DM admin %s: %s", user_id, exc.response.get("error"))
+                log.warning("could not DM admin %s: %s", user_id, describe(exc))
         return told
 
     async def _admins(self) -> set[str]:

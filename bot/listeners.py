@@ -22,6 +22,7 @@ import blocks
 from bot.costs_cli import parse_period
 from bot.runs import RunRequest, ephemeral
 from bot.services import Services
+from bot.slack_post import describe
 
 log = logging.getLogger(__name__)
 COMMAND = "/orchestrate"
@@ -166,7 +167,7 @@ async def is_admin(services: Services, client: AsyncWebClient, user_id: str) -> 
     try:
         user = (await client.users_info(user=user_id))["user"]
     except SlackApiError as exc:
-        log.warning("users.info failed for %s: %s", user_id, exc.response.get("error"))
+        log.warning("users.info failed for %s: %s", user_id, describe(exc))
         return False  # when in doubt, show only the user's own figures
     return bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
 

@@ -27,7 +27,7 @@ from bot.ledger import BudgetRefusal, EndStatus, Ledger, Reservation
 from bot.pipeline import Pipeline
 from bot.render import ThreadRenderer
 from bot.settings import Settings
-from bot.slack_post import Poster
+from bot.slack_post import Poster, slack_error
 
 log = logging.getLogger(__name__)
 Respond = Callable[..., Awaitable[Any]]
@@ -144,15 +144,15 @@ class Runs:
         try:
             return await self._poster.post(request.channel_id, status)
         except SlackApiError as exc:
-            if _error(exc) != "not_in_channel" or not await self._join(request.channel_id):
-                raise ChannelUnavailable(_channel_advice(_error(exc))) from exc
+            if slack_error(exc) != "not_in_channel" or not await self._join(request.channel_id):
+                raise ChannelUnavailable(_channel_advice(slack_error(exc))) from exc
         return await self._poster.post(request.channel_id, status)
 
     async def _join(self, channel_id: str) -> bool:
         try:
             await self._poster.client.conversations_join(channel=channel_id)
         except SlackApiError as exc:
-            log.info("could not join %s: %s", channel_id, _error(exc))
+            log.info("could not join %s: %s", channel_id, slack_error(exc))
             return False
         return True
 
@@ -191,10 +191,6 @@ class Runs:
 def ephemeral(message: blocks.OutboundMessage) -> dict[str, Any]:
     """Keyword arguments for Bolt's `respond`: a reply only the asker sees."""
     return {"text": message.text, "blocks": list(message.blocks), "response_type": "ephemeral"}
-
-
-def _error(exc: SlackApiError) -> str:
-    return str(exc.response.get("error", "")) if exc.response is not None else ""
 
 
 def _channel_advice(error: str) -> str:

@@ -25,6 +25,7 @@ from slack_sdk.errors import SlackApiError
 from bot.services import Services, open_services
 from bot.settings import Settings, SettingsError
 from bot.slack_app import build_app
+from bot.slack_post import describe
 
 log = logging.getLogger(__name__)
 SERVICES = web.AppKey("services", Services)
@@ -66,7 +67,7 @@ async def check_slack_auth(services: Services) -> None:
     try:
         await services.client.auth_test()
     except SlackApiError as exc:
-        error = exc.response.get("error") if exc.response is not None else exc
+        error = describe(exc)
         raise SettingsError(f"SLACK_BOT_TOKEN was refused by Slack ({error}).") from None
 
 

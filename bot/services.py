@@ -27,7 +27,7 @@ from bot.pipeline import Pipeline
 from bot.pricing import PriceTable
 from bot.runs import Runs
 from bot.settings import Settings
-from bot.slack_post import Poster
+from bot.slack_post import Poster, describe
 
 log = logging.getLogger(__name__)
 # Slack 429s are retried (they never posted); more than the default single retry, so a
@@ -78,7 +78,7 @@ async def _tell_interrupted_threads(ledger: Ledger, poster: Poster, marked_at: d
         try:
             await poster.post(channel, blocks.interrupted_message(), thread_ts=ts)
         except SlackApiError as exc:
-            log.warning("could not mark thread %s interrupted: %s", ts, exc.response.get("error"))
+            log.warning("could not mark thread %s interrupted: %s", ts, describe(exc))
 
 
 def _orphan_cutoff(settings: Settings) -> datetime | None:

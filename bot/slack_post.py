@@ -69,7 +69,7 @@ class Poster:
                 channel=channel, thread_ts=thread_ts, **message.post_kwargs()
             )
         except SlackApiError as exc:
-            if _error(exc) != "msg_too_long" or len(message.text) < MIN_TEXT_CHARS:
+            if slack_error(exc) != "msg_too_long" or len(message.text) < MIN_TEXT_CHARS:
                 raise
             # Slack measured the text longer than we did (it may count differently). The
             # text is only the notification fallback: the content is in the blocks, so a
@@ -94,12 +94,13 @@ class Poster:
         await bucket.take()
 
 
-def _error(exc: SlackApiError) -> str:
+def slack_error(exc: SlackApiError) -> str:
+    """The error code Slack answered with (`not_in_channel`, `msg_too_long`, …)."""
     return str(exc.response.get("error", "")) if exc.response is not None else ""
 
 
 def describe(exc: BaseException) -> str:
     """Slack's error code for a refusal, else the exception's own words."""
-    if isinstance(exc, SlackApiError) and exc.response is not None:
-        return str(exc.response.get("error", exc))
+    if isinstance(exc, SlackApiError) and slack_error(exc):
+        return slack_error(exc)
     return f"{type(exc).__name__}: {exc}"
