@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
-        from bot import server
+        from bot.slack import server
 
         if args.http:
             await server.serve_http(settings, port=args.port, host=args.host)
@@ -77,19 +77,19 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             await server.serve_socket_mode(settings)
         return 0
     if args.command == "demo":
-        from bot.demo import run_demo
+        from bot.cli.demo import run_demo
 
         return await run_demo(
             args.question, settings=settings, live=args.live, time_scale=args.time_scale
         )
     if args.command == "sandbox":
-        from bot.sandbox.serve import serve_sandboxes
+        from bot.cli.sandbox import serve_sandboxes
 
         await serve_sandboxes(
             slack_port=args.slack_port, claude_port=args.claude_port, time_scale=args.time_scale
         )
         return 0
-    from bot.costs_cli import costs_command
+    from bot.cli.costs import costs_command
 
     return await costs_command(settings, since=args.since, csv=args.csv, out=sys.stdout)
 

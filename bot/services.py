@@ -20,14 +20,14 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 
 import blocks
-from bot.budget_alerts import BudgetWatch
-from bot.claude import Claude
+from bot.core.claude import Claude
+from bot.core.pipeline import Pipeline
+from bot.core.pricing import PriceTable
 from bot.ledger import Ledger, ledger_for
-from bot.pipeline import Pipeline
-from bot.pricing import PriceTable
-from bot.runs import Runs
 from bot.settings import Settings
-from bot.slack_post import Poster, describe
+from bot.slack.budget_alerts import BudgetWatch
+from bot.slack.poster import Poster, describe
+from bot.slack.runs import Runs
 
 log = logging.getLogger(__name__)
 # Slack 429s are retried (they never posted); more than the default single retry, so a

@@ -18,11 +18,11 @@ from typing import Any, Literal
 
 from aiohttp.test_utils import TestServer
 
-from bot.sandbox.claude import ClaudeSandbox, LatencyModel
-from bot.sandbox.slack import SlackSandbox
-from bot.server import SERVICES, http_app, socket_mode_app
+from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
+from bot.sandbox.slack.server import SlackSandbox
 from bot.services import Services
 from bot.settings import Settings
+from bot.slack.server import SERVICES, http_app, socket_mode_app
 
 Mode = Literal["socket", "http"]
 

@@ -8,8 +8,8 @@ import re
 import sys
 from pathlib import Path
 
-from bot.sandbox.claude import ClaudeSandbox, LatencyModel
-from bot.sandbox.slack import SlackSandbox
+from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
+from bot.sandbox.slack.server import SlackSandbox
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

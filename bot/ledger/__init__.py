@@ -15,6 +15,8 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Protocol, Self, TextIO
 
+from bot.core.pricing import PriceTable
+from bot.core.usage import CallRecord
 from bot.ledger.core import Driver, SqlLedger
 from bot.ledger.periods import parse_period
 from bot.ledger.types import (
@@ -29,9 +31,7 @@ from bot.ledger.types import (
     RunStatus,
     Spender,
 )
-from bot.pricing import PriceTable
 from bot.settings import Settings
-from bot.usage import CallRecord
 
 __all__ = [
     "BudgetRefusal",

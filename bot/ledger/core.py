@@ -20,7 +20,8 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, Protocol, Self, TextIO
 
-from bot.events import ModelCost
+from bot.core.pricing import ModelCost, PriceTable
+from bot.core.usage import CallRecord, TokenUsage
 from bot.ledger import periods
 from bot.ledger.migrations import CALL_DAYS_COLUMNS, SCHEMA_VERSION_TABLE, Migration, pending
 from bot.ledger.types import (
@@ -38,8 +39,6 @@ from bot.ledger.types import (
     from_nanos,
     to_nanos,
 )
-from bot.pricing import PriceTable
-from bot.usage import CallRecord, TokenUsage
 
 Row = tuple[Any, ...]
 _EPOCH = date(1970, 1, 1)

@@ -14,8 +14,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
-from bot.events import ModelCost
-from bot.pricing import format_usd
+from bot.core.pricing import ModelCost, format_usd
 
 RunStatus = Literal["running", "finished", "failed", "interrupted", "refused"]
 EndStatus = Literal["finished", "failed", "interrupted"]

@@ -30,11 +30,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bot.core.pricing import PriceTable
+from bot.core.usage import CallRecord, TokenUsage
 from bot.ledger import Ledger, open_ledger
 from bot.ledger.migrations import POSTGRES_DAY, SQLITE_DAY, call_days_backfill
 from bot.ledger.types import to_nanos
-from bot.pricing import PriceTable
-from bot.usage import CallRecord, TokenUsage
 
 TEAM = "T-bench"
 NOW = datetime.now(UTC)

@@ -48,11 +48,11 @@ from typing import Any
 
 import aiohttp
 
-from bot.claude import Claude
-from bot.events import CostSummary, Event, ExampleReady, RunFinished
-from bot.pipeline import Pipeline
-from bot.pricing import PriceTable, format_usd
-from bot.sandbox.claude import ClaudeSandbox, LatencyModel
+from bot.core.claude import Claude
+from bot.core.events import Event, ExampleReady, RunFinished
+from bot.core.pipeline import Pipeline
+from bot.core.pricing import CostSummary, PriceTable, format_usd
+from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
 from bot.settings import Settings
 
 QUESTION = "Design a REST API for a social network"

@@ -57,11 +57,11 @@ from typing import Any, TextIO
 import aiohttp
 from aiohttp import web
 
-from bot.sandbox.claude import ClaudeSandbox, LatencyModel
-from bot.sandbox.slack import SlackSandbox
-from bot.server import socket_mode_app
+from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
+from bot.sandbox.slack.server import SlackSandbox
 from bot.services import Services
 from bot.settings import Settings
+from bot.slack.server import socket_mode_app
 from tests.benchmarks.bench_pipeline import (
     ClaudeControl,
     SandboxProcess,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from bot.events import Check, Component, CostSummary, ModelCost, Review, Strategy
-from bot.usage import TokenUsage
+from bot.core.models import Check, Component, Review, Strategy
+from bot.core.pricing import CostSummary, ModelCost
+from bot.core.usage import TokenUsage
 
 OPUS, HAIKU, SONNET = "claude-opus-5-5", "claude-haiku-5-5", "claude-sonnet-5-5"
 ASKER = "U0ASKER01"

@@ -10,8 +10,8 @@ from slack_checks import assert_valid_block
 
 from blocks import cost_footer, format_elapsed, format_usd, model_label
 from blocks.format import format_saving
-from bot.events import CostSummary, ModelCost
-from bot.usage import TokenUsage
+from bot.core.pricing import CostSummary, ModelCost
+from bot.core.usage import TokenUsage
 
 
 def _lines(blocks: list[dict[str, object]]) -> list[str]:

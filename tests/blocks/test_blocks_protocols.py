@@ -15,10 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CONFORMANCE = """
 from datetime import datetime
-from bot.events import Check, Component, CostSummary, ModelCost, Review, Strategy
+from bot.core.models import Check, Component, Review, Strategy
+from bot.core.pricing import CostSummary, ModelCost
 from bot.ledger import Ledger
 from bot.ledger.types import CostReport, DayCost, RoleCost, Spender
-from bot.usage import TokenUsage
+from bot.core.usage import TokenUsage
 from blocks.types import (
     CheckView, ComponentView, CostReportView, CostSummaryView, DayCostView, ModelCostView,
     ReviewView, RoleCostView, SpenderView, StrategyView, UsageView,

@@ -41,7 +41,7 @@ from blocks import (
     status_message,
     strategy_message,
 )
-from bot.events import Component
+from bot.core.models import Component
 
 OURS = (f"<@{ASKER}>",)
 

@@ -30,9 +30,9 @@ from blocks import (
     not_in_channel_message,
     question_too_long_message,
 )
-from bot.events import ModelCost
+from bot.core.pricing import ModelCost
+from bot.core.usage import TokenUsage
 from bot.ledger.types import CostReport, DayCost, RoleCost, Spender
-from bot.usage import TokenUsage
 
 REPORT = CostReport(
     team_id="T0TEAM",

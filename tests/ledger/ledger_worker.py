@@ -18,8 +18,8 @@ import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from bot.core.usage import CallRecord, TokenUsage
 from bot.ledger import Ledger, Reservation, open_ledger
-from bot.usage import CallRecord, TokenUsage
 
 TEAM = "T-race"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.costs_cli import costs_command
+from bot.cli.costs import costs_command
+from bot.core.usage import CallRecord, TokenUsage
 from bot.ledger import open_ledger, parse_period
 from bot.settings import Settings
-from bot.usage import CallRecord, TokenUsage
 
 NOW = datetime(2026, 11, 18, 15, 30, tzinfo=UTC)
 EARLIER = NOW - timedelta(minutes=5)  # periods end at now, exclusive

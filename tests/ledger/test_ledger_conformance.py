@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.core.usage import CallRecord, Role, TokenUsage
 from bot.ledger import BudgetRefusal, Ledger, LedgerError, Reservation, open_ledger
 from bot.ledger.core import CSV_COLUMNS
 from bot.ledger.migrations import POSTGRES, SQLITE
-from bot.usage import CallRecord, Role, TokenUsage
 
 RawSql = Callable[[str, str], Awaitable[None]]
 ROOT = Path(__file__).resolve().parents[2]

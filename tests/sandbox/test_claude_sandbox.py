@@ -22,7 +22,7 @@ import pytest
 from anthropic import transform_schema
 from anthropic.types import MessageParam
 
-from bot.sandbox.claude import ClaudeSandbox, LatencyModel, ModelLatency
+from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel, ModelLatency
 
 KEY = "sk-ant-test-key"
 FAST = LatencyModel(time_scale=0.001)

@@ -30,7 +30,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.sandbox.slack import DEFAULT_SCOPES, SlackSandbox
+from bot.sandbox.slack.server import DEFAULT_SCOPES, SlackSandbox
 
 
 @pytest.fixture

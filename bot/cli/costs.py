@@ -1,0 +1,125 @@
+"""`orchestrate-bot costs`: the operator's view of the ledger, as a text report or a CSV.
+
+`costs_command` reads the ledger named by DATABASE_URL across every workspace: a summary for
+the period (`--since today|week|month|Nd|YYYY-MM-DD`, parsed by the same `parse_period` the
+Slack `/orchestrate costs` command uses) or, with `--csv`, every call since then for finance.
+It returns the process exit code: 0 done, 1 the ledger could not be read, 2 a bad period.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TextIO
+
+from bot.core.pricing import ModelCost, format_usd
+from bot.ledger import CostReport, LedgerError, ledger_for, parse_period
+from bot.settings import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+__all__ = ["costs_command", "parse_period", "render_report"]
+
+
+async def costs_command(
+    settings: Settings,
+    *,
+    since: str,
+    csv: bool,
+    out: TextIO,
+    now: datetime | None = None,
+) -> int:
+    """Print the summary (or the CSV of calls) for the period `since` names; an exit code."""
+    try:
+        start, end = parse_period(since, now or datetime.now(UTC))
+    except ValueError as exc:
+        print(f"orchestrate-bot costs: --since {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        async with ledger_for(settings) as ledger:
+            if csv:
+                await ledger.export_calls_csv(None, start, out)
+                return EXIT_OK
+            report = await ledger.summary(None, since=start, until=end)
+    except (LedgerError, OSError, ValueError) as exc:
+        # ValueError: a malformed PRICES_FILE; OSError: the database cannot be reached.
+        print(f"orchestrate-bot costs: cannot read the ledger: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    out.write(render_report(report))
+    return EXIT_OK
+
+
+def render_report(report: CostReport) -> str:
+    """A plain-text report that fits a terminal: headline figures, then the breakdowns."""
+    lines = [
+        f"Costs, all workspaces, {report.since:%Y-%m-%d %H:%M} to "
+        f"{report.until:%Y-%m-%d %H:%M} UTC",
+        "",
+        *_headline(report),
+        "",
+        *_table(("model", "calls", "input", "output", "cache w", "cache r", "cost"),
+                [_model_row(m) for m in report.by_model]),
+        "",
+        *_table(("role", "calls", "cost"),
+                [(r.role, str(r.calls), _cost(r.cost_usd, r.unpriced_calls))
+                 for r in report.by_role]),
+        "",
+        *_table(("top user", "runs", "cost"),
+                [(s.id, str(s.runs), format_usd(s.cost_usd)) for s in report.top_users]),
+        "",
+        *_table(("top channel", "runs", "cost"),
+                [(s.id, str(s.runs), format_usd(s.cost_usd)) for s in report.top_channels]),
+    ]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _headline(report: CostReport) -> list[str]:
+    return [
+        f"Total      {_cost(report.total_usd, report.unpriced_calls)}",
+        f"Runs       {report.runs} ({report.refused_runs} refused by budgets), "
+        f"{report.calls} calls",
+        f"Per run    {format_usd(report.average_per_run_usd) if report.runs else '-'}",
+        f"Saving     {_saving(report)}",
+    ]
+
+
+def _saving(report: CostReport) -> str:
+    if report.all_strategy_model_usd is None:
+        return f"unknown ({report.strategy_model} is unpriced)"
+    pct = report.saving_pct
+    shown = "-" if pct is None else f"{pct.quantize(Decimal('0.1'))}%"
+    return (
+        f"{shown} vs all on {report.strategy_model} ({format_usd(report.all_strategy_model_usd)})"
+    )
+
+
+def _cost(amount: Decimal, unpriced: int) -> str:
+    # An unknown cost is never folded silently into a total that looks complete.
+    return format_usd(amount) + (f" + {unpriced} unpriced calls" if unpriced else "")
+
+
+def _model_row(m: ModelCost) -> tuple[str, ...]:
+    u = m.usage
+    return (
+        m.model,
+        str(m.calls),
+        f"{u.input_tokens:,}",
+        f"{u.output_tokens:,}",
+        f"{u.cache_write_5m_tokens + u.cache_write_1h_tokens:,}",
+        f"{u.cache_read_tokens:,}",
+        format_usd(m.cost_usd),
+    )
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    if not rows:
+        return [f"{header[0]}: none"]
+    widths = [max(len(cells[i]) for cells in (header, *rows)) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
+        return "  ".join((first, *rest)).rstrip()
+
+    return [line(header), *(line(cells) for cells in rows)]

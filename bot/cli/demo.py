@@ -1,0 +1,108 @@
+"""`orchestrate-bot demo`: the whole flow offline, as a newcomer's first command.
+
+Starts the Slack stand-in (and, unless `--live`, the Claude stand-in) on loopback, runs the
+real app in Socket Mode against them with a throwaway SQLite ledger, sends
+`/orchestrate <question>` as a user would, waits for the run to end, and prints the channel
+and its thread as a person would read them. `--live` talks to the real Anthropic API with
+`ANTHROPIC_API_KEY`; Slack stays local.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
+from bot.sandbox.slack.server import SlackSandbox
+from bot.services import Services
+from bot.settings import Settings
+from bot.slack.server import socket_mode_app
+
+DEMO_USER, DEMO_CHANNEL = "U0ALICE", "C0GENERAL"
+RUN_TIMEOUT_S = 600.0
+
+
+async def run_demo(question: str, *, settings: Settings, live: bool, time_scale: float) -> int:
+    question = question.strip()
+    if not question:
+        print(
+            "orchestrate-bot demo: give a question, e.g. "
+            '`orchestrate-bot demo "Design a REST API for a social network"`',
+            file=sys.stderr,
+        )
+        return 2
+    if len(question) > settings.max_question_chars:
+        print(
+            f"orchestrate-bot demo: the question is {len(question):,} characters; the limit "
+            f"is {settings.max_question_chars:,} (ORCHESTRATE_MAX_QUESTION_CHARS).",
+            file=sys.stderr,
+        )
+        return 2
+    if live:
+        settings.require("ANTHROPIC_API_KEY")
+    with tempfile.TemporaryDirectory(prefix="orchestrate-demo-") as tmp:
+        async with _sandboxes(live, time_scale) as (slack, claude):
+            demo_settings = _demo_settings(settings, slack, claude, Path(tmp))
+            return await _drive(question, demo_settings, slack)
+
+
+@contextlib.asynccontextmanager
+async def _sandboxes(
+    live: bool, time_scale: float
+) -> AsyncIterator[tuple[SlackSandbox, ClaudeSandbox | None]]:
+    async with SlackSandbox() as slack:
+        if live:
+            yield slack, None
+            return
+        async with ClaudeSandbox(latency=LatencyModel(time_scale=time_scale)) as claude:
+            yield slack, claude
+
+
+def _demo_settings(
+    settings: Settings, slack: SlackSandbox, claude: ClaudeSandbox | None, tmp: Path
+) -> Settings:
+    demo = replace(
+        settings,
+        slack_bot_token=slack.bot_token,
+        slack_app_token=slack.app_token,
+        slack_api_url=slack.api_url,
+        database_url=f"sqlite:///{tmp / 'demo.db'}",
+        budget_user_daily_usd=None,
+        budget_workspace_monthly_usd=None,
+    )
+    if claude is not None:
+        demo = replace(demo, anthropic_api_key=claude.api_key, anthropic_base_url=claude.base_url)
+    return demo
+
+
+async def _drive(question: str, settings: Settings, slack: SlackSandbox) -> int:
+    async with socket_mode_app(settings) as services:
+        await slack.wait_connected()
+        ack = await slack.send_slash_command(
+            text=question, user_id=DEMO_USER, channel_id=DEMO_CHANNEL
+        )
+        if ack.timed_out:
+            print(
+                "orchestrate-bot demo: the app did not acknowledge the command in 3 s",
+                file=sys.stderr,
+            )
+            return 1
+        await asyncio.wait_for(_until_done(services, slack), RUN_TIMEOUT_S)
+    print(slack.transcript(DEMO_CHANNEL))
+    for ephemeral in slack.ephemerals(DEMO_USER):
+        print(f"(only visible to you) {ephemeral.text}", file=sys.stderr)
+    return 0 if services.runs.admitted else 1
+
+
+async def _until_done(services: Services, slack: SlackSandbox) -> None:
+    # The command is acknowledged before the run is admitted: wait for the run (or for an
+    # ephemeral answer saying why there is none), then for it to finish.
+    # The sandbox offers no notification for ephemerals, hence the short poll.
+    while not services.runs.admitted and not slack.ephemerals(DEMO_USER):  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    await services.runs.wait_idle()

@@ -1,0 +1,391 @@
+"""The Claude client: the only module that imports `anthropic`.
+
+Three calls, one per role (plan, example, review), each making exactly one API request and
+returning a `Reply`: the typed answer (or the reason there is none) and the `CallRecord`
+with the real usage, cost, latency and request-id. Every request is streamed, so a call
+that times out or is cancelled still reports the tokens the API had already counted.
+Structured answers use `output_config.format` (never forced `tool_choice`, which Opus and
+Sonnet 5.5 reject) and are validated here, not by the SDK, so that an invalid answer keeps
+its usage. Retries are the SDK's own (`max_retries`); nothing here retries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Generic, Literal, TypeVar
+
+import anthropic
+from anthropic.types import Message, MessageParam, TextBlockParam, Usage
+from pydantic import BaseModel, Field, ValidationError
+
+from bot.core import prompts
+from bot.core.models import Check, Component, Review, Strategy
+from bot.core.usage import CallRecord, Outcome, Role, TokenUsage
+from bot.settings import Settings
+
+T = TypeVar("T")
+PriceFn = Callable[[str, TokenUsage], Decimal | None]
+CancelSink = Callable[[CallRecord], None]
+
+PLAN_MAX_TOKENS = 4096  # a few hundred visible tokens plus room for low-effort thinking
+EXAMPLE_MAX_TOKENS = 8192  # asks for ~800-1,200 visible tokens; room for thinking and outliers
+REVIEW_MAX_TOKENS = 3072  # ~400-600 visible tokens plus thinking
+# Prompt caching silently does nothing below these prefix sizes (REFERENCE.md).
+CACHE_MIN_TOKENS = {"opus": 4096, "haiku": 4096, "sonnet": 1024}
+MIN_COMPONENTS, MAX_COMPONENTS = 2, 6
+
+
+class ComponentOut(BaseModel):
+    name: str = Field(description="2-5 words")
+    instruction: str = Field(description="what the example must show")
+
+
+class PlanOut(BaseModel):
+    title: str
+    essence: str = Field(description="the core idea in 2-3 sentences")
+    components: list[ComponentOut] = Field(description="2 to 6 components")
+
+
+class CheckOut(BaseModel):
+    component: str
+    verdict: Literal["ok", "warning", "problem"]
+    reason: str
+
+
+class ReviewOut(BaseModel):
+    checks: list[CheckOut]
+    gaps: list[str]
+    next_steps: list[str]
+
+
+def _schema_format(model: type[BaseModel]) -> dict[str, Any]:
+    return {"type": "json_schema", "schema": anthropic.transform_schema(model)}
+
+
+PLAN_FORMAT = _schema_format(PlanOut)
+REVIEW_FORMAT = _schema_format(ReviewOut)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply(Generic[T]):
+    """One call's outcome: `value` when usable, else `problem` says why in plain words."""
+
+    call: CallRecord
+    value: T | None
+    problem: str | None = None
+
+
+class Claude:
+    """Role calls over one `AsyncAnthropic`; owns that client and closes it."""
+
+    def __init__(
+        self, client: anthropic.AsyncAnthropic, *, settings: Settings, price: PriceFn
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._price = price
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, price: PriceFn) -> Claude:
+        client = anthropic.AsyncAnthropic(
+            api_key=settings.anthropic_api_key,
+            base_url=settings.anthropic_base_url,
+            max_retries=settings.anthropic_max_retries,
+        )
+        return cls(client, settings=settings, price=price)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def plan(
+        self, question: str, *, problem: str | None = None, on_cancel: CancelSink | None = None
+    ) -> Reply[Strategy]:
+        """Ask the strategy model for a brief strategy; `problem` turns it into a repair."""
+        message, call = await self._call(
+            "plan",
+            self._settings.strategy_model,
+            system=prompts.PLAN_SYSTEM,
+            content=[_text(prompts.plan_user(question, problem=problem))],
+            max_tokens=PLAN_MAX_TOKENS,
+            output_config={"effort": self._settings.strategy_effort, "format": PLAN_FORMAT},
+            on_cancel=on_cancel,
+        )
+        return _structured(call, message, PlanOut, _to_strategy)
+
+    async def example(
+        self,
+        question: str,
+        strategy: Strategy,
+        component: Component,
+        *,
+        index: int,
+        cache: bool = False,
+        started: asyncio.Event | None = None,
+        on_cancel: CancelSink | None = None,
+    ) -> Reply[str]:
+        """Illustrate one component. `cache` marks the shared prefix for prompt caching;
+        `started` is set once the API has begun answering (the prefix is then cached)."""
+        context = _text(prompts.example_context(question, strategy))
+        if cache:
+            context["cache_control"] = {"type": "ephemeral"}
+        message, call = await self._call(
+            "example",
+            self._settings.examples_model,
+            system=prompts.EXAMPLE_SYSTEM,
+            content=[context, _text(prompts.example_user(component))],
+            max_tokens=EXAMPLE_MAX_TOKENS,
+            output_config={"effort": "low"},
+            index=index,
+            started=started,
+            on_cancel=on_cancel,
+        )
+        if message is None:
+            return Reply(call, None, call.error)
+        text = _text_of(message).strip()
+        problem = _stop_problem(message) or (None if text else "the answer was empty")
+        if problem:
+            return Reply(_invalid(call, problem), None, problem)
+        return Reply(call, text)
+
+    async def review(
+        self,
+        question: str,
+        strategy: Strategy,
+        outcomes: list[prompts.ExampleOutcome],
+        *,
+        on_cancel: CancelSink | None = None,
+    ) -> Reply[Review]:
+        message, call = await self._call(
+            "review",
+            self._settings.review_model,
+            system=prompts.REVIEW_SYSTEM,
+            content=[_text(prompts.review_user(question, strategy, outcomes))],
+            max_tokens=REVIEW_MAX_TOKENS,
+            output_config={"effort": "low", "format": REVIEW_FORMAT},
+            on_cancel=on_cancel,
+        )
+        return _structured(call, message, ReviewOut, _to_review)
+
+    def cacheable(self, question: str, strategy: Strategy) -> bool:
+        """Whether the examples' shared prefix is long enough for caching to take effect."""
+        prefix = prompts.EXAMPLE_SYSTEM + prompts.example_context(question, strategy)
+        minimum = _cache_minimum(self._settings.examples_model)
+        # ~4 characters a token; erring low only means not caching, which is harmless.
+        return minimum is not None and len(prefix) // 4 >= minimum
+
+    async def _call(
+        self,
+        role: Role,
+        model: str,
+        *,
+        system: str,
+        content: list[TextBlockParam],
+        max_tokens: int,
+        output_config: dict[str, Any],
+        index: int | None = None,
+        started: asyncio.Event | None = None,
+        on_cancel: CancelSink | None = None,
+    ) -> tuple[Message | None, CallRecord]:
+        clock = time.monotonic()
+        progress = _Progress()
+        outcome: Outcome = "ok"
+        error: str | None = None
+        message: Message | None = None
+        try:
+            async with asyncio.timeout(self._settings.call_timeout_s):
+                message = await self._stream(
+                    model, system, content, max_tokens, output_config, progress, started
+                )
+        except TimeoutError:
+            outcome, error = "timeout", f"no answer within {self._settings.call_timeout_s:g} s"
+        except anthropic.APIStatusError as exc:
+            outcome, error = "error", _status_problem(exc)
+        except anthropic.APIConnectionError:
+            outcome, error = "error", "the Claude API could not be reached"
+        except asyncio.CancelledError:
+            # Tokens already counted were spent: hand the partial record to the caller's
+            # sink (synchronously: nothing may be awaited once cancelled) and go on unwinding.
+            if on_cancel is not None:
+                on_cancel(self._record(role, model, progress, clock, "cancelled", None, index))
+            raise
+        finally:
+            if started is not None:
+                started.set()  # never leave a waiter hanging on a failed call
+        return message, self._record(role, model, progress, clock, outcome, error, index)
+
+    async def _stream(
+        self,
+        model: str,
+        system: str,
+        content: list[TextBlockParam],
+        max_tokens: int,
+        output_config: dict[str, Any],
+        progress: _Progress,
+        started: asyncio.Event | None,
+    ) -> Message:
+        async with self._client.messages.stream(
+            model=model,
+            max_tokens=max_tokens,
+            system=system,
+            messages=[_user_turn(content)],
+            output_config=output_config,  # type: ignore[arg-type]
+        ) as stream:
+            progress.request_id = stream.request_id
+            async for event in stream:
+                if event.type == "message_start":
+                    progress.usage = event.message.usage
+                    if started is not None:
+                        started.set()
+                elif event.type == "message_delta":
+                    progress.output_tokens = event.usage.output_tokens
+            final = await stream.get_final_message()
+        progress.usage = final.usage
+        return final
+
+    def _record(
+        self,
+        role: Role,
+        model: str,
+        progress: _Progress,
+        clock: float,
+        outcome: Outcome,
+        error: str | None,
+        index: int | None,
+    ) -> CallRecord:
+        usage = progress.token_usage()
+        return CallRecord(
+            role=role,
+            model=model,
+            usage=usage,
+            cost_usd=self._price(model, usage),
+            latency_s=time.monotonic() - clock,
+            outcome=outcome,
+            request_id=progress.request_id,
+            component_index=index,
+            error=error,
+        )
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What a streamed call has reported so far, so a cut-off call still has its usage."""
+
+    usage: Usage | None = None
+    output_tokens: int | None = None
+    request_id: str | None = None
+
+    def token_usage(self) -> TokenUsage:
+        return to_token_usage(self.usage, output_tokens=self.output_tokens)
+
+
+def to_token_usage(usage: Usage | None, *, output_tokens: int | None = None) -> TokenUsage:
+    """The API's usage object as billable buckets (cache writes split by TTL)."""
+    if usage is None:
+        return TokenUsage()
+    written = usage.cache_creation_input_tokens or 0
+    one_hour = usage.cache_creation.ephemeral_1h_input_tokens if usage.cache_creation else 0
+    details = usage.output_tokens_details
+    return TokenUsage(
+        input_tokens=usage.input_tokens,
+        output_tokens=max(usage.output_tokens, output_tokens or 0),
+        cache_write_5m_tokens=written - one_hour,
+        cache_write_1h_tokens=one_hour,
+        cache_read_tokens=usage.cache_read_input_tokens or 0,
+        thinking_tokens=details.thinking_tokens if details else 0,
+    )
+
+
+def _user_turn(content: list[TextBlockParam]) -> MessageParam:
+    return {"role": "user", "content": content}
+
+
+def _text(text: str) -> TextBlockParam:
+    return {"type": "text", "text": text}
+
+
+def _text_of(message: Message) -> str:
+    # 5.x models answer with thinking blocks first: select by type, never content[0].
+    return "".join(block.text for block in message.content if block.type == "text")
+
+
+def _stop_problem(message: Message) -> str | None:
+    if message.stop_reason == "refusal":
+        return "the model declined to answer this request"
+    if message.stop_reason == "max_tokens":
+        return "the answer was cut off at the token limit"
+    return None
+
+
+def _invalid(call: CallRecord, problem: str) -> CallRecord:
+    return CallRecord(
+        role=call.role,
+        model=call.model,
+        usage=call.usage,
+        cost_usd=call.cost_usd,
+        latency_s=call.latency_s,
+        outcome="invalid",
+        request_id=call.request_id,
+        component_index=call.component_index,
+        error=problem,
+    )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _structured(
+    call: CallRecord,
+    message: Message | None,
+    schema: type[M],
+    convert: Callable[[M], tuple[T | None, str | None]],
+) -> Reply[T]:
+    if message is None:
+        return Reply(call, None, call.error)
+    problem = _stop_problem(message)
+    if problem is None:
+        try:
+            value, problem = convert(schema.model_validate_json(_text_of(message)))
+        except ValidationError:
+            problem = "the answer did not match the expected format"
+        if problem is None:
+            return Reply(call, value)
+    return Reply(_invalid(call, problem), None, problem)
+
+
+def _to_strategy(out: PlanOut) -> tuple[Strategy | None, str | None]:
+    components = tuple(
+        Component(c.name.strip(), c.instruction.strip())
+        for c in out.components
+        if c.name.strip() and c.instruction.strip()
+    )
+    if not MIN_COMPONENTS <= len(components) <= MAX_COMPONENTS:
+        count = len(components)
+        return None, f"it named {count} components instead of {MIN_COMPONENTS}-{MAX_COMPONENTS}"
+    if not out.essence.strip():
+        return None, "the core idea was empty"
+    return Strategy(out.title.strip() or "Strategy", out.essence.strip(), components), None
+
+
+def _to_review(out: ReviewOut) -> tuple[Review | None, str | None]:
+    checks = tuple(Check(c.component, c.verdict, c.reason) for c in out.checks)
+    return Review(checks, tuple(out.gaps), tuple(out.next_steps)), None
+
+
+def _cache_minimum(model: str) -> int | None:
+    return next((n for family, n in CACHE_MIN_TOKENS.items() if family in model), None)
+
+
+def _status_problem(exc: anthropic.APIStatusError) -> str:
+    if exc.status_code == 429:
+        return "the Claude API rate limit was hit; try again in a minute"
+    if exc.status_code in (500, 502, 503, 529):
+        return "the Claude API is overloaded or failing; try again shortly"
+    if exc.status_code in (401, 403):
+        return "the Claude API refused the key; check ANTHROPIC_API_KEY"
+    if exc.status_code == 404:
+        return "the model was not found; check the *_MODEL settings"
+    return f"the Claude API rejected the request ({exc.status_code})"

@@ -1,0 +1,249 @@
+"""The orchestration pipeline: plan → parallel examples → review, told as events.
+
+`Pipeline.run(question, emit=...)` pushes `bot.events` to `emit` as things happen: the
+strategy once the plan is usable (after at most one repair), each example or its failure
+the moment its call returns (completion order, from inside an `asyncio.TaskGroup`), the
+review, and the run's bill. Every model call is emitted as `CallFinished` before the event
+built from it, so a listener can write it down before anything else happens. A global
+semaphore caps concurrent model calls across runs. One failed example does not sink the
+run; a failed plan ends it with a reason a user can act on. If the run is cancelled, the
+tokens already spent are still emitted and the run ends as `RunFailed`, then the
+cancellation goes on. This module knows nothing of Slack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from functools import partial
+from typing import TypeVar
+
+from bot.core import prompts
+from bot.core.claude import (
+    EXAMPLE_MAX_TOKENS,
+    MAX_COMPONENTS,
+    PLAN_MAX_TOKENS,
+    REVIEW_MAX_TOKENS,
+    Claude,
+    Reply,
+)
+from bot.core.events import (
+    CallFinished,
+    Event,
+    ExampleFailed,
+    ExampleReady,
+    ReviewFailed,
+    ReviewReady,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StrategyReady,
+)
+from bot.core.models import Component, Review, Strategy
+from bot.core.pricing import CostSummary, PriceTable, summarize
+from bot.core.usage import CallRecord, TokenUsage
+from bot.settings import Settings
+
+Emit = Callable[[Event], Awaitable[None]]
+T = TypeVar("T")
+# Generous bounds for the worst case: a strategy's text and a JSON schema, in tokens.
+STRATEGY_TOKENS = 1500
+SCHEMA_TOKENS = 500
+
+
+def _tokens(*texts: str) -> int:
+    # ~4 characters a token in English; count 3 to stay on the safe side of a budget.
+    return sum(len(t) for t in texts) // 3 + 1
+
+
+class Pipeline:
+    """Runs questions through the three roles; shared by every run of one process."""
+
+    def __init__(self, claude: Claude, *, settings: Settings, prices: PriceTable) -> None:
+        self._claude = claude
+        self._settings = settings
+        self._prices = prices
+        self._slots = asyncio.Semaphore(settings.max_concurrent_calls)
+
+    def worst_case_usd(self, question: str) -> Decimal | None:
+        """The most one run of `question` can cost at list prices (every call at its
+        `max_tokens`, a plan repair, six components); None if a model is unpriced."""
+        s, prices = self._settings, self._prices
+        plan_in = _tokens(prompts.PLAN_SYSTEM, question) + SCHEMA_TOKENS
+        example_in = _tokens(prompts.EXAMPLE_SYSTEM, question) + STRATEGY_TOKENS
+        review_in = example_in + MAX_COMPONENTS * EXAMPLE_MAX_TOKENS + SCHEMA_TOKENS
+        costs = [
+            prices.cost(s.strategy_model, TokenUsage(plan_in, PLAN_MAX_TOKENS)),
+            prices.cost(s.examples_model, TokenUsage(example_in, EXAMPLE_MAX_TOKENS)),
+            prices.cost(s.review_model, TokenUsage(review_in, REVIEW_MAX_TOKENS)),
+        ]
+        if any(c is None for c in costs):
+            return None
+        plan, example, review = (c for c in costs if c is not None)
+        return 2 * plan + MAX_COMPONENTS * example + review
+
+    async def run(self, question: str, *, emit: Emit) -> None:
+        """Run one question to its end, emitting every event; raises only on a bug."""
+        run = _Run(self, question, emit)
+        await run.execute()
+
+
+class _Run:
+    """One run's state: the calls it made, so its bill is complete whatever happens."""
+
+    def __init__(self, pipeline: Pipeline, question: str, emit: Emit) -> None:
+        self.p = pipeline
+        self.question = question
+        self.emit = emit
+        self.calls: list[CallRecord] = []
+        self.cut_off: list[CallRecord] = []  # calls interrupted by cancellation
+        self.started = time.monotonic()
+
+    async def execute(self) -> None:
+        await self.emit(RunStarted(self.question, self.p._settings.models))
+        try:
+            await self._stages()
+        except asyncio.CancelledError:
+            await self._interrupted()
+            raise
+
+    async def _stages(self) -> None:
+        strategy = await self._plan()
+        if strategy is None:
+            return
+        await self.emit(StrategyReady(strategy, self.p._settings.strategy_model))
+        review = await self._examples_then_review(strategy)
+        model = self.p._settings.review_model
+        if review is None:
+            problem = "no example was written, so there is nothing to review"
+            await self.emit(ReviewFailed(problem, model))
+        elif review.value is None:
+            await self.emit(ReviewFailed(review.problem or "unknown failure", model))
+        else:
+            await self.emit(ReviewReady(review.value, model))
+        await self.emit(RunFinished(self._bill(), self._elapsed()))
+
+    async def _plan(self) -> Strategy | None:
+        claude, model = self.p._claude, self.p._settings.strategy_model
+        reply = await self._limited(
+            partial(claude.plan, self.question, on_cancel=self.cut_off.append)
+        )
+        await self._record(reply.call)
+        if reply.value is None and reply.call.outcome == "invalid":
+            # One repair: tell the model what was wrong. API errors are not repaired: the
+            # SDK has already retried those.
+            repair = partial(
+                claude.plan, self.question, problem=reply.problem, on_cancel=self.cut_off.append
+            )
+            reply = await self._limited(repair)
+            await self._record(reply.call)
+        if reply.value is None:
+            await self._fail(f"{model} could not produce a usable strategy: {reply.problem}.")
+        return reply.value
+
+    async def _examples_then_review(self, strategy: Strategy) -> Reply[Review] | None:
+        """Examples in parallel, each emitted as its call returns; the review call starts
+        the moment the last example call returns, while the last examples may still be
+        rendering. None when no example was written (there is nothing to review)."""
+        outcomes: dict[int, prompts.ExampleOutcome] = {}
+        all_returned = asyncio.Event()
+
+        def returned(index: int, outcome: prompts.ExampleOutcome) -> None:
+            outcomes[index] = outcome
+            if len(outcomes) == len(strategy.components):
+                all_returned.set()
+
+        components = list(enumerate(strategy.components))
+        cache = self.p._claude.cacheable(self.question, strategy)
+        async with asyncio.TaskGroup() as group:
+            if cache:
+                # Parallel calls fired at once would each write the cache: let the first
+                # one write it, and start the rest once the API has begun answering it.
+                first_started = asyncio.Event()
+                index, component = components.pop(0)
+                group.create_task(
+                    self._example(strategy, index, component, returned, True, first_started)
+                )
+                await first_started.wait()
+            for index, component in components:
+                group.create_task(self._example(strategy, index, component, returned, cache))
+            await all_returned.wait()
+            ordered = [outcomes[i] for i in sorted(outcomes)]
+            if all(o.markdown is None for o in ordered):
+                return None
+            review = group.create_task(self._review(strategy, ordered))
+        return review.result()
+
+    async def _example(
+        self,
+        strategy: Strategy,
+        index: int,
+        component: Component,
+        returned: Callable[[int, prompts.ExampleOutcome], None],
+        cache: bool,
+        started: asyncio.Event | None = None,
+    ) -> None:
+        call = partial(
+            self.p._claude.example,
+            self.question,
+            strategy,
+            component,
+            index=index,
+            cache=cache,
+            started=started,
+            on_cancel=self.cut_off.append,
+        )
+        reply = await self._limited(call)
+        model = self.p._settings.examples_model
+        if reply.value is None:
+            reason = reply.problem or "unknown failure"
+            returned(index, prompts.ExampleOutcome(component, None, reason))
+            await self._record(reply.call)
+            await self.emit(ExampleFailed(index, component, reason, model))
+        else:
+            returned(index, prompts.ExampleOutcome(component, reply.value))
+            await self._record(reply.call)
+            await self.emit(ExampleReady(index, component, reply.value, model))
+
+    async def _review(
+        self, strategy: Strategy, outcomes: list[prompts.ExampleOutcome]
+    ) -> Reply[Review]:
+        call = partial(
+            self.p._claude.review, self.question, strategy, outcomes, on_cancel=self.cut_off.append
+        )
+        reply = await self._limited(call)
+        await self._record(reply.call)
+        return reply
+
+    async def _limited(self, call: Callable[[], Awaitable[Reply[T]]]) -> Reply[T]:
+        # The call is made only once a slot is held: a run cancelled while it waits leaves
+        # no coroutine behind that was never awaited.
+        async with self.p._slots:
+            return await call()
+
+    async def _record(self, call: CallRecord) -> None:
+        self.calls.append(call)
+        # Shielded: a run cancelled while its call is being written down must not lose the
+        # record half-way (the ledger would roll it back and the tokens go unrecorded).
+        await asyncio.shield(self.emit(CallFinished(call)))
+
+    async def _fail(self, reason: str, *, interrupted: bool = False) -> None:
+        await self.emit(RunFailed(reason, self._bill(), self._elapsed(), interrupted))
+
+    async def _interrupted(self) -> None:
+        for call in self.cut_off:
+            await self._record(call)
+        await self._fail(
+            "the run was interrupted before it finished (the bot was restarting).",
+            interrupted=True,
+        )
+
+    def _bill(self) -> CostSummary:
+        return summarize(
+            self.calls, prices=self.p._prices, strategy_model=self.p._settings.strategy_model
+        )
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.started

@@ -1,0 +1,325 @@
+"""The Slack sandbox's `chat.*` methods: posting, editing, deleting, ephemerals and streams.
+
+Each handler applies the rules the real platform applies, in the error vocabulary it uses:
+who may post where (`not_in_channel`, `channel_not_found`, `is_archived`), what a message may
+contain (`no_text`, `msg_too_long`, `markdown_text_conflict`, `invalid_blocks` with details),
+threads (`thread_not_found`: a `thread_ts` must name a live top-level message), and streams,
+which need a thread, name their recipient in channels, and stop accepting text
+`stream_ttl_s` after they start (`message_not_in_streaming_state`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bot.sandbox.slack.blocks import block_errors
+from bot.sandbox.slack.web import ApiError, CallContext, Method, WebApi, invalid_arguments
+from bot.sandbox.slack.workspace import (
+    Channel,
+    Ephemeral,
+    Message,
+    Status,
+    StreamState,
+    Workspace,
+)
+
+TEXT_MAX = 4000
+MARKDOWN_TEXT_MAX = 12000
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    text: str | None
+    blocks: list[dict[str, Any]] | None
+    markdown_text: str | None
+
+
+def invalid_blocks(errors: list[str]) -> ApiError:
+    bare = [e.removeprefix("[ERROR] ") for e in errors]
+    return ApiError(
+        "invalid_blocks", extra={"errors": bare, "response_metadata": {"messages": errors}}
+    )
+
+
+def parse_blocks(ctx: CallContext) -> list[dict[str, Any]] | None:
+    """`blocks` as a list, validated against Slack's message limits; None when absent."""
+    if ctx.args.get("blocks") is None:
+        return None
+    blocks = ctx.structured("blocks", format_error="invalid_blocks_format")
+    if not isinstance(blocks, list):
+        raise ApiError("invalid_blocks_format")
+    errors = block_errors(blocks)
+    if errors:
+        raise invalid_blocks(errors)
+    return blocks
+
+
+def message_content(ctx: CallContext) -> Content:
+    """text / blocks / markdown_text with Slack's rules for combining and sizing them."""
+    text = ctx.text("text")
+    markdown_text = ctx.text("markdown_text")
+    blocks = parse_blocks(ctx)
+    if markdown_text is not None and (text is not None or blocks):
+        raise ApiError("markdown_text_conflict")
+    if text is None and not blocks and markdown_text is None and not ctx.args.get("attachments"):
+        raise ApiError("no_text")
+    if (text and len(text) > TEXT_MAX) or (
+        markdown_text and len(markdown_text) > MARKDOWN_TEXT_MAX
+    ):
+        raise ApiError("msg_too_long")
+    return Content(text, blocks, markdown_text)
+
+
+def resolve_channel(ws: Workspace, value: str | None) -> Channel:
+    """A channel ID, a #name, or a user ID (the bot's DM with that person)."""
+    if not value:
+        raise ApiError("channel_not_found")
+    if value in ws.channels:
+        return ws.channels[value]
+    if value.startswith("U") and value in ws.users:
+        return ws.im_with(value)
+    named = ws.channel_named(value)
+    if named is None:
+        raise ApiError("channel_not_found")
+    return named
+
+
+def visible_channel(ws: Workspace, value: str | None) -> Channel:
+    """A channel the bot can see: private ones it is not in do not exist for it."""
+    channel = resolve_channel(ws, value)
+    if not channel.is_public and ws.bot_user_id not in channel.members:
+        raise ApiError("channel_not_found")
+    return channel
+
+
+def postable_channel(ws: Workspace, api: WebApi, value: str | None) -> Channel:
+    """A channel the bot may post in: a member, or a public one with chat:write.public."""
+    channel = visible_channel(ws, value)
+    if channel.is_archived:
+        raise ApiError("is_archived")
+    if ws.bot_user_id not in channel.members and "chat:write.public" not in api.scopes:
+        raise ApiError("not_in_channel")
+    return channel
+
+
+class ChatMethods:
+    """Handlers for chat.* on one workspace; `register` adds them to a `WebApi`."""
+
+    def __init__(self, ws: Workspace, api: WebApi, *, stream_ttl_s: float) -> None:
+        self.ws = ws
+        self.api = api
+        self.stream_ttl_s = stream_ttl_s
+
+    def register(self) -> None:
+        self.api.methods.update(
+            {
+                "chat.postMessage": Method(self.post_message),
+                "chat.update": Method(self.update),
+                "chat.delete": Method(self.delete),
+                "chat.postEphemeral": Method(self.post_ephemeral),
+                "chat.getPermalink": Method(self.get_permalink),
+                "chat.startStream": Method(self.start_stream),
+                "chat.appendStream": Method(self.append_stream),
+                "chat.stopStream": Method(self.stop_stream),
+            }
+        )
+
+    # ------------------------------------------------------------ messages
+
+    def post_message(self, ctx: CallContext) -> dict[str, Any]:
+        self.api.need_scope("chat:write")
+        channel = postable_channel(self.ws, self.api, ctx.text("channel"))
+        content = message_content(ctx)
+        thread_ts = self._thread(channel, ctx.text("thread_ts"))
+        message = self._bot_message(channel, thread_ts, content)
+        message.reply_broadcast = bool(ctx.flag("reply_broadcast")) and thread_ts is not None
+        message.metadata = ctx.structured("metadata", format_error="invalid_metadata_format")
+        message.unfurl_links = ctx.flag("unfurl_links")
+        message.unfurl_media = ctx.flag("unfurl_media")
+        message.mrkdwn = ctx.flag("mrkdwn")
+        self.ws.post(message)
+        return {"channel": channel.id, "ts": message.ts, "message": message.to_api(self.ws.team_id)}
+
+    def update(self, ctx: CallContext) -> dict[str, Any]:
+        self.api.need_scope("chat:write")
+        channel = visible_channel(self.ws, ctx.text("channel"))
+        message = self._own_message(channel, ctx.required("ts"), refusal="cant_update_message")
+        content = message_content(ctx)
+        if content.markdown_text is not None:
+            message.markdown_text, message.text, message.blocks = content.markdown_text, "", []
+        else:
+            message.markdown_text = None
+            message.text = content.text if content.text is not None else message.text
+            # Slack keeps a message's blocks when an update omits them; [] removes them.
+            message.blocks = content.blocks if content.blocks is not None else message.blocks
+        message.edited_ts = self.ws.clock.next()
+        return {
+            "channel": channel.id,
+            "ts": message.ts,
+            "text": message.text,
+            "message": message.to_api(self.ws.team_id),
+        }
+
+    def delete(self, ctx: CallContext) -> dict[str, Any]:
+        self.api.need_scope("chat:write")
+        channel = visible_channel(self.ws, ctx.text("channel"))
+        message = self._own_message(channel, ctx.required("ts"), refusal="cant_delete_message")
+        message.deleted = True
+        return {"channel": channel.id, "ts": message.ts}
+
+    def post_ephemeral(self, ctx: CallContext) -> dict[str, Any]:
+        self.api.need_scope("chat:write")
+        channel = postable_channel(self.ws, self.api, ctx.text("channel"))
+        user = ctx.required("user")
+        if user not in self.ws.users:
+            raise ApiError("user_not_found")
+        if user not in channel.members:
+            raise ApiError("user_not_in_channel")
+        content = message_content(ctx)
+        ts = self.ws.clock.next()
+        self.ws.ephemerals.append(
+            Ephemeral(
+                channel.id,
+                user,
+                ts,
+                text=content.text or content.markdown_text or "",
+                blocks=content.blocks or [],
+                thread_ts=ctx.text("thread_ts"),
+            )
+        )
+        return {"message_ts": ts}
+
+    def get_permalink(self, ctx: CallContext) -> dict[str, Any]:
+        channel = visible_channel(self.ws, ctx.text("channel"))
+        message = self.ws.find(channel.id, ctx.required("message_ts"))
+        if message is None:
+            raise ApiError("message_not_found")
+        link = (
+            f"https://{self.ws.domain}.slack.com/archives/{channel.id}/"
+            f"p{message.ts.replace('.', '')}"
+        )
+        if message.is_reply:
+            link += f"?thread_ts={message.thread_ts}&cid={channel.id}"
+        return {"channel": channel.id, "permalink": link}
+
+    # ------------------------------------------------------------ streams
+
+    def start_stream(self, ctx: CallContext) -> dict[str, Any]:
+        self.api.need_scope("chat:write")
+        channel = postable_channel(self.ws, self.api, ctx.text("channel"))
+        thread_ts = self._thread(channel, ctx.required("thread_ts"))
+        recipient_user, recipient_team = self._recipient(ctx, channel)
+        message = self._bot_message(channel, thread_ts, Content(None, None, ""))
+        message.stream = StreamState(time.monotonic(), recipient_user, recipient_team)
+        self._append_chunks(message, ctx)
+        self.ws.post(message)
+        return {"channel": channel.id, "ts": message.ts}
+
+    def append_stream(self, ctx: CallContext) -> dict[str, Any]:
+        self.api.need_scope("chat:write")
+        message = self._live_stream(ctx)
+        if ctx.text("markdown_text") is None and not ctx.args.get("chunks"):
+            raise invalid_arguments("[ERROR] must provide markdown_text or chunks")
+        self._append_chunks(message, ctx)
+        return {"channel": message.channel, "ts": message.ts}
+
+    def stop_stream(self, ctx: CallContext) -> dict[str, Any]:
+        self.api.need_scope("chat:write")
+        message = self._live_stream(ctx)
+        final_blocks = parse_blocks(ctx) or []
+        self._append_chunks(message, ctx)
+        message.blocks = message.blocks + final_blocks
+        metadata = ctx.structured("metadata", format_error="invalid_metadata_format")
+        message.metadata = metadata or message.metadata
+        assert message.stream is not None  # _live_stream guarantees it
+        message.stream.stopped = True
+        return {
+            "channel": message.channel,
+            "ts": message.ts,
+            "message": message.to_api(self.ws.team_id),
+        }
+
+    # ------------------------------------------------------------ helpers
+
+    def _thread(self, channel: Channel, thread_ts: str | None) -> str | None:
+        if thread_ts is None:
+            return None
+        parent = self.ws.find(channel.id, thread_ts)
+        if parent is None or parent.is_reply:
+            raise ApiError("thread_not_found")
+        return thread_ts
+
+    def _bot_message(self, channel: Channel, thread_ts: str | None, content: Content) -> Message:
+        if thread_ts is not None:
+            # Slack clears the assistant status of a thread as soon as the app replies in it.
+            self._clear_status(channel.id, thread_ts)
+        return Message(
+            channel.id,
+            self.ws.clock.next(),
+            self.ws.bot_user_id,
+            text=content.text or "",
+            blocks=content.blocks or [],
+            thread_ts=thread_ts,
+            bot_id=self.ws.bot_id,
+            app_id=self.ws.app_id,
+            markdown_text=content.markdown_text,
+        )
+
+    def _clear_status(self, channel_id: str, thread_ts: str) -> None:
+        if self.ws.current_status(channel_id, thread_ts):
+            self.ws.statuses.append(Status(channel_id, thread_ts, "", time.monotonic()))
+
+    def _own_message(self, channel: Channel, ts: str, *, refusal: str) -> Message:
+        message = self.ws.find(channel.id, ts)
+        if message is None:
+            raise ApiError("message_not_found")
+        if message.user != self.ws.bot_user_id:
+            raise ApiError(refusal)
+        return message
+
+    def _recipient(self, ctx: CallContext, channel: Channel) -> tuple[str | None, str | None]:
+        user, team = ctx.text("recipient_user_id"), ctx.text("recipient_team_id")
+        if channel.is_im:
+            return user, team
+        missing = [
+            n for n, v in (("recipient_user_id", user), ("recipient_team_id", team)) if not v
+        ]
+        if missing:
+            raise invalid_arguments(*(f"[ERROR] missing required field: {n}" for n in missing))
+        if user not in self.ws.users:
+            raise ApiError("user_not_found")
+        return user, team
+
+    def _live_stream(self, ctx: CallContext) -> Message:
+        channel = visible_channel(self.ws, ctx.text("channel"))
+        message = self.ws.find(channel.id, ctx.required("ts"))
+        if message is None:
+            raise ApiError("message_not_found")
+        stream = message.stream
+        if stream is None or stream.stopped or self._expired(stream):
+            raise ApiError("message_not_in_streaming_state")
+        return message
+
+    def _expired(self, stream: StreamState) -> bool:
+        return time.monotonic() - stream.started_at > self.stream_ttl_s
+
+    def _append_chunks(self, message: Message, ctx: CallContext) -> None:
+        text = ctx.text("markdown_text")
+        if text is not None and len(text) > MARKDOWN_TEXT_MAX:
+            raise ApiError("msg_too_long")
+        chunks = ctx.structured("chunks", format_error="invalid_chunks_format") or []
+        if not isinstance(chunks, list):
+            raise ApiError("invalid_chunks_format")
+        pieces = [text or ""] + [
+            c.get("text", "")
+            for c in chunks
+            if isinstance(c, dict) and c.get("type") == "markdown_text"
+        ]
+        if any(len(p) > MARKDOWN_TEXT_MAX for p in pieces):
+            raise ApiError("msg_too_long")
+        message.markdown_text = (message.markdown_text or "") + "".join(pieces)
+        message.chunks += [
+            c for c in chunks if isinstance(c, dict) and c.get("type") != "markdown_text"
+        ]

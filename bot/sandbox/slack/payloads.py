@@ -1,0 +1,128 @@
+"""What Slack sends to an app, built from the sandbox workspace: slash command payloads,
+Events API callbacks, the v0 request signature and the signed POST used in HTTP mode.
+
+The same slash command payload travels form-encoded over HTTP and as a JSON object inside a
+Socket Mode envelope, as it does from Slack. `channel_name` follows Slack's quirk of reading
+`privategroup` for private channels and `directmessage` for DMs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+
+from bot.sandbox.slack.workspace import Channel, Workspace
+
+VERIFICATION_TOKEN = "sandbox-verification-token"
+_trigger_counter = itertools.count(1)
+_event_counter = itertools.count(1)
+
+
+def channel_name(channel: Channel) -> str:
+    if channel.is_im:
+        return "directmessage"
+    return "privategroup" if channel.is_private else channel.name
+
+
+def slash_command_payload(
+    ws: Workspace, *, text: str, user_id: str, channel_id: str, command: str, response_url: str
+) -> dict[str, str]:
+    """The fields Slack sends for a slash command, all strings as in the form body."""
+    channel = ws.channels.get(channel_id)
+    if channel is None or user_id not in ws.users:
+        raise ValueError(f"no such channel {channel_id!r} or user {user_id!r} in the sandbox")
+    if user_id not in channel.members:
+        raise ValueError(f"{user_id} cannot type a command in {channel_id}: not a member")
+    return {
+        "token": VERIFICATION_TOKEN,
+        "team_id": ws.team_id,
+        "team_domain": ws.domain,
+        "channel_id": channel.id,
+        "channel_name": channel_name(channel),
+        "user_id": user_id,
+        "user_name": ws.users[user_id].name,
+        "command": command,
+        "text": text,
+        "api_app_id": ws.app_id,
+        "is_enterprise_install": "false",
+        "response_url": response_url,
+        "trigger_id": f"{next(_trigger_counter)}.{int(time.time())}.{secrets.token_hex(16)}",
+    }
+
+
+def event_callback(ws: Workspace, event: dict[str, Any]) -> dict[str, Any]:
+    """An Events API `event_callback` wrapper around `event`, as Slack delivers it."""
+    now = int(time.time())
+    return {
+        "token": VERIFICATION_TOKEN,
+        "team_id": ws.team_id,
+        "context_team_id": ws.team_id,
+        "context_enterprise_id": None,
+        "api_app_id": ws.app_id,
+        "event": {"event_ts": f"{time.time():.6f}", **event},
+        "type": "event_callback",
+        "event_id": f"Ev0SANDBOX{next(_event_counter):06d}",
+        "event_time": now,
+        "authorizations": [
+            {
+                "enterprise_id": None,
+                "team_id": ws.team_id,
+                "user_id": ws.bot_user_id,
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
+        ],
+        "is_ext_shared_channel": False,
+        "event_context": f"4-{secrets.token_hex(12)}",
+    }
+
+
+def form_body(payload: dict[str, str]) -> str:
+    return urlencode(payload)
+
+
+def signature_headers(
+    body: str,
+    *,
+    secret: str,
+    timestamp: int | None = None,
+    content_type: str = "application/x-www-form-urlencoded",
+) -> dict[str, str]:
+    """Headers Slack sends with a request: v0 HMAC-SHA256 of f"v0:{ts}:{body}"."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {
+        "Content-Type": content_type,
+        "X-Slack-Request-Timestamp": str(ts),
+        "X-Slack-Signature": f"v0={digest}",
+    }
+
+
+async def post_signed(url: str, body: str, headers: dict[str, str]) -> tuple[int, str, str, float]:
+    """POST to the app as Slack does; (status, body, content type, seconds taken)."""
+    started = time.monotonic()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=body.encode(), headers=headers) as response,
+    ):
+        text = await response.text()
+        return response.status, text, response.content_type, time.monotonic() - started
+
+
+def command_response(body: str, content_type: str) -> dict[str, Any]:
+    """What Slack shows for an HTTP command response: JSON fields, or plain text as text."""
+    if content_type == "application/json":
+        try:
+            parsed = json.loads(body)
+        except json.JSONDecodeError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+    return {"text": body} if body.strip() else {}

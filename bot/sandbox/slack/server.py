@@ -1,0 +1,369 @@
+"""A faithful local Slack for tests and the demo: Web API, Socket Mode and response URLs.
+
+`SlackSandbox` serves, on one loopback port, the Web API methods orchestrate uses (under
+`api_url`, for `AsyncWebClient(base_url=...)`), Socket Mode (`apps.connections.open` hands
+out a `ws://` URL), per-command `response_url`s, and a small control API (`/_sandbox/...`).
+It plays the Slack side of a conversation: `send_slash_command` / `send_event` deliver
+envelopes and time the app's ack; `post_slash_command_http` does the same for an app served
+over HTTP, signed with the signing secret. Tests read the result as a person would with
+`transcript`, or as data through `workspace`, `messages`, `replies`, `ephemerals` and
+`calls`; `fail_next` injects errors and 429s; `assert_no_unknown_calls` catches calls to
+methods the sandbox (and so this project's contract with Slack) does not know.
+
+The seeded workspace (team T0SANDBOX, domain "sandbox"):
+
+* users U0ADMIN Ada (is_admin), U0OWNER Olive (is_owner, is_primary_owner), U0ALICE Alice,
+  U0BOB Bob; the bot user U0BOT "orchestrate" (bot_id B0BOT, app A0ORCH);
+* C0GENERAL #general, public, everyone and the bot; C0RANDOM #random, public, the bot is
+  NOT a member; G0PRIVATE #secret-plans, private (Ada, Alice), bot NOT a member; G0TEAM
+  #team-private, private (Alice, Bob), bot a member; D0ALICE, the DM between Alice and the bot.
+
+Add more with `workspace.add_user`, `workspace.add_channel` and `workspace.add_im`.
+"""
+
+from __future__ import annotations
+
+import json
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from bot.sandbox.slack.chat import ChatMethods
+from bot.sandbox.slack.control import control_routes
+from bot.sandbox.slack.methods import OtherMethods
+from bot.sandbox.slack.payloads import (
+    command_response,
+    event_callback,
+    form_body,
+    post_signed,
+    signature_headers,
+    slash_command_payload,
+)
+from bot.sandbox.slack.response_url import ResponseUrl, ResponseUrls
+from bot.sandbox.slack.socket import Ack, SocketHub
+from bot.sandbox.slack.transcript import transcript
+from bot.sandbox.slack.web import ApiCall, WebApi
+from bot.sandbox.slack.workspace import Ephemeral, Message, Workspace
+
+__all__ = ["DEFAULT_SCOPES", "Ack", "ApiCall", "Ephemeral", "Message", "SlackSandbox", "Workspace"]
+
+DEFAULT_SCOPES = frozenset(
+    {
+        "commands",
+        "chat:write",
+        "chat:write.public",
+        "channels:join",
+        "channels:read",
+        "groups:read",
+        "im:read",
+        "users:read",
+        "app_mentions:read",
+    }
+)
+# Slack gives up on a slash command, and tells the user so, after three seconds.
+COMMAND_TIMEOUT_S = 3.0
+
+
+class SlackSandbox:
+    """One Slack workspace with this app installed, served on 127.0.0.1."""
+
+    def __init__(
+        self,
+        *,
+        bot_token: str = "xoxb-sandbox",
+        app_token: str = "xapp-sandbox",
+        signing_secret: str = "sandbox-signing-secret",
+        team_id: str = "T0SANDBOX",
+        scopes: frozenset[str] = DEFAULT_SCOPES,
+        post_rate_per_channel: float | None = None,
+        stream_ttl_s: float = 300.0,
+        ack_timeout_s: float = COMMAND_TIMEOUT_S,
+    ) -> None:
+        """`ack_timeout_s` replaces Slack's 3 s wait for an ack, to keep timeout tests short."""
+        self.bot_token = bot_token
+        self.app_token = app_token
+        self.signing_secret = signing_secret
+        self.stream_ttl_s = stream_ttl_s
+        self.workspace = Workspace.seeded(team_id)
+        self.web_api = WebApi(
+            bot_token=bot_token,
+            app_token=app_token,
+            scopes=scopes,
+            post_rate_per_channel=post_rate_per_channel,
+        )
+        self.socket = SocketHub(app_id=self.workspace.app_id, ack_timeout_s=ack_timeout_s)
+        self.response_urls = ResponseUrls(self.workspace)
+        ChatMethods(self.workspace, self.web_api, stream_ttl_s=stream_ttl_s).register()
+        OtherMethods(self.workspace, self.web_api, open_socket_url=self.socket.issue_url).register()
+        self.base_url = ""
+        self._runner: web.AppRunner | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._runner = web.AppRunner(self._application(), shutdown_timeout=0.5)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        bound_host, bound_port = self._runner.addresses[0][:2]
+        self.base_url = f"http://{bound_host}:{bound_port}"
+        self.socket.ws_base = f"ws://{bound_host}:{bound_port}"
+        self.response_urls.base = self.base_url
+
+    async def stop(self) -> None:
+        await self.socket.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> SlackSandbox:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def api_url(self) -> str:
+        """The Web API base URL, e.g. http://127.0.0.1:PORT/api/ (trailing slash included)."""
+        return f"{self.base_url}/api/"
+
+    def _application(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self.web_api.handle)
+        app.router.add_get("/socket-mode/link/", self.socket.handle)
+        app.router.add_post("/commands/{team}/{serial}/{secret}", self.response_urls.handle)
+        app.add_routes(control_routes(self))
+        return app
+
+    # ------------------------------------------------------------ Web API bookkeeping
+
+    @property
+    def calls(self) -> list[ApiCall]:
+        return self.web_api.calls
+
+    @property
+    def unknown_calls(self) -> list[ApiCall]:
+        return self.web_api.unknown_calls
+
+    def calls_to(self, method: str) -> list[ApiCall]:
+        return [call for call in self.calls if call.method == method]
+
+    def fail_next(
+        self,
+        method: str,
+        *,
+        error: str | None = None,
+        status: int = 200,
+        retry_after: int | None = None,
+        times: int = 1,
+    ) -> None:
+        """Make the next `times` calls to `method` fail (429 → `ratelimited` by default)."""
+        self.web_api.fail_next(
+            method, error=error, status=status, retry_after=retry_after, times=times
+        )
+
+    def assert_no_unknown_calls(self) -> None:
+        if self.unknown_calls:
+            names = ", ".join(sorted({c.method for c in self.unknown_calls}))
+            raise AssertionError(
+                f"the app called Web API methods the sandbox does not know: "
+                f"{names} (implement them in bot/sandbox or stop calling them)"
+            )
+
+    # ------------------------------------------------------------ Socket Mode
+
+    # The brief's public signature takes `timeout`; callers need not wrap it themselves.
+    async def wait_connected(self, timeout: float = 5.0, *, count: int = 1) -> None:  # noqa: ASYNC109
+        """Wait until at least `count` Socket Mode connections are open."""
+        await self.socket.wait_connected(timeout, count=count)
+
+    async def disconnect_sockets(self, reason: str = "refresh_requested") -> None:
+        await self.socket.disconnect(reason)
+
+    async def send_slash_command(
+        self,
+        *,
+        text: str,
+        user_id: str = "U0ALICE",
+        channel_id: str = "C0GENERAL",
+        command: str = "/orchestrate",
+    ) -> Ack:
+        entry = self.response_urls.issue(channel=channel_id, user=user_id)
+        payload = slash_command_payload(
+            self.workspace,
+            text=text,
+            user_id=user_id,
+            channel_id=channel_id,
+            command=command,
+            response_url=entry.url,
+        )
+        ack = await self.socket.deliver(
+            "slash_commands",
+            payload,
+            accepts_response_payload=True,
+            on_ack=lambda body: self._show_command_response(entry, body or {}),
+        )
+        if ack.timed_out:
+            self._operation_failed(entry, command, "operation_timeout")
+        return ack
+
+    async def send_event(
+        self, event: dict[str, Any], *, retry_num: int | None = None, event_id: str | None = None
+    ) -> Ack:
+        """Deliver an Events API callback; pass the same `event_id` to model Slack's retry."""
+        payload = event_callback(self.workspace, event)
+        if event_id is not None:
+            payload["event_id"] = event_id
+        return await self.socket.deliver(
+            "events_api",
+            payload,
+            accepts_response_payload=False,
+            retry_attempt=retry_num or 0,
+            retry_reason="timeout" if retry_num else "",
+        )
+
+    async def send_envelope(
+        self, kind: str, payload: dict[str, Any], *, accepts_response_payload: bool = False
+    ) -> Ack:
+        """Any other envelope, e.g. kind="interactive" with a block_actions payload."""
+        return await self.socket.deliver(
+            kind, payload, accepts_response_payload=accepts_response_payload
+        )
+
+    # ------------------------------------------------------------ HTTP mode
+
+    def signed_request(
+        self,
+        body: str,
+        *,
+        timestamp: int | None = None,
+        secret: str | None = None,
+        content_type: str = "application/x-www-form-urlencoded",
+    ) -> dict[str, str]:
+        return signature_headers(
+            body,
+            secret=secret or self.signing_secret,
+            timestamp=timestamp,
+            content_type=content_type,
+        )
+
+    def slash_command_body(
+        self,
+        *,
+        text: str,
+        user_id: str = "U0ALICE",
+        channel_id: str = "C0GENERAL",
+        command: str = "/orchestrate",
+    ) -> str:
+        entry = self.response_urls.issue(channel=channel_id, user=user_id)
+        return form_body(self._command_payload(entry, text, user_id, channel_id, command))
+
+    async def post_slash_command_http(
+        self,
+        url: str,
+        *,
+        text: str,
+        user_id: str = "U0ALICE",
+        channel_id: str = "C0GENERAL",
+        command: str = "/orchestrate",
+        timestamp: int | None = None,
+        secret: str | None = None,
+    ) -> tuple[int, str, float]:
+        """POST a signed slash command to the app; returns (status, body, latency_s)."""
+        entry = self.response_urls.issue(channel=channel_id, user=user_id)
+        body = form_body(self._command_payload(entry, text, user_id, channel_id, command))
+        headers = self.signed_request(body, timestamp=timestamp, secret=secret)
+        status, text_body, content_type, latency = await post_signed(url, body, headers)
+        if latency > self.socket.ack_timeout_s:
+            self._operation_failed(entry, command, "operation_timeout")
+        elif status != 200:
+            self._operation_failed(entry, command, "dispatch_failed")
+        else:
+            self._show_command_response(entry, command_response(text_body, content_type))
+        return status, text_body, latency
+
+    async def post_event_http(
+        self,
+        url: str,
+        event: dict[str, Any],
+        *,
+        retry_num: int | None = None,
+        event_id: str | None = None,
+    ) -> tuple[int, str, float]:
+        """POST a signed Events API callback, with Slack's retry headers when retrying."""
+        payload = event_callback(self.workspace, event)
+        if event_id is not None:
+            payload["event_id"] = event_id
+        body = json.dumps(payload, separators=(",", ":"))
+        headers = self.signed_request(body, content_type="application/json")
+        if retry_num:
+            headers.update(
+                {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
+            )
+        status, text_body, _, latency = await post_signed(url, body, headers)
+        return status, text_body, latency
+
+    # ------------------------------------------------------------ reading the workspace
+
+    def transcript(self, channel_id: str) -> str:
+        return transcript(self.workspace, channel_id, stream_ttl_s=self.stream_ttl_s)
+
+    def messages(self, channel_id: str) -> list[Message]:
+        """Live top-level messages of a channel, oldest first."""
+        return [
+            m
+            for m in self.workspace.history.get(channel_id, [])
+            if not m.is_reply and not m.deleted
+        ]
+
+    def replies(self, channel_id: str, thread_ts: str) -> list[Message]:
+        return self.workspace.thread_replies(channel_id, thread_ts)
+
+    def ephemerals(self, user_id: str | None = None) -> list[Ephemeral]:
+        return [e for e in self.workspace.ephemerals if user_id is None or e.user == user_id]
+
+    # ------------------------------------------------------------ helpers
+
+    def _command_payload(
+        self, entry: ResponseUrl, text: str, user_id: str, channel_id: str, command: str
+    ) -> dict[str, str]:
+        return slash_command_payload(
+            self.workspace,
+            text=text,
+            user_id=user_id,
+            channel_id=channel_id,
+            command=command,
+            response_url=entry.url,
+        )
+
+    def _show_command_response(self, entry: ResponseUrl, body: dict[str, Any]) -> None:
+        """An immediate command response is shown like a response_url post: Slack's rule."""
+        text, blocks = str(body.get("text") or ""), body.get("blocks") or []
+        if not text and not blocks:
+            return
+        if body.get("response_type") == "in_channel":
+            ws = self.workspace
+            entry.last = ws.post(
+                Message(
+                    entry.channel,
+                    ws.clock.next(),
+                    ws.bot_user_id,
+                    text=text,
+                    blocks=blocks,
+                    bot_id=ws.bot_id,
+                    app_id=ws.app_id,
+                )
+            )
+        else:
+            self.response_urls.show_ephemeral(entry, text, blocks, source="ack")
+
+    def _operation_failed(self, entry: ResponseUrl, command: str, error: str) -> None:
+        self.response_urls.show_ephemeral(
+            entry, f'{command} failed with the error "{error}"', [], source="slack"
+        )

@@ -1,0 +1,205 @@
+"""Runs in flight: admitting a question, owning its task, draining on shutdown.
+
+`Runs.start` does, in order, what must happen before any model is called: reserve the
+run's worst case against the budgets (a refusal is told to the asker and nothing else
+happens), then post the thread's first message (a channel the bot cannot post in is
+joined when public, or explained to the asker). Only then is the pipeline started, as a
+task this object owns (Bolt keeps no reference to it). Each event goes to the ledger first
+(so every call is written down the moment it returns) and then to the thread. `drain`
+lets runs finish for a grace period and cancels the rest, which the pipeline turns into
+an "interrupted" ending with every spent token recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+
+import blocks
+from bot.core.events import CallFinished, Event, RunFailed, RunFinished
+from bot.core.pipeline import Pipeline
+from bot.ledger import BudgetRefusal, EndStatus, Ledger, Reservation
+from bot.settings import Settings
+from bot.slack.poster import Poster, slack_error
+from bot.slack.render import ThreadRenderer
+
+log = logging.getLogger(__name__)
+Respond = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """Who asked what, where."""
+
+    team_id: str
+    channel_id: str
+    user_id: str
+    question: str
+
+
+class ChannelUnavailable(Exception):
+    """The bot cannot post in the command's channel; the message says what to do."""
+
+
+class Runs:
+    """Admits runs and owns their tasks for one process."""
+
+    def __init__(
+        self, *, pipeline: Pipeline, ledger: Ledger, poster: Poster, settings: Settings
+    ) -> None:
+        self._pipeline = pipeline
+        self._ledger = ledger
+        self._poster = poster
+        self._settings = settings
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.admitted = 0  # runs launched by this process, for the demo and tests
+        # Told the team id after each run that ends (the budget watch uses it).
+        self.on_finished: Callable[[str], Awaitable[object]] | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def start(self, request: RunRequest, respond: Respond) -> asyncio.Task[None] | None:
+        """Admit and launch one run; tell the asker (ephemerally) if it cannot start."""
+        reservation = await self._reserve(request)
+        if isinstance(reservation, str):
+            await respond(**ephemeral(blocks.error_message(reservation)))
+            return None
+        run_id = reservation.run_id
+        try:
+            thread_ts = await self._open_thread(request)
+        except ChannelUnavailable as problem:
+            await self._ledger.finish_run(run_id, "failed", elapsed_s=0.0, error=str(problem))
+            await respond(**ephemeral(blocks.error_message(str(problem))))
+            return None
+        except BaseException:
+            # No run row may stay `running` (and holding budget) for a run that never began.
+            await self._ledger.finish_run(
+                run_id, "failed", elapsed_s=0.0, error="the first message could not be posted"
+            )
+            raise
+        await self._ledger.set_thread(run_id, request.channel_id, thread_ts)
+        renderer = ThreadRenderer(
+            self._poster,
+            channel=request.channel_id,
+            thread_ts=thread_ts,
+            asker_id=request.user_id,
+            question=request.question,
+        )
+        task = asyncio.create_task(self._run(run_id, request, renderer), name=f"run-{run_id}")
+        self._tasks.add(task)
+        self.admitted += 1
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def wait_idle(self) -> None:
+        """Return once no run is in flight."""
+        while self._tasks:
+            await asyncio.gather(*set(self._tasks), return_exceptions=True)
+
+    async def drain(self, grace_s: float) -> None:
+        """Let runs in flight finish for `grace_s`, then cancel (and so interrupt) the rest."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _reserve(self, request: RunRequest) -> Reservation | str:
+        """The run's reservation, or why it is refused (budgets are checked and the run
+        recorded in one transaction, so racing instances cannot overspend)."""
+        s = self._settings
+        budgeted = s.budget_user_daily_usd is not None or s.budget_workspace_monthly_usd is not None
+        worst_case = self._pipeline.worst_case_usd(request.question)
+        if worst_case is None and budgeted:
+            return (
+                "A budget is set, but a configured model has no list price, so this run's "
+                "cost cannot be bounded. Ask an operator to add it to PRICES_FILE."
+            )
+        result = await self._ledger.reserve_run(
+            team_id=request.team_id,
+            channel_id=request.channel_id,
+            user_id=request.user_id,
+            question=request.question,
+            worst_case_usd=worst_case or Decimal(0),
+            user_budget=s.budget_user_daily_usd,
+            workspace_budget=s.budget_workspace_monthly_usd,
+        )
+        return result.message if isinstance(result, BudgetRefusal) else result
+
+    async def _open_thread(self, request: RunRequest) -> str:
+        status = blocks.status_message(
+            asker_id=request.user_id,
+            question=request.question,
+            status=blocks.planning_status(self._settings.strategy_model),
+        )
+        try:
+            return await self._poster.post(request.channel_id, status)
+        except SlackApiError as exc:
+            if slack_error(exc) != "not_in_channel" or not await self._join(request.channel_id):
+                raise ChannelUnavailable(_channel_advice(slack_error(exc))) from exc
+        return await self._poster.post(request.channel_id, status)
+
+    async def _join(self, channel_id: str) -> bool:
+        try:
+            await self._poster.client.conversations_join(channel=channel_id)
+        except SlackApiError as exc:
+            log.info("could not join %s: %s", channel_id, slack_error(exc))
+            return False
+        return True
+
+    async def _run(self, run_id: str, request: RunRequest, renderer: ThreadRenderer) -> None:
+        async def emit(event: Event) -> None:
+            await self._to_ledger(run_id, event)
+            await renderer(event)
+
+        try:
+            await self._pipeline.run(request.question, emit=emit)
+        except Exception:
+            log.exception("run %s failed with a bug", run_id)
+            await self._ledger.finish_run(
+                run_id, status="failed", elapsed_s=0.0, error="internal error"
+            )
+            await renderer.bug()
+            return
+        if self.on_finished is not None:
+            await self.on_finished(request.team_id)
+
+    async def _to_ledger(self, run_id: str, event: Event) -> None:
+        match event:
+            case CallFinished(call=call):
+                await self._ledger.record_call(run_id, call)
+            case RunFinished(elapsed_s=elapsed):
+                await self._ledger.finish_run(run_id, status="finished", elapsed_s=elapsed)
+            case RunFailed(reason=reason, elapsed_s=elapsed, interrupted=interrupted):
+                status: EndStatus = "interrupted" if interrupted else "failed"
+                await self._ledger.finish_run(
+                    run_id, status=status, elapsed_s=elapsed, error=reason
+                )
+            case _:
+                pass
+
+
+def ephemeral(message: blocks.OutboundMessage) -> dict[str, Any]:
+    """Keyword arguments for Bolt's `respond`: a reply only the asker sees."""
+    return {"text": message.text, "blocks": list(message.blocks), "response_type": "ephemeral"}
+
+
+def _channel_advice(error: str) -> str:
+    if error in {"not_in_channel", "channel_not_found"}:
+        return (
+            "I can't post in this conversation. In a channel, invite me with "
+            "`/invite @orchestrate` and run the command again; in a DM, message me "
+            "directly instead."
+        )
+    if error == "is_archived":
+        return "This channel is archived; run the command in an active channel."
+    return f"Slack would not let me post here ({error}). Try another channel."

@@ -1,0 +1,453 @@
+"""The pipeline against the Claude sandbox over HTTP, through the real anthropic SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+
+from bot.core.claude import Claude
+from bot.core.events import (
+    CallFinished,
+    Event,
+    ExampleFailed,
+    ExampleReady,
+    ReviewReady,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StrategyReady,
+)
+from bot.core.pipeline import Pipeline
+from bot.core.pricing import PriceTable
+from bot.core.usage import TokenUsage
+from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
+from bot.settings import Settings
+
+QUESTION = "Design a REST API for a social network"
+
+
+@pytest.fixture
+async def claude_sandbox() -> AsyncIterator[ClaudeSandbox]:
+    async with ClaudeSandbox(latency=LatencyModel(time_scale=0.01)) as sandbox:
+        yield sandbox
+
+
+def settings_for(sandbox: ClaudeSandbox, **overrides: object) -> Settings:
+    base = Settings(
+        anthropic_api_key=sandbox.api_key,
+        anthropic_base_url=sandbox.base_url,
+        call_timeout_s=10.0,
+    )
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+class Recorder:
+    """An `emit` that keeps every event with the moment it arrived."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.times: list[float] = []
+
+    async def __call__(self, event: Event) -> None:
+        self.events.append(event)
+        self.times.append(time.monotonic())
+
+    def of(self, kind: type[Event]) -> list[Event]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def kinds(self) -> list[str]:
+        return [type(e).__name__ for e in self.events]
+
+
+@pytest.fixture
+def prices() -> PriceTable:
+    return PriceTable.load()
+
+
+async def run_pipeline(
+    sandbox: ClaudeSandbox, prices: PriceTable, question: str = QUESTION, **overrides: object
+) -> Recorder:
+    settings = settings_for(sandbox, **overrides)
+    claude = Claude.from_settings(settings, price=prices.cost)
+    recorder = Recorder()
+    try:
+        await Pipeline(claude, settings=settings, prices=prices).run(question, emit=recorder)
+    finally:
+        await claude.aclose()
+    return recorder
+
+
+async def test_events_arrive_in_order_plan_examples_review_finish(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    recorder = await run_pipeline(claude_sandbox, prices)
+
+    kinds = [k for k in recorder.kinds() if k != "CallFinished"]
+    strategy = recorder.of(StrategyReady)[0]
+    assert isinstance(strategy, StrategyReady)
+    n = len(strategy.strategy.components)
+    assert 2 <= n <= 6
+    assert kinds == [
+        "RunStarted",
+        "StrategyReady",
+        *["ExampleReady"] * n,
+        "ReviewReady",
+        "RunFinished",
+    ]
+    # Each call is emitted before the event built from its answer.
+    for i, event in enumerate(recorder.events):
+        if isinstance(event, StrategyReady | ExampleReady | ReviewReady):
+            role = {StrategyReady: "plan", ExampleReady: "example", ReviewReady: "review"}
+            index = event.index if isinstance(event, ExampleReady) else None
+            assert any(
+                isinstance(e, CallFinished)
+                and e.call.role == role[type(event)]
+                and e.call.component_index == index
+                for e in recorder.events[:i]
+            )
+    assert isinstance(recorder.events[0], RunStarted)
+
+
+async def test_first_example_is_emitted_before_the_slowest_example_call_returns(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    claude_sandbox.add_rule(role="example", delay_s=1.5, times=1)
+
+    recorder = await run_pipeline(claude_sandbox, prices)
+
+    examples = [r for r in claude_sandbox.requests if r.role == "example"]
+    slowest_done = max(r.finished for r in examples)
+    first_example_at = next(
+        t
+        for e, t in zip(recorder.events, recorder.times, strict=True)
+        if isinstance(e, ExampleReady)
+    )
+    assert first_example_at < slowest_done - 1.0
+    # ...and the examples ran in parallel: the run took about one slow call, not n.
+    starts = sorted(r.started for r in examples)
+    assert starts[-1] - starts[0] < 0.5
+
+
+async def test_an_example_that_always_fails_leaves_the_others_and_the_review_intact(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    first = await run_pipeline(claude_sandbox, prices)
+    strategy = first.of(StrategyReady)[0]
+    assert isinstance(strategy, StrategyReady)
+    doomed = strategy.strategy.components[1].name
+    claude_sandbox.add_rule(role="example", contains=f'name="{doomed}"', fault="server_error")
+
+    recorder = await run_pipeline(claude_sandbox, prices, anthropic_max_retries=1)
+
+    failed = recorder.of(ExampleFailed)
+    assert [e.component.name for e in failed if isinstance(e, ExampleFailed)] == [doomed]
+    assert len(recorder.of(ExampleReady)) == len(strategy.strategy.components) - 1
+    review = recorder.of(ReviewReady)[0]
+    assert isinstance(review, ReviewReady)
+    verdicts = {c.component: c.verdict for c in review.review.checks}
+    assert verdicts[doomed] == "problem"
+    assert isinstance(recorder.events[-1], RunFinished)
+    # The failed call (and its SDK retry) is still on the bill, as an error with no tokens.
+    errors = [
+        e.call
+        for e in recorder.of(CallFinished)
+        if isinstance(e, CallFinished) and e.call.outcome == "error"
+    ]
+    assert len(errors) == 1 and errors[0].usage == TokenUsage()
+
+
+async def test_an_overloaded_plan_succeeds_through_the_sdk_retries(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    claude_sandbox.add_rule(role="plan", fault="overloaded", times=1, retry_after_s=0)
+
+    recorder = await run_pipeline(claude_sandbox, prices)
+
+    assert isinstance(recorder.events[-1], RunFinished)
+    plans = [r for r in claude_sandbox.requests if r.role == "plan"]
+    assert [r.status for r in plans] == [529, 200]
+    plan_calls = [
+        e
+        for e in recorder.of(CallFinished)
+        if isinstance(e, CallFinished) and e.call.role == "plan"
+    ]
+    assert len(plan_calls) == 1 and plan_calls[0].call.outcome == "ok"
+
+
+async def test_an_invalid_plan_is_repaired_once(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    claude_sandbox.add_rule(role="plan", fault="invalid_output", times=1)
+
+    recorder = await run_pipeline(claude_sandbox, prices)
+
+    outcomes = [
+        e.call.outcome
+        for e in recorder.of(CallFinished)
+        if isinstance(e, CallFinished) and e.call.role == "plan"
+    ]
+    assert outcomes == ["invalid", "ok"]
+    repair = [r for r in claude_sandbox.requests if r.role == "plan"][1]
+    assert "could not be used" in str(repair.body["messages"])
+    assert isinstance(recorder.events[-1], RunFinished)
+
+
+async def test_a_plan_invalid_twice_fails_the_run_clearly_and_calls_no_other_model(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    claude_sandbox.add_rule(role="plan", fault="invalid_output")
+
+    recorder = await run_pipeline(claude_sandbox, prices)
+
+    failed = recorder.events[-1]
+    assert isinstance(failed, RunFailed)
+    assert "could not produce a usable strategy" in failed.reason
+    assert "expected format" in failed.reason
+    assert [r.role for r in claude_sandbox.requests] == ["plan", "plan"]
+    # The two invalid answers still cost money, and the bill says so.
+    assert failed.cost.total_usd is not None and failed.cost.total_usd > 0
+
+
+async def test_a_refused_plan_fails_with_the_reason(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    claude_sandbox.add_rule(role="plan", fault="refusal")
+
+    recorder = await run_pipeline(claude_sandbox, prices)
+
+    failed = recorder.events[-1]
+    assert isinstance(failed, RunFailed) and "declined" in failed.reason
+
+
+async def test_the_bill_equals_the_usage_the_api_reported_at_list_prices(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    recorder = await run_pipeline(claude_sandbox, prices)
+
+    finished = recorder.events[-1]
+    assert isinstance(finished, RunFinished)
+    expected = Decimal(0)
+    all_opus = Decimal(0)
+    for request in claude_sandbox.requests:
+        usage = request.usage
+        assert usage is not None
+        tokens = TokenUsage(
+            input_tokens=usage["input_tokens"],
+            output_tokens=usage["output_tokens"],
+            cache_write_5m_tokens=usage.get("cache_creation_input_tokens") or 0,
+            cache_read_tokens=usage.get("cache_read_input_tokens") or 0,
+        )
+        cost = prices.cost(request.model, tokens)
+        opus = prices.cost("claude-opus-5-5", tokens)
+        assert cost is not None and opus is not None
+        expected += cost
+        all_opus += opus
+    assert finished.cost.total_usd == expected
+    assert finished.cost.all_strategy_model_usd == all_opus
+    saving = finished.cost.saving_pct
+    assert saving is not None and Decimal(0) < saving < Decimal(100)
+    # Thinking is billed: every 5.x call reported thinking inside its output tokens.
+    calls = [e.call for e in recorder.of(CallFinished) if isinstance(e, CallFinished)]
+    assert all(c.usage.thinking_tokens > 0 for c in calls)
+    assert all(c.usage.output_tokens > c.usage.thinking_tokens for c in calls)
+
+
+async def test_an_unknown_model_is_unpriced_not_free(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    recorder = await run_pipeline(claude_sandbox, prices, review_model="claude-sandbox-review")
+
+    finished = recorder.events[-1]
+    assert isinstance(finished, RunFinished)
+    assert finished.cost.total_usd is None
+    assert finished.cost.unpriced_models == ("claude-sandbox-review",)
+
+
+async def test_concurrent_model_calls_never_exceed_the_cap(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    claude_sandbox.add_rule(role="example", delay_s=0.3)
+
+    await run_pipeline(claude_sandbox, prices, max_concurrent_calls=2)
+
+    examples = [r for r in claude_sandbox.requests if r.role == "example"]
+    assert len(examples) >= 3
+    moments = sorted([(r.started, 1) for r in examples] + [(r.finished, -1) for r in examples])
+    level = peak = 0
+    for _, step in moments:
+        level += step
+        peak = max(peak, level)
+    assert peak == 2
+
+
+async def test_a_long_shared_prefix_is_cached_by_one_warming_call(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    # Sonnet caches from 1,024 tokens: a long question makes the shared prefix that long.
+    question = QUESTION + ". Context: " + "the platform has posts, follows and likes. " * 120
+
+    recorder = await run_pipeline(
+        claude_sandbox, prices, question=question, examples_model="claude-sonnet-5-5"
+    )
+
+    calls = [
+        e.call
+        for e in recorder.of(CallFinished)
+        if isinstance(e, CallFinished) and e.call.role == "example"
+    ]
+    writes = [c for c in calls if c.usage.cache_write_5m_tokens > 0]
+    reads = [c for c in calls if c.usage.cache_read_tokens > 0]
+    assert len(writes) == 1
+    assert len(reads) == len(calls) - 1
+    assert isinstance(recorder.events[-1], RunFinished)
+
+
+async def test_a_short_prefix_is_not_marked_for_caching(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    await run_pipeline(claude_sandbox, prices)
+
+    examples = [r for r in claude_sandbox.requests if r.role == "example"]
+    assert "cache_control" not in str(examples[0].body["messages"])
+
+
+async def test_cancelling_a_run_records_the_spent_tokens_and_ends_it_interrupted(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    claude_sandbox.add_rule(role="example", delay_s=30)
+    settings = settings_for(claude_sandbox)
+    claude = Claude.from_settings(settings, price=prices.cost)
+    recorder = Recorder()
+    task = asyncio.create_task(
+        Pipeline(claude, settings=settings, prices=prices).run(QUESTION, emit=recorder)
+    )
+    while sum(r.role == "example" for r in claude_sandbox.requests) < 2:  # noqa: ASYNC110 - the sandbox has no request notification
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)  # the example streams have started: input tokens are counted
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await claude.aclose()
+
+    last = recorder.events[-1]
+    assert isinstance(last, RunFailed) and last.interrupted
+    cut = [
+        e.call
+        for e in recorder.of(CallFinished)
+        if isinstance(e, CallFinished) and e.call.outcome == "cancelled"
+    ]
+    assert len(cut) >= 2
+    assert all(c.usage.input_tokens > 0 for c in cut)
+
+
+async def test_the_review_call_starts_when_the_last_example_call_returns_not_after_rendering(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    class SlowRenderer(Recorder):
+        async def __call__(self, event: Event) -> None:
+            await super().__call__(event)
+            if isinstance(event, ExampleReady):
+                await asyncio.sleep(0.5)  # like a paced Slack post
+
+    settings = settings_for(claude_sandbox)
+    claude = Claude.from_settings(settings, price=prices.cost)
+    recorder = SlowRenderer()
+    try:
+        await Pipeline(claude, settings=settings, prices=prices).run(QUESTION, emit=recorder)
+    finally:
+        await claude.aclose()
+
+    examples = [r for r in claude_sandbox.requests if r.role == "example"]
+    review = next(r for r in claude_sandbox.requests if r.role == "review")
+    last_example_done = max(r.finished for r in examples)
+    assert review.started - last_example_done < 0.4
+    kinds = [k for k in recorder.kinds() if k != "CallFinished"]
+    assert kinds[-2:] == ["ReviewReady", "RunFinished"]
+
+
+def test_the_worst_case_bounds_every_call_at_its_token_limit(prices: PriceTable) -> None:
+    from bot.core.claude import EXAMPLE_MAX_TOKENS, PLAN_MAX_TOKENS, REVIEW_MAX_TOKENS
+
+    pipeline = Pipeline(None, settings=Settings(), prices=prices)  # type: ignore[arg-type]
+    worst = pipeline.worst_case_usd(QUESTION)
+    assert worst is not None
+    # At least: two plans, six examples and a review, each at max_tokens of output alone.
+    floor = (
+        2 * (prices.cost("claude-opus-5-5", TokenUsage(output_tokens=PLAN_MAX_TOKENS)) or 0)
+        + 6 * (prices.cost("claude-haiku-5-5", TokenUsage(output_tokens=EXAMPLE_MAX_TOKENS)) or 0)
+        + (prices.cost("claude-sonnet-5-5", TokenUsage(output_tokens=REVIEW_MAX_TOKENS)) or 0)
+    )
+    assert worst > floor
+    longer = pipeline.worst_case_usd(QUESTION * 20)
+    assert longer is not None and longer > worst
+    unpriced = Pipeline(None, settings=Settings(review_model="claude-x"), prices=prices)  # type: ignore[arg-type]
+    assert unpriced.worst_case_usd(QUESTION) is None
+
+
+async def test_a_typical_run_costs_far_less_than_its_reserved_worst_case(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    recorder = await run_pipeline(claude_sandbox, prices)
+    finished = recorder.events[-1]
+    assert isinstance(finished, RunFinished) and finished.cost.total_usd is not None
+    worst = Pipeline(None, settings=Settings(), prices=prices).worst_case_usd(QUESTION)  # type: ignore[arg-type]
+    assert worst is not None and finished.cost.total_usd < worst / 5
+
+
+async def test_a_call_being_recorded_when_the_run_is_cancelled_is_still_recorded(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    claude_sandbox.add_rule(role="example", delay_s=30)
+    settings = settings_for(claude_sandbox)
+    claude = Claude.from_settings(settings, price=prices.cost)
+    written: list[CallFinished] = []
+    writing = asyncio.Event()
+
+    async def slow_ledger(event: Event) -> None:
+        if isinstance(event, CallFinished) and event.call.role == "plan":
+            writing.set()
+            await asyncio.sleep(0.3)  # the write is under way when the cancel arrives
+        if isinstance(event, CallFinished):
+            written.append(event)
+
+    task = asyncio.create_task(
+        Pipeline(claude, settings=settings, prices=prices).run(QUESTION, emit=slow_ledger)
+    )
+    await writing.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.4)
+    await claude.aclose()
+
+    assert [e.call.role for e in written] == ["plan"]
+
+
+async def test_a_run_cancelled_while_calls_wait_for_a_slot_leaves_no_unawaited_coroutine(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    import gc
+    import warnings
+
+    claude_sandbox.add_rule(role="example", delay_s=30)
+    settings = settings_for(claude_sandbox, max_concurrent_calls=1)
+    claude = Claude.from_settings(settings, price=prices.cost)
+    task = asyncio.create_task(
+        Pipeline(claude, settings=settings, prices=prices).run(QUESTION, emit=Recorder())
+    )
+    while not any(r.role == "example" for r in claude_sandbox.requests):  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gc.collect()
+    await claude.aclose()
+    assert [w for w in caught if "never awaited" in str(w.message)] == []

@@ -1,0 +1,41 @@
+"""How the text after `/orchestrate` is read."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.slack.commands import Ask, Costs, Help, Invalid, parse_command
+
+
+@pytest.mark.parametrize("text", ["", "  ", "help", "HELP"])
+def test_empty_and_help_ask_for_usage(text: str) -> None:
+    assert parse_command(text, max_chars=100) == Help()
+
+
+@pytest.mark.parametrize(
+    ("text", "period"),
+    [
+        ("costs", "month"),
+        ("costs today", "today"),
+        ("Costs 7d", "7d"),
+        ("costs 2026-11-01", "2026-11-01"),
+        ("costs week", "week"),
+    ],
+)
+def test_costs_with_one_word_or_none_is_the_costs_command(text: str, period: str) -> None:
+    assert parse_command(text, max_chars=100) == Costs(period)
+
+
+def test_a_question_that_starts_with_costs_is_a_question() -> None:
+    text = "costs of running Kafka versus SQS for 1M events a day?"
+    assert parse_command(text, max_chars=100) == Ask(text)
+
+
+def test_help_me_is_a_question_not_help() -> None:
+    assert parse_command("help me design a cache", max_chars=100) == Ask("help me design a cache")
+
+
+def test_a_question_over_the_limit_says_the_limit() -> None:
+    parsed = parse_command("x" * 101, max_chars=100)
+    assert isinstance(parsed, Invalid) and "limit is 100" in parsed.message
+    assert parse_command("x" * 100, max_chars=100) == Ask("x" * 100)

@@ -1,0 +1,55 @@
+"""manifest.yml agrees with what the code registers and calls."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.slack import commands as listeners
+
+MANIFEST = Path(__file__).resolve().parents[2] / "manifest.yml"
+
+
+def manifest() -> dict[str, Any]:
+    data = yaml.safe_load(MANIFEST.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_the_slash_command_is_the_one_the_listener_handles() -> None:
+    commands = [c["command"] for c in manifest()["features"]["slash_commands"]]
+    assert commands == [listeners.COMMAND]
+
+
+def test_subscribed_events_are_exactly_the_ones_registered() -> None:
+    events = manifest()["settings"]["event_subscriptions"]["bot_events"]
+    assert sorted(events) == sorted(listeners.EVENTS)
+
+
+def test_every_web_api_method_the_bot_calls_has_its_scope() -> None:
+    scopes = set(manifest()["oauth_config"]["scopes"]["bot"])
+    needed = {scope for scope in listeners.METHOD_SCOPES.values() if scope}
+    assert needed <= scopes
+    assert "commands" in scopes
+
+
+def test_the_listed_methods_are_the_ones_the_code_calls() -> None:
+    # Every AsyncWebClient method call in the app (not the sandboxes), as an API method name.
+    source = "\n".join(
+        p.read_text() for p in (MANIFEST.parent / "bot").rglob("*.py") if "sandbox" not in p.parts
+    )
+    families = "chat|conversations|users|views|auth|apps|assistant|reactions|files"
+    called = {
+        f"{family}.{name.replace('_', '.')}"
+        for family, name in re.findall(rf"\.({families})_(\w+)\(", source)
+    }
+    assert called == set(listeners.METHOD_SCOPES)
+
+
+def test_app_home_and_socket_mode_are_enabled() -> None:
+    data = manifest()
+    assert data["features"]["app_home"]["home_tab_enabled"] is True
+    assert data["settings"]["socket_mode_enabled"] is True
