@@ -69,12 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
-        from bot.slack import server
+        from bot.services import serve
 
-        if args.http:
-            await server.serve_http(settings, port=args.port, host=args.host)
-        else:
-            await server.serve_socket_mode(settings)
+        await serve(settings, http=args.http, port=args.port, host=args.host)
         return 0
     if args.command == "demo":
         from bot.cli.demo import run_demo

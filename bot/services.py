@@ -13,8 +13,10 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import aiohttp
+from aiohttp import web
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
@@ -25,6 +27,7 @@ from bot.core.pipeline import Pipeline
 from bot.core.pricing import PriceTable
 from bot.ledger import Ledger, ledger_for
 from bot.settings import Settings
+from bot.slack import server
 from bot.slack.budget_alerts import BudgetWatch
 from bot.slack.poster import Poster, describe
 from bot.slack.runs import Runs
@@ -106,3 +109,22 @@ def slack_client(
         session=session,
         retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=SLACK_RATE_LIMIT_RETRIES)],
     )
+
+
+def http_app(settings: Settings) -> web.Application:
+    """HTTP mode's aiohttp application, wired to this process's services."""
+    return server.http_app(partial(open_services, settings))
+
+
+def socket_mode_app(settings: Settings) -> contextlib.AbstractAsyncContextManager[Services]:
+    """The app connected over Socket Mode for the duration of the `async with`."""
+    return server.socket_mode_app(settings, partial(open_services, settings))
+
+
+async def serve(settings: Settings, *, http: bool, port: int, host: str) -> None:
+    """`orchestrate-bot serve`: until SIGTERM or SIGINT."""
+    opener = partial(open_services, settings)
+    if http:
+        await server.serve_http(settings, opener, port=port, host=host)
+    else:
+        await server.serve_socket_mode(settings, opener)

@@ -20,9 +20,9 @@ from aiohttp.test_utils import TestServer
 
 from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
 from bot.sandbox.slack.server import SlackSandbox
-from bot.services import Services
+from bot.services import Services, http_app, socket_mode_app
 from bot.settings import Settings
-from bot.slack.server import SERVICES, http_app, socket_mode_app
+from bot.slack.server import SERVICES
 
 Mode = Literal["socket", "http"]
 

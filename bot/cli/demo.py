@@ -19,9 +19,8 @@ from pathlib import Path
 
 from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
 from bot.sandbox.slack.server import SlackSandbox
-from bot.services import Services
+from bot.services import Services, socket_mode_app
 from bot.settings import Settings
-from bot.slack.server import socket_mode_app
 
 DEMO_USER, DEMO_CHANNEL = "U0ALICE", "C0GENERAL"
 RUN_TIMEOUT_S = 600.0

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.services import Services
 from bot.slack import commands as listeners
+from bot.slack.deps import Services
 
 
 def build_app(services: Services, *, http: bool) -> AsyncApp:

@@ -19,8 +19,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 import blocks
-from bot.cli.costs import parse_period
-from bot.services import Services
+from bot.ledger import parse_period
+from bot.slack.deps import Services
 from bot.slack.poster import describe
 from bot.slack.runs import RunRequest, ephemeral
 

@@ -14,7 +14,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TypeVar
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -22,10 +24,12 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
-from bot.services import Services, open_services
 from bot.settings import Settings, SettingsError
 from bot.slack.app import build_app
+from bot.slack.deps import OpenServices, Services
 from bot.slack.poster import describe
+
+S = TypeVar("S", bound=Services)
 
 log = logging.getLogger(__name__)
 SERVICES = web.AppKey("services", Services)
@@ -33,12 +37,12 @@ BOLT = web.AppKey("bolt", AsyncApp)
 EVENTS_PATH = "/slack/events"
 
 
-def http_app(settings: Settings) -> web.Application:
+def http_app(open_services: OpenServices) -> web.Application:
     """The HTTP-mode application: `/slack/events` and `/healthz`."""
     app = web.Application()
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
-        async with open_services(settings) as services:
+        async with open_services() as services:
             await check_slack_auth(services)
             app[SERVICES] = services
             app[BOLT] = build_app(services, http=True)
@@ -71,9 +75,11 @@ async def check_slack_auth(services: Services) -> None:
         raise SettingsError(f"SLACK_BOT_TOKEN was refused by Slack ({error}).") from None
 
 
-async def serve_http(settings: Settings, *, port: int, host: str = "0.0.0.0") -> None:
+async def serve_http(
+    settings: Settings, open_services: OpenServices, *, port: int, host: str = "0.0.0.0"
+) -> None:
     settings.require("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
-    runner = web.AppRunner(http_app(settings))
+    runner = web.AppRunner(http_app(open_services))
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
@@ -84,10 +90,12 @@ async def serve_http(settings: Settings, *, port: int, host: str = "0.0.0.0") ->
 
 
 @contextlib.asynccontextmanager
-async def socket_mode_app(settings: Settings) -> AsyncIterator[Services]:
+async def socket_mode_app(
+    settings: Settings, open_services: Callable[[], AbstractAsyncContextManager[S]]
+) -> AsyncIterator[S]:
     """The app connected over Socket Mode for the duration of the `async with`."""
     settings.require("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
-    async with open_services(settings) as services:
+    async with open_services() as services:
         await check_slack_auth(services)
         handler = AsyncSocketModeHandler(
             build_app(services, http=False),
@@ -103,9 +111,9 @@ async def socket_mode_app(settings: Settings) -> AsyncIterator[Services]:
             await handler.close_async()  # type: ignore[no-untyped-call]
 
 
-async def serve_socket_mode(settings: Settings) -> None:
+async def serve_socket_mode(settings: Settings, open_services: OpenServices) -> None:
     """Socket Mode until SIGTERM or SIGINT."""
-    async with socket_mode_app(settings):
+    async with socket_mode_app(settings, open_services):
         await wait_for_stop_signal()
 
 

@@ -59,9 +59,8 @@ from aiohttp import web
 
 from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
 from bot.sandbox.slack.server import SlackSandbox
-from bot.services import Services
+from bot.services import Services, socket_mode_app
 from bot.settings import Settings
-from bot.slack.server import socket_mode_app
 from tests.benchmarks.bench_pipeline import (
     ClaudeControl,
     SandboxProcess,

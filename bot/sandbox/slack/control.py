@@ -12,12 +12,33 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from bot.sandbox.slack.server import SlackSandbox
+from bot.sandbox.slack.socket import Ack
+
+
+class SlackSandbox(Protocol):
+    """What the control API drives: the sandbox server, seen from here (a protocol, so this
+    module does not import the server that imports it)."""
+
+    async def send_slash_command(
+        self, *, text: str, user_id: str, channel_id: str, command: str
+    ) -> Ack: ...
+
+    def transcript(self, channel_id: str) -> str: ...
+
+    def fail_next(
+        self,
+        method: str,
+        *,
+        error: str | None = None,
+        status: int = 200,
+        retry_after: int | None = None,
+        times: int = 1,
+    ) -> None: ...
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -1,0 +1,43 @@
+"""What the Slack edge is handed by the composition root (`bot/services.py`).
+
+A protocol, not the composition root's own class, so the edge depends on the few services
+it uses and the arrow points one way: the composition root builds the edge, never the
+reverse.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.ledger import Ledger
+from bot.settings import Settings
+from bot.slack.poster import Poster
+from bot.slack.runs import Runs
+
+
+class Services(Protocol):
+    """The process's services, as the Slack edge sees them."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def client(self) -> AsyncWebClient: ...
+
+    @property
+    def poster(self) -> Poster: ...
+
+    @property
+    def runs(self) -> Runs: ...
+
+
+class OpenServices(Protocol):
+    """Opens the services for the life of a server (drains runs in flight on exit)."""
+
+    def __call__(self) -> AbstractAsyncContextManager[Services]: ...
