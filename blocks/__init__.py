@@ -10,12 +10,15 @@ blocks and `format` writes figures. Everything a caller needs is re-exported her
 from blocks.cost import cost_footer
 from blocks.costs_view import costs_summary_message, home_view
 from blocks.ephemeral import (
+    bad_period_message,
     budget_alert_message,
     budget_refused_message,
+    channel_unavailable_message,
     error_message,
     help_message,
-    not_in_channel_message,
     question_too_long_message,
+    run_not_started_message,
+    unbounded_budget_message,
 )
 from blocks.escape import channel_mention, escape, escape_code, user_mention
 from blocks.format import format_elapsed, format_usd, model_label
@@ -42,9 +45,11 @@ from blocks.split import clip, split_chunks, split_mrkdwn
 __all__ = [
     "NO_UNFURL",
     "OutboundMessage",
+    "bad_period_message",
     "budget_alert_message",
     "budget_refused_message",
     "channel_mention",
+    "channel_unavailable_message",
     "clip",
     "cost_footer",
     "costs_summary_message",
@@ -64,16 +69,17 @@ __all__ = [
     "interrupted_status",
     "markdown_to_mrkdwn",
     "model_label",
-    "not_in_channel_message",
     "planning_status",
     "question_too_long_message",
     "review_failed_message",
     "review_message",
     "reviewing_status",
     "run_failed_message",
+    "run_not_started_message",
     "split_chunks",
     "split_mrkdwn",
     "status_message",
     "strategy_message",
+    "unbounded_budget_message",
     "user_mention",
 ]

@@ -68,11 +68,38 @@ def question_too_long_message(*, length: int, max_chars: int) -> OutboundMessage
     )
 
 
-def not_in_channel_message(*, bot_handle: str = "@orchestrate") -> OutboundMessage:
+def channel_unavailable_message(*, error: str, bot_handle: str = "@orchestrate") -> OutboundMessage:
+    """Why the bot could not open a run's thread here, by Slack's error code, and what to do."""
+    if error in {"not_in_channel", "channel_not_found"}:
+        return error_message(
+            "I can't post in this conversation. In a channel, invite me with "
+            f"`/invite {bot_handle}` and run the command again; in a DM, message me "
+            "directly instead."
+        )
+    if error == "is_archived":
+        return error_message("This channel is archived; run the command in an active channel.")
+    return error_message(f"Slack would not let me post here ({error}). Try another channel.")
+
+
+def run_not_started_message() -> OutboundMessage:
+    """Our own failure before a run began: nothing was spent."""
     return error_message(
-        f"I can't post in this channel. Invite me with `/invite {bot_handle}`, "
-        "then run the command again."
+        "Something went wrong on our side before the run started; nothing was spent. "
+        "Try again in a minute."
     )
+
+
+def unbounded_budget_message() -> OutboundMessage:
+    """A budget is set but a model has no list price, so no run can be bounded."""
+    return error_message(
+        "A budget is set, but a configured model has no list price, so this run's cost "
+        "cannot be bounded. Ask an operator to add it to PRICES_FILE."
+    )
+
+
+def bad_period_message(*, command: str, problem: str) -> OutboundMessage:
+    """`/orchestrate costs <period>` with a period we cannot read."""
+    return error_message(f"`{command} costs`: {problem}.")
 
 
 def budget_refused_message(

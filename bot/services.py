@@ -72,7 +72,16 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             await _tell_interrupted_threads(ledger, poster, marked_at)
         # Registered last, so it runs first: runs finish while their resources are open.
         stack.push_async_callback(runs.drain, settings.drain_grace_s)
-        yield Services(settings, prices, ledger, claude, pipeline, client, poster, runs)
+        yield Services(
+            settings=settings,
+            prices=prices,
+            ledger=ledger,
+            claude=claude,
+            pipeline=pipeline,
+            client=client,
+            poster=poster,
+            runs=runs,
+        )
 
 
 async def _tell_interrupted_threads(ledger: Ledger, poster: Poster, marked_at: datetime) -> None:

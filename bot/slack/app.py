@@ -1,4 +1,4 @@
-"""Builds the Bolt `AsyncApp` on our own Web API client and registers the listeners.
+"""Builds the Bolt `AsyncApp` on our own Web API client and registers every entry point.
 
 The client (pointed at `SLACK_API_URL`, with the rate-limit retry handler) is the one the
 services own, so Bolt's per-request clients inherit its base URL and retry handlers. In
@@ -10,8 +10,21 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.slack import commands as listeners
+from bot.slack import commands, home, mentions
 from bot.slack.deps import Services
+
+EVENTS = ("app_home_opened", "app_mention")  # what manifest.yml subscribes to
+# The Web API methods the bot calls, with the bot scope each needs (checked against
+# manifest.yml by a test, so a new call cannot ship without its scope).
+METHOD_SCOPES = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "conversations.join": "channels:join",
+    "users.info": "users:read",
+    "users.list": "users:read",
+    "views.publish": None,
+    "auth.test": None,
+}
 
 
 def build_app(services: Services, *, http: bool) -> AsyncApp:
@@ -21,5 +34,6 @@ def build_app(services: Services, *, http: bool) -> AsyncApp:
         signing_secret=settings.slack_signing_secret or "",
         request_verification_enabled=http,
     )
-    listeners.register(app, services)
+    for entry_point in (commands, home, mentions):
+        entry_point.register(app, services)
     return app

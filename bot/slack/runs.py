@@ -44,7 +44,11 @@ class RunRequest:
 
 
 class ChannelUnavailable(Exception):
-    """The bot cannot post in the command's channel; the message says what to do."""
+    """The bot cannot post in the command's channel; `error` is Slack's code for why."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 class Runs:
@@ -69,15 +73,17 @@ class Runs:
     async def start(self, request: RunRequest, respond: Respond) -> asyncio.Task[None] | None:
         """Admit and launch one run; tell the asker (ephemerally) if it cannot start."""
         reservation = await self._reserve(request)
-        if isinstance(reservation, str):
-            await respond(**ephemeral(blocks.error_message(reservation)))
+        if isinstance(reservation, blocks.OutboundMessage):
+            await respond(**ephemeral(reservation))
             return None
         run_id = reservation.run_id
         try:
             thread_ts = await self._open_thread(request)
         except ChannelUnavailable as problem:
-            await self._ledger.finish_run(run_id, "failed", elapsed_s=0.0, error=str(problem))
-            await respond(**ephemeral(blocks.error_message(str(problem))))
+            await self._ledger.finish_run(
+                run_id, "failed", elapsed_s=0.0, error=f"cannot post in channel: {problem.error}"
+            )
+            await respond(**ephemeral(blocks.channel_unavailable_message(error=problem.error)))
             return None
         except BaseException:
             # No run row may stay `running` (and holding budget) for a run that never began.
@@ -113,17 +119,14 @@ class Runs:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _reserve(self, request: RunRequest) -> Reservation | str:
+    async def _reserve(self, request: RunRequest) -> Reservation | blocks.OutboundMessage:
         """The run's reservation, or why it is refused (budgets are checked and the run
         recorded in one transaction, so racing instances cannot overspend)."""
         s = self._settings
         budgeted = s.budget_user_daily_usd is not None or s.budget_workspace_monthly_usd is not None
         worst_case = self._pipeline.worst_case_usd(request.question)
         if worst_case is None and budgeted:
-            return (
-                "A budget is set, but a configured model has no list price, so this run's "
-                "cost cannot be bounded. Ask an operator to add it to PRICES_FILE."
-            )
+            return blocks.unbounded_budget_message()
         result = await self._ledger.reserve_run(
             team_id=request.team_id,
             channel_id=request.channel_id,
@@ -133,7 +136,7 @@ class Runs:
             user_budget=s.budget_user_daily_usd,
             workspace_budget=s.budget_workspace_monthly_usd,
         )
-        return result.message if isinstance(result, BudgetRefusal) else result
+        return blocks.error_message(result.message) if isinstance(result, BudgetRefusal) else result
 
     async def _open_thread(self, request: RunRequest) -> str:
         status = blocks.status_message(
@@ -145,7 +148,7 @@ class Runs:
             return await self._poster.post(request.channel_id, status)
         except SlackApiError as exc:
             if slack_error(exc) != "not_in_channel" or not await self._join(request.channel_id):
-                raise ChannelUnavailable(_channel_advice(slack_error(exc))) from exc
+                raise ChannelUnavailable(slack_error(exc)) from exc
         return await self._poster.post(request.channel_id, status)
 
     async def _join(self, channel_id: str) -> bool:
@@ -191,15 +194,3 @@ class Runs:
 def ephemeral(message: blocks.OutboundMessage) -> dict[str, Any]:
     """Keyword arguments for Bolt's `respond`: a reply only the asker sees."""
     return {"text": message.text, "blocks": list(message.blocks), "response_type": "ephemeral"}
-
-
-def _channel_advice(error: str) -> str:
-    if error in {"not_in_channel", "channel_not_found"}:
-        return (
-            "I can't post in this conversation. In a channel, invite me with "
-            "`/invite @orchestrate` and run the command again; in a DM, message me "
-            "directly instead."
-        )
-    if error == "is_archived":
-        return "This channel is archived; run the command in an active channel."
-    return f"Slack would not let me post here ({error}). Try another channel."

@@ -23,11 +23,11 @@ from slack_sdk.models.views import View
 
 from blocks import (
     budget_refused_message,
+    channel_unavailable_message,
     costs_summary_message,
     error_message,
     help_message,
     home_view,
-    not_in_channel_message,
     question_too_long_message,
 )
 from bot.core.pricing import ModelCost
@@ -101,12 +101,15 @@ def test_error_messages_carry_the_figures_needed_to_act() -> None:
         "⚠ Your question is 2,412 characters; the limit is 2,000. "
         "Shorten it and run the command again."
     ]
-    assert "`/invite @orchestrate`" in section_texts(not_in_channel_message())[0]
+    not_in_channel = channel_unavailable_message(error="not_in_channel")
+    assert "`/invite @orchestrate`" in section_texts(not_in_channel)[0]
+    archived = channel_unavailable_message(error="is_archived")
+    assert "archived" in section_texts(archived)[0]
     budget = budget_refused_message(
         spent_usd=Decimal("50.00004"), budget_usd=Decimal(50), period_label="November"
     )
     assert "$50.0000 spent of $50.0000" in section_texts(budget)[0]
-    for message in (too_long, not_in_channel_message(), budget):
+    for message in (too_long, not_in_channel, archived, budget):
         assert_valid_message(message)
 
 

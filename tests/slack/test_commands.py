@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.slack.commands import Ask, Costs, Help, Invalid, parse_command
+from bot.slack.commands import Ask, Costs, Help, TooLong, parse_command
 
 
 @pytest.mark.parametrize("text", ["", "  ", "help", "HELP"])
@@ -37,5 +37,5 @@ def test_help_me_is_a_question_not_help() -> None:
 
 def test_a_question_over_the_limit_says_the_limit() -> None:
     parsed = parse_command("x" * 101, max_chars=100)
-    assert isinstance(parsed, Invalid) and "limit is 100" in parsed.message
+    assert parsed == TooLong(length=101, max_chars=100)
     assert parse_command("x" * 100, max_chars=100) == Ask("x" * 100)

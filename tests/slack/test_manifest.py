@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from bot.slack import commands as listeners
+from bot.slack import app as edge
+from bot.slack.commands import COMMAND
 
 MANIFEST = Path(__file__).resolve().parents[2] / "manifest.yml"
 
@@ -21,17 +22,17 @@ def manifest() -> dict[str, Any]:
 
 def test_the_slash_command_is_the_one_the_listener_handles() -> None:
     commands = [c["command"] for c in manifest()["features"]["slash_commands"]]
-    assert commands == [listeners.COMMAND]
+    assert commands == [COMMAND]
 
 
 def test_subscribed_events_are_exactly_the_ones_registered() -> None:
     events = manifest()["settings"]["event_subscriptions"]["bot_events"]
-    assert sorted(events) == sorted(listeners.EVENTS)
+    assert sorted(events) == sorted(edge.EVENTS)
 
 
 def test_every_web_api_method_the_bot_calls_has_its_scope() -> None:
     scopes = set(manifest()["oauth_config"]["scopes"]["bot"])
-    needed = {scope for scope in listeners.METHOD_SCOPES.values() if scope}
+    needed = {scope for scope in edge.METHOD_SCOPES.values() if scope}
     assert needed <= scopes
     assert "commands" in scopes
 
@@ -46,7 +47,7 @@ def test_the_listed_methods_are_the_ones_the_code_calls() -> None:
         f"{family}.{name.replace('_', '.')}"
         for family, name in re.findall(rf"\.({families})_(\w+)\(", source)
     }
-    assert called == set(listeners.METHOD_SCOPES)
+    assert called == set(edge.METHOD_SCOPES)
 
 
 def test_app_home_and_socket_mode_are_enabled() -> None:

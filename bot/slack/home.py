@@ -1,0 +1,51 @@
+"""App Home: each user's spending view, the whole workspace's for admins.
+
+Published on `app_home_opened` (Home tab only). The summary and the day-by-day table cover
+the same 30 days; who sees what is decided here, on the server, at every opening.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+import blocks
+from bot.ledger import parse_period
+from bot.slack.admins import is_admin
+from bot.slack.commands import COMMAND
+from bot.slack.deps import Services
+
+HOME_DAYS = 30
+
+
+def register(app: AsyncApp, services: Services) -> None:
+    @app.event("app_home_opened")
+    async def on_home(
+        event: dict[str, Any], context: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        if event.get("tab", "home") != "home":
+            return
+        team_id = str(context.get("team_id") or "")
+        await publish_home(services, client, team_id=team_id, user_id=event["user"])
+
+
+async def publish_home(
+    services: Services, client: AsyncWebClient, *, team_id: str, user_id: str
+) -> None:
+    admin = await is_admin(services.settings, client, user_id)
+    scope = None if admin else user_id
+    now = datetime.now(UTC)
+    since, until = parse_period(f"{HOME_DAYS}d", now=now)
+    report = await services.ledger.summary(team_id, since=since, until=until, user_id=scope)
+    daily = await services.ledger.daily(team_id, days=HOME_DAYS, user_id=scope, today=now.date())
+    view = blocks.home_view(
+        report=report,
+        daily=daily,
+        is_admin=admin,
+        command=COMMAND,
+        period_label=f"last {HOME_DAYS} days",
+    )
+    await client.views_publish(user_id=user_id, view=view)

@@ -1,0 +1,153 @@
+"""A run's thread as a pure fold: `advance(state, event) -> (state, effects)`.
+
+The thread's first message exists before any model is called (its `ts` anchors the
+thread). From then on every pipeline event moves a `ThreadState` forward and says what to
+do in Slack as `Effect`s: post messages under the thread, or replace the top message. No
+I/O happens here, so the whole rendering of a run is tested without Slack; the shell in
+`bot.slack.render` performs the effects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import assert_never
+
+import blocks
+from bot.core.events import (
+    CallFinished,
+    Event,
+    ExampleFailed,
+    ExampleReady,
+    ReviewFailed,
+    ReviewReady,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StrategyReady,
+)
+from bot.core.models import Review, Strategy
+from bot.core.pricing import CostSummary
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """Post these messages, in order, as replies in the run's thread."""
+
+    messages: tuple[blocks.OutboundMessage, ...]
+    what: str  # for the log if Slack refuses: "example 2", "the review", …
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateTop:
+    """Replace the thread's first message."""
+
+    message: blocks.OutboundMessage
+
+
+Effect = Post | UpdateTop
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadState:
+    asker_id: str
+    question: str
+    strategy: Strategy | None = None
+    strategy_model: str = ""
+    examples_model: str = ""
+    review_model: str = ""
+    review: Review | None = None
+    review_problem: str | None = None
+    failed: tuple[str, ...] = ()
+    examples_done: int = 0
+
+    @property
+    def total(self) -> int:
+        return len(self.strategy.components) if self.strategy else 0
+
+
+def advance(state: ThreadState, event: Event) -> tuple[ThreadState, tuple[Effect, ...]]:
+    """The thread after `event`, and what to do in Slack to show it."""
+    match event:
+        case RunStarted(models=(_, examples_model, review_model)):
+            return replace(state, examples_model=examples_model, review_model=review_model), ()
+        case CallFinished():
+            return state, ()  # calls are the ledger's business
+        case StrategyReady(strategy=strategy, model=model):
+            state = replace(state, strategy=strategy, strategy_model=model)
+            status = blocks.illustrating_status(state.examples_model, len(strategy.components))
+            return state, (top(state, status),)
+        case ExampleReady(index=i, component=component, markdown=markdown, model=model):
+            messages = blocks.example_messages(
+                index=i + 1, total=state.total, component=component, markdown=markdown, model=model
+            )
+            return _example_done(state, Post(tuple(messages), f"example {i + 1}"))
+        case ExampleFailed(index=i, component=component, reason=reason, model=model):
+            state = replace(state, failed=(*state.failed, component.name))
+            message = blocks.example_failed_message(
+                index=i + 1, total=state.total, component=component, reason=reason, model=model
+            )
+            return _example_done(state, Post((message,), f"example {i + 1}"))
+        case ReviewReady(review=review, model=model):
+            return replace(state, review=review, review_model=model), ()
+        case ReviewFailed(reason=reason, model=model):
+            return replace(state, review_problem=reason, review_model=model), ()
+        case RunFinished(cost=cost, elapsed_s=elapsed):
+            return state, _finished(state, cost, elapsed)
+        case RunFailed():
+            return state, _failed(state, event)
+        case _:
+            assert_never(event)
+
+
+def top(state: ThreadState, status: str) -> UpdateTop:
+    """The first message with `status`: the question until a strategy exists, then it."""
+    if state.strategy is None:
+        message = blocks.status_message(
+            asker_id=state.asker_id, question=state.question, status=status
+        )
+    else:
+        message = blocks.strategy_message(
+            asker_id=state.asker_id,
+            question=state.question,
+            strategy=state.strategy,
+            model=state.strategy_model,
+            status=status,
+        )
+    return UpdateTop(message)
+
+
+def _example_done(state: ThreadState, post: Post) -> tuple[ThreadState, tuple[Effect, ...]]:
+    state = replace(state, examples_done=state.examples_done + 1)
+    if state.examples_done == state.total and len(state.failed) < state.total:
+        return state, (post, top(state, blocks.reviewing_status(state.review_model)))
+    return state, (post,)
+
+
+def _finished(state: ThreadState, cost: CostSummary, elapsed: float) -> tuple[Effect, ...]:
+    if state.review is not None:
+        messages = blocks.review_message(
+            review=state.review,
+            model=state.review_model,
+            cost=cost,
+            elapsed_s=elapsed,
+            failed_components=list(state.failed),
+        )
+    else:
+        messages = blocks.review_failed_message(
+            reason=state.review_problem or "no review",
+            cost=cost,
+            elapsed_s=elapsed,
+            model=state.review_model or None,
+        )
+    return Post(tuple(messages), "the review"), top(state, blocks.done_status(cost, elapsed))
+
+
+def _failed(state: ThreadState, failed: RunFailed) -> tuple[Effect, ...]:
+    cost, elapsed = failed.cost, failed.elapsed_s
+    if failed.interrupted:
+        notice = blocks.interrupted_message(cost=cost, elapsed_s=elapsed)
+        return Post((notice,), "the interruption notice"), top(state, blocks.interrupted_status())
+    messages = blocks.run_failed_message(reason=failed.reason, cost=cost, elapsed_s=elapsed)
+    return Post(tuple(messages), "the failure notice"), top(
+        state, blocks.failed_status(failed.reason)
+    )

@@ -1,0 +1,117 @@
+"""The thread fold, without Slack: which messages a run's events produce, and in what order."""
+
+from __future__ import annotations
+
+from bot.core.events import (
+    CallFinished,
+    Event,
+    ExampleFailed,
+    ExampleReady,
+    ReviewFailed,
+    ReviewReady,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StrategyReady,
+)
+from bot.core.usage import CallRecord, TokenUsage
+from bot.slack.thread import Effect, Post, ThreadState, UpdateTop, advance
+from tests.blocks.blocks_sample_data import ASKER, HAIKU, OPUS, SONNET, cost, review, strategy
+
+PLAN = strategy(components=2)
+
+
+def fold(events: list[Event]) -> tuple[ThreadState, list[Effect]]:
+    state, done = ThreadState(asker_id=ASKER, question="Design an API"), []
+    for event in events:
+        state, effects = advance(state, event)
+        done.extend(effects)
+    return state, done
+
+
+def kinds(effects: list[Effect]) -> list[str]:
+    return [f"post {e.what}" if isinstance(e, Post) else "update top" for e in effects]
+
+
+def started() -> list[Event]:
+    return [RunStarted("Design an API", (OPUS, HAIKU, SONNET)), StrategyReady(PLAN, OPUS)]
+
+
+def test_a_whole_run_posts_examples_as_they_come_then_the_review() -> None:
+    call = CallRecord("example", HAIKU, TokenUsage(10, 20), None, 0.1, "ok")
+    events = [
+        *started(),
+        CallFinished(call),
+        ExampleReady(1, PLAN.components[1], "second", HAIKU),
+        ExampleReady(0, PLAN.components[0], "first", HAIKU),
+        ReviewReady(review(), SONNET),
+        RunFinished(cost(), 12.5),
+    ]
+    state, effects = fold(events)
+    assert kinds(effects) == [
+        "update top",  # strategy replaces the status
+        "post example 2",  # completion order, not component order
+        "post example 1",
+        "update top",  # "Sonnet is reviewing…" once every example is in
+        "post the review",
+        "update top",  # done, with the bill
+    ]
+    assert state.review is not None and state.examples_done == 2
+
+
+def test_the_top_message_names_the_models_at_work() -> None:
+    _, effects = fold(started())
+    assert isinstance(effects[0], UpdateTop)
+    assert HAIKU in effects[0].message.text or "Haiku" in effects[0].message.text
+
+
+def test_failed_examples_are_posted_and_named_in_the_review() -> None:
+    events = [
+        *started(),
+        ExampleFailed(0, PLAN.components[0], "timed out", HAIKU),
+        ExampleReady(1, PLAN.components[1], "ok", HAIKU),
+        ReviewReady(review(), SONNET),
+        RunFinished(cost(), 3.0),
+    ]
+    state, effects = fold(events)
+    assert state.failed == (PLAN.components[0].name,)
+    assert kinds(effects)[1:3] == ["post example 1", "post example 2"]
+
+
+def test_when_every_example_failed_no_reviewing_status_is_shown() -> None:
+    events = [
+        *started(),
+        ExampleFailed(0, PLAN.components[0], "x", HAIKU),
+        ExampleFailed(1, PLAN.components[1], "y", HAIKU),
+    ]
+    _, effects = fold(events)
+    assert kinds(effects) == ["update top", "post example 1", "post example 2"]
+
+
+def test_a_failed_review_still_posts_the_bill() -> None:
+    events = [
+        *started(),
+        ExampleReady(0, PLAN.components[0], "a", HAIKU),
+        ExampleReady(1, PLAN.components[1], "b", HAIKU),
+        ReviewFailed("refused", SONNET),
+        RunFinished(cost(), 3.0),
+    ]
+    _, effects = fold(events)
+    assert kinds(effects)[-2:] == ["post the review", "update top"]
+
+
+def test_an_interrupted_run_says_so_in_the_thread_and_on_top() -> None:
+    _, effects = fold([*started(), RunFailed("restarting", cost(), 2.0, interrupted=True)])
+    assert kinds(effects)[-2:] == ["post the interruption notice", "update top"]
+
+
+def test_a_failed_plan_keeps_the_question_on_top() -> None:
+    events: list[Event] = [
+        RunStarted("Design an API", (OPUS, HAIKU, SONNET)),
+        RunFailed("no usable strategy", cost(), 2.0),
+    ]
+    state, effects = fold(events)
+    assert state.strategy is None
+    assert kinds(effects) == ["post the failure notice", "update top"]
+    top = effects[-1]
+    assert isinstance(top, UpdateTop) and "Design an API" in top.message.text
