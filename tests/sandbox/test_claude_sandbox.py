@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import aiohttp
 import anthropic
+import httpx2
 import jsonschema
 import pydantic
 import pytest
@@ -115,7 +116,7 @@ async def test_create_answers_with_thinking_first_then_markdown_example(
 
     assert [b.type for b in message.content] == ["thinking", "text"]
     thinking, text = message.content
-    assert thinking.type == "thinking" and thinking.signature and "[sandbox]" in thinking.thinking
+    assert thinking.type == "thinking" and thinking.signature
     assert text.type == "text"
     assert text.text.startswith("# JWT & middleware\n")
     assert "Show validating a <token>" in text.text
@@ -145,12 +146,21 @@ async def test_usage_bills_thinking_as_output_with_all_buckets(
 
 
 @pytest.mark.parametrize(
-    ("effort", "low", "high"), [("low", 100, 140), ("medium", 350, 450), ("max", 1000, 1400)]
+    ("effort", "low", "high"),
+    [
+        ("low", 100, 140),
+        ("medium", 350, 450),
+        (None, 350, 450),  # absent: the API's default effort, medium
+        ("high", 4500, 5500),
+        ("xhigh", 8100, 9900),
+        ("max", 14400, 17600),
+    ],
 )
 async def test_thinking_tokens_follow_effort(
-    client: anthropic.AsyncAnthropic, effort: str, low: int, high: int
+    client: anthropic.AsyncAnthropic, effort: str | None, low: int, high: int
 ) -> None:
-    args = example_args(output_config={"effort": effort})
+    extra = {} if effort is None else {"output_config": {"effort": effort}}
+    args = example_args(max_tokens=20000, **extra)  # the SDK streams beyond ~21k
     first = await client.messages.create(**args)
     again = await client.messages.create(**args)
 
@@ -159,19 +169,90 @@ async def test_thinking_tokens_follow_effort(
     assert again.usage == first.usage
 
 
-async def test_opus_5_5_thinks_even_when_disabled_but_sonnet_5_5_and_4_x_do_not(
+@pytest.mark.parametrize("effort", ["high", "xhigh", "max"])
+async def test_high_effort_thinking_fills_a_4096_token_limit(
+    client: anthropic.AsyncAnthropic, effort: str
+) -> None:
+    args = example_args("claude-opus-5-5", max_tokens=4096, output_config={"effort": effort})
+
+    message = await client.messages.create(**args)
+
+    assert message.stop_reason == "max_tokens"
+    assert [b.type for b in message.content] == ["thinking"]
+    assert message.usage.output_tokens == 4096
+
+
+@pytest.mark.parametrize("model", ["claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5"])
+@pytest.mark.parametrize(
+    ("thinking", "words"),
+    [
+        ({"type": "disabled"}, "cannot be disabled"),
+        ({"type": "enabled", "budget_tokens": 2048}, "budget_tokens is not supported"),
+    ],
+)
+async def test_5_5_models_refuse_disabled_thinking_and_a_thinking_budget(
+    client: anthropic.AsyncAnthropic, model: str, thinking: dict[str, Any], words: str
+) -> None:
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await client.messages.create(**example_args(model, thinking=thinking))
+
+    assert caught.value.type == "invalid_request_error"
+    assert words in str(caught.value)
+
+
+async def test_older_models_think_only_when_asked_and_accept_a_budget(
     client: anthropic.AsyncAnthropic,
 ) -> None:
-    disabled: dict[str, Any] = {"type": "disabled"}
-    opus = await client.messages.create(**example_args("claude-opus-5-5", thinking=disabled))
-    sonnet = await client.messages.create(**example_args("claude-sonnet-5-5", thinking=disabled))
-    older = await client.messages.create(**example_args("claude-sonnet-4-6"))
+    budget: dict[str, Any] = {"type": "enabled", "budget_tokens": 2048}
+    plain = await client.messages.create(**example_args("claude-sonnet-4-6"))
+    disabled = await client.messages.create(
+        **example_args("claude-sonnet-4-6", thinking={"type": "disabled"})
+    )
+    budgeted = await client.messages.create(**example_args("claude-sonnet-4-6", thinking=budget))
+    adaptive = await client.messages.create(
+        **example_args("claude-haiku-5-5", thinking={"type": "adaptive"})
+    )
 
-    assert [b.type for b in opus.content] == ["thinking", "text"]
-    assert [b.type for b in sonnet.content] == ["text"]
-    assert [b.type for b in older.content] == ["text"]
-    assert sonnet.usage.output_tokens_details is not None
-    assert sonnet.usage.output_tokens_details.thinking_tokens == 0
+    assert [b.type for b in plain.content] == [b.type for b in disabled.content] == ["text"]
+    assert [b.type for b in budgeted.content] == ["thinking", "text"]
+    assert budgeted.content[0].type == "thinking" and budgeted.content[0].thinking
+    assert [b.type for b in adaptive.content] == ["thinking", "text"]
+
+
+async def test_5_5_thinking_text_is_empty_unless_a_summary_is_asked_for(
+    client: anthropic.AsyncAnthropic,
+) -> None:
+    omitted = await client.messages.create(**example_args("claude-opus-5-5"))
+    summarized = await client.messages.create(
+        **example_args("claude-opus-5-5", thinking={"type": "adaptive", "display": "summarized"})
+    )
+
+    hidden, shown = omitted.content[0], summarized.content[0]
+    assert hidden.type == shown.type == "thinking"
+    assert hidden.thinking == "" and hidden.signature  # the signature still round-trips
+    assert shown.thinking.startswith("[sandbox]")
+    assert omitted.usage.output_tokens_details is not None
+    assert omitted.usage.output_tokens_details.thinking_tokens > 100  # billed all the same
+
+
+async def test_a_stream_reports_output_usage_only_in_message_delta(
+    client: anthropic.AsyncAnthropic,
+) -> None:
+    stream = await client.messages.create(**example_args(), stream=True)
+    events = [event async for event in stream]
+
+    start = next(e for e in events if e.type == "message_start")
+    delta = next(e for e in events if e.type == "message_delta")
+    assert start.message.usage.output_tokens == 1
+    assert start.message.usage.input_tokens > 0  # input and cache counts come first
+    details = start.message.usage.output_tokens_details
+    assert details is None or details.thinking_tokens == 0
+    assert delta.usage.output_tokens > 100
+    assert delta.usage.output_tokens_details is not None
+    assert delta.usage.output_tokens_details.thinking_tokens > 100
+    # No thinking text is streamed when it is omitted: only the signature.
+    kinds = [e.delta.type for e in events if e.type == "content_block_delta"]
+    assert "thinking_delta" not in kinds and "signature_delta" in kinds
 
 
 async def test_same_prompt_gets_same_answer_and_another_question_another_plan(
@@ -207,7 +288,7 @@ async def test_stream_sends_the_api_event_sequence_with_cumulative_usage(
     assert [(e.index, e.content_block.type) for e in starts] == [(0, "thinking"), (1, "text")]
     deltas = [e.delta.type for e in events if e.type == "content_block_delta"]
     signature_at = deltas.index("signature_delta")
-    assert set(deltas[:signature_at]) == {"thinking_delta"}
+    assert set(deltas[:signature_at]) <= {"thinking_delta"}
     assert set(deltas[signature_at + 1 :]) == {"text_delta"}
     assert kinds.count("content_block_stop") == 2
     start, delta = events[0], events[-2]
@@ -664,6 +745,36 @@ async def test_stream_error_raises_mid_stream_and_is_529_without_streaming(
     assert caught.value.type == "overloaded_error"
     assert len(sandbox.messages()) == 1 + 3  # the stream error itself is not retried
     assert sandbox.requests[0].error_type == "overloaded_error"
+
+
+async def test_disconnect_cuts_a_stream_half_way_and_the_sdk_sees_a_broken_connection(
+    client: anthropic.AsyncAnthropic, sandbox: ClaudeSandbox
+) -> None:
+    sandbox.add_rule(fault="disconnect", times=1)
+    received: list[str] = []
+    with pytest.raises(httpx2.RemoteProtocolError):
+        async with client.messages.stream(**example_args()) as stream:
+            async for event in stream:
+                received.append(event.type)
+    whole = await client.messages.create(**example_args())
+
+    assert "message_start" in received and "message_delta" not in received
+    record = sandbox.messages()[0]
+    assert record.error_type == "connection_cut" and record.status == 200
+    # The stand-in says how much output it had generated before the cut: half.
+    assert record.streamed_tokens == whole.usage.output_tokens / 2
+    assert len(sandbox.messages()) == 2  # a stream broken mid-way is not retried
+
+
+async def test_disconnect_without_streaming_drops_the_connection_and_the_sdk_retries(
+    client: anthropic.AsyncAnthropic, sandbox: ClaudeSandbox
+) -> None:
+    sandbox.add_rule(fault="disconnect", times=1)
+
+    message = await client.messages.create(**example_args())
+
+    assert message.stop_reason == "end_turn"
+    assert [r.error_type for r in sandbox.messages()] == ["connection_cut", None]
 
 
 async def test_invalid_output_fails_pydantic_parsing(

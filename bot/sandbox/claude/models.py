@@ -1,10 +1,12 @@
 """Model facts the Claude sandbox needs: which ids exist, their family, whether they think.
 
-Kept apart so validation, usage and latency agree on one reading of a model id. Facts
-follow the team's platform reference (REFERENCE.md): 5.x models (`-5-5`) think by default
-and Opus 5.5 always does; older models think only when asked; thinking spend follows
-`output_config.effort`; the minimum cacheable prefix is 1,024 tokens for Sonnet and 4,096
-for Opus and Haiku.
+Kept apart so validation, usage and latency agree on one reading of a model id. 5.5
+models (`-5-5`) always think: `thinking: {type: disabled}` and `enabled` with a
+`budget_tokens` are refused, and `output_config.effort` (default `medium`) sets how much
+they think, enough at `high` and above to fill a 4,096-token `max_tokens`. Their thinking
+text is omitted unless `display: summarized` is asked for. Older models think only when
+asked and show a summary by default. The minimum cacheable prefix is 1,024 tokens for
+Sonnet and 4,096 for Opus and Haiku (the 4.x figures; the 5.5 ones are unverified).
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ KNOWN_MODELS = frozenset(
 )
 SANDBOX_MODEL_PREFIX = "claude-sandbox-"
 NO_FORCED_TOOLS = frozenset({"claude-opus-5-5", "claude-sonnet-5-5"})
-_THINKING_BY_EFFORT = {"low": 120, "medium": 400, "high": 1200, "xhigh": 1200, "max": 1200}
-_DEFAULT_EFFORT = "high"  # the API's default when output_config.effort is absent
+# Billed thinking tokens by effort (±10%): from `high` up, more than a 4,096 max_tokens.
+THINKING_BY_EFFORT = {"low": 120, "medium": 400, "high": 5000, "xhigh": 9000, "max": 16000}
+DEFAULT_EFFORT = "medium"  # what a 5.5 model uses when output_config.effort is absent
 _CACHE_MINIMUM = {"opus": 4096, "sonnet": 1024, "haiku": 4096}
 
 
@@ -54,12 +57,24 @@ def cache_minimum(model: str) -> int:
 
 
 def thinks(model: str, body: Mapping[str, Any]) -> bool:
+    # 5.5 models cannot turn thinking off (`check_thinking` refuses the request).
+    return is_5x(model) or _thinking_type(body) in ("enabled", "adaptive")
+
+
+def thinking_refusal(model: str, body: Mapping[str, Any]) -> str | None:
+    """The 400 message for a thinking setting a 5.5 model refuses, or None if it is fine."""
     kind = _thinking_type(body)
-    if model == "claude-opus-5-5":
-        return True  # Opus 5.5 always thinks, even when sent {"type": "disabled"}
-    if is_5x(model):
-        return kind != "disabled"
-    return kind in ("enabled", "adaptive")
+    if not is_5x(model) or kind not in ("disabled", "enabled"):
+        return None
+    if kind == "disabled":
+        return (
+            f"thinking.type: thinking cannot be disabled for {model}; "
+            "use output_config.effort to control how much it thinks."
+        )
+    return (
+        f"thinking.type.enabled: budget_tokens is not supported for {model}; "
+        "use thinking.type 'adaptive' and output_config.effort instead."
+    )
 
 
 def thinking_tokens(model: str, body: Mapping[str, Any], *, seed: str) -> int:
@@ -68,7 +83,7 @@ def thinking_tokens(model: str, body: Mapping[str, Any], *, seed: str) -> int:
         return 0
     output = body.get("output_config")
     effort = output.get("effort") if isinstance(output, Mapping) else None
-    base = _THINKING_BY_EFFORT.get(str(effort or _DEFAULT_EFFORT), 1200)
+    base = THINKING_BY_EFFORT.get(str(effort or DEFAULT_EFFORT), THINKING_BY_EFFORT["medium"])
     jitter = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:2], "big") / 65535
     tokens = round(base * (0.9 + 0.2 * jitter))
     thinking = body.get("thinking")
@@ -76,9 +91,13 @@ def thinking_tokens(model: str, body: Mapping[str, Any], *, seed: str) -> int:
     return min(tokens, budget) if isinstance(budget, int) and budget > 0 else tokens
 
 
-def thinking_display_omitted(body: Mapping[str, Any]) -> bool:
+def thinking_display_omitted(model: str, body: Mapping[str, Any]) -> bool:
+    """Whether thinking text is left empty: the default on 5.5 models, opt-in before."""
     thinking = body.get("thinking")
-    return isinstance(thinking, Mapping) and thinking.get("display") == "omitted"
+    display = thinking.get("display") if isinstance(thinking, Mapping) else None
+    if display is None:
+        return is_5x(model)
+    return bool(display == "omitted")
 
 
 def _thinking_type(body: Mapping[str, Any]) -> str | None:

@@ -20,6 +20,7 @@ Fault = Literal[
     "server_error",
     "stall",
     "stream_error",
+    "disconnect",
     "invalid_output",
     "refusal",
     "max_tokens",
@@ -120,6 +121,7 @@ class RecordedRequest:
     error_type: str | None = None
     fault: str | None = None
     usage: dict[str, Any] | None = None
+    streamed_tokens: float = 0.0  # output tokens generated before the last event sent
     first_token: float | None = None
     finished: float | None = None
 

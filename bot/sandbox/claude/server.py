@@ -250,6 +250,8 @@ class ClaudeSandbox:
     ) -> web.StreamResponse:
         if call.fault == "stall":
             return await self._stall()
+        if call.fault == "disconnect" and not record.streamed:
+            return self._hang_up(request, record)
         if call.fault in _STATUS_FAULTS and not (call.fault == "stream_error" and record.streamed):
             raise self._status_fault(call)
         ttft = self._ttft(call)
@@ -312,10 +314,21 @@ class ClaudeSandbox:
         message_id = _message_id()
         failing = call.fault == "stream_error"
         events = (stream_error_events if failing else sse_events)(reply, message_id=message_id)
+        if call.fault == "disconnect":
+            half = sum(e.tokens for e in events) / 2
+            await self._send_paced(response, events, record, pace=pace, cut_at=half)
+            return self._hang_up(request, record)
         await self._send_paced(response, events, record, pace=pace)
         record.error_type = "overloaded_error" if failing else None
         await response.write_eof()
         return response
+
+    def _hang_up(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
+        """Drop the connection without ending the response, like a proxy or network failure."""
+        record.error_type = "connection_cut"
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=502)  # never reaches the client: the socket is gone
 
     async def _send_paced(
         self,
@@ -324,16 +337,29 @@ class ClaudeSandbox:
         record: RecordedRequest,
         *,
         pace: tuple[float, float],
+        cut_at: float | None = None,
     ) -> None:
-        """Send each event when the tokens before it would have been generated."""
+        """Send each event when the tokens before it would have been generated; with
+        `cut_at`, stop once that many output tokens have been generated."""
         ttft, per_token = pace
         await self._pause(ttft)
         origin, spent = time.monotonic(), 0.0
         record.first_token = origin
         for event in events:
+            if cut_at is not None and spent + event.tokens > cut_at:
+                await self._pause(origin + cut_at * per_token - time.monotonic())
+                record.streamed_tokens = cut_at
+                return
+            try:
+                await self._pause(origin + (spent + event.tokens) * per_token - time.monotonic())
+            except asyncio.CancelledError:
+                # The client left while this event was being generated: count what was.
+                done = (time.monotonic() - origin) / per_token if per_token > 0 else spent
+                record.streamed_tokens = min(spent + event.tokens, max(spent, done))
+                raise
             spent += event.tokens
-            await self._pause(origin + spent * per_token - time.monotonic())
             await response.write(event.encode())
+            record.streamed_tokens = spent
 
     # -- /v1/messages/count_tokens -------------------------------------------------------
 

@@ -22,6 +22,7 @@ from bot.sandbox.claude.models import (
     is_5x,
     is_known,
     thinking_display_omitted,
+    thinking_refusal,
     thinking_tokens,
 )
 from bot.sandbox.claude.usage import CacheUsage, count_text, usage_json
@@ -111,6 +112,9 @@ def _check_model_rules(model: str, body: Mapping[str, Any]) -> None:
     forced = isinstance(choice, Mapping) and choice.get("type") in ("any", "tool")
     if forced and model in NO_FORCED_TOOLS:
         raise invalid("Thinking may not be enabled when tool_choice forces tool use.")
+    refusal = thinking_refusal(model, body)
+    if refusal is not None:
+        raise invalid(refusal)
     if is_5x(model) and body["messages"][-1].get("role") == "assistant":
         raise invalid(
             "This model does not support assistant message prefill. "
@@ -173,7 +177,7 @@ def _thinking_block(
     tokens = thinking_tokens(model, body, seed=seed)
     if not tokens:
         return None
-    summary = "" if thinking_display_omitted(body) else content.thinking_summary(role, body)
+    summary = "" if thinking_display_omitted(model, body) else content.thinking_summary(role, body)
     return Block("thinking", summary, tokens, content.signature(seed))
 
 
@@ -274,7 +278,9 @@ def _block_events(index: int, block: Block) -> list[SseEvent]:
     delta_type, field = (
         ("thinking_delta", "thinking") if block.kind == "thinking" else ("text_delta", "text")
     )
-    for piece in pieces or [""]:
+    if block.kind == "text":
+        pieces = pieces or [""]
+    for piece in pieces:
         delta = {"type": delta_type, field: piece}
         events.append(
             SseEvent(
@@ -282,9 +288,12 @@ def _block_events(index: int, block: Block) -> list[SseEvent]:
             )
         )
     if block.kind == "thinking":
+        # With the thinking text omitted no thinking_delta is sent: the signature goes out
+        # once the (hidden) reasoning is done, so it carries that reasoning's time.
+        hidden = 0.0 if pieces else float(block.tokens)
         delta = {"type": "signature_delta", "signature": block.signature}
         events.append(
-            SseEvent("content_block_delta", _at(index, "content_block_delta", delta=delta))
+            SseEvent("content_block_delta", _at(index, "content_block_delta", delta=delta), hidden)
         )
     events.append(SseEvent("content_block_stop", _at(index, "content_block_stop")))
     return events
