@@ -30,7 +30,8 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.sandbox.slack.server import DEFAULT_SCOPES, SlackSandbox
+from bot.sandbox.slack.manifest import load_manifest
+from bot.sandbox.slack.server import SlackSandbox
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ async def test_auth_test_names_the_bot_and_reports_granted_scopes(
         "B0BOT",
         "T0SANDBOX",
     )
-    assert set(response.headers["x-oauth-scopes"].split(",")) == DEFAULT_SCOPES
+    assert set(response.headers["x-oauth-scopes"].split(",")) == load_manifest().bot_scopes
 
 
 async def test_wrong_missing_or_misused_tokens_are_refused(slack: SlackSandbox) -> None:
@@ -129,7 +130,7 @@ async def test_posting_to_a_user_id_opens_the_bots_dm_with_that_person(
 
 
 async def test_public_channel_without_membership_needs_chat_write_public() -> None:
-    scopes = DEFAULT_SCOPES - {"chat:write.public"}
+    scopes = load_manifest().bot_scopes - {"chat:write.public"}
     async with SlackSandbox(scopes=scopes) as narrow, SlackSandbox() as wide:
         refused = AsyncWebClient(token=narrow.bot_token, base_url=narrow.api_url)
         allowed = AsyncWebClient(token=wide.bot_token, base_url=wide.api_url)
@@ -218,14 +219,19 @@ async def test_block_kit_limits_answer_invalid_blocks_with_slacks_detail(
 
 
 async def test_blocks_at_the_limits_are_accepted(client: AsyncWebClient) -> None:
-    blocks = [
-        {"type": "header", "text": {"type": "plain_text", "text": "h" * 150}},
-        section("s" * 3000),
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": "f" * 2000}] * 10},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": "c"}] * 10},
-        {"type": "markdown", "text": "m" * 12000},
-    ] + [{"type": "divider"}] * 45
-    assert (await client.chat_postMessage(channel="C0GENERAL", text="t", blocks=blocks))["ok"]
+    # Each message stays within the 11,000 total; together they reach every per-block limit.
+    messages = [
+        [
+            {"type": "header", "text": {"type": "plain_text", "text": "h" * 150}},
+            section("s" * 3000),
+            {"type": "section", "fields": [{"type": "mrkdwn", "text": "f" * 2000}] * 3},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": "c"}] * 10},
+        ]
+        + [{"type": "divider"}] * 46,
+        [{"type": "section", "fields": [{"type": "mrkdwn", "text": "f" * 1000}] * 10}],
+    ]
+    for blocks in messages:
+        assert (await client.chat_postMessage(channel="C0GENERAL", text="t", blocks=blocks))["ok"]
 
 
 async def test_thread_ts_must_name_a_live_top_level_message(client: AsyncWebClient) -> None:
@@ -440,6 +446,13 @@ async def test_users_info_reports_roles_and_unknown_users(client: AsyncWebClient
 async def test_conversations_info_and_join_follow_channel_types(
     client: AsyncWebClient, slack: SlackSandbox
 ) -> None:
+    # manifest.yml grants no read scope: conversations.info needs the one for the channel type.
+    refused = await api_error(client.conversations_info(channel="G0TEAM"))
+    assert (refused.response["error"], refused.response["needed"]) == (
+        "missing_scope",
+        "groups:read",
+    )
+    slack.web_api.scopes |= {"groups:read"}
     assert (await client.conversations_info(channel="G0TEAM"))["channel"]["is_private"]
     hidden = await api_error(client.conversations_info(channel="G0PRIVATE"))
     assert hidden.response["error"] == "channel_not_found"

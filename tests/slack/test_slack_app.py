@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from bot.ledger import open_ledger
-from bot.sandbox.slack.server import DEFAULT_SCOPES, SlackSandbox
+from bot.sandbox.slack.manifest import load_manifest
+from bot.sandbox.slack.server import SlackSandbox
 from tests.harness import Mode, running_stack
 
 QUESTION = "Design a REST API for a social network"
@@ -195,7 +196,7 @@ async def test_a_question_over_the_limit_is_refused_with_the_limit_and_no_model_
 
 
 async def test_a_public_channel_without_the_bot_is_joined(tmp_path: Path) -> None:
-    slack = SlackSandbox(scopes=DEFAULT_SCOPES - {"chat:write.public"})
+    slack = SlackSandbox(scopes=load_manifest().bot_scopes - {"chat:write.public"})
     async with running_stack(tmp_path, slack=slack) as stack:
         await stack.command(QUESTION, channel_id="C0RANDOM")
         await stack.settle()

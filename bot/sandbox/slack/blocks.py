@@ -4,8 +4,12 @@
 enforces and returns Slack-style messages such as
 ``[ERROR] must be less than 3001 characters [json-pointer:/blocks/0/text/text]``; the Web API
 layer turns a non-empty list into ``invalid_blocks`` with the messages in
-``response_metadata.messages``, as Slack does. `render_blocks` turns blocks into the plain
-lines a person would read, for `SlackSandbox.transcript`.
+``response_metadata.messages``, as Slack does. `message_text_length` is what Slack's separate
+limit on a whole message's text (`msg_blocks_too_long`) measures. Every length is
+`slack_length`: UTF-8 bytes of the text as sent, entities included (`&amp;` is five). Slack's
+documentation says "characters", but reports show emoji and CJK text refused under the
+character count, so the sandbox counts the stricter way (docs/sandbox.md). `render_blocks`
+turns blocks into the plain lines a person would read, for `SlackSandbox.transcript`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ SECTION_FIELD_TEXT_MAX = 2000
 HEADER_TEXT_MAX = 150
 CONTEXT_ELEMENTS_MAX = 10
 MARKDOWN_TOTAL_MAX = 12000
+MESSAGE_TEXT_MAX = 11_000
+"""Total text of one message's blocks: Slack refused messages at 11,341 and 13,297 characters
+of summed text (slackapi/bolt-js#2867, #2509); the sandbox refuses past the stricter side."""
 ACTIONS_ELEMENTS_MAX = 25
 BLOCK_ID_MAX = 255
 TEXT_TYPES = ("plain_text", "mrkdwn")
@@ -43,6 +50,31 @@ BLOCK_TYPES = frozenset(
 RULE = "─" * 24
 
 
+def slack_length(text: str) -> int:
+    """A text's length as the sandbox measures it against Slack's limits: UTF-8 bytes."""
+    return len(text.encode("utf-8"))
+
+
+def message_text_length(blocks: Any) -> int:
+    """Every string under a `text` key anywhere in `blocks`, summed with `slack_length`.
+
+    That covers text objects (section text and fields, headers, context elements, button
+    labels), `markdown` blocks and rich-text runs; the message's top-level `text` (the
+    notification fallback) is not part of its blocks and is not counted.
+    """
+    if isinstance(blocks, list):
+        return sum(message_text_length(item) for item in blocks)
+    if not isinstance(blocks, dict):
+        return 0
+    total = 0
+    for key, value in blocks.items():
+        if key == "text" and isinstance(value, str):
+            total += slack_length(value)
+        else:
+            total += message_text_length(value)
+    return total
+
+
 def error(message: str, pointer: str) -> str:
     return f"[ERROR] {message} [json-pointer:{pointer}]"
 
@@ -60,7 +92,7 @@ def block_errors(
     for index, block in enumerate(blocks):
         errors += _block_errors(block, f"{pointer}/{index}", seen_ids)
     markdown_total = sum(
-        len(b.get("text", ""))
+        slack_length(b.get("text", ""))
         for b in blocks
         if isinstance(b, dict) and b.get("type") == "markdown" and isinstance(b.get("text"), str)
     )
@@ -92,7 +124,7 @@ def _block_id_errors(block: dict[str, Any], pointer: str, seen_ids: set[str]) ->
     block_id = block.get("block_id")
     if block_id is None or block.get("type") == "markdown":  # Slack drops markdown block_ids
         return []
-    if not isinstance(block_id, str) or len(block_id) > BLOCK_ID_MAX:
+    if not isinstance(block_id, str) or slack_length(block_id) > BLOCK_ID_MAX:
         return [error(f"must be less than {BLOCK_ID_MAX + 1} characters", f"{pointer}/block_id")]
     if block_id in seen_ids:
         return [error(f"duplicate block_id: {block_id}", f"{pointer}/block_id")]
@@ -110,7 +142,7 @@ def _text_errors(
     body = text.get("text")
     if not isinstance(body, str) or not body:
         return [error("must be more than 0 characters", f"{pointer}/text")]
-    if len(body) > max_len:
+    if slack_length(body) > max_len:
         return [error(f"must be less than {max_len + 1} characters", f"{pointer}/text")]
     return []
 
@@ -193,7 +225,7 @@ def render_blocks(blocks: list[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
     for block in blocks:
         lines += _render_block(block)
-    return [shown for line in lines for shown in displayed(line).split("\n")]
+    return [shown for line in lines for shown in line.split("\n")]
 
 
 _SPECIAL = re.compile(r"<([@#!])([^>|]+)(?:\|([^>]*))?>|<((?:https?|mailto):[^>|]+)(?:\|([^>]*))?>")
@@ -226,13 +258,13 @@ def _render_block(block: dict[str, Any]) -> list[str]:
         lines = _text(block.get("text")).splitlines() if block.get("text") else []
         return lines + [_text(f) for f in block.get("fields") or []]
     if kind == "markdown":
-        return str(block.get("text", "")).splitlines()
+        return displayed(str(block.get("text", ""))).splitlines()
     if kind == "context":
         return [" · ".join(_element(e) for e in block.get("elements") or [])]
     if kind == "divider":
         return [RULE]
     if kind == "rich_text":
-        return _rich_text_lines(block.get("elements") or [])
+        return [displayed(line) for line in _rich_text_lines(block.get("elements") or [])]
     if kind == "actions":
         return [" ".join(_element(e) for e in block.get("elements") or [])]
     if kind == "image":
@@ -241,7 +273,15 @@ def _render_block(block: dict[str, Any]) -> list[str]:
 
 
 def _text(obj: Any) -> str:
-    return str(obj.get("text", "")) if isinstance(obj, dict) else ""
+    """A text object as shown: mrkdwn is parsed; plain_text is shown exactly as sent.
+
+    Slack gives `&`, `<` and `>` meaning only in mrkdwn, so an entity in plain_text (a
+    header, a button label) reads as the entity itself: `R&amp;D` shows as `R&amp;D`.
+    """
+    if not isinstance(obj, dict):
+        return ""
+    text = str(obj.get("text", ""))
+    return text if obj.get("type") == "plain_text" else displayed(text)
 
 
 def _element(element: dict[str, Any]) -> str:

@@ -2,10 +2,14 @@
 
 Each handler applies the rules the real platform applies, in the error vocabulary it uses:
 who may post where (`not_in_channel`, `channel_not_found`, `is_archived`), what a message may
-contain (`no_text`, `msg_too_long`, `markdown_text_conflict`, `invalid_blocks` with details),
-threads (`thread_not_found`: a `thread_ts` must name a live top-level message), and streams,
-which need a thread, name their recipient in channels, and stop accepting text
-`stream_ttl_s` after they start (`message_not_in_streaming_state`).
+contain (`no_text`, `msg_too_long`, `markdown_text_conflict`, `invalid_blocks` with details,
+`msg_blocks_too_long` for too much text across all blocks), threads (`thread_not_found`: a
+`thread_ts` must name a live top-level message), which messages may be edited or deleted
+(`chat.update`/`chat.delete` take a conversation ID, never a name or a user ID; only the bot's
+own messages, `cant_update_message`; none in an archived channel, `is_inactive`; none while it
+streams, `streaming_state_conflict`), and streams, which need a thread, name their recipient in
+channels, and stop accepting text `stream_ttl_s` after they start
+(`message_not_in_streaming_state`). Lengths are `slack_length` (UTF-8 bytes).
 """
 
 from __future__ import annotations
@@ -14,7 +18,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bot.sandbox.slack.blocks import block_errors
+from bot.sandbox.slack.blocks import (
+    MESSAGE_TEXT_MAX,
+    block_errors,
+    message_text_length,
+    slack_length,
+)
 from bot.sandbox.slack.web import ApiError, CallContext, Method, WebApi, invalid_arguments
 from bot.sandbox.slack.workspace import (
     Channel,
@@ -53,6 +62,9 @@ def parse_blocks(ctx: CallContext) -> list[dict[str, Any]] | None:
     errors = block_errors(blocks)
     if errors:
         raise invalid_blocks(errors)
+    if message_text_length(blocks) > MESSAGE_TEXT_MAX:
+        # Slack says only the code, with no count or pointer (slackapi/bolt-js#2867).
+        raise ApiError("msg_blocks_too_long")
     return blocks
 
 
@@ -65,8 +77,8 @@ def message_content(ctx: CallContext) -> Content:
         raise ApiError("markdown_text_conflict")
     if text is None and not blocks and markdown_text is None and not ctx.args.get("attachments"):
         raise ApiError("no_text")
-    if (text and len(text) > TEXT_MAX) or (
-        markdown_text and len(markdown_text) > MARKDOWN_TEXT_MAX
+    if (text and slack_length(text) > TEXT_MAX) or (
+        markdown_text and slack_length(markdown_text) > MARKDOWN_TEXT_MAX
     ):
         raise ApiError("msg_too_long")
     return Content(text, blocks, markdown_text)
@@ -91,6 +103,21 @@ def visible_channel(ws: Workspace, value: str | None) -> Channel:
     channel = resolve_channel(ws, value)
     if not channel.is_public and ws.bot_user_id not in channel.members:
         raise ApiError("channel_not_found")
+    return channel
+
+
+def editable_channel(ws: Workspace, value: str | None) -> Channel:
+    """The channel of an edit or deletion: a conversation ID only, as Slack requires.
+
+    `chat.postMessage` resolves `#name` and a user ID (the bot's DM); `chat.update` and
+    `chat.delete` do not, and answer `channel_not_found` (slackapi/slack-github-action#125:
+    a name that posted fine could not update). A channel the bot cannot see does not exist.
+    """
+    if not value or value not in ws.channels:
+        raise ApiError("channel_not_found")
+    channel = visible_channel(ws, value)
+    if channel.is_archived:
+        raise ApiError("is_inactive")
     return channel
 
 
@@ -144,8 +171,11 @@ class ChatMethods:
 
     def update(self, ctx: CallContext) -> dict[str, Any]:
         self.api.need_scope("chat:write")
-        channel = visible_channel(self.ws, ctx.text("channel"))
+        channel = editable_channel(self.ws, ctx.text("channel"))
+        self._member_or_public_scope(channel)
         message = self._own_message(channel, ctx.required("ts"), refusal="cant_update_message")
+        if message.stream is not None and self._streaming(message.stream):
+            raise ApiError("streaming_state_conflict")
         content = message_content(ctx)
         if content.markdown_text is not None:
             message.markdown_text, message.text, message.blocks = content.markdown_text, "", []
@@ -164,7 +194,7 @@ class ChatMethods:
 
     def delete(self, ctx: CallContext) -> dict[str, Any]:
         self.api.need_scope("chat:write")
-        channel = visible_channel(self.ws, ctx.text("channel"))
+        channel = editable_channel(self.ws, ctx.text("channel"))
         message = self._own_message(channel, ctx.required("ts"), refusal="cant_delete_message")
         message.deleted = True
         return {"channel": channel.id, "ts": message.ts}
@@ -267,6 +297,19 @@ class ChatMethods:
             markdown_text=content.markdown_text,
         )
 
+    def _member_or_public_scope(self, channel: Channel) -> None:
+        # Editing where the bot is not a member is allowed only where it could have posted:
+        # a public channel with chat:write.public. Slack's documentation lists no membership
+        # error for chat.update; refusing is the stricter reading (docs/sandbox.md).
+        if (
+            self.ws.bot_user_id not in channel.members
+            and "chat:write.public" not in self.api.scopes
+        ):
+            raise ApiError("not_in_channel")
+
+    def _streaming(self, stream: StreamState) -> bool:
+        return not stream.stopped and not self._expired(stream)
+
     def _clear_status(self, channel_id: str, thread_ts: str) -> None:
         if self.ws.current_status(channel_id, thread_ts):
             self.ws.statuses.append(Status(channel_id, thread_ts, "", time.monotonic()))
@@ -307,7 +350,7 @@ class ChatMethods:
 
     def _append_chunks(self, message: Message, ctx: CallContext) -> None:
         text = ctx.text("markdown_text")
-        if text is not None and len(text) > MARKDOWN_TEXT_MAX:
+        if text is not None and slack_length(text) > MARKDOWN_TEXT_MAX:
             raise ApiError("msg_too_long")
         chunks = ctx.structured("chunks", format_error="invalid_chunks_format") or []
         if not isinstance(chunks, list):
@@ -317,7 +360,7 @@ class ChatMethods:
             for c in chunks
             if isinstance(c, dict) and c.get("type") == "markdown_text"
         ]
-        if any(len(p) > MARKDOWN_TEXT_MAX for p in pieces):
+        if any(slack_length(p) > MARKDOWN_TEXT_MAX for p in pieces):
             raise ApiError("msg_too_long")
         message.markdown_text = (message.markdown_text or "") + "".join(pieces)
         message.chunks += [

@@ -4,6 +4,13 @@ Events API callbacks, the v0 request signature and the signed POST used in HTTP 
 The same slash command payload travels form-encoded over HTTP and as a JSON object inside a
 Socket Mode envelope, as it does from Slack. `channel_name` follows Slack's quirk of reading
 `privategroup` for private channels and `directmessage` for DMs.
+
+Text a person typed never reaches an app as typed: Slack sends `&`, `<` and `>` as `&amp;`,
+`&lt;` and `&gt;` (slack-ruby-bot#237), so that a literal `<` cannot be confused with its own
+markup, and in messages it turns `@name` into `<@U…>` and a bare URL into `<https://…>`.
+`message_text` does that for events; `command_text` for slash commands, where the mention
+and link markup follows the command's `should_escape` in manifest.yml (the entity encoding
+applies either way: Slack documents no exception, so the sandbox takes the stricter case).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import secrets
 import time
 from typing import Any
@@ -26,6 +34,53 @@ _trigger_counter = itertools.count(1)
 _event_counter = itertools.count(1)
 
 
+_AT_NAME = re.compile(r"(?<![\w@<|])@([a-z0-9][a-z0-9._-]*)", re.IGNORECASE)
+_HASH_NAME = re.compile(r"(?<![\w#<|&])#([a-z0-9][a-z0-9_-]*)", re.IGNORECASE)
+_BARE_URL = re.compile(r"(?<![\w<|/])(?:https?|mailto):[^\s]+?(?=[.,;:!?)]*(?:\s|$|&lt;|&gt;))")
+
+
+def entity_encode(typed: str) -> str:
+    """`&`, `<`, `>` as Slack sends them (`&` first, so the entities are not encoded twice)."""
+    return typed.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def message_text(ws: Workspace, typed: str) -> str:
+    """A typed message as an event carries it: entities, `<@U…>` mentions, `<url>` links."""
+    return _link_urls(_mention_users(ws, entity_encode(typed), with_name=False))
+
+
+def command_text(ws: Workspace, typed: str, *, should_escape: bool) -> str:
+    """Slash command text: entities always; with `should_escape`, mentions and links too."""
+    text = entity_encode(typed)
+    if not should_escape:
+        return text
+    return _link_urls(_mention_channels(ws, _mention_users(ws, text, with_name=True)))
+
+
+def _mention_users(ws: Workspace, text: str, *, with_name: bool) -> str:
+    by_name = {user.name.lower(): user for user in ws.users.values()}
+
+    def replace(match: re.Match[str]) -> str:
+        user = by_name.get(match.group(1).lower())
+        if user is None:
+            return match.group(0)
+        return f"<@{user.id}|{user.name}>" if with_name else f"<@{user.id}>"
+
+    return _AT_NAME.sub(replace, text)
+
+
+def _mention_channels(ws: Workspace, text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        channel = ws.channel_named(match.group(1))
+        return f"<#{channel.id}|{channel.name}>" if channel else match.group(0)
+
+    return _HASH_NAME.sub(replace, text)
+
+
+def _link_urls(text: str) -> str:
+    return _BARE_URL.sub(lambda match: f"<{match.group(0)}>", text)
+
+
 def channel_name(channel: Channel) -> str:
     if channel.is_im:
         return "directmessage"
@@ -33,9 +88,19 @@ def channel_name(channel: Channel) -> str:
 
 
 def slash_command_payload(
-    ws: Workspace, *, text: str, user_id: str, channel_id: str, command: str, response_url: str
+    ws: Workspace,
+    *,
+    text: str,
+    user_id: str,
+    channel_id: str,
+    command: str,
+    response_url: str,
+    should_escape: bool = False,
 ) -> dict[str, str]:
-    """The fields Slack sends for a slash command, all strings as in the form body."""
+    """The fields Slack sends for a slash command, all strings as in the form body.
+
+    `text` is what the person typed; the payload carries it the way Slack sends it.
+    """
     channel = ws.channels.get(channel_id)
     if channel is None or user_id not in ws.users:
         raise ValueError(f"no such channel {channel_id!r} or user {user_id!r} in the sandbox")
@@ -50,7 +115,7 @@ def slash_command_payload(
         "user_id": user_id,
         "user_name": ws.users[user_id].name,
         "command": command,
-        "text": text,
+        "text": command_text(ws, text, should_escape=should_escape),
         "api_app_id": ws.app_id,
         "is_enterprise_install": "false",
         "response_url": response_url,

@@ -19,6 +19,12 @@ The seeded workspace (team T0SANDBOX, domain "sandbox"):
   #team-private, private (Alice, Bob), bot a member; D0ALICE, the DM between Alice and the bot.
 
 Add more with `workspace.add_user`, `workspace.add_channel` and `workspace.add_im`.
+
+The app is installed as manifest.yml describes it (`bot.sandbox.slack.manifest`): the bot token
+holds exactly the manifest's bot scopes unless a test passes `scopes=`, and slash-command text
+arrives escaped as the manifest's `should_escape` says. What people type reaches the app the
+way Slack sends it: `send_slash_command(text=...)` and `mention(text=...)` take the text as
+typed and deliver it entity-escaped, with mentions and links as Slack marks them up.
 """
 
 from __future__ import annotations
@@ -31,11 +37,13 @@ from aiohttp import web
 
 from bot.sandbox.slack.chat import ChatMethods
 from bot.sandbox.slack.control import control_routes
+from bot.sandbox.slack.manifest import AppManifest, load_manifest
 from bot.sandbox.slack.methods import OtherMethods
 from bot.sandbox.slack.payloads import (
     command_response,
     event_callback,
     form_body,
+    message_text,
     post_signed,
     signature_headers,
     slash_command_payload,
@@ -46,21 +54,8 @@ from bot.sandbox.slack.transcript import transcript
 from bot.sandbox.slack.web import ApiCall, WebApi
 from bot.sandbox.slack.workspace import Ephemeral, Message, Workspace
 
-__all__ = ["DEFAULT_SCOPES", "Ack", "ApiCall", "Ephemeral", "Message", "SlackSandbox", "Workspace"]
+__all__ = ["Ack", "ApiCall", "AppManifest", "Ephemeral", "Message", "SlackSandbox", "Workspace"]
 
-DEFAULT_SCOPES = frozenset(
-    {
-        "commands",
-        "chat:write",
-        "chat:write.public",
-        "channels:join",
-        "channels:read",
-        "groups:read",
-        "im:read",
-        "users:read",
-        "app_mentions:read",
-    }
-)
 # Slack gives up on a slash command, and tells the user so, after three seconds.
 COMMAND_TIMEOUT_S = 3.0
 
@@ -75,12 +70,17 @@ class SlackSandbox:
         app_token: str = "xapp-sandbox",
         signing_secret: str = "sandbox-signing-secret",
         team_id: str = "T0SANDBOX",
-        scopes: frozenset[str] = DEFAULT_SCOPES,
+        manifest: AppManifest | None = None,
+        scopes: frozenset[str] | None = None,
         post_rate_per_channel: float | None = None,
         stream_ttl_s: float = 300.0,
         ack_timeout_s: float = COMMAND_TIMEOUT_S,
     ) -> None:
-        """`ack_timeout_s` replaces Slack's 3 s wait for an ack, to keep timeout tests short."""
+        """`ack_timeout_s` replaces Slack's 3 s wait for an ack, to keep timeout tests short.
+
+        `manifest` defaults to manifest.yml; `scopes` (the bot token's grants) to its scopes.
+        """
+        self.manifest = manifest or load_manifest()
         self.bot_token = bot_token
         self.app_token = app_token
         self.signing_secret = signing_secret
@@ -89,7 +89,7 @@ class SlackSandbox:
         self.web_api = WebApi(
             bot_token=bot_token,
             app_token=app_token,
-            scopes=scopes,
+            scopes=self.manifest.bot_scopes if scopes is None else scopes,
             post_rate_per_channel=post_rate_per_channel,
         )
         self.socket = SocketHub(app_id=self.workspace.app_id, ack_timeout_s=ack_timeout_s)
@@ -195,14 +195,7 @@ class SlackSandbox:
         command: str = "/orchestrate",
     ) -> Ack:
         entry = self.response_urls.issue(channel=channel_id, user=user_id)
-        payload = slash_command_payload(
-            self.workspace,
-            text=text,
-            user_id=user_id,
-            channel_id=channel_id,
-            command=command,
-            response_url=entry.url,
-        )
+        payload = self._command_payload(entry, text, user_id, channel_id, command)
         ack = await self.socket.deliver(
             "slash_commands",
             payload,
@@ -227,6 +220,35 @@ class SlackSandbox:
             retry_attempt=retry_num or 0,
             retry_reason="timeout" if retry_num else "",
         )
+
+    async def mention(
+        self,
+        *,
+        text: str,
+        user_id: str = "U0ALICE",
+        channel_id: str = "C0GENERAL",
+        thread_ts: str | None = None,
+        event_id: str | None = None,
+        retry_num: int | None = None,
+    ) -> tuple[Message, Ack]:
+        """A person posts `text` (as typed, naming the bot as `@orchestrate`); the app gets the
+        `app_mention` event with the text as Slack sends it. Returns the message and the ack."""
+        ws = self.workspace
+        wire = message_text(ws, text)
+        if f"<@{ws.bot_user_id}>" not in wire:
+            raise ValueError(f"{text!r} does not mention @{ws.users[ws.bot_user_id].name}")
+        posted = ws.post_as(user_id, channel_id, wire, thread_ts=thread_ts)
+        event: dict[str, Any] = {
+            "type": "app_mention",
+            "user": user_id,
+            "text": wire,
+            "ts": posted.ts,
+            "channel": channel_id,
+        }
+        if thread_ts is not None:
+            event["thread_ts"] = thread_ts
+        ack = await self.send_event(event, retry_num=retry_num, event_id=event_id)
+        return posted, ack
 
     async def send_envelope(
         self, kind: str, payload: dict[str, Any], *, accepts_response_payload: bool = False
@@ -340,6 +362,7 @@ class SlackSandbox:
             channel_id=channel_id,
             command=command,
             response_url=entry.url,
+            should_escape=self.manifest.commands.get(command, False),
         )
 
     def _show_command_response(self, entry: ResponseUrl, body: dict[str, Any]) -> None:

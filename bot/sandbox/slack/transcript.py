@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from bot.sandbox.slack.blocks import render_blocks
+from bot.sandbox.slack.blocks import displayed, render_blocks
 from bot.sandbox.slack.workspace import BOT_NAME, Ephemeral, Message, Workspace
 
 INDENT = "    "
@@ -92,7 +92,7 @@ def _message_body(message: Message) -> list[str]:
 
 def _body(text: str, blocks: list[dict[str, Any]]) -> list[str]:
     # Slack shows blocks when a message has them; `text` is then only the notification.
-    return render_blocks(blocks) if blocks else text.splitlines()
+    return render_blocks(blocks) if blocks else displayed(text).splitlines()
 
 
 def _chunk_line(chunk: dict[str, Any]) -> str:
