@@ -13,6 +13,7 @@ from decimal import Decimal
 from blocks.escape import escape
 from blocks.format import format_usd
 from blocks.message import OutboundMessage, context, fallback, section, sections
+from blocks.types import BudgetRefusalView
 
 EXAMPLE_QUESTIONS = (
     "Design a REST API for a social network",
@@ -102,13 +103,14 @@ def bad_period_message(*, command: str, problem: str) -> OutboundMessage:
     return error_message(f"`{command} costs`: {problem}.")
 
 
-def budget_refused_message(
-    *, spent_usd: Decimal, budget_usd: Decimal, period_label: str
-) -> OutboundMessage:
-    """A run refused because the budget is spent: the figures, and who can change them."""
+def budget_refused_message(refusal: BudgetRefusalView) -> OutboundMessage:
+    """A run refused by a budget: what it could cost, what is left, and what to do."""
+    which = "your daily" if refusal.budget == "user_daily" else "this workspace's monthly"
     return error_message(
-        f"The budget for {period_label} is used up: {format_usd(spent_usd)} spent of "
-        f"{format_usd(budget_usd)}. Ask an admin to raise it, or try again next period."
+        f"This run could cost up to {format_usd(refusal.worst_case_usd)}, but {which} budget "
+        f"of {format_usd(refusal.limit_usd)} has {format_usd(refusal.left_usd)} left "
+        f"({format_usd(refusal.spent_usd)} spent, {format_usd(refusal.reserved_usd)} held by "
+        "runs in progress). Try a shorter question later, or ask an admin to raise it."
     )
 
 

@@ -25,7 +25,7 @@ import blocks
 from bot.core.claude import Claude
 from bot.core.pipeline import Pipeline
 from bot.core.pricing import PriceTable
-from bot.ledger import Ledger, ledger_for
+from bot.ledger import CostReports, Ledger, RunRecovery, ledger_for
 from bot.settings import Settings
 from bot.slack import server
 from bot.slack.budget_alerts import BudgetWatch
@@ -49,6 +49,10 @@ class Services:
     poster: Poster
     runs: Runs
 
+    @property
+    def reports(self) -> CostReports:
+        return self.ledger.reports
+
 
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
@@ -56,7 +60,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     async with contextlib.AsyncExitStack() as stack:
         ledger = await stack.enter_async_context(ledger_for(settings))
         marked_at = datetime.now(UTC)
-        interrupted = await ledger.mark_interrupted(
+        interrupted = await ledger.runs.mark_interrupted(
             started_before=_orphan_cutoff(settings), now=marked_at
         )
         claude = Claude.from_settings(settings, price=prices.cost)
@@ -65,11 +69,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         client = slack_client(settings, session)
         poster = Poster(client, rate=settings.slack_posts_per_s)
         pipeline = Pipeline(claude, settings=settings, prices=prices)
-        runs = Runs(pipeline=pipeline, ledger=ledger, poster=poster, settings=settings)
-        runs.on_finished = BudgetWatch(settings=settings, ledger=ledger, client=client)
+        runs = Runs(pipeline=pipeline, ledger=ledger.runs, poster=poster, settings=settings)
+        runs.on_finished = BudgetWatch(settings=settings, ledger=ledger.budgets, client=client)
         if interrupted:
             log.warning("%d runs left running by a stopped process are interrupted", interrupted)
-            await _tell_interrupted_threads(ledger, poster, marked_at)
+            await _tell_interrupted_threads(ledger.runs, poster, marked_at)
         # Registered last, so it runs first: runs finish while their resources are open.
         stack.push_async_callback(runs.drain, settings.drain_grace_s)
         yield Services(
@@ -84,7 +88,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         )
 
 
-async def _tell_interrupted_threads(ledger: Ledger, poster: Poster, marked_at: datetime) -> None:
+async def _tell_interrupted_threads(
+    ledger: RunRecovery, poster: Poster, marked_at: datetime
+) -> None:
     """A run cut off by a crash still has a thread saying "⏳ …": say what happened there."""
     for channel, ts in await ledger.interrupted_threads(marked_at=marked_at):
         try:

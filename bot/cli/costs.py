@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TextIO
 
-from bot.core.pricing import ModelCost, format_usd
+from blocks import format_usd
+from bot.core.pricing import ModelCost
 from bot.ledger import CostReport, LedgerError, ledger_for, parse_period
 from bot.settings import Settings
 
@@ -39,9 +40,9 @@ async def costs_command(
     try:
         async with ledger_for(settings) as ledger:
             if csv:
-                await ledger.export_calls_csv(None, start, out)
+                await ledger.export.calls_csv(None, start, out)
                 return EXIT_OK
-            report = await ledger.summary(None, since=start, until=end)
+            report = await ledger.reports.summary(None, since=start, until=end)
     except (LedgerError, OSError, ValueError) as exc:
         # ValueError: a malformed PRICES_FILE; OSError: the database cannot be reached.
         print(f"orchestrate-bot costs: cannot read the ledger: {exc}", file=sys.stderr)

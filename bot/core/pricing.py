@@ -5,7 +5,7 @@ that states per model the rates per million tokens for uncached input, 5-minute 
 cache writes, cache reads and output, as decimal strings, plus an optional long-prompt band
 (Haiku 5.5 bills a whole request at higher rates once its prompt passes 100K tokens). Costs
 are `Decimal` dollars, never floats; a model missing from the table is *unpriced* (`None`),
-never $0. `summarize` prices a run's calls, and `format_usd` is the one way money is shown.
+never $0. `summarize` prices a run's calls; `blocks.format_usd` is the one way money is shown.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,6 @@ from bot.core.usage import CallRecord, TokenUsage
 RATE_KEYS = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
 # Dated snapshots ("claude-haiku-4-5-20251001") bill like their alias.
 _SNAPSHOT_SUFFIX = re.compile(r"-\d{8}$")
-_CENT_FRACTION = Decimal("0.0001")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,13 +148,6 @@ def summarize(
         all_strategy_model_usd=_sum_or_none(prices.cost_as(strategy_model, c.usage) for c in calls),
         strategy_model=strategy_model,
     )
-
-
-def format_usd(amount: Decimal | None) -> str:
-    """`$0.0192`: four decimals, half-up; None (unpriced) says so instead of showing $0."""
-    if amount is None:
-        return "unpriced"
-    return f"${amount.quantize(_CENT_FRACTION, rounding=ROUND_HALF_UP):,}"
 
 
 def _models_in_order(calls: list[CallRecord]) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
-from bot.ledger.core import Row
+from bot.ledger.driver import Row
 from bot.ledger.migrations import POSTGRES, POSTGRES_DAY
 from bot.ledger.periods import utc
 from bot.ledger.types import LedgerError

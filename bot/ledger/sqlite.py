@@ -21,7 +21,7 @@ from typing import Any
 
 import aiosqlite
 
-from bot.ledger.core import Row
+from bot.ledger.driver import Row
 from bot.ledger.migrations import SQLITE, SQLITE_DAY
 from bot.ledger.periods import utc
 from bot.ledger.types import LedgerError

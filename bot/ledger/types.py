@@ -14,7 +14,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
-from bot.core.pricing import ModelCost, format_usd
+from bot.core.pricing import ModelCost
 
 RunStatus = Literal["running", "finished", "failed", "interrupted", "refused"]
 EndStatus = Literal["finished", "failed", "interrupted"]
@@ -68,7 +68,8 @@ class Reservation:
 
 @dataclass(frozen=True, slots=True)
 class BudgetRefusal:
-    """A run refused before any model call, with the figures that explain why.
+    """A run refused before any model call, with the figures that explain why (`blocks/`
+    words them for the asker).
 
     `spent_usd` is what calls have cost so far in the budget's period; `reserved_usd` is what
     runs still in progress hold on top of that (their reservation beyond their cost so far).
@@ -86,14 +87,9 @@ class BudgetRefusal:
         return max(Decimal(0), self.limit_usd - self.spent_usd - self.reserved_usd)
 
     @property
-    def message(self) -> str:
-        which = "your daily" if self.budget == "user_daily" else "this workspace's monthly"
-        return (
-            f"This run could cost up to {format_usd(self.worst_case_usd)}, but {which} budget "
-            f"of {format_usd(self.limit_usd)} has {format_usd(self.left_usd)} left "
-            f"({format_usd(self.spent_usd)} spent, {format_usd(self.reserved_usd)} held by "
-            "runs in progress). Try a shorter question later, or ask an admin to raise it."
-        )
+    def reason(self) -> str:
+        """What the refused run's row records: which budget refused (data, not a message)."""
+        return f"refused: {self.budget} budget"
 
 
 @dataclass(frozen=True, slots=True)

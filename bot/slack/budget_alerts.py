@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 import blocks
-from bot.ledger import Ledger
+from bot.ledger import BudgetAlerts
 from bot.settings import Settings
 from bot.slack.poster import describe
 
@@ -28,7 +28,7 @@ ALERT_AT_PCT = 80
 class BudgetWatch:
     """Called with a team id after each run; DMs admins once a month past the threshold."""
 
-    def __init__(self, *, settings: Settings, ledger: Ledger, client: AsyncWebClient) -> None:
+    def __init__(self, *, settings: Settings, ledger: BudgetAlerts, client: AsyncWebClient) -> None:
         self._settings = settings
         self._ledger = ledger
         self._client = client

@@ -120,7 +120,7 @@ async def _costs(
         await respond(**ephemeral(blocks.bad_period_message(command=COMMAND, problem=str(exc))))
         return
     admin = await is_admin(services.settings, client, command["user_id"])
-    report = await services.ledger.summary(
+    report = await services.reports.summary(
         command["team_id"],
         since=since,
         until=until,

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.ledger import Ledger
+from bot.ledger import CostReports
 from bot.settings import Settings
 from bot.slack.poster import Poster
 from bot.slack.runs import Runs
@@ -25,7 +25,7 @@ class Services(Protocol):
     def settings(self) -> Settings: ...
 
     @property
-    def ledger(self) -> Ledger: ...
+    def reports(self) -> CostReports: ...
 
     @property
     def client(self) -> AsyncWebClient: ...

@@ -39,8 +39,8 @@ async def publish_home(
     scope = None if admin else user_id
     now = datetime.now(UTC)
     since, until = parse_period(f"{HOME_DAYS}d", now=now)
-    report = await services.ledger.summary(team_id, since=since, until=until, user_id=scope)
-    daily = await services.ledger.daily(team_id, days=HOME_DAYS, user_id=scope, today=now.date())
+    report = await services.reports.summary(team_id, since=since, until=until, user_id=scope)
+    daily = await services.reports.daily(team_id, days=HOME_DAYS, user_id=scope, today=now.date())
     view = blocks.home_view(
         report=report,
         daily=daily,

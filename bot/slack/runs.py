@@ -24,7 +24,7 @@ from slack_sdk.errors import SlackApiError
 import blocks
 from bot.core.events import CallFinished, Event, RunFailed, RunFinished
 from bot.core.pipeline import Pipeline
-from bot.ledger import BudgetRefusal, EndStatus, Ledger, Reservation
+from bot.ledger import BudgetRefusal, EndStatus, Reservation, RunLedger
 from bot.settings import Settings
 from bot.slack.poster import Poster, slack_error
 from bot.slack.render import ThreadRenderer
@@ -55,7 +55,7 @@ class Runs:
     """Admits runs and owns their tasks for one process."""
 
     def __init__(
-        self, *, pipeline: Pipeline, ledger: Ledger, poster: Poster, settings: Settings
+        self, *, pipeline: Pipeline, ledger: RunLedger, poster: Poster, settings: Settings
     ) -> None:
         self._pipeline = pipeline
         self._ledger = ledger
@@ -120,8 +120,8 @@ class Runs:
         await asyncio.gather(*pending, return_exceptions=True)
 
     async def _reserve(self, request: RunRequest) -> Reservation | blocks.OutboundMessage:
-        """The run's reservation, or why it is refused (budgets are checked and the run
-        recorded in one transaction, so racing instances cannot overspend)."""
+        """The run's reservation, or the reply saying why it is refused (budgets are checked
+        and the run recorded in one transaction, so racing instances cannot overspend)."""
         s = self._settings
         budgeted = s.budget_user_daily_usd is not None or s.budget_workspace_monthly_usd is not None
         worst_case = self._pipeline.worst_case_usd(request.question)
@@ -136,7 +136,9 @@ class Runs:
             user_budget=s.budget_user_daily_usd,
             workspace_budget=s.budget_workspace_monthly_usd,
         )
-        return blocks.error_message(result.message) if isinstance(result, BudgetRefusal) else result
+        return (
+            blocks.budget_refused_message(result) if isinstance(result, BudgetRefusal) else result
+        )
 
     async def _open_thread(self, request: RunRequest) -> str:
         status = blocks.status_message(

@@ -64,12 +64,12 @@ def call_record(role: str, model: str, usage: TokenUsage) -> CallRecord:
 
 async def time_record_call(ledger: Ledger, n: int) -> tuple[float, float]:
     """Median and p99 milliseconds of `record_call`, each a committed transaction."""
-    run_id = await ledger.start_run(team_id="T-rec", channel_id="C", user_id="U", question="q")
+    run_id = await ledger.runs.start_run(team_id="T-rec", channel_id="C", user_id="U", question="q")
     record = call_record(*SHAPE[1])
     samples = []
     for _ in range(n):
         started = time.perf_counter()
-        await ledger.record_call(run_id, record)
+        await ledger.runs.record_call(run_id, record)
         samples.append((time.perf_counter() - started) * 1000)
     samples.sort()
     return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
@@ -167,16 +167,16 @@ async def load_postgres(url: str, total_calls: int) -> None:
 
 async def time_summaries(ledger: Ledger, repeats: int) -> dict[str, float]:
     since, until = NOW - timedelta(days=30, seconds=1), NOW + timedelta(seconds=1)
-    report = await ledger.summary(TEAM, since=since, until=until)  # warm the cache once
+    report = await ledger.reports.summary(TEAM, since=since, until=until)  # warm the cache once
     print(
         f"  summary saw {report.calls:,} calls in {report.runs:,} runs, {report.total_usd:.2f} USD"
     )
     timings: dict[str, list[float]] = {"team summary": [], "user summary": [], "30 days": []}
     for _ in range(repeats):
         for name, action in (
-            ("team summary", ledger.summary(TEAM, since=since, until=until)),
-            ("user summary", ledger.summary(TEAM, since=since, until=until, user_id="U7")),
-            ("30 days", ledger.daily(TEAM, days=30)),
+            ("team summary", ledger.reports.summary(TEAM, since=since, until=until)),
+            ("user summary", ledger.reports.summary(TEAM, since=since, until=until, user_id="U7")),
+            ("30 days", ledger.reports.daily(TEAM, days=30)),
         ):
             started = time.perf_counter()
             await action

@@ -48,10 +48,11 @@ from typing import Any
 
 import aiohttp
 
+from blocks import format_usd
 from bot.core.claude import Claude
 from bot.core.events import Event, ExampleReady, RunFinished
 from bot.core.pipeline import Pipeline
-from bot.core.pricing import CostSummary, PriceTable, format_usd
+from bot.core.pricing import CostSummary, PriceTable
 from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
 from bot.settings import Settings
 

@@ -83,12 +83,17 @@ def test_a_run_without_calls_still_shows_its_total() -> None:
 @pytest.mark.parametrize(
     ("amount", "shown"),
     [
+        (Decimal("0.0192"), "$0.0192"),
+        (Decimal("0.019249999"), "$0.0192"),
+        (Decimal("0.01925"), "$0.0193"),  # half-up, where banker's rounding would give 0.0192
+        (Decimal(0), "$0.0000"),
         (Decimal("0.00005"), "$0.0001"),
         (Decimal("0.00015"), "$0.0002"),
         (Decimal("0.00025"), "$0.0003"),
         (Decimal("0.000049"), "$0.0000"),
         (Decimal("1234.5"), "$1,234.5000"),
         (Decimal("-0.5"), "-$0.5000"),
+        (Decimal("-1.5"), "-$1.5000"),  # the sign before the dollar, as everywhere
         (None, "unpriced"),
     ],
 )

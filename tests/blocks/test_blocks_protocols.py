@@ -15,21 +15,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CONFORMANCE = """
 from datetime import datetime
+from decimal import Decimal
 from bot.core.models import Check, Component, Review, Strategy
 from bot.core.pricing import CostSummary, ModelCost
 from bot.ledger import Ledger
-from bot.ledger.types import CostReport, DayCost, RoleCost, Spender
+from bot.ledger.types import BudgetRefusal, CostReport, DayCost, RoleCost, Spender
 from bot.core.usage import TokenUsage
 from blocks.types import (
-    CheckView, ComponentView, CostReportView, CostSummaryView, DayCostView, ModelCostView,
-    ReviewView, RoleCostView, SpenderView, StrategyView, UsageView,
+    BudgetRefusalView, CheckView, ComponentView, CostReportView, CostSummaryView, DayCostView,
+    ModelCostView, ReviewView, RoleCostView, SpenderView, StrategyView, UsageView,
 )
-from blocks import costs_summary_message, home_view
+from blocks import budget_refused_message, costs_summary_message, home_view
 
 def conforms(
     component: Component, strategy: Strategy, check: Check, review: Review,
     usage: TokenUsage, model_cost: ModelCost, summary: CostSummary,
     report: CostReport, day: DayCost, role: RoleCost, spender: Spender,
+    refusal: BudgetRefusal,
 ) -> None:
     c: ComponentView = component
     s: StrategyView = strategy
@@ -42,13 +44,22 @@ def conforms(
     d: DayCostView = day
     rc: RoleCostView = role
     sp: SpenderView = spender
+    br: BudgetRefusalView = refusal
 
 async def renders_what_the_ledger_returns(ledger: Ledger, since: datetime) -> None:
     # As the Slack edge does it: what the ledger returns goes straight into the builders.
-    report = await ledger.summary("T0TEAM", since=since, until=since)
-    daily = await ledger.daily("T0TEAM", days=30)
+    report = await ledger.reports.summary("T0TEAM", since=since, until=since)
+    daily = await ledger.reports.daily("T0TEAM", days=30)
     costs_summary_message(report, period_label="month", is_admin=False)
     home_view(report=report, daily=daily, is_admin=True)
+
+async def words_a_refusal(ledger: Ledger, worst_case: Decimal) -> None:
+    outcome = await ledger.runs.reserve_run(
+        team_id="T0TEAM", channel_id="C1", user_id="U1", question="q",
+        worst_case_usd=worst_case, user_budget=Decimal(0), workspace_budget=None,
+    )
+    if isinstance(outcome, BudgetRefusal):
+        budget_refused_message(outcome)
 """
 
 DRIFTED = """

@@ -32,7 +32,7 @@ from blocks import (
 )
 from bot.core.pricing import ModelCost
 from bot.core.usage import TokenUsage
-from bot.ledger.types import CostReport, DayCost, RoleCost, Spender
+from bot.ledger.types import BudgetRefusal, CostReport, DayCost, RoleCost, Spender
 
 REPORT = CostReport(
     team_id="T0TEAM",
@@ -106,9 +106,20 @@ def test_error_messages_carry_the_figures_needed_to_act() -> None:
     archived = channel_unavailable_message(error="is_archived")
     assert "archived" in section_texts(archived)[0]
     budget = budget_refused_message(
-        spent_usd=Decimal("50.00004"), budget_usd=Decimal(50), period_label="November"
+        BudgetRefusal(
+            run_id="r1",
+            budget="workspace_monthly",
+            limit_usd=Decimal(50),
+            spent_usd=Decimal("49.00004"),
+            reserved_usd=Decimal("0.75"),
+            worst_case_usd=Decimal("0.33"),
+        )
     )
-    assert "$50.0000 spent of $50.0000" in section_texts(budget)[0]
+    assert section_texts(budget) == [
+        "⚠ This run could cost up to $0.3300, but this workspace's monthly budget of "
+        "$50.0000 has $0.2500 left ($49.0000 spent, $0.7500 held by runs in progress). "
+        "Try a shorter question later, or ask an admin to raise it."
+    ]
     for message in (too_long, not_in_channel, archived, budget):
         assert_valid_message(message)
 

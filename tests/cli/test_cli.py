@@ -191,10 +191,12 @@ async def test_a_killed_bot_loses_no_recorded_call_and_its_run_is_interrupted_at
         mid.bot.kill()  # SIGKILL: no drain, no goodbye
         await mid.bot.wait()
         async with open_ledger(mid.env["DATABASE_URL"]) as ledger:
-            before = await ledger.summary("T0SANDBOX", since=since, until=datetime.now(UTC))
+            before = await ledger.reports.summary("T0SANDBOX", since=since, until=datetime.now(UTC))
         statuses_before = run_statuses(tmp_path / "cli.db")
         async with open_services(Settings.from_env(mid.env, dotenv=None)) as services:
-            after = await services.ledger.summary("T0SANDBOX", since=since, until=datetime.now(UTC))
+            after = await services.ledger.reports.summary(
+                "T0SANDBOX", since=since, until=datetime.now(UTC)
+            )
         top = mid.slack.messages("C0GENERAL")[-1]
         replies = mid.slack.replies("C0GENERAL", top.ts)
     assert [("interrupted" in r.text) for r in replies] == [True]  # the thread says so

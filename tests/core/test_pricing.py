@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.pricing import PriceTable, format_usd, summarize
+from bot.core.pricing import PriceTable, summarize
 from bot.core.usage import CallRecord, TokenUsage
 from bot.settings import Settings
 
@@ -144,25 +144,6 @@ def test_all_strategy_comparison_applies_the_strategy_models_band(prices: PriceT
     big = TokenUsage(input_tokens=100_001)
     summary = summarize([call(OPUS, big, "plan")], prices=prices, strategy_model=HAIKU)
     assert summary.all_strategy_model_usd == Decimal("0.0500005")
-
-
-@pytest.mark.parametrize(
-    ("amount", "shown"),
-    [
-        (Decimal("0.0192"), "$0.0192"),
-        (Decimal("0.019249999"), "$0.0192"),
-        (Decimal("0.01925"), "$0.0193"),  # half-up, where banker's rounding would give 0.0192
-        (Decimal("0.00005"), "$0.0001"),
-        (Decimal("0.000049"), "$0.0000"),
-        (Decimal("1234.5"), "$1,234.5000"),
-        (Decimal(0), "$0.0000"),
-        (None, "unpriced"),
-    ],
-)
-def test_format_usd_shows_four_decimals_rounding_half_up(
-    amount: Decimal | None, shown: str
-) -> None:
-    assert format_usd(amount) == shown
 
 
 def test_prices_file_setting_overrides_the_packaged_table(tmp_path: Path) -> None:

@@ -40,9 +40,9 @@ def plan_call() -> CallRecord:
 
 
 async def crash(ledger: Ledger) -> None:
-    run_id = await ledger.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q")
-    await ledger.record_call(run_id, plan_call())
-    await ledger.record_call(run_id, plan_call())
+    run_id = await ledger.runs.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q")
+    await ledger.runs.record_call(run_id, plan_call())
+    await ledger.runs.record_call(run_id, plan_call())
     say(f"RECORDED {run_id}")
     await asyncio.sleep(3600)
 
@@ -59,7 +59,7 @@ async def reserve(ledger: Ledger, n: int, concurrency: int, worst: Decimal, budg
 
     async def attempt(i: int) -> bool:
         async with gate:
-            outcome = await ledger.reserve_run(
+            outcome = await ledger.runs.reserve_run(
                 team_id=TEAM,
                 channel_id="C1",
                 user_id=f"U{i % 3}",
@@ -84,7 +84,8 @@ async def main(mode: str, url: str, args: list[str]) -> None:
             say(f"ACCEPTED {accepted}")
         elif mode == "claim":
             await wait_for_go()
-            say(f"CLAIMED {await ledger.claim_budget_alert(TEAM, datetime.now(UTC).date(), 80)}")
+            claimed = await ledger.budgets.claim_budget_alert(TEAM, datetime.now(UTC).date(), 80)
+            say(f"CLAIMED {claimed}")
         else:
             raise SystemExit(f"unknown mode {mode!r}")
 

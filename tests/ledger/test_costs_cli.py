@@ -64,10 +64,10 @@ async def settings(tmp_path: Path) -> Settings:
             ("T2", "U9", "claude-haiku-5-5", "0.00065"),
             ("T2", "U9", "claude-mystery-9", None),
         ):
-            run_id = await ledger.start_run(
+            run_id = await ledger.runs.start_run(
                 team_id=team, channel_id="C1", user_id=user, question="q", now=EARLIER
             )
-            await ledger.record_call(
+            await ledger.runs.record_call(
                 run_id,
                 CallRecord(
                     role="plan",

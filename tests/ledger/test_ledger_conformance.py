@@ -23,7 +23,7 @@ import pytest
 
 from bot.core.usage import CallRecord, Role, TokenUsage
 from bot.ledger import BudgetRefusal, Ledger, LedgerError, Reservation, open_ledger
-from bot.ledger.core import CSV_COLUMNS
+from bot.ledger.export import CSV_COLUMNS
 from bot.ledger.migrations import POSTGRES, SQLITE
 
 RawSql = Callable[[str, str], Awaitable[None]]
@@ -63,13 +63,13 @@ async def run_with(
     at: datetime = NOW,
     finish: bool = True,
 ) -> str:
-    run_id = await ledger.start_run(
+    run_id = await ledger.runs.start_run(
         team_id=team, channel_id=channel, user_id=user, question="How do we ship?", now=at
     )
     for record in calls:
-        await ledger.record_call(run_id, record, now=at)
+        await ledger.runs.record_call(run_id, record, now=at)
     if finish:
-        await ledger.finish_run(run_id, "finished", elapsed_s=12.5, now=at)
+        await ledger.runs.finish_run(run_id, "finished", elapsed_s=12.5, now=at)
     return run_id
 
 
@@ -78,7 +78,7 @@ async def seed_two_runs_and_noise(ledger: Ledger) -> None:
     await run_with(ledger, [PLAN, EXAMPLE], user="U2", channel="C2")
     await run_with(ledger, [PLAN], team="T2")  # another workspace
     await run_with(ledger, [PLAN], at=NOW - timedelta(days=3))  # before the window
-    refused = await ledger.reserve_run(
+    refused = await ledger.runs.reserve_run(
         team_id="T1", channel_id="C1", user_id="U3", question="q",
         worst_case_usd=Decimal("0.5"), user_budget=Decimal(0), workspace_budget=None, now=NOW,
     )  # fmt: skip
@@ -109,7 +109,7 @@ async def test_a_database_from_a_newer_build_is_refused(ledger_url: str, raw_sql
 async def test_summary_equals_hand_computed_figures(ledger: Ledger) -> None:
     await seed_two_runs_and_noise(ledger)
 
-    report = await ledger.summary("T1", since=DAY[0], until=DAY[1])
+    report = await ledger.reports.summary("T1", since=DAY[0], until=DAY[1])
 
     assert (report.runs, report.refused_runs, report.calls) == (2, 1, 6)
     # 0.044×2 + 0.00065×3 + 0.014
@@ -148,7 +148,7 @@ async def test_a_period_cut_mid_day_counts_exactly_the_runs_started_inside(
     await run_with(ledger, [PLAN, REVIEW], at=day1 + timedelta(days=2, hours=8))  # tail
     await run_with(ledger, [PLAN], at=day1 + timedelta(days=2, hours=9))  # at the end: out
 
-    report = await ledger.summary(
+    report = await ledger.reports.summary(
         "T1", since=day1 + timedelta(hours=12), until=day1 + timedelta(days=2, hours=9)
     )
 
@@ -168,7 +168,7 @@ async def test_upgrading_from_version_1_backfills_the_daily_totals(
     async with open_ledger(ledger_url) as ledger:
         await seed_two_runs_and_noise(ledger)
         await run_with(ledger, [PLAN, MYSTERY], user="U2", at=NOW - timedelta(hours=3))
-        report = await ledger.summary("T1", since=DAY[0], until=DAY[1])
+        report = await ledger.reports.summary("T1", since=DAY[0], until=DAY[1])
     for statement in (
         "DROP TABLE call_days",
         "DROP INDEX calls_time",
@@ -178,14 +178,14 @@ async def test_upgrading_from_version_1_backfills_the_daily_totals(
 
     async with open_ledger(ledger_url) as upgraded:
         assert await upgraded.schema_version() == 2
-        assert await upgraded.summary("T1", since=DAY[0], until=DAY[1]) == report
+        assert await upgraded.reports.summary("T1", since=DAY[0], until=DAY[1]) == report
     assert report.unpriced_calls == 1
 
 
 async def test_top_lists_stop_at_five(ledger: Ledger) -> None:
     for i in range(7):
         await run_with(ledger, [PLAN] * (i + 1), user=f"U{i}", channel=f"C{i}")
-    report = await ledger.summary("T1", since=DAY[0], until=DAY[1])
+    report = await ledger.reports.summary("T1", since=DAY[0], until=DAY[1])
     assert [s.id for s in report.top_users] == ["U6", "U5", "U4", "U3", "U2"]
     assert [s.id for s in report.top_channels] == ["C6", "C5", "C4", "C3", "C2"]
 
@@ -193,20 +193,20 @@ async def test_top_lists_stop_at_five(ledger: Ledger) -> None:
 async def test_user_view_never_includes_other_users(ledger: Ledger) -> None:
     await seed_two_runs_and_noise(ledger)
 
-    mine = await ledger.summary("T1", since=DAY[0], until=DAY[1], user_id="U2")
+    mine = await ledger.reports.summary("T1", since=DAY[0], until=DAY[1], user_id="U2")
 
     assert (mine.runs, mine.calls, mine.total_usd) == (1, 2, Decimal("0.04465"))
     assert [s.id for s in mine.top_users] == ["U2"]
     assert [s.id for s in mine.top_channels] == ["C2"]
     assert {m.model for m in mine.by_model} == {OPUS, HAIKU}
-    days = await ledger.daily("T1", days=1, user_id="U2", today=NOW.date())
+    days = await ledger.reports.daily("T1", days=1, user_id="U2", today=NOW.date())
     assert [(d.runs, d.cost_usd) for d in days] == [(1, Decimal("0.04465"))]
 
 
 async def test_unpriced_calls_are_counted_never_costed_as_zero(ledger: Ledger) -> None:
     await run_with(ledger, [PLAN, MYSTERY])
 
-    report = await ledger.summary("T1", since=DAY[0], until=DAY[1])
+    report = await ledger.reports.summary("T1", since=DAY[0], until=DAY[1])
 
     assert report.total_usd == Decimal("0.044")
     assert report.unpriced_calls == 1
@@ -221,7 +221,7 @@ async def test_daily_is_zero_filled_oldest_first(ledger: Ledger) -> None:
     await run_with(ledger, [REVIEW], at=NOW - timedelta(days=2))
     await run_with(ledger, [REVIEW], at=NOW - timedelta(days=9))  # outside
 
-    days = await ledger.daily("T1", days=4, today=NOW.date())
+    days = await ledger.reports.daily("T1", days=4, today=NOW.date())
 
     assert [(d.day, d.runs, d.cost_usd) for d in days] == [
         (date(2026, 11, 15), 0, Decimal(0)),
@@ -235,19 +235,19 @@ async def test_a_restart_keeps_every_figure(ledger_url: str) -> None:
     async with open_ledger(ledger_url) as before:
         await seed_two_runs_and_noise(before)
         open_run = await run_with(before, [PLAN], finish=False)
-        await before.set_thread(open_run, "C1", "1700000000.000100")
-        report = await before.summary("T1", since=DAY[0], until=DAY[1])
-        days = await before.daily("T1", days=7, today=NOW.date())
-        run = await before.get_run(open_run)
+        await before.runs.set_thread(open_run, "C1", "1700000000.000100")
+        report = await before.reports.summary("T1", since=DAY[0], until=DAY[1])
+        days = await before.reports.daily("T1", days=7, today=NOW.date())
+        run = await before.runs.get_run(open_run)
         csv_before = io.StringIO()
-        await before.export_calls_csv(None, NOW - timedelta(days=30), csv_before)
+        await before.export.calls_csv(None, NOW - timedelta(days=30), csv_before)
 
     async with open_ledger(ledger_url) as after:
-        assert await after.summary("T1", since=DAY[0], until=DAY[1]) == report
-        assert await after.daily("T1", days=7, today=NOW.date()) == days
-        assert await after.get_run(open_run) == run
+        assert await after.reports.summary("T1", since=DAY[0], until=DAY[1]) == report
+        assert await after.reports.daily("T1", days=7, today=NOW.date()) == days
+        assert await after.runs.get_run(open_run) == run
         csv_after = io.StringIO()
-        await after.export_calls_csv(None, NOW - timedelta(days=30), csv_after)
+        await after.export.calls_csv(None, NOW - timedelta(days=30), csv_after)
     assert csv_after.getvalue() == csv_before.getvalue()
     assert run is not None and (run.thread_channel, run.thread_ts) == ("C1", "1700000000.000100")
 
@@ -306,24 +306,24 @@ async def test_sigkill_mid_run_loses_no_recorded_call(
     run_id = line.removeprefix("RECORDED ")
 
     async with open_ledger(ledger_url) as ledger:
-        run = await ledger.get_run(run_id)
+        run = await ledger.runs.get_run(run_id)
         assert run is not None and (run.status, run.calls) == ("running", 2)
         assert run.cost_usd == Decimal("0.088")
-        assert await ledger.mark_interrupted() == 1
-        assert await ledger.mark_interrupted() == 0
-        interrupted = await ledger.get_run(run_id)
+        assert await ledger.runs.mark_interrupted() == 1
+        assert await ledger.runs.mark_interrupted() == 0
+        interrupted = await ledger.runs.get_run(run_id)
         assert interrupted is not None and interrupted.status == "interrupted"
         out = io.StringIO()
-        assert await ledger.export_calls_csv("T1", datetime.now(UTC) - timedelta(hours=1), out) == 2
+        assert await ledger.export.calls_csv("T1", datetime.now(UTC) - timedelta(hours=1), out) == 2
 
 
 async def test_mark_interrupted_can_spare_recent_runs(ledger: Ledger) -> None:
     old = await run_with(ledger, [PLAN], at=NOW - timedelta(hours=2), finish=False)
     fresh = await run_with(ledger, [PLAN], at=NOW, finish=False)
 
-    assert await ledger.mark_interrupted(started_before=NOW - timedelta(hours=1)) == 1
+    assert await ledger.runs.mark_interrupted(started_before=NOW - timedelta(hours=1)) == 1
 
-    statuses = [await ledger.get_run(r) for r in (old, fresh)]
+    statuses = [await ledger.runs.get_run(r) for r in (old, fresh)]
     assert [s.status if s else None for s in statuses] == ["interrupted", "running"]
 
 
@@ -332,7 +332,7 @@ async def test_budget_refuses_when_the_worst_case_exceeds_what_is_left(ledger: L
     await run_with(ledger, [PLAN, PLAN], at=NOW - timedelta(days=1))  # yesterday: not today's
 
     def attempt(worst: str, user: str = "U1") -> Awaitable[Reservation | BudgetRefusal]:
-        return ledger.reserve_run(
+        return ledger.runs.reserve_run(
             team_id="T1", channel_id="C1", user_id=user, question="q",
             worst_case_usd=Decimal(worst), user_budget=Decimal("0.10"),
             workspace_budget=Decimal("1.00"), now=NOW,
@@ -344,7 +344,7 @@ async def test_budget_refuses_when_the_worst_case_exceeds_what_is_left(ledger: L
         "user_daily", Decimal("0.10"), Decimal("0.058"),
     )  # fmt: skip
     assert (refused.reserved_usd, refused.left_usd) == (Decimal(0), Decimal("0.042"))
-    assert "$0.0430" in refused.message and "$0.0420 left" in refused.message
+    assert refused.worst_case_usd == Decimal("0.043")
 
     held = await attempt("0.042")  # exactly what is left
     assert isinstance(held, Reservation)
@@ -362,7 +362,7 @@ async def test_workspace_budget_counts_the_calendar_month(ledger: Ledger) -> Non
     await run_with(ledger, [PLAN] * 10, user="U1")  # 0.44 this month
     await run_with(ledger, [PLAN] * 10, at=datetime(2026, 10, 31, 23, tzinfo=UTC))  # October
 
-    refusal = await ledger.reserve_run(
+    refusal = await ledger.runs.reserve_run(
         team_id="T1", channel_id="C1", user_id="U2", question="q",
         worst_case_usd=Decimal("0.07"), user_budget=None,
         workspace_budget=Decimal("0.50"), now=NOW,
@@ -370,19 +370,19 @@ async def test_workspace_budget_counts_the_calendar_month(ledger: Ledger) -> Non
 
     assert isinstance(refusal, BudgetRefusal)
     assert (refusal.budget, refusal.spent_usd) == ("workspace_monthly", Decimal("0.44"))
-    assert await ledger.workspace_month_spent("T1", NOW) == Decimal("0.44")
+    assert await ledger.budgets.workspace_month_spent("T1", NOW) == Decimal("0.44")
 
 
 async def test_a_running_run_counts_the_larger_of_reservation_and_cost(ledger: Ledger) -> None:
-    held = await ledger.reserve_run(
+    held = await ledger.runs.reserve_run(
         team_id="T1", channel_id="C1", user_id="U1", question="q",
         worst_case_usd=Decimal("0.05"), user_budget=None, workspace_budget=Decimal(1), now=NOW,
     )  # fmt: skip
     assert isinstance(held, Reservation)
     for _ in range(3):
-        await ledger.record_call(held.run_id, PLAN, now=NOW)  # 0.132 > its 0.05 reservation
+        await ledger.runs.record_call(held.run_id, PLAN, now=NOW)  # 0.132 > its 0.05 reservation
 
-    refusal = await ledger.reserve_run(
+    refusal = await ledger.runs.reserve_run(
         team_id="T1", channel_id="C1", user_id="U1", question="q",
         worst_case_usd=Decimal("0.9"), user_budget=None, workspace_budget=Decimal(1), now=NOW,
     )  # fmt: skip
@@ -392,16 +392,16 @@ async def test_a_running_run_counts_the_larger_of_reservation_and_cost(ledger: L
 
 
 async def test_a_refused_run_is_recorded_with_no_calls(ledger: Ledger) -> None:
-    refusal = await ledger.reserve_run(
+    refusal = await ledger.runs.reserve_run(
         team_id="T1", channel_id="C1", user_id="U1", question="q",
         worst_case_usd=Decimal("0.2"), user_budget=Decimal("0.1"), workspace_budget=None, now=NOW,
     )  # fmt: skip
     assert isinstance(refusal, BudgetRefusal)
-    run = await ledger.get_run(refusal.run_id)
+    run = await ledger.runs.get_run(refusal.run_id)
     assert run is not None
     assert (run.status, run.calls, run.cost_usd) == ("refused", 0, Decimal(0))
-    assert run.error == refusal.message
-    report = await ledger.summary("T1", since=DAY[0], until=DAY[1])
+    assert run.error == "refused: user_daily budget"
+    report = await ledger.reports.summary("T1", since=DAY[0], until=DAY[1])
     assert (report.runs, report.refused_runs, report.total_usd) == (0, 1, Decimal(0))
 
 
@@ -423,7 +423,7 @@ async def test_two_processes_racing_never_exceed_the_budget(
 
     assert sum(accepted) == 14
     async with open_ledger(ledger_url) as ledger:
-        report = await ledger.summary("T-race", since=DAY[0] - timedelta(days=400),
+        report = await ledger.reports.summary("T-race", since=DAY[0] - timedelta(days=400),
                                       until=datetime.now(UTC) + timedelta(days=1))  # fmt: skip
         assert (report.runs, report.refused_runs) == (14, 26)
 
@@ -445,33 +445,33 @@ async def test_the_budget_alert_is_claimed_once_across_processes(
 
 async def test_alert_claims_are_per_team_month_and_threshold(ledger: Ledger) -> None:
     month = date(2026, 11, 1)
-    assert await ledger.claim_budget_alert("T1", month, 80) is True
-    assert await ledger.claim_budget_alert("T1", date(2026, 11, 30), 80) is False
-    assert await ledger.claim_budget_alert("T1", month, 100) is True
-    assert await ledger.claim_budget_alert("T1", date(2026, 12, 1), 80) is True
-    assert await ledger.claim_budget_alert("T2", month, 80) is True
+    assert await ledger.budgets.claim_budget_alert("T1", month, 80) is True
+    assert await ledger.budgets.claim_budget_alert("T1", date(2026, 11, 30), 80) is False
+    assert await ledger.budgets.claim_budget_alert("T1", month, 100) is True
+    assert await ledger.budgets.claim_budget_alert("T1", date(2026, 12, 1), 80) is True
+    assert await ledger.budgets.claim_budget_alert("T2", month, 80) is True
 
 
 async def test_questions_are_dropped_when_not_to_be_stored(ledger_url: str) -> None:
     async with open_ledger(ledger_url, store_questions=False) as ledger:
-        run_id = await ledger.start_run(
+        run_id = await ledger.runs.start_run(
             team_id="T1", channel_id="C1", user_id="U1", question="secret plans"
         )
-        run = await ledger.get_run(run_id)
+        run = await ledger.runs.get_run(run_id)
     assert run is not None and (run.question, run.question_chars) == (None, 12)
 
 
 async def test_a_stored_question_is_kept(ledger: Ledger) -> None:
-    run_id = await ledger.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q?")
-    run = await ledger.get_run(run_id)
+    run_id = await ledger.runs.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q?")
+    run = await ledger.runs.get_run(run_id)
     assert run is not None and run.question == "q?"
 
 
 async def test_recording_a_call_for_an_unknown_run_fails_loudly(ledger: Ledger) -> None:
     with pytest.raises(LedgerError, match="no run"):
-        await ledger.record_call("no-such-run", PLAN)
+        await ledger.runs.record_call("no-such-run", PLAN)
     with pytest.raises(LedgerError, match="no run"):
-        await ledger.finish_run("no-such-run", "finished", elapsed_s=1.0)
+        await ledger.runs.finish_run("no-such-run", "finished", elapsed_s=1.0)
 
 
 async def test_csv_export_lists_each_call_with_exact_cost(ledger: Ledger) -> None:
@@ -479,7 +479,7 @@ async def test_csv_export_lists_each_call_with_exact_cost(ledger: Ledger) -> Non
     await run_with(ledger, [REVIEW], team="T2")
     out = io.StringIO()
 
-    rows = await ledger.export_calls_csv("T1", NOW - timedelta(days=1), out)
+    rows = await ledger.export.calls_csv("T1", NOW - timedelta(days=1), out)
 
     lines = out.getvalue().splitlines()
     assert rows == 2 and len(lines) == 3
@@ -497,30 +497,32 @@ async def test_a_write_cancelled_while_it_begins_leaves_the_ledger_usable(ledger
     # not leave a transaction open behind it (every later write would then fail).
     for pause in range(4):
         task = asyncio.create_task(
-            ledger.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q")
+            ledger.runs.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q")
         )
         for _ in range(pause):
             await asyncio.sleep(0)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    run_id = await ledger.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q")
-    await ledger.finish_run(run_id, "finished", elapsed_s=1.0)
-    run = await ledger.get_run(run_id)
+    run_id = await ledger.runs.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q")
+    await ledger.runs.finish_run(run_id, "finished", elapsed_s=1.0)
+    run = await ledger.runs.get_run(run_id)
     assert run is not None and run.status == "finished"
 
 
 async def test_the_threads_of_runs_interrupted_at_start_up_are_listed(ledger: Ledger) -> None:
-    alive = await ledger.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q")
-    await ledger.set_thread(alive, "C1", "1700000000.000100")
-    threadless = await ledger.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q")
-    done = await ledger.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q")
-    await ledger.set_thread(done, "C1", "1700000000.000200")
-    await ledger.finish_run(done, "finished", elapsed_s=1.0)
+    alive = await ledger.runs.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q")
+    await ledger.runs.set_thread(alive, "C1", "1700000000.000100")
+    threadless = await ledger.runs.start_run(
+        team_id="T1", channel_id="C1", user_id="U1", question="q"
+    )
+    done = await ledger.runs.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q")
+    await ledger.runs.set_thread(done, "C1", "1700000000.000200")
+    await ledger.runs.finish_run(done, "finished", elapsed_s=1.0)
     marked_at = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
-    assert await ledger.mark_interrupted(now=marked_at) == 2
-    threads = await ledger.interrupted_threads(marked_at=marked_at)
+    assert await ledger.runs.mark_interrupted(now=marked_at) == 2
+    threads = await ledger.runs.interrupted_threads(marked_at=marked_at)
 
     assert threads == [("C1", "1700000000.000100")]
     assert threadless  # interrupted too, but it never had a thread to tell

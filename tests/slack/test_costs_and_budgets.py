@@ -26,7 +26,7 @@ def shown(message: Any) -> str:
 async def seed_spending(stack: Stack, *, user_id: str, cost_usd: Decimal) -> None:
     """A finished past run that cost `cost_usd`, written as the app would have."""
     async with open_ledger(stack.settings.database_url) as ledger:
-        run_id = await ledger.start_run(
+        run_id = await ledger.runs.start_run(
             team_id="T0SANDBOX",
             channel_id="C0GENERAL",
             user_id=user_id,
@@ -41,8 +41,8 @@ async def seed_spending(stack: Stack, *, user_id: str, cost_usd: Decimal) -> Non
             latency_s=1.0,
             outcome="ok",
         )
-        await ledger.record_call(run_id, call)
-        await ledger.finish_run(run_id, "finished", elapsed_s=1.0)
+        await ledger.runs.record_call(run_id, call)
+        await ledger.runs.finish_run(run_id, "finished", elapsed_s=1.0)
 
 
 async def costs_reply(stack: Stack, user_id: str, period: str = "month") -> str:

@@ -214,7 +214,7 @@ async def test_a_private_channel_without_the_bot_gets_invite_advice_and_no_model
         await stack.settle()
         ephemerals = stack.slack.ephemerals("U0ALICE")
         async with open_ledger(stack.settings.database_url) as ledger:
-            report = await ledger.summary("T0SANDBOX", since=_epoch(), until=_future())
+            report = await ledger.reports.summary("T0SANDBOX", since=_epoch(), until=_future())
     assert len(ephemerals) == 1 and "/invite @orchestrate" in ephemerals[0].text
     assert stack.claude.requests == []
     assert report.calls == 0
@@ -288,7 +288,7 @@ async def test_shutdown_interrupts_runs_in_flight_and_records_what_they_spent(
 
         top, replies = stack.thread()
         async with open_ledger(stack.settings.database_url) as ledger:
-            report = await ledger.summary("T0SANDBOX", since=_epoch(), until=_future())
+            report = await ledger.reports.summary("T0SANDBOX", since=_epoch(), until=_future())
     assert "interrupted" in all_text(replies[-1]).lower()
     assert "Interrupted" in all_text(top)
     assert report.calls >= 3  # the plan and the cut-off examples

@@ -107,7 +107,7 @@ async def test_two_processes_never_admit_more_runs_than_the_budget_covers(
 
     assert codes == [0, 0], errors
     async with open_ledger(postgres_url) as ledger:
-        report = await ledger.summary(
+        report = await ledger.reports.summary(
             "T0SANDBOX", since=datetime(2000, 1, 1, tzinfo=UTC), until=datetime.now(UTC)
         )
     assert report.runs == RUNS_THE_BUDGET_COVERS

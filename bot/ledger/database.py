@@ -1,0 +1,95 @@
+"""The opened ledger: one driver, its schema brought up to date, and the parts that use it.
+
+`Ledger` owns the driver's life (open, migrate, close) and hands out four small parts that
+share it: `runs` (runs and calls), `budgets` (admission arithmetic, alert claims), `reports`
+(summaries, daily totals) and `export` (the finance CSV). They are composed rather than mixed
+into one class so that each part is a small class with one concern, each narrow consumer
+protocol (`bot.ledger.protocols`) is met by the one part that owns it, and a consumer is
+handed that part alone: the Slack run owner never sees report queries, the CLI never sees
+reservation writes. Both backends share every part; only the driver differs.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self
+
+from bot.core.pricing import PriceTable
+from bot.ledger.budgets import Budgets
+from bot.ledger.driver import Conn, Driver
+from bot.ledger.export import CallExport
+from bot.ledger.migrations import SCHEMA_VERSION_TABLE, pending
+from bot.ledger.reports import Reports
+from bot.ledger.runs import RunBook
+
+
+class Ledger:
+    """The cost ledger over any `Driver`; open with `await ledger.open()` or `async with`."""
+
+    def __init__(
+        self,
+        driver: Driver,
+        *,
+        prices: PriceTable,
+        strategy_model: str,
+        store_questions: bool = True,
+    ) -> None:
+        self._db = driver
+        self.strategy_model = strategy_model
+        self.budgets = Budgets(driver)
+        self.runs = RunBook(
+            driver,
+            budgets=self.budgets,
+            prices=prices,
+            strategy_model=strategy_model,
+            store_questions=store_questions,
+        )
+        self.reports = Reports(driver, strategy_model=strategy_model)
+        self.export = CallExport(driver)
+
+    async def open(self) -> None:
+        """Connect and bring the schema up to date (idempotent across processes)."""
+        await self._db.open()
+        try:
+            await self._migrate()
+        except BaseException:
+            await self._db.close()
+            raise
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def schema_version(self) -> int:
+        async with self._db.read() as c:
+            return await _current_version(c)
+
+    async def _migrate(self) -> None:
+        async with self._db.write(lock_key="orchestrate.migrate") as c:
+            await c.execute(SCHEMA_VERSION_TABLE)
+            for step in pending(self._db.migrations, await _current_version(c)):
+                for statement in step.statements:
+                    await c.execute(statement)
+                await c.execute(
+                    "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                    step.version,
+                    step.name,
+                    datetime.now(UTC).isoformat(),
+                )
+
+
+async def _current_version(c: Conn) -> int:
+    rows = await c.fetch("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+    return int(rows[0][0])

@@ -1,0 +1,96 @@
+"""What each consumer may ask of the ledger: one narrow protocol per consumer.
+
+A consumer depends on the few methods it calls, not on the whole ledger, so a reader sees at
+a glance what the Slack run owner writes and what a report view reads, and a test can stand
+in a small fake where no database is wanted. Each protocol is met by one part of `Ledger`
+(`bot.ledger.database`): `RunLedger` and `RunRecovery` by `ledger.runs`, `BudgetAlerts` by
+`ledger.budgets`, `CostReports` by `ledger.reports`, `CallsExport` by `ledger.export`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Protocol, TextIO
+
+from bot.core.usage import CallRecord
+from bot.ledger.types import BudgetRefusal, CostReport, DayCost, EndStatus, Reservation
+
+
+class RunLedger(Protocol):
+    """The run owner (`bot/slack/runs.py`): admit a run, record its calls, close it."""
+
+    async def reserve_run(
+        self,
+        *,
+        team_id: str,
+        channel_id: str,
+        user_id: str,
+        question: str,
+        worst_case_usd: Decimal,
+        user_budget: Decimal | None,
+        workspace_budget: Decimal | None,
+        now: datetime | None = None,
+    ) -> Reservation | BudgetRefusal: ...
+
+    async def set_thread(self, run_id: str, channel: str, ts: str) -> None: ...
+
+    async def record_call(
+        self, run_id: str, call: CallRecord, *, now: datetime | None = None
+    ) -> None: ...
+
+    async def finish_run(
+        self,
+        run_id: str,
+        status: EndStatus,
+        *,
+        elapsed_s: float,
+        error: str | None = None,
+        now: datetime | None = None,
+    ) -> None: ...
+
+
+class RunRecovery(Protocol):
+    """Start-up (`bot/services.py`): close the runs a dead process left, find their threads."""
+
+    async def mark_interrupted(
+        self, *, started_before: datetime | None = None, now: datetime | None = None
+    ) -> int: ...
+
+    async def interrupted_threads(self, *, marked_at: datetime) -> list[tuple[str, str]]: ...
+
+
+class CostReports(Protocol):
+    """The report views (`/orchestrate costs`, App Home) and the operator CLI."""
+
+    async def summary(
+        self,
+        team_id: str | None,
+        *,
+        since: datetime,
+        until: datetime,
+        user_id: str | None = None,
+    ) -> CostReport: ...
+
+    async def daily(
+        self,
+        team_id: str,
+        *,
+        days: int,
+        user_id: str | None = None,
+        today: date | None = None,
+    ) -> tuple[DayCost, ...]: ...
+
+
+class BudgetAlerts(Protocol):
+    """The 80% watch (`bot/slack/budget_alerts.py`): the month's spend, a once-only claim."""
+
+    async def workspace_month_spent(self, team_id: str, now: datetime | None = None) -> Decimal: ...
+
+    async def claim_budget_alert(self, team_id: str, month: date, threshold: int) -> bool: ...
+
+
+class CallsExport(Protocol):
+    """The operator CLI's `costs --csv`: every call since a moment, for finance."""
+
+    async def calls_csv(self, team_id: str | None, since: datetime, out: TextIO) -> int: ...

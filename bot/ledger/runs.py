@@ -1,0 +1,303 @@
+"""Runs and their calls: admitting a run, writing each call durably, closing the run.
+
+`RunBook` inserts runs (`start_run` unchecked, `reserve_run` under the budgets in one locked
+transaction), writes each call with its run's running totals and its `call_days` row in one
+transaction committed before `record_call` returns, closes runs (`finish_run`), and after a
+crash marks the runs a dead process left `running` as interrupted and lists their threads.
+The all-strategy-model cost of a call is computed at record time with the ledger's price
+table, so a later model change does not rewrite history.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from bot.core.pricing import PriceTable
+from bot.core.usage import CallRecord, TokenUsage
+from bot.ledger.budgets import Budgets, Limits
+from bot.ledger.driver import Conn, Driver, Row, day_number, now_utc, require_run
+from bot.ledger.migrations import CALL_DAYS_COLUMNS
+from bot.ledger.types import (
+    BudgetRefusal,
+    EndStatus,
+    LedgerError,
+    Reservation,
+    RunInfo,
+    from_nanos,
+    to_nanos,
+)
+
+ORPHANED = "the process stopped mid-run"
+
+
+class RunBook:
+    """The `runs` and `calls` tables: every write a run makes, and reading one run back."""
+
+    def __init__(
+        self,
+        db: Driver,
+        *,
+        budgets: Budgets,
+        prices: PriceTable,
+        strategy_model: str,
+        store_questions: bool,
+    ) -> None:
+        self._db = db
+        self._budgets = budgets
+        self._prices = prices
+        self._strategy_model = strategy_model
+        self._store_questions = store_questions
+
+    async def start_run(
+        self,
+        *,
+        team_id: str,
+        channel_id: str,
+        user_id: str,
+        question: str,
+        now: datetime | None = None,
+    ) -> str:
+        """Record a run with no budget check; returns its id."""
+        run = _NewRun(team_id, channel_id, user_id, question, now_utc(now))
+        async with self._db.write() as c:
+            return await self._insert(c, run, reserved=0)
+
+    async def reserve_run(
+        self,
+        *,
+        team_id: str,
+        channel_id: str,
+        user_id: str,
+        question: str,
+        worst_case_usd: Decimal,
+        user_budget: Decimal | None,
+        workspace_budget: Decimal | None,
+        now: datetime | None = None,
+    ) -> Reservation | BudgetRefusal:
+        """Check what is left and insert the run with its reservation, in one transaction.
+
+        A refusal is recorded as a `refused` run (no calls, counts toward nothing) so that
+        admins can see refusals; the run is otherwise `running` and holds `worst_case_usd`.
+        """
+        run = _NewRun(team_id, channel_id, user_id, question, now_utc(now))
+        limits = Limits(user_daily=user_budget, workspace_monthly=workspace_budget)
+        async with self._db.write(lock_key=f"orchestrate.budget:{team_id}") as c:
+            refusal = await self._budgets.refusal(
+                c,
+                team_id=team_id,
+                user_id=user_id,
+                worst_case=worst_case_usd,
+                limits=limits,
+                now=run.at,
+            )
+            run_id = await self._insert(
+                c, run, reserved=to_nanos(worst_case_usd),
+                status="running" if refusal is None else "refused",
+                error=None if refusal is None else refusal.reason,
+            )  # fmt: skip
+        if refusal is None:
+            return Reservation(run_id=run_id, worst_case_usd=worst_case_usd)
+        return replace(refusal, run_id=run_id)
+
+    async def get_run(self, run_id: str) -> RunInfo | None:
+        async with self._db.read() as c:
+            rows = await c.fetch(_SELECT_RUN, run_id)
+        return self._run_info(rows[0]) if rows else None
+
+    async def set_thread(self, run_id: str, channel: str, ts: str) -> None:
+        async with self._db.write() as c:
+            changed = await c.execute(
+                "UPDATE runs SET thread_channel = ?, thread_ts = ? WHERE id = ?",
+                channel,
+                ts,
+                run_id,
+            )
+        require_run(changed, run_id)
+
+    async def record_call(
+        self, run_id: str, call: CallRecord, *, now: datetime | None = None
+    ) -> None:
+        """Write one call and its run's running totals; committed (durable) on return."""
+        cost = None if call.cost_usd is None else to_nanos(call.cost_usd)
+        strategy = self._prices.cost_as(self._strategy_model, call.usage)
+        strategy_nanos = None if strategy is None else to_nanos(strategy)
+        deltas = _run_deltas(cost, strategy_nanos)
+        async with self._db.write() as c:
+            owner = await c.fetch(_UPDATE_RUN_TOTALS, *deltas, run_id)
+            if not owner:
+                raise LedgerError(f"no run {run_id!r} in the ledger: start_run first")
+            team_id, user_id, started_at = owner[0]
+            await c.execute(
+                _INSERT_CALL,
+                run_id,
+                team_id,
+                user_id,
+                started_at,
+                *_call_values(call, cost, strategy_nanos),
+                self._db.to_db_time(now_utc(now)),
+            )
+            day = day_number(self._db.from_db_time(started_at))
+            cost_delta, strategy_delta, unpriced, strategy_unpriced = deltas
+            await c.execute(
+                _UPSERT_CALL_DAY,
+                team_id, day, user_id, call.model, call.role, *_usage_values(call.usage),
+                cost_delta, unpriced, strategy_delta, strategy_unpriced,
+            )  # fmt: skip
+
+    async def finish_run(
+        self,
+        run_id: str,
+        status: EndStatus,
+        *,
+        elapsed_s: float,
+        error: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        async with self._db.write() as c:
+            changed = await c.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, elapsed_s = ?, error = ?"
+                " WHERE id = ?",
+                status,
+                self._db.to_db_time(now_utc(now)),
+                elapsed_s,
+                error,
+                run_id,
+            )
+        require_run(changed, run_id)
+
+    async def mark_interrupted(
+        self, *, started_before: datetime | None = None, now: datetime | None = None
+    ) -> int:
+        """Mark runs still `running` (left by a dead process) interrupted; returns how many.
+
+        With several instances on one database, pass `started_before` (now minus the longest
+        a run can take) so a starting instance leaves its siblings' live runs alone.
+        """
+        sql = "UPDATE runs SET status = 'interrupted', finished_at = ?, error = ?"
+        sql += " WHERE status = 'running'"
+        args: list[Any] = [self._db.to_db_time(now_utc(now)), ORPHANED]
+        if started_before is not None:
+            sql += " AND started_at < ?"
+            args.append(self._db.to_db_time(started_before))
+        async with self._db.write() as c:
+            return await c.execute(sql, *args)
+
+    async def interrupted_threads(self, *, marked_at: datetime) -> list[tuple[str, str]]:
+        """The Slack threads (channel, ts) of the runs `mark_interrupted(now=marked_at)`
+        closed, so the restarted bot can say so in each of them."""
+        sql = (
+            "SELECT thread_channel, thread_ts FROM runs WHERE status = 'interrupted'"
+            " AND finished_at = ? AND error = ? AND thread_ts IS NOT NULL"
+        )
+        async with self._db.read() as c:
+            rows = await c.fetch(sql, self._db.to_db_time(marked_at), ORPHANED)
+        return [(str(channel), str(ts)) for channel, ts in rows]
+
+    async def _insert(
+        self,
+        c: Conn,
+        run: _NewRun,
+        *,
+        reserved: int,
+        status: str = "running",
+        error: str | None = None,
+    ) -> str:
+        run_id = str(uuid.uuid4())
+        await c.execute(
+            "INSERT INTO runs (id, team_id, channel_id, user_id, question_chars, question,"
+            " status, started_at, reserved_nanos, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            run_id, run.team_id, run.channel_id, run.user_id, len(run.question),
+            run.question if self._store_questions else None,
+            status, self._db.to_db_time(run.at), reserved, error,
+        )  # fmt: skip
+        return run_id
+
+    def _run_info(self, row: Row) -> RunInfo:
+        (run_id, team, channel, user, chars, question, status, started, finished, elapsed,
+         thread_channel, thread_ts, reserved, cost, calls, unpriced, error) = row  # fmt: skip
+        return RunInfo(
+            id=run_id, team_id=team, channel_id=channel, user_id=user,
+            question_chars=int(chars), question=question, status=status,
+            started_at=self._db.from_db_time(started),
+            finished_at=None if finished is None else self._db.from_db_time(finished),
+            elapsed_s=elapsed, thread_channel=thread_channel, thread_ts=thread_ts,
+            reserved_usd=from_nanos(int(reserved)), cost_usd=from_nanos(int(cost)),
+            calls=int(calls), unpriced_calls=int(unpriced), error=error,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _NewRun:
+    """Who asked what, where, and when: the columns every new run row starts with."""
+
+    team_id: str
+    channel_id: str
+    user_id: str
+    question: str
+    at: datetime
+
+
+_SELECT_RUN = (
+    "SELECT id, team_id, channel_id, user_id, question_chars, question, status, started_at,"
+    " finished_at, elapsed_s, thread_channel, thread_ts, reserved_nanos, cost_nanos, calls,"
+    " unpriced_calls, error FROM runs WHERE id = ?"
+)
+_UPDATE_RUN_TOTALS = (
+    "UPDATE runs SET cost_nanos = cost_nanos + ?, strategy_nanos = strategy_nanos + ?,"
+    " calls = calls + 1, unpriced_calls = unpriced_calls + ?,"
+    " strategy_unpriced_calls = strategy_unpriced_calls + ?"
+    " WHERE id = ? RETURNING team_id, user_id, started_at"
+)
+_INSERT_CALL = (
+    "INSERT INTO calls (run_id, team_id, user_id, run_started_at, role, model, request_id,"
+    " component_index, input_tokens, output_tokens, cache_write_5m_tokens,"
+    " cache_write_1h_tokens, cache_read_tokens, thinking_tokens, cost_nanos, strategy_nanos,"
+    " latency_s, outcome, error, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_CALL_DAY = (
+    f"INSERT INTO call_days ({CALL_DAYS_COLUMNS})"
+    " VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (team_id, day, user_id, model, role) DO UPDATE SET"
+    " calls = call_days.calls + 1,"
+    " input_tokens = call_days.input_tokens + excluded.input_tokens,"
+    " output_tokens = call_days.output_tokens + excluded.output_tokens,"
+    " cache_write_5m_tokens = call_days.cache_write_5m_tokens + excluded.cache_write_5m_tokens,"
+    " cache_write_1h_tokens = call_days.cache_write_1h_tokens + excluded.cache_write_1h_tokens,"
+    " cache_read_tokens = call_days.cache_read_tokens + excluded.cache_read_tokens,"
+    " thinking_tokens = call_days.thinking_tokens + excluded.thinking_tokens,"
+    " cost_nanos = call_days.cost_nanos + excluded.cost_nanos,"
+    " strategy_nanos = call_days.strategy_nanos + excluded.strategy_nanos,"
+    " unpriced_calls = call_days.unpriced_calls + excluded.unpriced_calls,"
+    " strategy_unpriced_calls = call_days.strategy_unpriced_calls"
+    " + excluded.strategy_unpriced_calls"
+)
+
+
+def _run_deltas(cost: int | None, strategy: int | None) -> tuple[int, int, int, int]:
+    # The run's all-strategy total covers priced calls only, like the report's comparison.
+    priced = cost is not None
+    return (
+        cost or 0,
+        strategy if priced and strategy is not None else 0,
+        0 if priced else 1,
+        1 if priced and strategy is None else 0,
+    )
+
+
+def _usage_values(u: TokenUsage) -> tuple[int, ...]:
+    return (
+        u.input_tokens, u.output_tokens, u.cache_write_5m_tokens, u.cache_write_1h_tokens,
+        u.cache_read_tokens, u.thinking_tokens,
+    )  # fmt: skip
+
+
+def _call_values(call: CallRecord, cost: int | None, strategy: int | None) -> tuple[Any, ...]:
+    return (
+        call.role, call.model, call.request_id, call.component_index,
+        *_usage_values(call.usage), cost, strategy, call.latency_s, call.outcome, call.error,
+    )  # fmt: skip
