@@ -21,7 +21,7 @@ from blocks.ephemeral import (
     unbounded_budget_message,
 )
 from blocks.escape import channel_mention, escape, escape_code, user_mention
-from blocks.format import format_elapsed, format_usd, model_label
+from blocks.format import format_elapsed, format_usd, model_label, period_label
 from blocks.message import NO_UNFURL, OutboundMessage
 from blocks.mrkdwn import markdown_to_mrkdwn
 from blocks.run import (
@@ -69,6 +69,7 @@ __all__ = [
     "interrupted_status",
     "markdown_to_mrkdwn",
     "model_label",
+    "period_label",
     "planning_status",
     "question_too_long_message",
     "review_failed_message",

@@ -12,6 +12,7 @@ The Home tab adds a day-by-day table.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +25,7 @@ from blocks.message import (
     SECTION_LIMIT,
     Block,
     OutboundMessage,
+    context,
     divider,
     fallback,
     fields_section,
@@ -36,6 +38,7 @@ from blocks.types import CostReportView, DayCostView, ModelCostView, RoleCostVie
 TOP_ROWS = 10
 DAILY_ROWS = 31
 _BAR_WIDTH = 20
+PRICES_STALE_DAYS = 90
 
 
 def costs_summary_message(
@@ -150,8 +153,12 @@ def home_view(
     is_admin: bool,
     command: str = "/orchestrate",
     period_label: str = "last 30 days",
+    prices_as_of: date | None = None,
+    today: date | None = None,
+    admin_blocks: Sequence[Block] = (),
 ) -> dict[str, Any]:
-    """The App Home tab (`views.publish`): how to use the command, spending, spending by day."""
+    """The App Home tab (`views.publish`): how to use the command, spending, spending by day,
+    the date of the price table the figures use, and `admin_blocks` (budgets) for admins."""
     cmd = escape(command)
     blocks = [
         header("orchestrate"),
@@ -164,13 +171,31 @@ def home_view(
         divider(),
         *cost_report_blocks(report, period_label=period_label, is_admin=is_admin),
         *_daily_blocks(daily),
+        *_prices_blocks(prices_as_of, today, is_admin=is_admin),
+        *(admin_blocks if is_admin else ()),
     ]
     return {"type": "home", "blocks": blocks[:MAX_HOME_BLOCKS]}
 
 
+def _prices_blocks(as_of: date | None, today: date | None, *, is_admin: bool) -> list[Block]:
+    """When the list prices behind every figure were taken; admins are warned once they are
+    more than 90 days old (Anthropic changes prices, and a stale table misstates spend)."""
+    if as_of is None:
+        return []
+    line = f"Dollar figures use list prices as of {as_of.isoformat()}."
+    age = (today - as_of).days if today is not None else 0
+    if is_admin and age > PRICES_STALE_DAYS:
+        line = (
+            f"⚠ The price table is {age:,} days old (list prices as of {as_of.isoformat()}): "
+            "figures may be off. Ask an operator to check the prices and update PRICES_FILE."
+        )
+    return [context(line)]
+
+
 def _daily_blocks(daily: Sequence[DayCostView]) -> list[Block]:
-    """The most recent days as a monospace table with a bar per day, newest last."""
-    rows = list(daily)[-DAILY_ROWS:]
+    """The most recent days with runs as a monospace table with a bar per day, newest last
+    (days without runs are left out: a month of zero lines hides the days that matter)."""
+    rows = [row for row in list(daily)[-DAILY_ROWS:] if row.runs or row.cost_usd]
     if not rows:
         return []
     top = max(row.cost_usd for row in rows)

@@ -35,8 +35,9 @@ def help_message(*, command: str = "/orchestrate", max_chars: int) -> OutboundMe
             "*How to use it*",
             f"{command_usage(command)} — a question of up to {max_chars:,} characters",
             f"`{cmd} help` — this message",
-            f"`{cmd} costs [today|week|month|7d]` — what runs cost: your own, or the whole "
-            "workspace for admins (default: this month)",
+            f"`{cmd} costs [today|week|month|last-month|7d|2026-11-01..2026-11-15]` — what "
+            "runs cost: your own, or the whole workspace for admins (default: this month; "
+            "week is the last 7 days)",
         ]
     )
     examples = "*Examples*\n" + "\n".join(f"• `{cmd} {escape(q)}`" for q in EXAMPLE_QUESTIONS)

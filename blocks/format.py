@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
+from blocks.types import PeriodView
+
 _FAMILIES = ("Opus", "Sonnet", "Haiku")
 _CENT_HUNDREDTHS = Decimal("0.0001")
 UNPRICED = "unpriced"
@@ -54,3 +56,23 @@ def format_elapsed(seconds: float) -> str:
         return f"{max(seconds, 0.0):.1f} s"
     minutes, rest = divmod(round(seconds), 60)
     return f"{minutes} min {rest:02d} s"
+
+
+def period_label(period: PeriodView) -> str:
+    """A period named for what it covers: `last 7 days`, `December 2026 to date`,
+    `November 2026`, `since 2026-11-01`, `2026-11-01 to 2026-11-15`."""
+    match period.kind:
+        case "today":
+            return "today"
+        case "days":
+            return "today" if period.days == 1 else f"last {period.days:,} days"
+        case "this_month":
+            return f"{period.first:%B %Y} to date"
+        case "last_month":
+            return f"{period.first:%B %Y}"
+        case "since_date":
+            return f"since {period.first.isoformat()}"
+        case "range":
+            if period.first == period.last:
+                return period.first.isoformat()
+            return f"{period.first.isoformat()} to {period.last.isoformat()}"

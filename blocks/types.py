@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Literal, Protocol
 
 Verdict = Literal["ok", "warning", "problem"]
+PeriodKind = Literal["today", "days", "this_month", "last_month", "since_date", "range"]
 
 
 class ComponentView(Protocol):
@@ -183,3 +184,16 @@ class BudgetRefusalView(Protocol):
     def worst_case_usd(self) -> Decimal: ...
     @property
     def left_usd(self) -> Decimal: ...
+
+
+class PeriodView(Protocol):
+    """A reporting period: what kind it is and the UTC days it covers (both inclusive)."""
+
+    @property
+    def kind(self) -> PeriodKind: ...
+    @property
+    def days(self) -> int: ...
+    @property
+    def first(self) -> date: ...
+    @property
+    def last(self) -> date: ...

@@ -45,8 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     costs = commands.add_parser("costs", help="spending summary, or a CSV of calls")
     costs.add_argument(
         "--since",
+        "--period",
+        dest="since",
         default="month",
-        help="today, week, month, Nd (e.g. 7d) or an ISO date (default month)",
+        help="today, week (last 7 days), month (this month to date), last-month, Nd (e.g. 7d), "
+        "an ISO date, or a range 2026-11-01..2026-11-15 (default month)",
     )
     costs.add_argument("--csv", action="store_true", help="write every call as CSV")
     return parser

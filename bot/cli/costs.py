@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TextIO
 
+import blocks
 from blocks import format_usd
 from bot.core.pricing import ModelCost
-from bot.ledger import CostReport, LedgerError, ledger_for, parse_period
+from bot.ledger import CostReport, LedgerError, ledger_for, parse_period, read_period
 from bot.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -33,29 +34,30 @@ async def costs_command(
 ) -> int:
     """Print the summary (or the CSV of calls) for the period `since` names; an exit code."""
     try:
-        start, end = parse_period(since, now or datetime.now(UTC))
+        period = read_period(since, now or datetime.now(UTC))
     except ValueError as exc:
         print(f"orchestrate-bot costs: --since {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
         async with ledger_for(settings) as ledger:
             if csv:
-                await ledger.export.calls_csv(None, start, out)
+                await ledger.export.calls_csv(None, period.since, out)
                 return EXIT_OK
-            report = await ledger.reports.summary(None, since=start, until=end)
+            report = await ledger.reports.summary(None, since=period.since, until=period.until)
     except (LedgerError, OSError, ValueError) as exc:
         # ValueError: a malformed PRICES_FILE; OSError: the database cannot be reached.
         print(f"orchestrate-bot costs: cannot read the ledger: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    out.write(render_report(report))
+    out.write(render_report(report, label=blocks.period_label(period)))
     return EXIT_OK
 
 
-def render_report(report: CostReport) -> str:
+def render_report(report: CostReport, *, label: str | None = None) -> str:
     """A plain-text report that fits a terminal: headline figures, then the breakdowns."""
+    named = f"{label} " if label else ""
     lines = [
-        f"Costs, all workspaces, {report.since:%Y-%m-%d %H:%M} to "
-        f"{report.until:%Y-%m-%d %H:%M} UTC",
+        f"Costs, all workspaces, {named}({report.since:%Y-%m-%d %H:%M} to "
+        f"{report.until:%Y-%m-%d %H:%M} UTC)",
         "",
         *_headline(report),
         "",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from bot.core.pricing import PriceTable
 from bot.ledger.database import Ledger
 from bot.ledger.driver import Driver
-from bot.ledger.periods import parse_period
+from bot.ledger.periods import Period, parse_period, read_period
 from bot.ledger.protocols import BudgetAlerts, CallsExport, CostReports, RunLedger, RunRecovery
 from bot.ledger.types import (
     BudgetRefusal,
@@ -40,6 +40,7 @@ __all__ = [
     "EndStatus",
     "Ledger",
     "LedgerError",
+    "Period",
     "Reservation",
     "RoleCost",
     "RunInfo",
@@ -50,6 +51,7 @@ __all__ = [
     "ledger_for",
     "open_ledger",
     "parse_period",
+    "read_period",
 ]
 
 

@@ -17,7 +17,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 import blocks
-from bot.ledger import parse_period
+from bot.ledger import read_period
 from bot.slack.admins import is_admin
 from bot.slack.deps import Services
 from bot.slack.runs import RunRequest, ephemeral
@@ -115,16 +115,17 @@ async def _costs(
     respond: AsyncRespond,
 ) -> None:
     try:
-        since, until = parse_period(period, now=datetime.now(UTC))
+        chosen = read_period(period, now=datetime.now(UTC))
     except ValueError as exc:
         await respond(**ephemeral(blocks.bad_period_message(command=COMMAND, problem=str(exc))))
         return
     admin = await is_admin(services.settings, client, command["user_id"])
     report = await services.reports.summary(
         command["team_id"],
-        since=since,
-        until=until,
+        since=chosen.since,
+        until=chosen.until,
         user_id=None if admin else command["user_id"],
     )
-    message = blocks.costs_summary_message(report, period_label=period, is_admin=admin)
+    label = blocks.period_label(chosen)
+    message = blocks.costs_summary_message(report, period_label=label, is_admin=admin)
     await respond(**ephemeral(message))

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.core.pricing import PriceTable
 from bot.ledger import CostReports
 from bot.settings import Settings
 from bot.slack.poster import Poster
@@ -26,6 +27,9 @@ class Services(Protocol):
 
     @property
     def reports(self) -> CostReports: ...
+
+    @property
+    def prices(self) -> PriceTable: ...
 
     @property
     def client(self) -> AsyncWebClient: ...

@@ -47,5 +47,7 @@ async def publish_home(
         is_admin=admin,
         command=COMMAND,
         period_label=f"last {HOME_DAYS} days",
+        prices_as_of=services.prices.as_of,
+        today=now.date(),
     )
     await client.views_publish(user_id=user_id, view=view)

@@ -10,6 +10,7 @@ import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from blocks_sample_data import HAIKU, HOSTILE, OPUS
 from slack_checks import (
@@ -90,7 +91,7 @@ def test_help_explains_usage_examples_and_costs_without_calling_anything() -> No
     assert_valid_message(message)
     text = "\n".join(all_text([message]))
     assert "`/orchestrate &lt;question&gt;` — a question of up to 2,000 characters" in text
-    assert "`/orchestrate costs [today|week|month|7d]`" in text
+    assert "`/orchestrate costs [today|week|month|last-month|7d|2026-11-01..2026-11-15]`" in text
     assert "/invite @orchestrate" in text
     assert_harmless([message])
 
@@ -236,6 +237,11 @@ def test_member_costs_reply_shows_only_their_own_figures() -> None:
     assert_harmless([message])
 
 
+def day_table(view: dict[str, Any]) -> str:
+    texts = [b["text"]["text"] for b in view["blocks"] if b["type"] == "section" and "text" in b]
+    return next(text for text in texts if text.startswith("*By day*"))
+
+
 def test_home_view_is_a_valid_home_tab_with_a_daily_table() -> None:
     for is_admin in (True, False):
         view = home_view(report=REPORT, daily=DAILY, is_admin=is_admin, command="/orchestrate")
@@ -244,10 +250,38 @@ def test_home_view_is_a_valid_home_tab_with_a_daily_table() -> None:
         assert View(**view).to_dict()["blocks"] == view["blocks"]
         for block in view["blocks"]:
             assert_valid_block(block)
-        daily = view["blocks"][-1]["text"]["text"]
+        daily = day_table(view)
         assert daily.count("\n2026-") == 31  # the latest 31 days, newest last
         assert "2026-12-10    39 runs     $0.3900  ▇▇▇▇▇▇▇▇▇▇▇▇▇▇▇▇▇▇▇▇" in daily
         assert "2026-11-10     0 runs     $0.0000  \n" not in daily  # cut: older than 31 days
+
+
+def test_home_day_table_leaves_out_days_without_runs() -> None:
+    quiet = tuple(replace(day, runs=0, cost_usd=Decimal(0)) if day.day.day % 2 else day
+                  for day in DAILY[-31:])  # fmt: skip
+    view = home_view(report=REPORT, daily=quiet, is_admin=True)
+    daily = day_table(view)
+    shown_days = [line.split()[0] for line in daily.splitlines() if line.startswith("2026-")]
+    assert shown_days == [d.day.isoformat() for d in quiet if d.runs]
+    assert " 0 runs" not in daily
+
+
+def test_home_shows_the_price_table_date_and_warns_admins_past_90_days() -> None:
+    as_of = date(2026, 9, 1)
+    fresh = home_view(report=REPORT, daily=DAILY, is_admin=True, prices_as_of=as_of,
+                      today=as_of + timedelta(days=90))  # fmt: skip
+    stale = home_view(report=REPORT, daily=DAILY, is_admin=True, prices_as_of=as_of,
+                      today=as_of + timedelta(days=91))  # fmt: skip
+    member = home_view(report=REPORT, daily=DAILY, is_admin=False, prices_as_of=as_of,
+                       today=as_of + timedelta(days=91))  # fmt: skip
+    assert "list prices as of 2026-09-01" in json.dumps(fresh)
+    assert "⚠" not in json.dumps(fresh, ensure_ascii=False)
+    assert "91 days old" in json.dumps(stale) and "PRICES_FILE" in json.dumps(stale)
+    assert "list prices as of 2026-09-01" in json.dumps(member)
+    assert "days old" not in json.dumps(member)
+    for view in (fresh, stale, member):
+        for block in view["blocks"]:
+            assert_valid_block(block)
 
 
 def test_home_view_stays_within_slacks_limits_with_full_lists() -> None:

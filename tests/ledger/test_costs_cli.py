@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from blocks import period_label
 from bot.cli.costs import costs_command
 from bot.core.usage import CallRecord, TokenUsage
-from bot.ledger import open_ledger, parse_period
+from bot.ledger import open_ledger, parse_period, read_period
 from bot.settings import Settings
 
 NOW = datetime(2026, 11, 18, 15, 30, tzinfo=UTC)
@@ -43,16 +44,55 @@ def test_periods_run_from_a_utc_midnight_to_now(text: str, since: datetime) -> N
     ("text", "problem"),
     [
         ("yesterday", "is not a period"),
-        ("0d", "out of range"),
-        ("99999d", "is not a period"),
         ("2026-12-01", "in the future"),
         ("", "is not a period"),
+        ("2026-11-10..2026-11-01", "ends before it starts"),
+        ("2026-11-01..2026-12-01", "in the future"),
+        ("2026-11-01..soon", "is not a period"),
     ],
 )
 def test_bad_periods_say_what_to_type(text: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem) as caught:
         parse_period(text, NOW)
-    assert "today, week, month" in str(caught.value) or "1d to" in str(caught.value)
+    message = str(caught.value)
+    assert "today, week, month, last-month" in message or "earlier date first" in message
+
+
+def test_zero_days_and_too_many_days_get_the_same_clear_error() -> None:
+    problems = []
+    for text in ("0d", "99999d"):
+        with pytest.raises(ValueError) as caught:
+            parse_period(text, NOW)
+        problems.append(str(caught.value).replace(text, "Nd", 1))
+    assert problems[0] == problems[1]
+    assert "use 1d to 3660d" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "since", "until", "label"),
+    [
+        ("last-month", utc(2026, 10, 1), utc(2026, 11, 1), "October 2026"),
+        ("2026-11-01..2026-11-15", utc(2026, 11, 1), utc(2026, 11, 16), "2026-11-01 to 2026-11-15"),
+        ("2026-11-10..2026-11-18", utc(2026, 11, 10), NOW, "2026-11-10 to 2026-11-18"),
+        ("2026-11-03..2026-11-03", utc(2026, 11, 3), utc(2026, 11, 4), "2026-11-03"),
+        ("week", utc(2026, 11, 12), NOW, "last 7 days"),
+        ("month", utc(2026, 11, 1), NOW, "November 2026 to date"),
+        ("1d", utc(2026, 11, 18), NOW, "today"),
+        ("2026-09-30", utc(2026, 9, 30), NOW, "since 2026-09-30"),
+    ],
+)
+def test_periods_are_named_for_what_they_cover(
+    text: str, since: datetime, until: datetime, label: str
+) -> None:
+    period = read_period(text, NOW)
+    assert period.bounds == (since, until)
+    assert period_label(period) == label
+
+
+def test_last_month_in_january_is_december_of_the_year_before() -> None:
+    period = read_period("last-month", datetime(2027, 1, 5, tzinfo=UTC))
+    assert period.bounds == (utc(2026, 12, 1), utc(2027, 1, 1))
+    assert period_label(period) == "December 2026"
 
 
 @pytest.fixture

@@ -156,3 +156,13 @@ async def test_every_figure_survives_a_restart(tmp_path: Path) -> None:
     async with running_stack(tmp_path, database_url=url) as stack:
         after = await costs_reply(stack, "U0ADMIN")
     assert before == after
+
+
+async def test_costs_replies_name_the_period_they_cover(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        week = await costs_reply(stack, "U0ADMIN", period="week")
+        last_month = await costs_reply(stack, "U0ADMIN", period="last-month")
+        zero = await costs_reply(stack, "U0ADMIN", period="0d")
+    assert "last 7 days" in week
+    assert "orchestrate spend · " in last_month and " to date" not in last_month
+    assert "use 1d to 3660d" in zero
