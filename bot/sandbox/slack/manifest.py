@@ -31,6 +31,8 @@ class AppManifest:
     bot_events: frozenset[str]
     messages_tab_enabled: bool
     messages_tab_read_only: bool
+    interactivity: bool = False
+    """Whether Slack sends interaction payloads (buttons, modal submissions) at all."""
 
 
 def load_manifest(path: Path = MANIFEST_PATH) -> AppManifest:
@@ -54,6 +56,7 @@ def load_manifest(path: Path = MANIFEST_PATH) -> AppManifest:
         messages_tab_read_only=bool(
             _get(data, "features", "app_home", "messages_tab_read_only_enabled")
         ),
+        interactivity=bool(_get(data, "settings", "interactivity", "is_enabled")),
     )
 
 

@@ -41,6 +41,7 @@ class OtherMethods:
                 "users.list": Method(self.users_list),
                 "conversations.info": Method(self.conversations_info),
                 "conversations.join": Method(self.conversations_join),
+                "conversations.open": Method(self.conversations_open),
                 "views.publish": Method(self.views_publish),
                 "assistant.threads.setStatus": Method(self.set_status),
                 "apps.connections.open": Method(self.connections_open, token="app"),
@@ -98,6 +99,20 @@ class OtherMethods:
             ctx.warnings.append("already_in_channel")
         channel.members.add(self.ws.bot_user_id)
         return {"channel": channel.to_api(bot_user_id=self.ws.bot_user_id)}
+
+    def conversations_open(self, ctx: CallContext) -> dict[str, Any]:
+        """The bot's DM with one person (`users`), opened on first use as Slack does."""
+        self.api.need_scope("im:write")
+        users = [u for u in (ctx.text("users") or "").split(",") if u]
+        if ctx.text("channel") is None and not users:
+            raise ApiError("users_list_not_supplied")
+        if len(users) != 1:
+            # Group DMs (mpim:write) are not something orchestrate opens.
+            raise ApiError("not_supported_in_sandbox")
+        if users[0] not in self.ws.users:
+            raise ApiError("user_not_found")
+        channel = self.ws.im_with(users[0])
+        return {"channel": {"id": channel.id}}
 
     def views_publish(self, ctx: CallContext) -> dict[str, Any]:
         user_id = ctx.required("user_id")

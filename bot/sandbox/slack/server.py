@@ -37,6 +37,7 @@ from aiohttp import web
 
 from bot.sandbox.slack.chat import ChatMethods
 from bot.sandbox.slack.control import control_routes
+from bot.sandbox.slack.files import FileMethods, UploadedFile
 from bot.sandbox.slack.manifest import AppManifest, load_manifest
 from bot.sandbox.slack.methods import OtherMethods
 from bot.sandbox.slack.payloads import (
@@ -51,6 +52,15 @@ from bot.sandbox.slack.payloads import (
 from bot.sandbox.slack.response_url import ResponseUrl, ResponseUrls
 from bot.sandbox.slack.socket import Ack, SocketHub
 from bot.sandbox.slack.transcript import transcript
+from bot.sandbox.slack.views import (
+    Modal,
+    SubmissionResult,
+    Triggers,
+    ViewMethods,
+    block_actions_payload,
+    find_button,
+    view_submission_payload,
+)
 from bot.sandbox.slack.web import ApiCall, WebApi
 from bot.sandbox.slack.workspace import Ephemeral, Message, Workspace
 
@@ -96,6 +106,11 @@ class SlackSandbox:
         self.response_urls = ResponseUrls(self.workspace)
         ChatMethods(self.workspace, self.web_api, stream_ttl_s=stream_ttl_s).register()
         OtherMethods(self.workspace, self.web_api, open_socket_url=self.socket.issue_url).register()
+        self.triggers = Triggers()
+        self.views = ViewMethods(self.workspace, self.web_api, self.triggers)
+        self.views.register()
+        self.file_methods = FileMethods(self.workspace, self.web_api)
+        self.file_methods.register()
         self.base_url = ""
         self._runner: web.AppRunner | None = None
 
@@ -109,6 +124,7 @@ class SlackSandbox:
         self.base_url = f"http://{bound_host}:{bound_port}"
         self.socket.ws_base = f"ws://{bound_host}:{bound_port}"
         self.response_urls.base = self.base_url
+        self.file_methods.base = self.base_url
 
     async def stop(self) -> None:
         await self.socket.close()
@@ -138,6 +154,7 @@ class SlackSandbox:
         app.router.add_route("*", "/api/{method}", self.web_api.handle)
         app.router.add_get("/socket-mode/link/", self.socket.handle)
         app.router.add_post("/commands/{team}/{serial}/{secret}", self.response_urls.handle)
+        app.add_routes(self.file_methods.routes())
         app.add_routes(control_routes(self))
         return app
 
@@ -350,12 +367,77 @@ class SlackSandbox:
     def ephemerals(self, user_id: str | None = None) -> list[Ephemeral]:
         return [e for e in self.workspace.ephemerals if user_id is None or e.user == user_id]
 
+    # ------------------------------------------------------------ modals and files
+
+    def open_modals(self, user_id: str) -> list[Modal]:
+        """The modals `user_id` has open now (opened with views.open, not yet closed)."""
+        return self.views.open_modals(user_id)
+
+    @property
+    def uploads(self) -> list[UploadedFile]:
+        """Every external upload the app started, completed or not."""
+        return list(self.file_methods.files.values())
+
+    async def click_home_button(
+        self, user_id: str, action_id: str, *, url: str | None = None
+    ) -> dict[str, Any] | None:
+        """`user_id` clicks the button `action_id` on their App Home tab; the app gets a
+        `block_actions` payload with a fresh trigger_id (over HTTP to `url` if given)."""
+        home = self.workspace.home_views.get(user_id)
+        found = find_button(home.view, action_id) if home else None
+        if home is None or found is None:
+            raise ValueError(f"{user_id}'s Home tab has no button {action_id!r}")
+        block_id, button = found
+        view = {**home.view, "id": home.id, "hash": home.hash}
+        payload = block_actions_payload(
+            self.workspace,
+            user_id=user_id,
+            container_view=view,
+            block_id=block_id,
+            button=button,
+            trigger_id=self.triggers.issue(user_id),
+        )
+        return await self.send_interactive(payload, url=url)
+
+    async def submit_modal(
+        self, view_id: str, typed: dict[str, Any] | None = None, *, url: str | None = None
+    ) -> SubmissionResult:
+        """The modal's owner presses submit with `typed` values (block_id → value; the other
+        inputs keep their initial values); the app's answer is applied as Slack applies it."""
+        modal = self.views.modals.get(view_id)
+        if modal is None or modal.closed:
+            raise ValueError(f"no open modal {view_id!r}")
+        trigger = self.triggers.issue(modal.user_id)
+        payload = view_submission_payload(self.workspace, self.views, modal, typed or {}, trigger)
+        body = await self.send_interactive(payload, url=url)
+        return self.views.apply_submission_response(modal, body or {})
+
+    async def send_interactive(
+        self, payload: dict[str, Any], *, url: str | None = None
+    ) -> dict[str, Any] | None:
+        """Deliver an interaction payload (any, even a forged one) over Socket Mode, or signed
+        to `url` in HTTP mode; returns the app's answer body (None when it sent none)."""
+        if not self.manifest.interactivity:
+            raise RuntimeError("manifest.yml has interactivity disabled: Slack sends no payloads")
+        if url is None:
+            ack = await self.socket.deliver("interactive", payload, accepts_response_payload=True)
+            if ack.timed_out:
+                raise TimeoutError("the app did not acknowledge the interaction within 3 s")
+            return ack.payload
+        body = form_body({"payload": json.dumps(payload, separators=(",", ":"))})
+        status, text, content_type, latency = await post_signed(
+            url, body, self.signed_request(body)
+        )
+        if status != 200 or latency > self.socket.ack_timeout_s:
+            raise TimeoutError(f"the app answered the interaction with HTTP {status}")
+        return command_response(text, content_type) or None
+
     # ------------------------------------------------------------ helpers
 
     def _command_payload(
         self, entry: ResponseUrl, text: str, user_id: str, channel_id: str, command: str
     ) -> dict[str, str]:
-        return slash_command_payload(
+        payload = slash_command_payload(
             self.workspace,
             text=text,
             user_id=user_id,
@@ -364,6 +446,9 @@ class SlackSandbox:
             response_url=entry.url,
             should_escape=self.manifest.commands.get(command, False),
         )
+        # The command's trigger_id may open a modal, once and within three seconds.
+        self.triggers.register(payload["trigger_id"], user_id)
+        return payload
 
     def _show_command_response(self, entry: ResponseUrl, body: dict[str, Any]) -> None:
         """An immediate command response is shown like a response_url post: Slack's rule."""
