@@ -16,7 +16,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from blocks.cost import shared_labels
+from blocks.cost import ESTIMATE_NOTE, approx, includes_estimate, shared_labels
 from blocks.ephemeral import command_usage
 from blocks.escape import channel_mention, escape, user_mention
 from blocks.format import format_count, format_saving, format_usd, model_label
@@ -78,11 +78,14 @@ def _headline(report: CostReportView, *, is_admin: bool) -> list[str]:
         fields.append(f"*Refused runs*\n{report.refused_runs:,}")
     if report.all_strategy_model_usd is not None and report.calls > report.unpriced_calls:
         fields.append(_all_on_strategy_model(report, report.all_strategy_model_usd))
+    if includes_estimate(report.by_model):
+        fields.append(f"_{ESTIMATE_NOTE}_")
     return fields
 
 
 def _total(report: CostReportView) -> str:
-    return _amount(report.total_usd, calls=report.calls, unpriced_calls=report.unpriced_calls)
+    amount = _amount(report.total_usd, calls=report.calls, unpriced_calls=report.unpriced_calls)
+    return approx(amount, includes_estimate(report.by_model))
 
 
 def _amount(cost_usd: Decimal, *, calls: int, unpriced_calls: int) -> str:
@@ -124,7 +127,8 @@ def _model_lines(by_model: Sequence[ModelCostView]) -> list[str]:
         name = escape(model_label(entry.model))
         if model_label(entry.model) in shared:
             name += f" `{escape(entry.model)}`"
-        lines.append(f"{name} · {format_count(entry.calls, 'call')} · {format_usd(entry.cost_usd)}")
+        cost = approx(format_usd(entry.cost_usd), entry.usage.estimated)
+        lines.append(f"{name} · {format_count(entry.calls, 'call')} · {cost}")
     return lines
 
 

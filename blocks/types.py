@@ -53,7 +53,8 @@ class ReviewView(Protocol):
 
 
 class UsageView(Protocol):
-    """Billable token buckets of a model's calls; `output_tokens` already includes thinking."""
+    """Billable token buckets of a model's calls; `output_tokens` already includes thinking.
+    `estimated`: some output was estimated (a call cut off before the API counted it)."""
 
     @property
     def input_tokens(self) -> int: ...
@@ -67,6 +68,8 @@ class UsageView(Protocol):
     def cache_read_tokens(self) -> int: ...
     @property
     def thinking_tokens(self) -> int: ...
+    @property
+    def estimated(self) -> bool: ...
 
 
 class ModelCostView(Protocol):

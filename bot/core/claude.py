@@ -14,15 +14,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar
 
 import anthropic
-from anthropic.types import Message, MessageParam, TextBlockParam, Usage
+
+# The SDK's HTTP client: its transport errors surface unwrapped once a stream has begun.
+import httpx2
+from anthropic.lib.streaming import ParsedMessageStreamEvent
+from anthropic.types import Message, MessageParam, RawContentBlockDelta, TextBlockParam, Usage
 from pydantic import BaseModel, Field, ValidationError
 
 from bot.core import prompts
+from bot.core.estimate import StreamTally
 from bot.core.models import Check, Component, Review, Strategy
 from bot.core.usage import CallRecord, Outcome, Role, TokenUsage
 from bot.settings import Settings
@@ -191,7 +196,7 @@ class Claude:
         on_cancel: CancelSink | None = None,
     ) -> tuple[Message | None, CallRecord]:
         clock = time.monotonic()
-        progress = _Progress()
+        progress = _Progress(model=model, max_tokens=max_tokens)
         outcome: Outcome = "ok"
         error: str | None = None
         message: Message | None = None
@@ -204,8 +209,16 @@ class Claude:
             outcome, error = "timeout", f"no answer within {self._settings.call_timeout_s:g} s"
         except anthropic.APIStatusError as exc:
             outcome, error = "error", _status_problem(exc)
+        except anthropic.APITimeoutError:
+            outcome, error = "timeout", "the Claude API did not answer in time"
         except anthropic.APIConnectionError:
             outcome, error = "error", "the Claude API could not be reached"
+        except httpx2.TimeoutException:
+            outcome, error = "timeout", "the Claude API stopped sending mid-answer"
+        except (httpx2.TransportError, _StreamCutOff):
+            # The SDK retries only before a stream begins; one broken mid-way ends here,
+            # failing this call alone with what it had streamed so far.
+            outcome, error = "error", "the connection to the Claude API broke mid-answer"
         except asyncio.CancelledError:
             # Tokens already counted were spent: hand the partial record to the caller's
             # sink (synchronously: nothing may be awaited once cancelled) and go on unwinding.
@@ -236,12 +249,13 @@ class Claude:
         ) as stream:
             progress.request_id = stream.request_id
             async for event in stream:
-                if event.type == "message_start":
-                    progress.usage = event.message.usage
-                    if started is not None:
-                        started.set()
-                elif event.type == "message_delta":
-                    progress.output_tokens = event.usage.output_tokens
+                progress.observe(event, at=time.monotonic())
+                if event.type == "message_start" and started is not None:
+                    started.set()
+            if not progress.complete:
+                # The connection closed cleanly but early: the SDK ends the iteration
+                # without an error, and its snapshot would pass for a whole answer.
+                raise _StreamCutOff
             final = await stream.get_final_message()
         progress.usage = final.usage
         return final
@@ -256,7 +270,7 @@ class Claude:
         error: str | None,
         index: int | None,
     ) -> CallRecord:
-        usage = progress.token_usage()
+        usage = progress.token_usage(now=time.monotonic())
         return CallRecord(
             role=role,
             model=model,
@@ -270,16 +284,63 @@ class Claude:
         )
 
 
+class _StreamCutOff(Exception):
+    """The stream ended without `message_stop`."""
+
+
 @dataclass(slots=True)
 class _Progress:
-    """What a streamed call has reported so far, so a cut-off call still has its usage."""
+    """What a streamed call has reported so far, so a cut-off call still has its usage:
+    the input and cache counts from `message_start`, the output from `message_delta` once
+    it comes, and until then an estimate from the content streamed."""
 
+    model: str
+    max_tokens: int
     usage: Usage | None = None
     output_tokens: int | None = None
+    thinking_tokens: int | None = None
     request_id: str | None = None
+    complete: bool = False
+    tally: StreamTally = field(default_factory=StreamTally)
 
-    def token_usage(self) -> TokenUsage:
-        return to_token_usage(self.usage, output_tokens=self.output_tokens)
+    def observe(self, event: ParsedMessageStreamEvent[Any], *, at: float) -> None:
+        if event.type == "message_start":
+            self.usage = event.message.usage
+        elif event.type == "content_block_start":
+            kind = event.content_block.type
+            self.tally.started(kind if kind in ("thinking", "text") else "other", at=at)
+        elif event.type == "content_block_delta":
+            self.tally.delta(_delta_chars(event.delta), at=at)
+        elif event.type == "content_block_stop":
+            self.tally.stopped(at=at)
+        elif event.type == "message_delta":
+            self.output_tokens = event.usage.output_tokens
+            details = event.usage.output_tokens_details
+            self.thinking_tokens = details.thinking_tokens if details else None
+        elif event.type == "message_stop":
+            self.complete = True
+
+    def token_usage(self, *, now: float) -> TokenUsage:
+        exact = to_token_usage(self.usage, output_tokens=self.output_tokens)
+        if self.usage is None or self.output_tokens is not None:
+            return exact
+        guess = self.tally.estimate(now=now, model=self.model, limit=self.max_tokens)
+        return replace(
+            exact,
+            output_tokens=guess.output_tokens,
+            thinking_tokens=guess.thinking_tokens,
+            estimated=True,
+        )
+
+
+def _delta_chars(delta: RawContentBlockDelta) -> int:
+    if delta.type == "text_delta":
+        return len(delta.text)
+    if delta.type == "input_json_delta":
+        return len(delta.partial_json)
+    if delta.type == "thinking_delta":
+        return len(delta.thinking)
+    return 0  # signatures and citations are not output the model wrote
 
 
 def to_token_usage(usage: Usage | None, *, output_tokens: int | None = None) -> TokenUsage:

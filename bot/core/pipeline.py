@@ -6,9 +6,12 @@ the moment its call returns (completion order, from inside an `asyncio.TaskGroup
 review, and the run's bill. Every model call is emitted as `CallFinished` before the event
 built from it, so a listener can write it down before anything else happens. A global
 semaphore caps concurrent model calls across runs. One failed example does not sink the
-run; a failed plan ends it with a reason a user can act on. If the run is cancelled, the
-tokens already spent are still emitted and the run ends as `RunFailed`, then the
-cancellation goes on. This module knows nothing of Slack.
+run; a failed plan ends it with a reason a user can act on. A call cut off mid-stream (a
+dropped connection, a timeout) fails its own step with its estimated usage. A `RunStop`
+ends a run at once: the calls in flight are closed (the API stops generating, so nothing
+more is billed), their usage so far is emitted, estimated, and the run ends as
+`RunFailed` with the stop's reason. If the run's task is cancelled instead (a shutdown),
+the same happens and the cancellation goes on. This module knows nothing of Slack.
 """
 
 from __future__ import annotations
@@ -58,6 +61,30 @@ def _tokens(*texts: str) -> int:
     return sum(len(t) for t in texts) // 3 + 1
 
 
+INTERRUPTED_REASON = "the run was interrupted before it finished (the bot was restarting)."
+
+
+class RunStop:
+    """Asks one run to stop now; `reason` is what its `RunFailed` tells the user."""
+
+    def __init__(self) -> None:
+        self._requested = asyncio.Event()
+        self.reason = ""
+
+    def stop(self, reason: str) -> None:
+        """Stop the run (again is harmless: the first reason stands)."""
+        if not self._requested.is_set():
+            self.reason = reason
+            self._requested.set()
+
+    @property
+    def requested(self) -> bool:
+        return self._requested.is_set()
+
+    async def wait(self) -> None:
+        await self._requested.wait()
+
+
 class Pipeline:
     """Runs questions through the three roles; shared by every run of one process."""
 
@@ -84,10 +111,11 @@ class Pipeline:
         plan, example, review = (c for c in costs if c is not None)
         return 2 * plan + MAX_COMPONENTS * example + review
 
-    async def run(self, question: str, *, emit: Emit) -> None:
-        """Run one question to its end, emitting every event; raises only on a bug."""
+    async def run(self, question: str, *, emit: Emit, stop: RunStop | None = None) -> None:
+        """Run one question to its end (or until `stop`), emitting every event; raises only
+        on a bug or when cancelled."""
         run = _Run(self, question, emit)
-        await run.execute()
+        await run.execute(stop)
 
 
 class _Run:
@@ -101,13 +129,38 @@ class _Run:
         self.cut_off: list[CallRecord] = []  # calls interrupted by cancellation
         self.started = time.monotonic()
 
-    async def execute(self) -> None:
+    async def execute(self, stop: RunStop | None) -> None:
         await self.emit(RunStarted(self.question, self.p._settings.models))
         try:
-            await self._stages()
+            stopped = await self._stages_until(stop)
         except asyncio.CancelledError:
-            await self._interrupted()
+            await self._interrupted(INTERRUPTED_REASON)
             raise
+        if stopped is not None:
+            await self._interrupted(stopped)
+
+    async def _stages_until(self, stop: RunStop | None) -> str | None:
+        """Run the stages; if `stop` comes first, cancel them and return its reason."""
+        if stop is None:
+            await self._stages()
+            return None
+        if stop.requested:
+            return stop.reason
+        stages = asyncio.create_task(self._stages())
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait((stages, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not stages.done():
+                stages.cancel()
+            # Wait for the stages to unwind (their calls close their streams and hand over
+            # what they spent) even if this task is itself being cancelled meanwhile.
+            await asyncio.wait((stages,))
+        if stages.cancelled():
+            return stop.reason
+        stages.result()  # a bug in the stages raises here
+        return None
 
     async def _stages(self) -> None:
         strategy = await self._plan()
@@ -232,13 +285,11 @@ class _Run:
     async def _fail(self, reason: str, *, interrupted: bool = False) -> None:
         await self.emit(RunFailed(reason, self._bill(), self._elapsed(), interrupted))
 
-    async def _interrupted(self) -> None:
+    async def _interrupted(self, reason: str) -> None:
         for call in self.cut_off:
             await self._record(call)
-        await self._fail(
-            "the run was interrupted before it finished (the bot was restarting).",
-            interrupted=True,
-        )
+        self.cut_off.clear()
+        await self._fail(reason, interrupted=True)
 
     def _bill(self) -> CostSummary:
         return summarize(

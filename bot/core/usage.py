@@ -1,7 +1,9 @@
 """Token usage and the record of one model call: the currency shared by pipeline, pricing, ledger.
 
 `TokenUsage` holds the API's usage buckets exactly as billed (uncached input, 5-minute and
-1-hour cache writes, cache reads, output including thinking). `CallRecord` is one model call
+1-hour cache writes, cache reads, output including thinking), or, for a call cut off before
+the API reported its output, with the output estimated from what had streamed and
+`estimated` set; a sum that includes an estimate is itself estimated. `CallRecord` is one model call
 as it returned: role, model, usage, request-id, latency, outcome and its exact cost (None when
 the model is not in the price table: *unpriced*, never $0).
 """
@@ -18,7 +20,8 @@ Outcome = Literal["ok", "invalid", "error", "timeout", "cancelled"]
 
 @dataclass(frozen=True, slots=True)
 class TokenUsage:
-    """Billable token counts of one call; `output_tokens` includes `thinking_tokens`."""
+    """Billable token counts of one call; `output_tokens` includes `thinking_tokens`.
+    `estimated`: the output counts are an estimate (the call was cut off mid-stream)."""
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -26,6 +29,7 @@ class TokenUsage:
     cache_write_1h_tokens: int = 0
     cache_read_tokens: int = 0
     thinking_tokens: int = 0
+    estimated: bool = False
 
     @property
     def prompt_tokens(self) -> int:
@@ -49,6 +53,7 @@ class TokenUsage:
             cache_write_1h_tokens=self.cache_write_1h_tokens + other.cache_write_1h_tokens,
             cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
             thinking_tokens=self.thinking_tokens + other.thinking_tokens,
+            estimated=self.estimated or other.estimated,
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -119,3 +120,18 @@ def test_elapsed_and_saving_wording() -> None:
     assert format_elapsed(125.2) == "2 min 05 s"
     assert format_saving(Decimal("83.5")) == "saved 84%"
     assert format_saving(Decimal("-12.2")) == "cost 12% more"
+
+
+def test_an_estimated_call_marks_its_figures_and_the_total_with_approx() -> None:
+    bill = cost()
+    haiku = bill.by_model[1]
+    cut = replace(haiku, usage=replace(haiku.usage, estimated=True))
+    estimated = replace(bill, by_model=(bill.by_model[0], cut, bill.by_model[2]))
+
+    lines = _lines(cost_footer(estimated, 12.34))
+
+    assert lines[0] == "*Opus* · 1 call · 1,500 in / 500 out (200 thinking) · $0.0123"
+    assert lines[1] == "*Haiku* · 4 calls · 8,200 in / ≈3,100 out · ≈$0.0013"
+    assert lines[3].startswith("*Total ≈$0.0192* · all on Opus: ≈$0.1200 · saved 84% · ⏱ 12.3 s")
+    assert "cut off mid-answer" in lines[3]
+    assert "≈" not in "".join(_lines(cost_footer(bill, 12.34)))

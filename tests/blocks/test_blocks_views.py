@@ -298,3 +298,22 @@ def test_home_view_stays_within_slacks_limits_with_full_lists() -> None:
         text = json.dumps(view)
         assert ("<@U0USER0>" in text and "<#C0CHAN4>" in text) is is_admin
         assert ("U0USER" in text or "C0CHAN" in text or "Top people" in text) is is_admin
+
+
+def test_a_report_that_includes_estimated_calls_says_approx() -> None:
+    opus, haiku = REPORT.by_model
+    cut = replace(haiku, usage=replace(haiku.usage, estimated=True))
+    report = replace(REPORT, by_model=(opus, cut))
+
+    message = costs_summary_message(report, period_label="November", is_admin=True)
+
+    assert_valid_message(message)
+    assert message.text == "Workspace orchestrate spend, November: ≈$1.2346"
+    fields = [f["text"] for f in message.blocks[1]["fields"]]
+    assert fields[0] == "*Total*\n≈$1.2346"
+    assert "cut off mid-answer" in fields[-1]
+    by_model = section_texts(message)[0]
+    assert by_model.splitlines()[1:] == [
+        "Opus · 64 calls · $0.8000",
+        "Haiku · 256 calls · ≈$0.4346",
+    ]

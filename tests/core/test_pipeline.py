@@ -22,10 +22,11 @@ from bot.core.events import (
     RunStarted,
     StrategyReady,
 )
-from bot.core.pipeline import Pipeline
+from bot.core.models import Strategy
+from bot.core.pipeline import Pipeline, RunStop
 from bot.core.pricing import PriceTable
-from bot.core.usage import TokenUsage
-from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
+from bot.core.usage import CallRecord, TokenUsage
+from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel, ModelLatency
 from bot.settings import Settings
 
 QUESTION = "Design a REST API for a social network"
@@ -451,3 +452,149 @@ async def test_a_run_cancelled_while_calls_wait_for_a_slot_leaves_no_unawaited_c
         gc.collect()
     await claude.aclose()
     assert [w for w in caught if "never awaited" in str(w.message)] == []
+
+
+# -- calls cut off mid-stream: each bills what it streamed, estimated ----------------------
+
+# Slow enough that a cut lands mid-answer, fast enough for a test: an example streams for
+# about 2 s (≈120 hidden thinking tokens, then ≈600 of text at 300 tokens a second).
+PACED = LatencyModel(
+    {
+        "haiku": ModelLatency(0.05, 300.0),
+        "opus": ModelLatency(0.05, 4000.0),
+        "sonnet": ModelLatency(0.05, 4000.0),
+    }
+)
+
+
+@pytest.fixture
+async def paced_sandbox() -> AsyncIterator[ClaudeSandbox]:
+    async with ClaudeSandbox(latency=PACED) as sandbox:
+        yield sandbox
+
+
+def calls_of(recorder: Recorder) -> list[CallRecord]:
+    return [e.call for e in recorder.of(CallFinished) if isinstance(e, CallFinished)]
+
+
+def assert_billed_within_a_quarter(call: CallRecord, sandbox: ClaudeSandbox) -> None:
+    served = next(r for r in sandbox.requests if r.request_id == call.request_id)
+    assert call.usage.estimated
+    assert served.streamed_tokens > 50, "the cut should land mid-answer"
+    assert abs(call.usage.output_tokens - served.streamed_tokens) <= 0.25 * served.streamed_tokens
+    assert served.usage is not None and call.usage.input_tokens == served.usage["input_tokens"]
+
+
+async def strategy_of(sandbox: ClaudeSandbox, prices: PriceTable) -> Strategy:
+    sandbox.add_rule(role="example", delay_s=0.01)  # fast example calls for this first run
+    first = await run_pipeline(sandbox, prices)
+    sandbox.clear_rules()
+    strategy = first.of(StrategyReady)[0]
+    assert isinstance(strategy, StrategyReady)
+    return strategy.strategy
+
+
+async def test_a_connection_cut_mid_stream_fails_that_example_alone_with_its_usage_estimated(
+    paced_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    strategy = await strategy_of(paced_sandbox, prices)
+    doomed = strategy.components[0].name
+    paced_sandbox.add_rule(role="example", contains=f'name="{doomed}"', fault="disconnect")
+    before = len(paced_sandbox.requests)
+
+    recorder = await run_pipeline(paced_sandbox, prices)
+
+    failed = [e for e in recorder.of(ExampleFailed) if isinstance(e, ExampleFailed)]
+    assert [e.component.name for e in failed] == [doomed]
+    assert "connection" in failed[0].reason and "broke" in failed[0].reason
+    assert len(recorder.of(ExampleReady)) == len(strategy.components) - 1
+    review = next(r for r in paced_sandbox.requests[before:] if r.role == "review")
+    assert f'name="{doomed}" status="failed"' in str(review.body["messages"])
+    finished = recorder.events[-1]
+    assert isinstance(finished, RunFinished)
+    cut = [c for c in calls_of(recorder) if c.outcome == "error"]
+    assert len(cut) == 1 and cut[0].component_index == 0
+    assert_billed_within_a_quarter(cut[0], paced_sandbox)
+    assert cut[0].cost_usd is not None and cut[0].cost_usd > 0
+    # The run's bill includes the estimate, and says so.
+    assert any(m.usage.estimated for m in finished.cost.by_model)
+    served = paced_sandbox.messages()[before:]
+    assert len(calls_of(recorder)) == len(served)  # every call the API served is recorded
+
+
+async def test_a_call_timing_out_mid_stream_is_billed_for_what_it_streamed(
+    paced_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    recorder = await run_pipeline(paced_sandbox, prices, call_timeout_s=1.0)
+
+    examples = [c for c in calls_of(recorder) if c.role == "example"]
+    assert examples and all(c.outcome == "timeout" for c in examples)
+    for call in examples:
+        assert_billed_within_a_quarter(call, paced_sandbox)
+    assert isinstance(recorder.events[-1], RunFinished)
+
+
+async def test_a_run_stopped_mid_stream_bills_within_a_quarter_of_the_tokens_streamed(
+    paced_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    settings = settings_for(paced_sandbox)
+    claude = Claude.from_settings(settings, price=prices.cost)
+    recorder, stop = Recorder(), RunStop()
+    task = asyncio.create_task(
+        Pipeline(claude, settings=settings, prices=prices).run(QUESTION, emit=recorder, stop=stop)
+    )
+    while not recorder.of(StrategyReady):  # noqa: ASYNC110 - the emit list is the signal
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(1.0)  # every example is streaming its text
+
+    stop.stop("stopped by the test.")
+    stopped_at = time.monotonic()
+    await task  # a stop ends the run normally: no cancellation escapes
+    await claude.aclose()
+
+    last = recorder.events[-1]
+    assert isinstance(last, RunFailed) and last.interrupted
+    assert last.reason == "stopped by the test."
+    cut = [c for c in calls_of(recorder) if c.outcome == "cancelled"]
+    examples = [r for r in paced_sandbox.requests if r.role == "example"]
+    assert len(cut) == len(examples) >= 2
+    for call in cut:
+        assert_billed_within_a_quarter(call, paced_sandbox)
+    streamed = sum(r.streamed_tokens for r in examples)
+    billed = sum(c.usage.output_tokens for c in cut)
+    assert abs(billed - streamed) <= 0.25 * streamed
+    # The streams were closed at once, so the API generated nothing more.
+    assert all(r.finished is not None and r.finished - stopped_at < 0.3 for r in examples)
+    assert last.cost.total_usd is not None and last.cost.total_usd > 0
+    assert any(m.usage.estimated for m in last.cost.by_model)
+
+
+async def test_a_stop_before_the_run_starts_calls_no_model(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    settings = settings_for(claude_sandbox)
+    stop = RunStop()
+    stop.stop("stopped early.")
+    recorder = Recorder()
+    claude = Claude.from_settings(settings, price=prices.cost)
+    await Pipeline(claude, settings=settings, prices=prices).run(QUESTION, emit=recorder, stop=stop)
+    await claude.aclose()
+
+    assert claude_sandbox.messages() == []
+    last = recorder.events[-1]
+    assert isinstance(last, RunFailed) and last.reason == "stopped early."
+
+
+async def test_a_stop_after_the_run_finished_changes_nothing(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    settings = settings_for(claude_sandbox)
+    stop = RunStop()
+    recorder = Recorder()
+    claude = Claude.from_settings(settings, price=prices.cost)
+    await Pipeline(claude, settings=settings, prices=prices).run(QUESTION, emit=recorder, stop=stop)
+    stop.stop("too late.")
+    await claude.aclose()
+
+    assert isinstance(recorder.events[-1], RunFinished)
+    assert not any(c.usage.estimated for c in calls_of(recorder))
