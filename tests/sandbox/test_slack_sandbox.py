@@ -858,3 +858,160 @@ async def test_users_list_pages_through_every_member_with_a_cursor() -> None:
                 break
     assert sorted(seen) == sorted(slack.workspace.users)
     assert len(seen) == len(set(seen)) >= 5
+
+
+# ---------------------------------------------------------------- threads, mentions, shortcuts
+
+
+async def test_conversations_replies_pages_a_thread_parent_first_with_authors(
+    slack: SlackSandbox, client: AsyncWebClient
+) -> None:
+    ws = slack.workspace
+    parent = ws.post_as("U0ALICE", "C0GENERAL", "Shall we cache?")
+    for n in range(4):
+        ws.post_as("U0BOB", "C0GENERAL", f"reply {n}", thread_ts=parent.ts)
+    ws.post_as("U0HELPER", "C0GENERAL", "a bot says hi", thread_ts=parent.ts)
+    pages: list[list[dict[str, Any]]] = []
+    cursor: str | None = None
+    while True:
+        page = await client.conversations_replies(
+            channel="C0GENERAL", ts=parent.ts, limit=2, cursor=cursor
+        )
+        pages.append(page["messages"])
+        cursor = page["response_metadata"]["next_cursor"] or None
+        assert page["has_more"] is (cursor is not None)
+        if cursor is None:
+            break
+    flat = [m for p in pages for m in p]
+    assert [m["text"] for m in flat] == [
+        "Shall we cache?", "reply 0", "reply 1", "reply 2", "reply 3", "a bot says hi"
+    ]  # fmt: skip
+    assert [len(p) for p in pages] == [2, 2, 2]  # the parent opens the first page only
+    assert flat[0]["reply_count"] == 5 and flat[0]["thread_ts"] == parent.ts
+    assert all(m["parent_user_id"] == "U0ALICE" for m in flat[1:])
+    assert "bot_id" not in flat[1] and flat[1]["user"] == "U0BOB"
+    assert (flat[-1]["user"], flat[-1]["bot_id"]) == ("U0HELPER", "B0HELPER")
+
+
+async def test_conversations_replies_returns_metadata_only_when_asked(
+    client: AsyncWebClient,
+) -> None:
+    top = await client.chat_postMessage(channel="C0GENERAL", text="run")
+    metadata = {"event_type": "orchestrate_run", "event_payload": {"run_id": "r1"}}
+    await client.chat_update(channel="C0GENERAL", ts=top["ts"], text="run", metadata=metadata)
+    plain = await client.conversations_replies(channel="C0GENERAL", ts=top["ts"])
+    full = await client.conversations_replies(
+        channel="C0GENERAL", ts=top["ts"], include_all_metadata=True
+    )
+    assert "metadata" not in plain["messages"][0]
+    assert full["messages"][0]["metadata"] == metadata
+    assert full["messages"][0]["bot_id"] == "B0BOT"
+    nested = {"event_type": "x", "event_payload": {"parts": [1, 2]}}
+    refused = await api_error(
+        client.chat_postMessage(channel="C0GENERAL", text="m", metadata=nested)
+    )
+    assert refused.response["error"] == "invalid_metadata_format"
+
+
+async def test_conversations_replies_refuses_threads_the_bot_cannot_read(
+    slack: SlackSandbox, client: AsyncWebClient
+) -> None:
+    ws = slack.workspace
+    secret = ws.post_as("U0ALICE", "G0PRIVATE", "private plans")
+    outside = ws.post_as("U0ALICE", "C0RANDOM", "public, bot not in")
+    errors = [
+        (await api_error(client.conversations_replies(channel=channel, ts=ts))).response["error"]
+        for channel, ts in [
+            ("G0PRIVATE", secret.ts),
+            ("C0RANDOM", outside.ts),
+            ("C0GENERAL", "1.000001"),
+        ]
+    ]
+    assert errors == ["channel_not_found", "not_in_channel", "thread_not_found"]
+    top = ws.post_as("U0ALICE", "C0GENERAL", "t")
+    bad = await api_error(client.conversations_replies(channel="C0GENERAL", ts=top.ts, cursor="zz"))
+    assert bad.response["error"] == "invalid_cursor"
+    async with SlackSandbox(scopes=load_manifest().bot_scopes - {"groups:history"}) as narrow:
+        narrow_client = AsyncWebClient(token=narrow.bot_token, base_url=narrow.api_url)
+        team = narrow.workspace.post_as("U0ALICE", "G0TEAM", "t")
+        missing = await api_error(narrow_client.conversations_replies(channel="G0TEAM", ts=team.ts))
+    assert (missing.response["error"], missing.response["needed"]) == (
+        "missing_scope",
+        "groups:history",
+    )
+
+
+async def test_mentions_in_threads_carry_the_thread_and_authors_as_slack_sends_them(
+    slack: SlackSandbox,
+) -> None:
+    received: list[SocketModeRequest] = []
+    top = slack.workspace.post_as("U0BOB", "C0GENERAL", "discussion")
+    message, event = slack.typed_mention("@orchestrate plan <this> & that", thread_ts=top.ts)
+    bot_message = slack.workspace.post_as(
+        "U0HELPER", "C0GENERAL", "<@U0BOT> from a bot", thread_ts=top.ts
+    )
+    async with socket_app(slack, received):
+        await slack.wait_connected()
+        await slack.send_event(event)
+    assert message.text == "<@U0BOT> plan &lt;this&gt; &amp; that"
+    sent = received[0].payload["event"]
+    assert (sent["type"], sent["user"], sent["ts"], sent["thread_ts"], sent["parent_user_id"]) == (
+        "app_mention",
+        "U0ALICE",
+        message.ts,
+        top.ts,
+        "U0BOB",
+    )
+    assert "bot_id" not in sent
+    from bot.sandbox.slack.payloads import mention_event
+
+    from_bot = mention_event(slack.workspace, bot_message)
+    assert (from_bot["user"], from_bot["bot_id"]) == ("U0HELPER", "B0HELPER")
+    with pytest.raises(ValueError, match="not in it"):
+        slack.typed_mention("@orchestrate hello?", channel_id="C0RANDOM")
+
+
+async def test_message_shortcuts_arrive_over_the_socket_and_signed_over_http(
+    slack: SlackSandbox,
+) -> None:
+    received: list[SocketModeRequest] = []
+    top = slack.workspace.post_as("U0BOB", "C0GENERAL", "let us discuss")
+    async with socket_app(slack, received):
+        await slack.wait_connected()
+        ack = await slack.send_message_shortcut(top, callback_id="orchestrate_thread")
+    assert not ack.timed_out
+    payload = received[0].payload
+    assert received[0].type == "interactive"
+    assert (payload["type"], payload["callback_id"], payload["message_ts"]) == (
+        "message_action",
+        "orchestrate_thread",
+        top.ts,
+    )
+    assert payload["channel"]["id"] == "C0GENERAL" and payload["user"]["id"] == "U0ALICE"
+    assert payload["message"]["text"] == "let us discuss"
+    assert payload["response_url"].startswith(slack.base_url)
+
+    bodies: list[str] = []
+
+    async def events(request: web.Request) -> web.Response:
+        body = await request.text()
+        assert SignatureVerifier(slack.signing_secret).is_valid_request(body, dict(request.headers))
+        bodies.append(body)
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/slack/events", events)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        status, _, _ = await slack.post_message_shortcut_http(
+            f"http://127.0.0.1:{port}/slack/events", top, callback_id="orchestrate_thread"
+        )
+    finally:
+        await runner.cleanup()
+    assert status == 200
+    sent = json.loads(parse_qs(bodies[0])["payload"][0])
+    assert (sent["type"], sent["message_ts"]) == ("message_action", top.ts)

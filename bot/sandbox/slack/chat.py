@@ -131,6 +131,23 @@ def postable_channel(ws: Workspace, api: WebApi, value: str | None) -> Channel:
     return channel
 
 
+def message_metadata(ctx: CallContext) -> dict[str, Any] | None:
+    """A message's `metadata`: an `event_type` string and a flat `event_payload` object (its
+    values strings, numbers or booleans), else `invalid_metadata_format`."""
+    metadata = ctx.structured("metadata", format_error="invalid_metadata_format")
+    if metadata is None:
+        return None
+    payload = metadata.get("event_payload") if isinstance(metadata, dict) else None
+    if (
+        not isinstance(metadata, dict)
+        or not isinstance(metadata.get("event_type"), str)
+        or not isinstance(payload, dict)
+        or not all(isinstance(v, str | int | float | bool) for v in payload.values())
+    ):
+        raise ApiError("invalid_metadata_format")
+    return metadata
+
+
 class ChatMethods:
     """Handlers for chat.* on one workspace; `register` adds them to a `WebApi`."""
 
@@ -162,7 +179,7 @@ class ChatMethods:
         thread_ts = self._thread(channel, ctx.text("thread_ts"))
         message = self._bot_message(channel, thread_ts, content)
         message.reply_broadcast = bool(ctx.flag("reply_broadcast")) and thread_ts is not None
-        message.metadata = ctx.structured("metadata", format_error="invalid_metadata_format")
+        message.metadata = message_metadata(ctx)
         message.unfurl_links = ctx.flag("unfurl_links")
         message.unfurl_media = ctx.flag("unfurl_media")
         message.mrkdwn = ctx.flag("mrkdwn")
@@ -184,6 +201,7 @@ class ChatMethods:
             message.text = content.text if content.text is not None else message.text
             # Slack keeps a message's blocks when an update omits them; [] removes them.
             message.blocks = content.blocks if content.blocks is not None else message.blocks
+        message.metadata = message_metadata(ctx) or message.metadata
         message.edited_ts = self.ws.clock.next()
         return {
             "channel": channel.id,
@@ -261,8 +279,7 @@ class ChatMethods:
         final_blocks = parse_blocks(ctx) or []
         self._append_chunks(message, ctx)
         message.blocks = message.blocks + final_blocks
-        metadata = ctx.structured("metadata", format_error="invalid_metadata_format")
-        message.metadata = metadata or message.metadata
+        message.metadata = message_metadata(ctx) or message.metadata
         assert message.stream is not None  # _live_stream guarantees it
         message.stream.stopped = True
         return {

@@ -6,11 +6,18 @@ for private channels the bot is not in, `missing_scope` (with `needed` and `prov
 the installation lacks a scope, `method_not_supported_for_channel_type` for joining private
 conversations, `already_in_channel` as a warning, `hash_conflict` and `invalid_arguments` for
 App Home views over 100 blocks or 250 kB, and `not_allowed_token_type` when a bot token asks
-for a Socket Mode URL.
+for a Socket Mode URL. `conversations.replies` pages a thread with an opaque cursor (the
+parent first on the first page only), returns message metadata only when asked
+(`include_all_metadata`), and refuses threads the bot cannot read: `channel_not_found` for a
+private channel it is not in, `not_in_channel` for a public one, `thread_not_found` for an
+unknown `ts`, `invalid_cursor`, and `missing_scope` without the conversation type's
+`*:history` scope.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import time
@@ -20,9 +27,10 @@ from typing import Any
 from bot.sandbox.slack.blocks import VIEW_MAX_BLOCKS, block_errors, error
 from bot.sandbox.slack.chat import visible_channel
 from bot.sandbox.slack.web import ApiError, CallContext, Method, WebApi, invalid_arguments
-from bot.sandbox.slack.workspace import Channel, HomeView, Status, Workspace
+from bot.sandbox.slack.workspace import Channel, HomeView, Message, Status, Workspace
 
 VIEW_MAX_BYTES = 250_000
+REPLIES_MAX_LIMIT = 1000
 
 
 class OtherMethods:
@@ -42,6 +50,7 @@ class OtherMethods:
                 "conversations.info": Method(self.conversations_info),
                 "conversations.join": Method(self.conversations_join),
                 "conversations.open": Method(self.conversations_open),
+                "conversations.replies": Method(self.conversations_replies),
                 "views.publish": Method(self.views_publish),
                 "assistant.threads.setStatus": Method(self.set_status),
                 "apps.connections.open": Method(self.connections_open, token="app"),
@@ -114,6 +123,61 @@ class OtherMethods:
         channel = self.ws.im_with(users[0])
         return {"channel": {"id": channel.id}}
 
+    def conversations_replies(self, ctx: CallContext) -> dict[str, Any]:
+        """A thread, parent first, oldest first, `limit` messages a page."""
+        channel = self._by_id(ctx.required("channel"))
+        self.api.need_scope(_history_scope(channel))
+        channel = visible_channel(self.ws, channel.id)
+        if self.ws.bot_user_id not in channel.members:
+            raise ApiError("not_in_channel")
+        parent = self._thread_parent(channel, ctx.required("ts"))
+        thread = [parent, *self.ws.thread_replies(channel.id, parent.ts)]
+        thread = [m for m in thread if _in_range(m, ctx)]
+        start = _cursor_start(ctx.text("cursor"), thread)
+        limit = max(1, min(int(ctx.text("limit") or REPLIES_MAX_LIMIT), REPLIES_MAX_LIMIT))
+        page = thread[start : start + limit]
+        following = start + len(page)
+        metadata = bool(ctx.flag("include_all_metadata"))
+        return {
+            "messages": [self._thread_message(m, parent, metadata=metadata) for m in page],
+            "has_more": following < len(thread),
+            "response_metadata": {
+                "next_cursor": _cursor(thread[following]) if following < len(thread) else ""
+            },
+        }
+
+    def _thread_parent(self, channel: Channel, ts: str) -> Message:
+        message = self.ws.find(channel.id, ts)
+        if message is None:
+            raise ApiError("thread_not_found")
+        if message.is_reply and message.thread_ts is not None:
+            parent = self.ws.find(channel.id, message.thread_ts)
+            if parent is None:
+                raise ApiError("thread_not_found")
+            return parent
+        return message
+
+    def _thread_message(
+        self, message: Message, parent: Message, *, metadata: bool
+    ) -> dict[str, Any]:
+        body = message.to_api(self.ws.team_id)
+        if not metadata:
+            body.pop("metadata", None)
+        if message is parent:
+            replies = self.ws.thread_replies(parent.channel, parent.ts)
+            if replies:
+                users = list(dict.fromkeys(r.user for r in replies))
+                body.update(
+                    thread_ts=parent.ts,
+                    reply_count=len(replies),
+                    reply_users=users[:5],
+                    reply_users_count=len(users),
+                    latest_reply=replies[-1].ts,
+                )
+        else:
+            body["parent_user_id"] = parent.user
+        return body
+
     def views_publish(self, ctx: CallContext) -> dict[str, Any]:
         user_id = ctx.required("user_id")
         if user_id not in self.ws.users:
@@ -179,6 +243,39 @@ def _read_scope(channel: Channel) -> str:
     if channel.is_im:
         return "im:read"
     return "groups:read" if channel.is_private else "channels:read"
+
+
+def _history_scope(channel: Channel) -> str:
+    if channel.is_im:
+        return "im:history"
+    return "groups:history" if channel.is_private else "channels:history"
+
+
+def _in_range(message: Message, ctx: CallContext) -> bool:
+    """Slack's `oldest`/`latest` window; the ends count only with `inclusive`."""
+    ts = float(message.ts)
+    oldest, latest = float(ctx.text("oldest") or 0), float(ctx.text("latest") or "inf")
+    if ctx.flag("inclusive"):
+        return oldest <= ts <= latest
+    return oldest < ts < latest
+
+
+def _cursor(message: Message) -> str:
+    return base64.b64encode(f"ts:{message.ts}".encode()).decode()
+
+
+def _cursor_start(cursor: str | None, thread: list[Message]) -> int:
+    """Where a page starts: at the message the cursor names (an opaque string to clients)."""
+    if cursor is None:
+        return 0
+    try:
+        ts = base64.b64decode(cursor, validate=True).decode().removeprefix("ts:")
+    except (binascii.Error, UnicodeDecodeError):
+        raise ApiError("invalid_cursor") from None
+    index = next((i for i, m in enumerate(thread) if m.ts == ts), None)
+    if index is None or index == 0:
+        raise ApiError("invalid_cursor")
+    return index
 
 
 def _check_home_view(view: Any) -> None:

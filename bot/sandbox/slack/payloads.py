@@ -1,5 +1,8 @@
 """What Slack sends to an app, built from the sandbox workspace: slash command payloads,
-Events API callbacks, the v0 request signature and the signed POST used in HTTP mode.
+Events API callbacks (`app_mention` events built from the message that mentions the bot,
+with `thread_ts` and `parent_user_id` in a thread and `bot_id` when a bot wrote it), message
+shortcut (`message_action`) payloads, the v0 request signature and the signed POST used in
+HTTP mode.
 
 The same slash command payload travels form-encoded over HTTP and as a JSON object inside a
 Socket Mode envelope, as it does from Slack. `channel_name` follows Slack's quirk of reading
@@ -27,7 +30,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from bot.sandbox.slack.workspace import Channel, Workspace
+from bot.sandbox.slack.workspace import Channel, Message, Workspace
 
 VERIFICATION_TOKEN = "sandbox-verification-token"
 _trigger_counter = itertools.count(1)
@@ -120,6 +123,60 @@ def slash_command_payload(
         "is_enterprise_install": "false",
         "response_url": response_url,
         "trigger_id": f"{next(_trigger_counter)}.{int(time.time())}.{secrets.token_hex(16)}",
+    }
+
+
+def mention_event(ws: Workspace, message: Message) -> dict[str, Any]:
+    """The `app_mention` event for `message`, which must mention the bot in a channel the bot
+    is in (Slack sends no event otherwise)."""
+    channel = ws.channels[message.channel]
+    if ws.bot_user_id not in channel.members:
+        raise ValueError(f"Slack sends no app_mention from {channel.id}: the bot is not in it")
+    if f"<@{ws.bot_user_id}>" not in message.text:
+        raise ValueError("the message does not mention the bot")
+    event: dict[str, Any] = {
+        "type": "app_mention",
+        "user": message.user,
+        "text": message.text,
+        "ts": message.ts,
+        "team": ws.team_id,
+        "channel": message.channel,
+        "event_ts": message.ts,
+    }
+    if message.bot_id:
+        event.update(bot_id=message.bot_id, app_id=message.app_id)
+        event["bot_profile"] = message.to_api(ws.team_id)["bot_profile"]
+    else:
+        event["client_msg_id"] = secrets.token_hex(16)
+    if message.is_reply and message.thread_ts is not None:
+        parent = ws.find(message.channel, message.thread_ts)
+        event["thread_ts"] = message.thread_ts
+        event["parent_user_id"] = parent.user if parent else ""
+    return event
+
+
+def message_action_payload(
+    ws: Workspace, message: Message, *, user_id: str, callback_id: str, response_url: str
+) -> dict[str, Any]:
+    """A message shortcut used by `user_id` on `message`: the whole message rides along."""
+    channel = ws.channels[message.channel]
+    if user_id not in channel.members:
+        raise ValueError(f"{user_id} cannot see messages in {channel.id}: not a member")
+    user = ws.users[user_id]
+    return {
+        "type": "message_action",
+        "token": VERIFICATION_TOKEN,
+        "action_ts": f"{time.time():.6f}",
+        "team": {"id": ws.team_id, "domain": ws.domain},
+        "user": {"id": user.id, "username": user.name, "name": user.name, "team_id": ws.team_id},
+        "channel": {"id": channel.id, "name": channel_name(channel)},
+        "is_enterprise_install": False,
+        "enterprise": None,
+        "callback_id": callback_id,
+        "trigger_id": f"{next(_trigger_counter)}.{int(time.time())}.{secrets.token_hex(16)}",
+        "response_url": response_url,
+        "message_ts": message.ts,
+        "message": message.to_api(ws.team_id),
     }
 
 

@@ -44,6 +44,8 @@ from bot.sandbox.slack.payloads import (
     command_response,
     event_callback,
     form_body,
+    mention_event,
+    message_action_payload,
     message_text,
     post_signed,
     signature_headers,
@@ -238,6 +240,23 @@ class SlackSandbox:
             retry_reason="timeout" if retry_num else "",
         )
 
+    def typed_mention(
+        self,
+        text: str,
+        *,
+        user_id: str = "U0ALICE",
+        channel_id: str = "C0GENERAL",
+        thread_ts: str | None = None,
+    ) -> tuple[Message, dict[str, Any]]:
+        """`user_id` posts `text` (as typed, naming the bot as `@orchestrate`): the message as
+        Slack stores it and the `app_mention` event Slack sends for it (not yet sent)."""
+        ws = self.workspace
+        wire = message_text(ws, text)
+        if f"<@{ws.bot_user_id}>" not in wire:
+            raise ValueError(f"{text!r} does not mention @{ws.users[ws.bot_user_id].name}")
+        posted = ws.post_as(user_id, channel_id, wire, thread_ts=thread_ts)
+        return posted, mention_event(ws, posted)
+
     async def mention(
         self,
         *,
@@ -250,22 +269,37 @@ class SlackSandbox:
     ) -> tuple[Message, Ack]:
         """A person posts `text` (as typed, naming the bot as `@orchestrate`); the app gets the
         `app_mention` event with the text as Slack sends it. Returns the message and the ack."""
-        ws = self.workspace
-        wire = message_text(ws, text)
-        if f"<@{ws.bot_user_id}>" not in wire:
-            raise ValueError(f"{text!r} does not mention @{ws.users[ws.bot_user_id].name}")
-        posted = ws.post_as(user_id, channel_id, wire, thread_ts=thread_ts)
-        event: dict[str, Any] = {
-            "type": "app_mention",
-            "user": user_id,
-            "text": wire,
-            "ts": posted.ts,
-            "channel": channel_id,
-        }
-        if thread_ts is not None:
-            event["thread_ts"] = thread_ts
+        posted, event = self.typed_mention(
+            text, user_id=user_id, channel_id=channel_id, thread_ts=thread_ts
+        )
         ack = await self.send_event(event, retry_num=retry_num, event_id=event_id)
         return posted, ack
+
+    async def send_message_shortcut(
+        self, message: Message, *, callback_id: str, user_id: str = "U0ALICE"
+    ) -> Ack:
+        """`user_id` picks the app's message shortcut `callback_id` on `message`."""
+        payload = self._shortcut_payload(message, callback_id, user_id)
+        return await self.socket.deliver("interactive", payload, accepts_response_payload=False)
+
+    async def post_message_shortcut_http(
+        self, url: str, message: Message, *, callback_id: str, user_id: str = "U0ALICE"
+    ) -> tuple[int, str, float]:
+        """The same over HTTP: a signed form body with the JSON in `payload`."""
+        payload = self._shortcut_payload(message, callback_id, user_id)
+        body = form_body({"payload": json.dumps(payload, separators=(",", ":"))})
+        status, text_body, _, latency = await post_signed(url, body, self.signed_request(body))
+        return status, text_body, latency
+
+    def _shortcut_payload(self, message: Message, callback_id: str, user_id: str) -> dict[str, Any]:
+        entry = self.response_urls.issue(channel=message.channel, user=user_id)
+        return message_action_payload(
+            self.workspace,
+            message,
+            user_id=user_id,
+            callback_id=callback_id,
+            response_url=entry.url,
+        )
 
     async def send_envelope(
         self, kind: str, payload: dict[str, Any], *, accepts_response_payload: bool = False

@@ -18,6 +18,10 @@ BOT_USER_ID = "U0BOT"
 BOT_ID = "B0BOT"
 APP_ID = "A0ORCH"
 BOT_NAME = "orchestrate"
+# Another app's bot in the same workspace: its messages carry its own bot_id.
+OTHER_BOT_USER_ID = "U0HELPER"
+OTHER_BOT_ID = "B0HELPER"
+OTHER_APP_ID = "A0HELPER"
 # Slack clears an assistant status by itself after two minutes without a reply.
 STATUS_TTL_S = 120.0
 
@@ -170,7 +174,7 @@ class Message:
             body["bot_profile"] = {
                 "id": self.bot_id,
                 "app_id": self.app_id,
-                "name": BOT_NAME,
+                "name": BOT_NAME if self.bot_id == BOT_ID else self.user,
                 "deleted": False,
                 "team_id": team_id,
             }
@@ -280,8 +284,12 @@ class Workspace:
         ws.users[BOT_USER_ID] = User(
             BOT_USER_ID, BOT_NAME, BOT_NAME, is_bot=True, bot_id=BOT_ID, app_id=APP_ID
         )
+        ws.users[OTHER_BOT_USER_ID] = User(
+            OTHER_BOT_USER_ID, "helper", "helper", is_bot=True, bot_id=OTHER_BOT_ID,
+            app_id=OTHER_APP_ID,
+        )  # fmt: skip
         humans = {"U0ADMIN", "U0OWNER", "U0ALICE", "U0BOB"}
-        ws.add_channel("C0GENERAL", "general", members=humans | {BOT_USER_ID})
+        ws.add_channel("C0GENERAL", "general", members=humans | {BOT_USER_ID, OTHER_BOT_USER_ID})
         ws.add_channel("C0RANDOM", "random", members=humans)
         ws.add_channel("G0PRIVATE", "secret-plans", is_private=True, members={"U0ADMIN", "U0ALICE"})
         ws.add_channel(
@@ -357,9 +365,19 @@ class Workspace:
     def post_as(
         self, user_id: str, channel_id: str, text: str, *, thread_ts: str | None = None
     ) -> Message:
-        """A person posts a message (to seed conversations and app_mention events)."""
+        """A person (or another app's bot user) posts a message; `text` is the stored form,
+        entity-escaped with mentions as `<@U…>`, as Slack keeps it."""
+        user = self.users[user_id]
         return self.post(
-            Message(channel_id, self.clock.next(), user_id, text=text, thread_ts=thread_ts)
+            Message(
+                channel_id,
+                self.clock.next(),
+                user_id,
+                text=text,
+                thread_ts=thread_ts,
+                bot_id=user.bot_id,
+                app_id=user.app_id,
+            )
         )
 
     def current_status(self, channel_id: str, thread_ts: str) -> str:
