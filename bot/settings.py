@@ -47,6 +47,7 @@ class Settings:
     strategy_effort: str = "low"
     admins: frozenset[str] = field(default_factory=frozenset)
     max_question_chars: int = 2000
+    thread_context_tokens: int = 6000
     max_concurrent_calls: int = 16
     call_timeout_s: float = 120.0
     slack_posts_per_s: float = 1.0
@@ -79,6 +80,7 @@ class Settings:
             strategy_effort=r.choice("STRATEGY_EFFORT", EFFORTS) or "low",
             admins=frozenset((r.text("ORCHESTRATE_ADMINS") or "").replace(",", " ").split()),
             max_question_chars=r.parse("ORCHESTRATE_MAX_QUESTION_CHARS", _positive_int, 2000),
+            thread_context_tokens=r.parse("ORCHESTRATE_THREAD_CONTEXT_TOKENS", _positive_int, 6000),
             max_concurrent_calls=r.parse("ORCHESTRATE_MAX_CONCURRENT_CALLS", _positive_int, 16),
             call_timeout_s=r.parse("ORCHESTRATE_CALL_TIMEOUT_S", _positive_float, 120.0),
             slack_posts_per_s=r.parse("ORCHESTRATE_SLACK_POSTS_PER_S", _positive_float, 1.0),

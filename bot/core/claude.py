@@ -39,6 +39,7 @@ CancelSink = Callable[[CallRecord], None]
 PLAN_MAX_TOKENS = 4096  # a few hundred visible tokens plus room for low-effort thinking
 EXAMPLE_MAX_TOKENS = 8192  # asks for ~800-1,200 visible tokens; room for thinking and outliers
 REVIEW_MAX_TOKENS = 3072  # ~400-600 visible tokens plus thinking
+FOLLOWUP_MAX_TOKENS = 3072  # a short answer (~250 words) plus low-effort thinking
 # Prompt caching silently does nothing below these prefix sizes (REFERENCE.md).
 CACHE_MIN_TOKENS = {"opus": 4096, "haiku": 4096, "sonnet": 1024}
 MIN_COMPONENTS, MAX_COMPONENTS = 2, 6
@@ -107,14 +108,20 @@ class Claude:
         await self._client.close()
 
     async def plan(
-        self, question: str, *, problem: str | None = None, on_cancel: CancelSink | None = None
+        self,
+        question: str,
+        *,
+        problem: str | None = None,
+        thread: str | None = None,
+        on_cancel: CancelSink | None = None,
     ) -> Reply[Strategy]:
-        """Ask the strategy model for a brief strategy; `problem` turns it into a repair."""
+        """Ask the strategy model for a brief strategy; `problem` turns it into a repair;
+        `thread` is a discussion (`prompts.thread_context`) the strategy must build on."""
         message, call = await self._call(
             "plan",
             self._settings.strategy_model,
             system=prompts.PLAN_SYSTEM,
-            content=[_text(prompts.plan_user(question, problem=problem))],
+            content=[_text(prompts.plan_user(question, problem=problem, thread=thread))],
             max_tokens=PLAN_MAX_TOKENS,
             output_config={"effort": self._settings.strategy_effort, "format": PLAN_FORMAT},
             on_cancel=on_cancel,
@@ -148,13 +155,7 @@ class Claude:
             started=started,
             on_cancel=on_cancel,
         )
-        if message is None:
-            return Reply(call, None, call.error)
-        text = _text_of(message).strip()
-        problem = _stop_problem(message) or (None if text else "the answer was empty")
-        if problem:
-            return Reply(_invalid(call, problem), None, problem)
-        return Reply(call, text)
+        return _markdown(call, message)
 
     async def review(
         self,
@@ -174,6 +175,34 @@ class Claude:
             on_cancel=on_cancel,
         )
         return _structured(call, message, ReviewOut, _to_review)
+
+    async def followup_answer(self, thread: str, request: str) -> Reply[str]:
+        """The review model answers a follow-up (a question, a critique) about a thread."""
+        message, call = await self._call(
+            "followup",
+            self._settings.review_model,
+            system=prompts.FOLLOWUP_SYSTEM,
+            content=[_text(thread), _text(prompts.followup_user(request))],
+            max_tokens=FOLLOWUP_MAX_TOKENS,
+            output_config={"effort": "low"},
+        )
+        return _markdown(call, message)
+
+    async def followup_example(
+        self, thread: str, component: Component, *, index: int | None
+    ) -> Reply[str]:
+        """The examples model writes one component (redone or added) with the thread as
+        context; `index` is the component's 0-based place, None for an added one."""
+        message, call = await self._call(
+            "followup",
+            self._settings.examples_model,
+            system=prompts.EXAMPLE_SYSTEM,
+            content=[_text(thread), _text(prompts.example_user(component))],
+            max_tokens=EXAMPLE_MAX_TOKENS,
+            output_config={"effort": "low"},
+            index=index,
+        )
+        return _markdown(call, message)
 
     def cacheable(self, question: str, strategy: Strategy) -> bool:
         """Whether the examples' shared prefix is long enough for caching to take effect."""
@@ -371,6 +400,17 @@ def _text(text: str) -> TextBlockParam:
 def _text_of(message: Message) -> str:
     # 5.x models answer with thinking blocks first: select by type, never content[0].
     return "".join(block.text for block in message.content if block.type == "text")
+
+
+def _markdown(call: CallRecord, message: Message | None) -> Reply[str]:
+    """A free-text answer: its text, or why there is none (the call keeps its usage)."""
+    if message is None:
+        return Reply(call, None, call.error)
+    text = _text_of(message).strip()
+    problem = _stop_problem(message) or (None if text else "the answer was empty")
+    if problem:
+        return Reply(_invalid(call, problem), None, problem)
+    return Reply(call, text)
 
 
 def _stop_problem(message: Message) -> str | None:

@@ -26,6 +26,7 @@ from typing import TypeVar
 from bot.core import prompts
 from bot.core.claude import (
     EXAMPLE_MAX_TOKENS,
+    FOLLOWUP_MAX_TOKENS,
     MAX_COMPONENTS,
     PLAN_MAX_TOKENS,
     REVIEW_MAX_TOKENS,
@@ -94,11 +95,13 @@ class Pipeline:
         self._prices = prices
         self._slots = asyncio.Semaphore(settings.max_concurrent_calls)
 
-    def worst_case_usd(self, question: str) -> Decimal | None:
+    def worst_case_usd(self, question: str, *, thread: str = "") -> Decimal | None:
         """The most one run of `question` can cost at list prices (every call at its
-        `max_tokens`, a plan repair, six components); None if a model is unpriced."""
+        `max_tokens`, a plan repair, six components); None if a model is unpriced. `thread`
+        is a discussion the plan reads besides the question."""
         s, prices = self._settings, self._prices
-        plan_in = _tokens(prompts.PLAN_SYSTEM, question) + SCHEMA_TOKENS
+        plan_in = _tokens(prompts.PLAN_SYSTEM, prompts.DISCUSSION_NOTE, thread, question)
+        plan_in += SCHEMA_TOKENS
         example_in = _tokens(prompts.EXAMPLE_SYSTEM, question) + STRATEGY_TOKENS
         review_in = example_in + MAX_COMPONENTS * EXAMPLE_MAX_TOKENS + SCHEMA_TOKENS
         costs = [
@@ -111,19 +114,48 @@ class Pipeline:
         plan, example, review = (c for c in costs if c is not None)
         return 2 * plan + MAX_COMPONENTS * example + review
 
-    async def run(self, question: str, *, emit: Emit, stop: RunStop | None = None) -> None:
+    async def run(
+        self,
+        question: str,
+        *,
+        emit: Emit,
+        stop: RunStop | None = None,
+        thread: str | None = None,
+    ) -> None:
         """Run one question to its end (or until `stop`), emitting every event; raises only
-        on a bug or when cancelled."""
-        run = _Run(self, question, emit)
+        on a bug or when cancelled. `thread` (`prompts.thread_context`) is a discussion the
+        strategy builds on."""
+        run = _Run(self, question, emit, thread)
         await run.execute(stop)
+
+    async def followup_answer(self, thread: str, request: str) -> Reply[str]:
+        """The review model answers a follow-up in a thread (under the global call cap)."""
+        async with self._slots:
+            return await self._claude.followup_answer(thread, request)
+
+    async def followup_example(
+        self, thread: str, component: Component, *, index: int | None
+    ) -> Reply[str]:
+        """The examples model redoes (`index`) or adds (None) one component."""
+        async with self._slots:
+            return await self._claude.followup_example(thread, component, index=index)
+
+    def followup_worst_case_usd(self, thread: str, *, model: str) -> Decimal | None:
+        """The most one follow-up call on `model` can cost: the thread in, `max_tokens` out."""
+        system = prompts.FOLLOWUP_SYSTEM + prompts.EXAMPLE_SYSTEM
+        limit = max(EXAMPLE_MAX_TOKENS, FOLLOWUP_MAX_TOKENS)
+        return self._prices.cost(model, TokenUsage(_tokens(system, thread) + 200, limit))
 
 
 class _Run:
     """One run's state: the calls it made, so its bill is complete whatever happens."""
 
-    def __init__(self, pipeline: Pipeline, question: str, emit: Emit) -> None:
+    def __init__(
+        self, pipeline: Pipeline, question: str, emit: Emit, thread: str | None = None
+    ) -> None:
         self.p = pipeline
         self.question = question
+        self.thread = thread
         self.emit = emit
         self.calls: list[CallRecord] = []
         self.cut_off: list[CallRecord] = []  # calls interrupted by cancellation
@@ -181,14 +213,18 @@ class _Run:
     async def _plan(self) -> Strategy | None:
         claude, model = self.p._claude, self.p._settings.strategy_model
         reply = await self._limited(
-            partial(claude.plan, self.question, on_cancel=self.cut_off.append)
+            partial(claude.plan, self.question, thread=self.thread, on_cancel=self.cut_off.append)
         )
         await self._record(reply.call)
         if reply.value is None and reply.call.outcome == "invalid":
             # One repair: tell the model what was wrong. API errors are not repaired: the
             # SDK has already retried those.
             repair = partial(
-                claude.plan, self.question, problem=reply.problem, on_cancel=self.cut_off.append
+                claude.plan,
+                self.question,
+                problem=reply.problem,
+                thread=self.thread,
+                on_cancel=self.cut_off.append,
             )
             reply = await self._limited(repair)
             await self._record(reply.call)

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-Role = Literal["plan", "example", "review"]
+# "followup": a call answering `@orchestrate …` in a run's thread (a question answered by the
+# review model, or one component redone or added by the examples model).
+Role = Literal["plan", "example", "review", "followup"]
 Outcome = Literal["ok", "invalid", "error", "timeout", "cancelled"]
 
 

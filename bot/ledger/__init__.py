@@ -15,12 +15,20 @@ from bot.core.pricing import PriceTable
 from bot.ledger.database import Ledger
 from bot.ledger.driver import Driver
 from bot.ledger.periods import Period, parse_period, read_period
-from bot.ledger.protocols import BudgetAlerts, CallsExport, CostReports, RunLedger, RunRecovery
+from bot.ledger.protocols import (
+    BudgetAlerts,
+    CallsExport,
+    CostReports,
+    EventClaims,
+    RunLedger,
+    RunRecovery,
+)
 from bot.ledger.types import (
     BudgetRefusal,
     CostReport,
     DayCost,
     EndStatus,
+    FollowUpTotals,
     LedgerError,
     Reservation,
     RoleCost,
@@ -38,6 +46,8 @@ __all__ = [
     "CostReports",
     "DayCost",
     "EndStatus",
+    "EventClaims",
+    "FollowUpTotals",
     "Ledger",
     "LedgerError",
     "Period",

@@ -1,8 +1,9 @@
 """The opened ledger: one driver, its schema brought up to date, and the parts that use it.
 
-`Ledger` owns the driver's life (open, migrate, close) and hands out four small parts that
+`Ledger` owns the driver's life (open, migrate, close) and hands out five small parts that
 share it: `runs` (runs and calls), `budgets` (admission arithmetic, alert claims), `reports`
-(summaries, daily totals) and `export` (the finance CSV). They are composed rather than mixed
+(summaries, daily totals), `export` (the finance CSV) and `claims` (work taken once across
+instances). They are composed rather than mixed
 into one class so that each part is a small class with one concern, each narrow consumer
 protocol (`bot.ledger.protocols`) is met by the one part that owns it, and a consumer is
 handed that part alone: the Slack run owner never sees report queries, the CLI never sees
@@ -17,6 +18,7 @@ from typing import Self
 
 from bot.core.pricing import PriceTable
 from bot.ledger.budgets import Budgets
+from bot.ledger.claims import Claims
 from bot.ledger.driver import Conn, Driver
 from bot.ledger.export import CallExport
 from bot.ledger.migrations import SCHEMA_VERSION_TABLE, pending
@@ -47,6 +49,7 @@ class Ledger:
         )
         self.reports = Reports(driver, strategy_model=strategy_model)
         self.export = CallExport(driver)
+        self.claims = Claims(driver)
 
     async def open(self) -> None:
         """Connect and bring the schema up to date (idempotent across processes)."""

@@ -12,7 +12,8 @@ top users/channels read runs only; `calls` repeats its run's team, user and star
 edge-of-period aggregates scan one index range without a join. `call_days` (version 2) keeps
 per team, UTC day (of the run's start), user, model and role the sums of `calls`, updated in
 the same transaction as each call: a month's by-model and by-role report reads a few thousand
-of its rows instead of a million calls.
+of its rows instead of a million calls. Version 3 links a follow-up run to the run whose
+thread it answers (`parent_run_id`) and adds `claims`, one row per Slack event taken.
 """
 
 from __future__ import annotations
@@ -229,6 +230,20 @@ POSTGRES += (
         ),
     ),
 )
+
+
+def _followups_and_claims(time_type: str) -> tuple[str, ...]:
+    return (
+        "ALTER TABLE runs ADD COLUMN parent_run_id TEXT",
+        "CREATE INDEX runs_parent ON runs (parent_run_id)",
+        f"CREATE TABLE claims (key TEXT PRIMARY KEY, claimed_at {time_type} NOT NULL)",
+    )
+
+
+# Version 3: a follow-up in a run's thread is its own run (its asker, its budget check)
+# pointing at the run it follows; `claims` lets one instance of many take a Slack event.
+SQLITE += (Migration(3, "follow-up runs, claimed events", _followups_and_claims("REAL")),)
+POSTGRES += (Migration(3, "follow-up runs, claimed events", _followups_and_claims("TIMESTAMPTZ")),)
 
 
 def pending(steps: tuple[Migration, ...], current: int) -> tuple[Migration, ...]:

@@ -4,7 +4,8 @@ A consumer depends on the few methods it calls, not on the whole ledger, so a re
 a glance what the Slack run owner writes and what a report view reads, and a test can stand
 in a small fake where no database is wanted. Each protocol is met by one part of `Ledger`
 (`bot.ledger.database`): `RunLedger` and `RunRecovery` by `ledger.runs`, `BudgetAlerts` by
-`ledger.budgets`, `CostReports` by `ledger.reports`, `CallsExport` by `ledger.export`.
+`ledger.budgets`, `CostReports` by `ledger.reports`, `CallsExport` by `ledger.export`,
+`EventClaims` by `ledger.claims`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from decimal import Decimal
 from typing import Protocol, TextIO
 
 from bot.core.usage import CallRecord
-from bot.ledger.types import BudgetRefusal, CostReport, DayCost, EndStatus, Reservation
+from bot.ledger.types import (
+    BudgetRefusal,
+    CostReport,
+    DayCost,
+    EndStatus,
+    FollowUpTotals,
+    Reservation,
+    RunInfo,
+)
 
 
 class RunLedger(Protocol):
@@ -30,8 +39,13 @@ class RunLedger(Protocol):
         worst_case_usd: Decimal,
         user_budget: Decimal | None,
         workspace_budget: Decimal | None,
+        parent_run_id: str | None = None,
         now: datetime | None = None,
     ) -> Reservation | BudgetRefusal: ...
+
+    async def get_run(self, run_id: str) -> RunInfo | None: ...
+
+    async def followups(self, run_id: str) -> FollowUpTotals: ...
 
     async def set_thread(self, run_id: str, channel: str, ts: str) -> None: ...
 
@@ -88,6 +102,12 @@ class BudgetAlerts(Protocol):
     async def workspace_month_spent(self, team_id: str, now: datetime | None = None) -> Decimal: ...
 
     async def claim_budget_alert(self, team_id: str, month: date, threshold: int) -> bool: ...
+
+
+class EventClaims(Protocol):
+    """The Slack entry points: take an event once, whichever instance it reached."""
+
+    async def claim(self, key: str, *, now: datetime | None = None) -> bool: ...
 
 
 class CallsExport(Protocol):

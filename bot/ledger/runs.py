@@ -24,6 +24,7 @@ from bot.ledger.migrations import CALL_DAYS_COLUMNS
 from bot.ledger.types import (
     BudgetRefusal,
     EndStatus,
+    FollowUpTotals,
     LedgerError,
     Reservation,
     RunInfo,
@@ -76,14 +77,16 @@ class RunBook:
         worst_case_usd: Decimal,
         user_budget: Decimal | None,
         workspace_budget: Decimal | None,
+        parent_run_id: str | None = None,
         now: datetime | None = None,
     ) -> Reservation | BudgetRefusal:
         """Check what is left and insert the run with its reservation, in one transaction.
 
         A refusal is recorded as a `refused` run (no calls, counts toward nothing) so that
         admins can see refusals; the run is otherwise `running` and holds `worst_case_usd`.
+        `parent_run_id` makes it a follow-up of that run, asked and answered in its thread.
         """
-        run = _NewRun(team_id, channel_id, user_id, question, now_utc(now))
+        run = _NewRun(team_id, channel_id, user_id, question, now_utc(now), parent_run_id)
         limits = Limits(user_daily=user_budget, workspace_monthly=workspace_budget)
         async with self._db.write(lock_key=f"orchestrate.budget:{team_id}") as c:
             refusal = await self._budgets.refusal(
@@ -107,6 +110,17 @@ class RunBook:
         async with self._db.read() as c:
             rows = await c.fetch(_SELECT_RUN, run_id)
         return self._run_info(rows[0]) if rows else None
+
+    async def followups(self, run_id: str) -> FollowUpTotals:
+        """The follow-up runs answered in `run_id`'s thread, with what their calls cost."""
+        async with self._db.read() as c:
+            rows = await c.fetch(
+                "SELECT COUNT(*), COALESCE(SUM(cost_nanos), 0), COALESCE(SUM(unpriced_calls), 0)"
+                " FROM runs WHERE parent_run_id = ? AND status <> 'refused'",
+                run_id,
+            )
+        count, cost, unpriced = rows[0]
+        return FollowUpTotals(int(count), from_nanos(int(cost)), int(unpriced))
 
     async def set_thread(self, run_id: str, channel: str, ts: str) -> None:
         async with self._db.write() as c:
@@ -209,16 +223,18 @@ class RunBook:
         run_id = str(uuid.uuid4())
         await c.execute(
             "INSERT INTO runs (id, team_id, channel_id, user_id, question_chars, question,"
-            " status, started_at, reserved_nanos, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " status, started_at, reserved_nanos, error, parent_run_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             run_id, run.team_id, run.channel_id, run.user_id, len(run.question),
             run.question if self._store_questions else None,
-            status, self._db.to_db_time(run.at), reserved, error,
+            status, self._db.to_db_time(run.at), reserved, error, run.parent_run_id,
         )  # fmt: skip
         return run_id
 
     def _run_info(self, row: Row) -> RunInfo:
         (run_id, team, channel, user, chars, question, status, started, finished, elapsed,
-         thread_channel, thread_ts, reserved, cost, calls, unpriced, error) = row  # fmt: skip
+         thread_channel, thread_ts, reserved, cost, calls, unpriced, error,
+         parent) = row  # fmt: skip
         return RunInfo(
             id=run_id, team_id=team, channel_id=channel, user_id=user,
             question_chars=int(chars), question=question, status=status,
@@ -226,7 +242,7 @@ class RunBook:
             finished_at=None if finished is None else self._db.from_db_time(finished),
             elapsed_s=elapsed, thread_channel=thread_channel, thread_ts=thread_ts,
             reserved_usd=from_nanos(int(reserved)), cost_usd=from_nanos(int(cost)),
-            calls=int(calls), unpriced_calls=int(unpriced), error=error,
+            calls=int(calls), unpriced_calls=int(unpriced), error=error, parent_run_id=parent,
         )  # fmt: skip
 
 
@@ -239,12 +255,13 @@ class _NewRun:
     user_id: str
     question: str
     at: datetime
+    parent_run_id: str | None = None
 
 
 _SELECT_RUN = (
     "SELECT id, team_id, channel_id, user_id, question_chars, question, status, started_at,"
     " finished_at, elapsed_s, thread_channel, thread_ts, reserved_nanos, cost_nanos, calls,"
-    " unpriced_calls, error FROM runs WHERE id = ?"
+    " unpriced_calls, error, parent_run_id FROM runs WHERE id = ?"
 )
 _UPDATE_RUN_TOTALS = (
     "UPDATE runs SET cost_nanos = cost_nanos + ?, strategy_nanos = strategy_nanos + ?,"

@@ -56,6 +56,17 @@ class RunInfo:
     calls: int
     unpriced_calls: int
     error: str | None
+    parent_run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUpTotals:
+    """The follow-up runs of one run: how many, what their priced calls cost, and how many
+    of their calls are unpriced (a renderer must not pass those off as $0)."""
+
+    count: int
+    cost_usd: Decimal
+    unpriced_calls: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,7 +87,7 @@ async def seed_two_runs_and_noise(ledger: Ledger) -> None:
 
 async def test_opening_applies_migrations_once(ledger_url: str) -> None:
     latest = SQLITE[-1].version
-    assert latest == POSTGRES[-1].version == 2
+    assert latest == POSTGRES[-1].version == 3
     async with open_ledger(ledger_url) as first:
         assert await first.schema_version() == latest
     async with open_ledger(ledger_url) as again:
@@ -172,12 +172,15 @@ async def test_upgrading_from_version_1_backfills_the_daily_totals(
     for statement in (
         "DROP TABLE call_days",
         "DROP INDEX calls_time",
-        "DELETE FROM schema_version WHERE version = 2",
+        "DROP TABLE claims",
+        "DROP INDEX runs_parent",
+        "ALTER TABLE runs DROP COLUMN parent_run_id",
+        "DELETE FROM schema_version WHERE version >= 2",
     ):
         await raw_sql(ledger_url, statement)
 
     async with open_ledger(ledger_url) as upgraded:
-        assert await upgraded.schema_version() == 2
+        assert await upgraded.schema_version() == 3
         assert await upgraded.reports.summary("T1", since=DAY[0], until=DAY[1]) == report
     assert report.unpriced_calls == 1
 
@@ -526,3 +529,48 @@ async def test_the_threads_of_runs_interrupted_at_start_up_are_listed(ledger: Le
 
     assert threads == [("C1", "1700000000.000100")]
     assert threadless  # interrupted too, but it never had a thread to tell
+
+
+async def test_follow_ups_are_runs_of_their_askers_totalled_under_the_run_they_follow(
+    ledger: Ledger,
+) -> None:
+    parent = await run_with(ledger, [PLAN, EXAMPLE, REVIEW])
+    asked = []
+    for user, calls in (("U2", [REVIEW]), ("U3", [EXAMPLE, MYSTERY])):
+        reserved = await ledger.runs.reserve_run(
+            team_id="T1", channel_id="C1", user_id=user, question="what about auth?",
+            worst_case_usd=Decimal("0.05"), user_budget=None, workspace_budget=None,
+            parent_run_id=parent, now=NOW,
+        )  # fmt: skip
+        assert isinstance(reserved, Reservation)
+        for record in calls:
+            await ledger.runs.record_call(reserved.run_id, record, now=NOW)
+        await ledger.runs.finish_run(reserved.run_id, "finished", elapsed_s=1.0, now=NOW)
+        asked.append(reserved.run_id)
+    refused = await ledger.runs.reserve_run(
+        team_id="T1", channel_id="C1", user_id="U4", question="and this?",
+        worst_case_usd=Decimal("5"), user_budget=Decimal("1"), workspace_budget=None,
+        parent_run_id=parent, now=NOW,
+    )  # fmt: skip
+    assert isinstance(refused, BudgetRefusal)
+
+    totals = await ledger.runs.followups(parent)
+    assert (totals.count, totals.cost_usd, totals.unpriced_calls) == (
+        2,
+        Decimal("0.014") + Decimal("0.00065"),
+        1,
+    )
+    child = await ledger.runs.get_run(asked[1])
+    assert child is not None and (child.parent_run_id, child.user_id) == (parent, "U3")
+    report = await ledger.reports.summary("T1", since=DAY[0], until=DAY[1], user_id="U2")
+    assert report.total_usd == Decimal("0.014")  # the asker's own usage includes it
+    assert (await ledger.runs.followups(asked[0])).count == 0
+
+
+async def test_a_claim_is_taken_once_across_instances(ledger_url: str) -> None:
+    async with open_ledger(ledger_url) as one, open_ledger(ledger_url) as two:
+        results = await asyncio.gather(
+            *(ledger.claims.claim("event:Ev1") for ledger in (one, two, one, two))
+        )
+        assert sorted(results) == [False, False, False, True]
+        assert await two.claims.claim("event:Ev2")

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from bot.sandbox.claude.schema import Schema, break_instance, conform
 
-Role = Literal["plan", "example", "review", "generic"]
+Role = Literal["plan", "example", "review", "generic", "answer"]
 
 SANDBOX_MARK = "[sandbox]"
 REFUSAL_TEXT = f"{SANDBOX_MARK} I can't help with that request."
@@ -149,7 +149,8 @@ def role_of(body: Mapping[str, Any]) -> Role:
     """The pipeline role a request plays, read from its output schema."""
     schema = schema_of(body)
     if schema is None:
-        return "example"
+        # A follow-up question about a thread is answered in prose, not as an example.
+        return "answer" if "<followup>" in last_user_text(body) else "example"
     properties = _root_properties(schema)
     if "components" in properties:
         return "plan"
@@ -180,6 +181,33 @@ def last_user_text(body: Mapping[str, Any]) -> str:
     return content_text(users[-1].get("content")) if users else ""
 
 
+def _all_user_text(body: Mapping[str, Any]) -> str:
+    messages = body.get("messages")
+    users = [m for m in messages or () if isinstance(m, Mapping) and m.get("role") == "user"]
+    return "\n".join(content_text(m.get("content")) for m in users)
+
+
+_FOLLOWUP = re.compile(r"<followup>(.*?)</followup>", re.DOTALL)
+_PERSON = re.compile(r'<message author="([^"]*)" from="person">(.*?)</message>', re.DOTALL)
+
+
+def answer_markdown(text: str) -> str:
+    """A short prose answer to a follow-up, quoting the thread's latest person (as a model
+    that grounds its answer in the thread would), so tests see thread text come back."""
+    match = _FOLLOWUP.search(text)
+    request = " ".join(html.unescape(match.group(1) if match else text).split())[:200]
+    people = _PERSON.findall(text)
+    latest = ""
+    if people:
+        author, said = (html.unescape(part).strip() for part in people[-1])
+        latest = f" The latest point in the thread, from {author}: “{said[:300]}”."
+    return (
+        f"{SANDBOX_MARK} On “{request}”: the run covers the main path; what it leaves open is "
+        f"failure handling and who owns each part.{latest}\n\n"
+        "- Check the riskiest component first.\n- Write down what is still undecided."
+    )
+
+
 def content_text(content: object) -> str:
     if isinstance(content, str):
         return content
@@ -193,6 +221,8 @@ def answer(role: Role, body: Mapping[str, Any], *, seed: str) -> str:
     """The visible answer: Markdown for an example, schema-valid JSON otherwise."""
     if role == "example":
         return example_markdown(_components(last_user_text(body))[:1], seed=seed)
+    if role == "answer":
+        return answer_markdown(_all_user_text(body))
     return json.dumps(structured_value(role, body, seed=seed), ensure_ascii=False)
 
 
