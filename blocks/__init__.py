@@ -21,8 +21,17 @@ from blocks.ephemeral import (
     unbounded_budget_message,
 )
 from blocks.escape import channel_mention, escape, escape_code, user_mention
+from blocks.followup import (
+    FOLLOWUPS_BLOCK_ID,
+    followup_answer_messages,
+    followup_example_messages,
+    followup_failed_message,
+    followups_total_block,
+    run_in_progress_message,
+    thread_unreadable_message,
+)
 from blocks.format import format_elapsed, format_usd, model_label, period_label
-from blocks.message import NO_UNFURL, OutboundMessage
+from blocks.message import MAX_BLOCKS, NO_UNFURL, OutboundMessage
 from blocks.mrkdwn import markdown_to_mrkdwn
 from blocks.run import (
     done_status,
@@ -43,6 +52,8 @@ from blocks.run import (
 from blocks.split import clip, split_chunks, split_mrkdwn
 
 __all__ = [
+    "FOLLOWUPS_BLOCK_ID",
+    "MAX_BLOCKS",
     "NO_UNFURL",
     "OutboundMessage",
     "bad_period_message",
@@ -60,6 +71,10 @@ __all__ = [
     "example_failed_message",
     "example_messages",
     "failed_status",
+    "followup_answer_messages",
+    "followup_example_messages",
+    "followup_failed_message",
+    "followups_total_block",
     "format_elapsed",
     "format_usd",
     "help_message",
@@ -76,11 +91,13 @@ __all__ = [
     "review_message",
     "reviewing_status",
     "run_failed_message",
+    "run_in_progress_message",
     "run_not_started_message",
     "split_chunks",
     "split_mrkdwn",
     "status_message",
     "strategy_message",
+    "thread_unreadable_message",
     "unbounded_budget_message",
     "user_mention",
 ]

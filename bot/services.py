@@ -25,10 +25,11 @@ import blocks
 from bot.core.claude import Claude
 from bot.core.pipeline import Pipeline
 from bot.core.pricing import PriceTable
-from bot.ledger import CostReports, Ledger, RunRecovery, ledger_for
+from bot.ledger import CostReports, EventClaims, Ledger, RunRecovery, ledger_for
 from bot.settings import Settings
 from bot.slack import server
 from bot.slack.budget_alerts import BudgetWatch
+from bot.slack.conversations import Conversations
 from bot.slack.poster import Poster, describe
 from bot.slack.runs import Runs
 
@@ -48,10 +49,15 @@ class Services:
     client: AsyncWebClient
     poster: Poster
     runs: Runs
+    conversations: Conversations
 
     @property
     def reports(self) -> CostReports:
         return self.ledger.reports
+
+    @property
+    def claims(self) -> EventClaims:
+        return self.ledger.claims
 
 
 @contextlib.asynccontextmanager
@@ -71,6 +77,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         pipeline = Pipeline(claude, settings=settings, prices=prices)
         runs = Runs(pipeline=pipeline, ledger=ledger.runs, poster=poster, settings=settings)
         runs.on_finished = BudgetWatch(settings=settings, ledger=ledger.budgets, client=client)
+        conversations = Conversations(
+            runs=runs, pipeline=pipeline, ledger=ledger.runs, poster=poster, settings=settings
+        )
         if interrupted:
             log.warning("%d runs left running by a stopped process are interrupted", interrupted)
             await _tell_interrupted_threads(ledger.runs, poster, marked_at)
@@ -85,6 +94,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             client=client,
             poster=poster,
             runs=runs,
+            conversations=conversations,
         )
 
 

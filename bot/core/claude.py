@@ -176,7 +176,9 @@ class Claude:
         )
         return _structured(call, message, ReviewOut, _to_review)
 
-    async def followup_answer(self, thread: str, request: str) -> Reply[str]:
+    async def followup_answer(
+        self, thread: str, request: str, *, on_cancel: CancelSink | None = None
+    ) -> Reply[str]:
         """The review model answers a follow-up (a question, a critique) about a thread."""
         message, call = await self._call(
             "followup",
@@ -185,11 +187,17 @@ class Claude:
             content=[_text(thread), _text(prompts.followup_user(request))],
             max_tokens=FOLLOWUP_MAX_TOKENS,
             output_config={"effort": "low"},
+            on_cancel=on_cancel,
         )
         return _markdown(call, message)
 
     async def followup_example(
-        self, thread: str, component: Component, *, index: int | None
+        self,
+        thread: str,
+        component: Component,
+        *,
+        index: int | None,
+        on_cancel: CancelSink | None = None,
     ) -> Reply[str]:
         """The examples model writes one component (redone or added) with the thread as
         context; `index` is the component's 0-based place, None for an added one."""
@@ -201,6 +209,7 @@ class Claude:
             max_tokens=EXAMPLE_MAX_TOKENS,
             output_config={"effort": "low"},
             index=index,
+            on_cancel=on_cancel,
         )
         return _markdown(call, message)
 

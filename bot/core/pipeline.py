@@ -30,6 +30,7 @@ from bot.core.claude import (
     MAX_COMPONENTS,
     PLAN_MAX_TOKENS,
     REVIEW_MAX_TOKENS,
+    CancelSink,
     Claude,
     Reply,
 )
@@ -128,17 +129,26 @@ class Pipeline:
         run = _Run(self, question, emit, thread)
         await run.execute(stop)
 
-    async def followup_answer(self, thread: str, request: str) -> Reply[str]:
+    async def followup_answer(
+        self, thread: str, request: str, *, on_cancel: CancelSink | None = None
+    ) -> Reply[str]:
         """The review model answers a follow-up in a thread (under the global call cap)."""
         async with self._slots:
-            return await self._claude.followup_answer(thread, request)
+            return await self._claude.followup_answer(thread, request, on_cancel=on_cancel)
 
     async def followup_example(
-        self, thread: str, component: Component, *, index: int | None
+        self,
+        thread: str,
+        component: Component,
+        *,
+        index: int | None,
+        on_cancel: CancelSink | None = None,
     ) -> Reply[str]:
         """The examples model redoes (`index`) or adds (None) one component."""
         async with self._slots:
-            return await self._claude.followup_example(thread, component, index=index)
+            return await self._claude.followup_example(
+                thread, component, index=index, on_cancel=on_cancel
+            )
 
     def followup_worst_case_usd(self, thread: str, *, model: str) -> Decimal | None:
         """The most one follow-up call on `model` can cost: the thread in, `max_tokens` out."""

@@ -10,21 +10,25 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.slack import commands, home, mentions
+from bot.slack import commands, home, mentions, shortcuts
 from bot.slack.deps import Services
 
 EVENTS = ("app_home_opened", "app_mention")  # what manifest.yml subscribes to
 # The Web API methods the bot calls, with the bot scope each needs (checked against
 # manifest.yml by a test, so a new call cannot ship without its scope).
-METHOD_SCOPES = {
-    "chat.postMessage": "chat:write",
-    "chat.update": "chat:write",
-    "conversations.join": "channels:join",
-    "users.info": "users:read",
-    "users.list": "users:read",
-    "views.publish": None,
-    "auth.test": None,
+METHOD_SCOPES: dict[str, tuple[str, ...]] = {
+    "chat.postMessage": ("chat:write",),
+    "chat.update": ("chat:write",),
+    "chat.postEphemeral": ("chat:write",),
+    # Threads in public and private channels (the conversation's type decides which).
+    "conversations.replies": ("channels:history", "groups:history"),
+    "conversations.join": ("channels:join",),
+    "users.info": ("users:read",),
+    "users.list": ("users:read",),
+    "views.publish": (),
+    "auth.test": (),
 }
+SHORTCUTS = (shortcuts.CALLBACK_ID,)  # manifest.yml: features.shortcuts (needs `commands`)
 
 
 def build_app(services: Services, *, http: bool) -> AsyncApp:
@@ -34,6 +38,6 @@ def build_app(services: Services, *, http: bool) -> AsyncApp:
         signing_secret=settings.slack_signing_secret or "",
         request_verification_enabled=http,
     )
-    for entry_point in (commands, home, mentions):
+    for entry_point in (commands, home, mentions, shortcuts):
         entry_point.register(app, services)
     return app

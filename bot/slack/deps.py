@@ -13,8 +13,9 @@ from typing import Protocol
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.pricing import PriceTable
-from bot.ledger import CostReports
+from bot.ledger import CostReports, EventClaims
 from bot.settings import Settings
+from bot.slack.conversations import Conversations
 from bot.slack.poster import Poster
 from bot.slack.runs import Runs
 
@@ -39,6 +40,12 @@ class Services(Protocol):
 
     @property
     def runs(self) -> Runs: ...
+
+    @property
+    def conversations(self) -> Conversations: ...
+
+    @property
+    def claims(self) -> EventClaims: ...
 
 
 class OpenServices(Protocol):

@@ -1,41 +1,77 @@
-"""`@orchestrate` mentions: answered in the mention's thread, once per event.
+"""`@orchestrate` mentions: a question starts a run, a run's thread gets a follow-up.
 
-Bolt does not de-duplicate Events API retries (Slack resends an event it thinks was not
-acknowledged, with the same `event_id`), so each event id is answered once.
+A mention is never answered when a bot wrote it (Bolt already drops the bot's own events;
+another app's bot carries `bot_id`), so two bots cannot talk each other into a loop. Bolt
+does not de-duplicate Events API retries (Slack resends an event it thinks was not
+acknowledged, with the same `event_id`, possibly to another instance), so each event id is
+claimed once in the shared ledger before anything is answered. Plain thread replies without a
+mention are not answered: the bot speaks when it is asked. What the mention asks is handed to
+`bot.slack.conversations`; a bare `@orchestrate` in a channel gets the help text.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 import blocks
 from bot.slack.commands import COMMAND
+from bot.slack.conversations import Request
 from bot.slack.deps import Services
+from bot.slack.poster import SLACK_FAILURES, describe
+from bot.slack.runs import Respond
+from bot.slack.threads import Me, mention_request
+
+log = logging.getLogger(__name__)
 
 
 def register(app: AsyncApp, services: Services) -> None:
-    seen_events: OrderedDict[str, None] = OrderedDict()
-
     @app.event("app_mention")
-    async def on_mention(body: dict[str, Any], event: dict[str, Any]) -> None:
-        if seen(seen_events, str(body.get("event_id", ""))):
+    async def on_mention(
+        body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        if event.get("bot_id") or not event.get("user"):
+            return  # another app's bot (or a message without a person): never answered
+        if not await services.claims.claim(f"event:{body.get('event_id', '')}"):
+            return  # a retry, or a copy another instance already took
+        me = Me(context.bot_user_id or "", context.bot_id)
+        text = mention_request(str(event.get("text") or ""), bot_user_id=me.user_id)
+        root = str(event.get("thread_ts") or event["ts"])
+        if not text and root == event["ts"]:
+            await _hint(services, event["channel"], root)
             return
-        hint = blocks.help_message(command=COMMAND, max_chars=services.settings.max_question_chars)
-        await services.poster.post(
-            event["channel"], hint, thread_ts=event.get("thread_ts") or event["ts"]
+        request = Request(
+            team_id=str(body.get("team_id") or event.get("team") or ""),
+            channel=str(event["channel"]),
+            user_id=str(event["user"]),
+            text=text,
+            root_ts=root,
+            before_ts=str(event["ts"]),
+            respond=_ephemeral(services, channel=event["channel"], user=event["user"], ts=root),
         )
+        services.conversations.accept(request, me)
 
 
-def seen(memory: OrderedDict[str, None], event_id: str, *, keep: int = 10_000) -> bool:
-    """True if `event_id` was seen before; remembers the last `keep` ids."""
-    if not event_id:
-        return False
-    if event_id in memory:
-        return True
-    memory[event_id] = None
-    if len(memory) > keep:
-        memory.popitem(last=False)
-    return False
+async def _hint(services: Services, channel: str, thread_ts: str) -> None:
+    hint = blocks.help_message(command=COMMAND, max_chars=services.settings.max_question_chars)
+    await services.poster.post(channel, hint, thread_ts=thread_ts)
+
+
+def _ephemeral(services: Services, *, channel: str, user: str, ts: str) -> Respond:
+    """Tell the person who mentioned the bot, and only them, in the thread."""
+
+    async def respond(**message: Any) -> None:
+        try:
+            await services.client.chat_postEphemeral(
+                channel=channel,
+                user=user,
+                thread_ts=ts,
+                text=message["text"],
+                blocks=message.get("blocks"),
+            )
+        except SLACK_FAILURES as exc:
+            log.warning("could not answer %s privately in %s: %s", user, ts, describe(exc))
+
+    return respond

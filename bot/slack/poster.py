@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -60,13 +61,18 @@ class Poster:
         self._buckets: dict[str, _Bucket] = {}
 
     async def post(
-        self, channel: str, message: OutboundMessage, *, thread_ts: str | None = None
+        self,
+        channel: str,
+        message: OutboundMessage,
+        *,
+        thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> str:
-        """Post one message; returns its `ts`."""
+        """Post one message; returns its `ts`. `metadata` marks it (Slack message metadata)."""
         await self._pace(channel)
         try:
             response = await self.client.chat_postMessage(
-                channel=channel, thread_ts=thread_ts, **message.post_kwargs()
+                channel=channel, thread_ts=thread_ts, metadata=metadata, **message.post_kwargs()
             )
         except SlackApiError as exc:
             if slack_error(exc) != "msg_too_long" or len(message.text) < MIN_TEXT_CHARS:
@@ -75,7 +81,7 @@ class Poster:
             # text is only the notification fallback: the content is in the blocks, so a
             # shorter fallback loses nothing a reader sees.
             shorter = OutboundMessage(clip(message.text, len(message.text) // 2), message.blocks)
-            return await self.post(channel, shorter, thread_ts=thread_ts)
+            return await self.post(channel, shorter, thread_ts=thread_ts, metadata=metadata)
         return str(response["ts"])
 
     async def post_all(
@@ -83,8 +89,17 @@ class Poster:
     ) -> list[str]:
         return [await self.post(channel, m, thread_ts=thread_ts) for m in messages]
 
-    async def update(self, channel: str, ts: str, message: OutboundMessage) -> None:
-        await self.client.chat_update(channel=channel, ts=ts, **message.update_kwargs())
+    async def update(
+        self,
+        channel: str,
+        ts: str,
+        message: OutboundMessage,
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        await self.client.chat_update(
+            channel=channel, ts=ts, metadata=metadata, **message.update_kwargs()
+        )
 
     async def _pace(self, channel: str) -> None:
         bucket = self._buckets.get(channel)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -28,6 +28,7 @@ from bot.ledger import BudgetRefusal, EndStatus, Reservation, RunLedger
 from bot.settings import Settings
 from bot.slack.poster import Poster, slack_error
 from bot.slack.render import ThreadRenderer
+from bot.slack.threads import run_metadata
 
 log = logging.getLogger(__name__)
 Respond = Callable[..., Awaitable[Any]]
@@ -35,12 +36,17 @@ Respond = Callable[..., Awaitable[Any]]
 
 @dataclass(frozen=True, slots=True)
 class RunRequest:
-    """Who asked what, where."""
+    """Who asked what, where. `thread_ts` runs it inside that existing thread (a mention, a
+    re-plan) instead of opening one; `thread` is a discussion the strategy builds on
+    (`prompts.thread_context`); `parent_run_id` makes it a follow-up of that run."""
 
     team_id: str
     channel_id: str
     user_id: str
     question: str
+    thread_ts: str | None = None
+    thread: str | None = None
+    parent_run_id: str | None = None
 
 
 class ChannelUnavailable(Exception):
@@ -62,6 +68,7 @@ class Runs:
         self._poster = poster
         self._settings = settings
         self._tasks: set[asyncio.Task[None]] = set()
+        self._by_thread: dict[tuple[str, str], set[asyncio.Task[None]]] = {}
         self.admitted = 0  # runs launched by this process, for the demo and tests
         # Told the team id after each run that ends (the budget watch uses it).
         self.on_finished: Callable[[str], Awaitable[object]] | None = None
@@ -78,7 +85,7 @@ class Runs:
             return None
         run_id = reservation.run_id
         try:
-            thread_ts = await self._open_thread(request)
+            top_ts = await self._open_thread(request, run_id)
         except ChannelUnavailable as problem:
             await self._ledger.finish_run(
                 run_id, "failed", elapsed_s=0.0, error=f"cannot post in channel: {problem.error}"
@@ -91,6 +98,7 @@ class Runs:
                 run_id, "failed", elapsed_s=0.0, error="the first message could not be posted"
             )
             raise
+        thread_ts = request.thread_ts or top_ts
         await self._ledger.set_thread(run_id, request.channel_id, thread_ts)
         renderer = ThreadRenderer(
             self._poster,
@@ -98,12 +106,59 @@ class Runs:
             thread_ts=thread_ts,
             asker_id=request.user_id,
             question=request.question,
+            top_ts=top_ts,
+            run_id=run_id,
         )
-        task = asyncio.create_task(self._run(run_id, request, renderer), name=f"run-{run_id}")
-        self._tasks.add(task)
+        task = self.own(self._run(run_id, request, renderer), name=f"run-{run_id}")
         self.admitted += 1
+        key = (request.channel_id, thread_ts)
+        self._by_thread.setdefault(key, set()).add(task)
+        task.add_done_callback(lambda done: self._forget(key, done))
+        return task
+
+    def own(self, work: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
+        """Run `work` as a task this registry owns: kept referenced, drained at shutdown."""
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    async def wait_thread(self, channel: str, thread_ts: str) -> None:
+        """Return once this process has no run in flight in that thread."""
+        running = self._by_thread.get((channel, thread_ts))
+        if running:
+            await asyncio.gather(*(asyncio.shield(t) for t in set(running)), return_exceptions=True)
+
+    def _forget(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
+        running = self._by_thread.get(key)
+        if running is not None:
+            running.discard(task)
+            if not running:
+                del self._by_thread[key]
+
+    async def admit(
+        self, request: RunRequest, worst_case: Decimal | None
+    ) -> Reservation | blocks.OutboundMessage:
+        """Reserve `worst_case` for the request, or the reply saying why it is refused
+        (budgets are checked and the run recorded in one transaction, so racing instances
+        cannot overspend). None means a model is unpriced: refused when budgets are set."""
+        s = self._settings
+        budgeted = s.budget_user_daily_usd is not None or s.budget_workspace_monthly_usd is not None
+        if worst_case is None and budgeted:
+            return blocks.unbounded_budget_message()
+        result = await self._ledger.reserve_run(
+            team_id=request.team_id,
+            channel_id=request.channel_id,
+            user_id=request.user_id,
+            question=request.question,
+            worst_case_usd=worst_case or Decimal(0),
+            user_budget=s.budget_user_daily_usd,
+            workspace_budget=s.budget_workspace_monthly_usd,
+            parent_run_id=request.parent_run_id,
+        )
+        return (
+            blocks.budget_refused_message(result) if isinstance(result, BudgetRefusal) else result
+        )
 
     async def wait_idle(self) -> None:
         """Return once no run is in flight."""
@@ -120,38 +175,27 @@ class Runs:
         await asyncio.gather(*pending, return_exceptions=True)
 
     async def _reserve(self, request: RunRequest) -> Reservation | blocks.OutboundMessage:
-        """The run's reservation, or the reply saying why it is refused (budgets are checked
-        and the run recorded in one transaction, so racing instances cannot overspend)."""
-        s = self._settings
-        budgeted = s.budget_user_daily_usd is not None or s.budget_workspace_monthly_usd is not None
-        worst_case = self._pipeline.worst_case_usd(request.question)
-        if worst_case is None and budgeted:
-            return blocks.unbounded_budget_message()
-        result = await self._ledger.reserve_run(
-            team_id=request.team_id,
-            channel_id=request.channel_id,
-            user_id=request.user_id,
-            question=request.question,
-            worst_case_usd=worst_case or Decimal(0),
-            user_budget=s.budget_user_daily_usd,
-            workspace_budget=s.budget_workspace_monthly_usd,
-        )
-        return (
-            blocks.budget_refused_message(result) if isinstance(result, BudgetRefusal) else result
-        )
+        """The run's reservation at its worst case (the discussion counted in), or why not."""
+        worst_case = self._pipeline.worst_case_usd(request.question, thread=request.thread or "")
+        return await self.admit(request, worst_case)
 
-    async def _open_thread(self, request: RunRequest) -> str:
+    async def _open_thread(self, request: RunRequest, run_id: str) -> str:
+        """Post the run's first message (in `request.thread_ts` when set); returns its ts."""
         status = blocks.status_message(
             asker_id=request.user_id,
             question=request.question,
             status=blocks.planning_status(self._settings.strategy_model),
         )
+        mark = run_metadata(run_id, None)
+        where = request.thread_ts
         try:
-            return await self._poster.post(request.channel_id, status)
+            return await self._poster.post(
+                request.channel_id, status, thread_ts=where, metadata=mark
+            )
         except SlackApiError as exc:
             if slack_error(exc) != "not_in_channel" or not await self._join(request.channel_id):
                 raise ChannelUnavailable(slack_error(exc)) from exc
-        return await self._poster.post(request.channel_id, status)
+        return await self._poster.post(request.channel_id, status, thread_ts=where, metadata=mark)
 
     async def _join(self, channel_id: str) -> bool:
         try:
@@ -167,7 +211,7 @@ class Runs:
             await renderer(event)
 
         try:
-            await self._pipeline.run(request.question, emit=emit)
+            await self._pipeline.run(request.question, emit=emit, thread=request.thread)
         except Exception:
             log.exception("run %s failed with a bug", run_id)
             await self._ledger.finish_run(

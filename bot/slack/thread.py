@@ -35,6 +35,7 @@ class Post:
 
     messages: tuple[blocks.OutboundMessage, ...]
     what: str  # for the log if Slack refuses: "example 2", "the review", …
+    closes_run: bool = False  # its last message carries the run's cost footer
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,15 +140,18 @@ def _finished(state: ThreadState, cost: CostSummary, elapsed: float) -> tuple[Ef
             elapsed_s=elapsed,
             model=state.review_model or None,
         )
-    return Post(tuple(messages), "the review"), top(state, blocks.done_status(cost, elapsed))
+    return Post(tuple(messages), "the review", closes_run=True), top(
+        state, blocks.done_status(cost, elapsed)
+    )
 
 
 def _failed(state: ThreadState, failed: RunFailed) -> tuple[Effect, ...]:
     cost, elapsed = failed.cost, failed.elapsed_s
     if failed.interrupted:
         notice = blocks.interrupted_message(cost=cost, elapsed_s=elapsed)
-        return Post((notice,), "the interruption notice"), top(state, blocks.interrupted_status())
+        notice_post = Post((notice,), "the interruption notice", closes_run=True)
+        return notice_post, top(state, blocks.interrupted_status())
     messages = blocks.run_failed_message(reason=failed.reason, cost=cost, elapsed_s=elapsed)
-    return Post(tuple(messages), "the failure notice"), top(
+    return Post(tuple(messages), "the failure notice", closes_run=True), top(
         state, blocks.failed_status(failed.reason)
     )

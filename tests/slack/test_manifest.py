@@ -32,9 +32,20 @@ def test_subscribed_events_are_exactly_the_ones_registered() -> None:
 
 def test_every_web_api_method_the_bot_calls_has_its_scope() -> None:
     scopes = set(manifest()["oauth_config"]["scopes"]["bot"])
-    needed = {scope for scope in edge.METHOD_SCOPES.values() if scope}
+    needed = {scope for scopes_of in edge.METHOD_SCOPES.values() for scope in scopes_of}
+    assert {"channels:history", "groups:history", "chat:write"} <= needed
     assert needed <= scopes
-    assert "commands" in scopes
+    assert "commands" in scopes  # slash commands and shortcuts both need it
+
+
+def test_the_message_shortcut_is_the_one_the_listener_handles() -> None:
+    data = manifest()
+    shortcuts = data["features"]["shortcuts"]
+    assert [(s["type"], s["callback_id"]) for s in shortcuts] == [
+        ("message", callback) for callback in edge.SHORTCUTS
+    ]
+    assert all(len(s["name"]) <= 24 and len(s["description"]) <= 80 for s in shortcuts)
+    assert data["settings"]["interactivity"]["is_enabled"] is True
 
 
 def test_the_listed_methods_are_the_ones_the_code_calls() -> None:

@@ -256,25 +256,6 @@ async def test_healthz_answers_200_once_ready(tmp_path: Path) -> None:
     assert response.status == 200 and body["ok"] is True
 
 
-async def test_a_retried_mention_event_is_answered_once(tmp_path: Path) -> None:
-    async with running_stack(tmp_path) as stack:
-        event = {
-            "type": "app_mention",
-            "user": "U0ALICE",
-            "channel": "C0GENERAL",
-            "text": "<@U0BOT> hi",
-            "ts": "1764099000.000100",
-        }
-        stack.slack.workspace.post_as("U0ALICE", "C0GENERAL", "<@U0BOT> hi")
-        mention = stack.slack.messages("C0GENERAL")[-1]
-        event["ts"] = mention.ts
-        await stack.slack.send_event(event, event_id="Ev0MENTION")
-        await stack.slack.send_event(event, event_id="Ev0MENTION", retry_num=1)
-        await _tick(0.3)
-        replies = stack.slack.replies("C0GENERAL", mention.ts)
-    assert len(replies) == 1
-
-
 async def test_shutdown_interrupts_runs_in_flight_and_records_what_they_spent(
     tmp_path: Path,
 ) -> None:
