@@ -31,7 +31,15 @@ from blocks.followup import (
     thread_unreadable_message,
 )
 from blocks.format import format_elapsed, format_usd, model_label, period_label
-from blocks.message import MAX_BLOCKS, NO_UNFURL, OutboundMessage
+from blocks.message import (
+    MAX_BLOCKS,
+    MESSAGE_TEXT_BUDGET,
+    NO_UNFURL,
+    OutboundMessage,
+    resplit,
+    shorten_fallback,
+    text_size,
+)
 from blocks.mrkdwn import markdown_to_mrkdwn
 from blocks.run import (
     done_status,
@@ -47,13 +55,17 @@ from blocks.run import (
     reviewing_status,
     run_failed_message,
     status_message,
+    status_overflow_messages,
     strategy_message,
+    strategy_overflow_messages,
+    undelivered_message,
 )
-from blocks.split import clip, split_chunks, split_mrkdwn
+from blocks.split import clip, slack_length, split_chunks, split_mrkdwn
 
 __all__ = [
     "FOLLOWUPS_BLOCK_ID",
     "MAX_BLOCKS",
+    "MESSAGE_TEXT_BUDGET",
     "NO_UNFURL",
     "OutboundMessage",
     "bad_period_message",
@@ -87,17 +99,24 @@ __all__ = [
     "period_label",
     "planning_status",
     "question_too_long_message",
+    "resplit",
     "review_failed_message",
     "review_message",
     "reviewing_status",
     "run_failed_message",
     "run_in_progress_message",
     "run_not_started_message",
+    "shorten_fallback",
+    "slack_length",
     "split_chunks",
     "split_mrkdwn",
     "status_message",
+    "status_overflow_messages",
     "strategy_message",
+    "strategy_overflow_messages",
+    "text_size",
     "thread_unreadable_message",
     "unbounded_budget_message",
+    "undelivered_message",
     "user_mention",
 ]

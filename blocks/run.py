@@ -12,6 +12,11 @@ The question is shown in full (escaped, split across sections if it must be) so 
 loses it, but only after the strategy and status: the head of the message shows a preview of
 `QUESTION_PREVIEW` characters ending in `…`, and the full text follows under *Question* only
 when the preview had to cut it or fold its lines.
+
+The first message keeps within one message's text budget like every other: what does not fit
+(a long plan, a long question) goes to the thread as `strategy_overflow_messages` /
+`status_overflow_messages`, and the first message says so. The split does not depend on the
+status line (its room is reserved), so every update of the first message shows the same part.
 """
 
 from __future__ import annotations
@@ -23,12 +28,12 @@ from blocks.ephemeral import command_usage
 from blocks.escape import escape, escape_label, user_mention
 from blocks.format import format_count, format_elapsed, model_label
 from blocks.message import (
-    MAX_BLOCKS,
     SECTION_LIMIT,
     Block,
     OutboundMessage,
     context,
     fallback,
+    fit_top,
     header,
     paginate,
     section,
@@ -46,6 +51,8 @@ from blocks.types import (
 )
 
 QUESTION_PREVIEW = 300
+STATUS_LIMIT = 300
+"""Room kept for the status line of the first message, whatever status it shows."""
 NAME_LIMIT = 200
 """A component name is a label: a runaway one must not push a title section over its limit."""
 VERDICT_MARKS: dict[Verdict, str] = {"ok": "✓", "warning": "⚠", "problem": "✗"}
@@ -84,32 +91,84 @@ def interrupted_status() -> str:
 
 def status_message(*, asker_id: str, question: str, status: str) -> OutboundMessage:
     """Who asked, the question and a status line ("⏳ Opus is planning…")."""
-    blocks = [_asked(asker_id, question), context(escape(status)), *_full_question(question)]
+    kept, _ = _status_parts(asker_id, question)
     return OutboundMessage(
         text=fallback(f"{user_mention(asker_id)} asked: {_preview(question)} — {escape(status)}"),
-        blocks=_capped(blocks, keep_head=2),
+        blocks=_with_status(kept, status),
     )
+
+
+def status_overflow_messages(*, asker_id: str, question: str) -> list[OutboundMessage]:
+    """The rest of a question too long for the first message, as thread replies ([] if none)."""
+    _, rest = _status_parts(asker_id, question)
+    return _continuations(rest, "Question")
 
 
 def strategy_message(
     *, asker_id: str, question: str, strategy: StrategyView, model: str, status: str
 ) -> OutboundMessage:
     """The first message once the plan is in: title, essence, components, attribution, status."""
-    blocks = [
-        header(strategy.title),
-        _asked(asker_id, question),
+    kept, _ = _strategy_parts(asker_id, question, strategy, model)
+    text = f"{escape(strategy.title)} — strategy for {user_mention(asker_id)} · {escape(status)}"
+    return OutboundMessage(text=fallback(text), blocks=_with_status(kept, status))
+
+
+def strategy_overflow_messages(
+    *, asker_id: str, question: str, strategy: StrategyView, model: str
+) -> list[OutboundMessage]:
+    """The part of the strategy (and question) the first message had no room for ([] if none)."""
+    _, rest = _strategy_parts(asker_id, question, strategy, model)
+    return _continuations(rest, "Strategy")
+
+
+def _status_parts(asker_id: str, question: str) -> tuple[tuple[Block, ...], list[Block]]:
+    head = [_asked(asker_id, question), _status_placeholder()]
+    return fit_top(head, _full_question(question), [], note=_continued_below())
+
+
+def _strategy_parts(
+    asker_id: str, question: str, strategy: StrategyView, model: str
+) -> tuple[tuple[Block, ...], list[Block]]:
+    head = [header(strategy.title), _asked(asker_id, question)]
+    body = [
         *sections(markdown_to_mrkdwn(strategy.essence)),
         *[
             block
             for number, component in enumerate(strategy.components, start=1)
             for block in _component(number, component)
         ],
-        context(f"*Strategy · {escape(model_label(model))}* · `{escape(model)}`"),
-        context(escape(status)),
-        *_full_question(question),
     ]
-    text = f"{escape(strategy.title)} — strategy for {user_mention(asker_id)} · {escape(status)}"
-    return OutboundMessage(text=fallback(text), blocks=_capped(blocks, keep_head=2))
+    tail = [
+        context(f"*Strategy · {escape(model_label(model))}* · `{escape(model)}`"),
+        _status_placeholder(),
+    ]
+    kept, rest = fit_top(head, [*body, *_full_question(question)], tail, note=_continued_below())
+    return kept, rest
+
+
+def _status_placeholder() -> Block:
+    # As big as any status line may be, so the split never depends on which one is shown.
+    return context("s" * STATUS_LIMIT)
+
+
+def _with_status(blocks: tuple[Block, ...], status: str) -> tuple[Block, ...]:
+    line = context(clip(escape(status), STATUS_LIMIT))
+    return tuple(line if block == _status_placeholder() else block for block in blocks)
+
+
+def _continued_below() -> Block:
+    return context("_Continued in the thread ↓_")
+
+
+def _continuations(rest: list[Block], what: str) -> list[OutboundMessage]:
+    if not rest:
+        return []
+    return paginate(
+        rest,
+        title=lambda page, pages: [section(f"*{what}* (continued)")],
+        tail=[],
+        text=lambda page, pages: f"{what} (continued)",
+    )
 
 
 def _asked(asker_id: str, question: str) -> Block:
@@ -135,16 +194,6 @@ def _component(number: int, component: ComponentView) -> list[Block]:
     return sections(
         f"*{number}. {_name(component.name)}*\n{markdown_to_mrkdwn(component.instruction)}"
     )
-
-
-def _capped(blocks: list[Block], *, keep_head: int) -> tuple[Block, ...]:
-    """Within 50 blocks, keeping the head and the end: only a runaway plan could need this."""
-    if len(blocks) <= MAX_BLOCKS:
-        return tuple(blocks)
-    omitted = len(blocks) - MAX_BLOCKS + 1
-    note = context(f"_{format_count(omitted, 'block')} left out to fit Slack's limit_")
-    tail = blocks[len(blocks) - (MAX_BLOCKS - keep_head - 1) :]
-    return (*blocks[:keep_head], note, *tail)
 
 
 # Thread replies ------------------------------------------------------------------------------
@@ -201,6 +250,34 @@ def example_failed_message(
             context(f"{escape(model_label(model))} · `{escape(model)}`"),
         ),
     )
+
+
+def undelivered_message(
+    *, what: str, error: str, lost: Sequence[OutboundMessage]
+) -> OutboundMessage:
+    """Slack refused part of the thread even cut smaller: say what is missing, how much, and
+    how it began, so a reader knows a part is gone rather than never written."""
+    texts = [t for message in lost for t in _mrkdwn_texts(message.blocks)]
+    size = sum(len(t) for t in texts)
+    start = clip(" ".join(" ".join(texts).split()), QUESTION_PREVIEW)
+    line = (
+        f"⚠ Slack refused {escape(what)} (`{escape(error)}`), even cut into smaller messages: "
+        f"{format_count(size, 'character')} of it are missing from this thread."
+    )
+    return OutboundMessage(
+        text=fallback(line),
+        blocks=(section(line), *([section(f"It began:\n{_quote(start)}")] if start else [])),
+    )
+
+
+def _mrkdwn_texts(node: object) -> list[str]:
+    if isinstance(node, list | tuple):
+        return [t for item in node for t in _mrkdwn_texts(item)]
+    if not isinstance(node, dict):
+        return []
+    if node.get("type") in ("mrkdwn", "plain_text") and isinstance(node.get("text"), str):
+        return [node["text"]]
+    return [t for value in node.values() for t in _mrkdwn_texts(value)]
 
 
 def review_message(

@@ -1,6 +1,10 @@
 """Cutting escaped mrkdwn to Slack's size limits without losing or corrupting a character.
 
-`split_mrkdwn` cuts long text into chunks of at most `limit` characters, preferring a paragraph
+Every size here is `slack_length`: UTF-8 bytes of the text as sent, entities included. Slack's
+reference says "characters", but it has refused non-ASCII text under its character count;
+bytes are never fewer than characters, so text measured this way fits however Slack counts.
+
+`split_mrkdwn` cuts long text into chunks of at most `limit` bytes, preferring a paragraph
 break, then a line break, then a space, in the second half of each window so chunks stay full.
 It never cuts inside an entity (`&amp;`), inside a ``` marker or, when it can help it, inside a
 `<…>` link or mention. A cut that falls inside a code fence closes the fence at the end of the
@@ -12,7 +16,9 @@ back. `clip` shortens text for bounded places (headers, notifications) under the
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
 
 FENCE = "```"
 REOPEN = FENCE + "\n"
@@ -23,6 +29,21 @@ MIN_LIMIT = 32
 _FENCE_RE = re.compile(re.escape(FENCE))
 _ENTITY_RE = re.compile(r"&#?[A-Za-z0-9]{1,8};")
 _ANGLE_RE = re.compile(r"<[^<>\n]{1,300}>")
+
+
+def slack_length(text: str) -> int:
+    """The size Slack's limits are checked against here: UTF-8 bytes."""
+    return len(text.encode("utf-8"))
+
+
+def _byte_offsets(text: str) -> list[int]:
+    """offsets[i] = slack_length(text[:i]), for i in 0..len(text)."""
+    return [0, *accumulate(len(ch.encode("utf-8")) for ch in text)]
+
+
+def _end_within(offsets: list[int], start: int, room: int) -> int:
+    """The furthest index `end` with text[start:end] at most `room` bytes long."""
+    return bisect_right(offsets, offsets[start] + room) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,18 +137,20 @@ def _best_cut(text: str, guards: _Guards, start: int, hi: int) -> int:
 
 
 def split_chunks(text: str, limit: int = 3000) -> list[Chunk]:
-    """Split `text` into chunks whose `.text` is at most `limit` chars; bodies join to `text`."""
+    """Split `text` into chunks whose `.text` is at most `limit` bytes; bodies join to `text`."""
     if limit < MIN_LIMIT:
         raise ValueError(f"limit must be at least {MIN_LIMIT}, got {limit}")
     guards = _guards(text)
+    offsets = _byte_offsets(text)
     chunks: list[Chunk] = []
     start, reopened = 0, False
     while True:
         prefix = REOPEN if reopened else ""
-        if len(prefix) + len(text) - start <= limit:
+        if len(prefix) + offsets[-1] - offsets[start] <= limit:
             chunks.append(Chunk(prefix, text[start:], ""))
             return chunks
-        cut = _choose_cut(text, guards, start, start + limit - len(prefix))
+        end = _end_within(offsets, start, limit - len(prefix))
+        cut = _choose_cut(text, guards, start, end)
         body = text[start:cut]
         reopened = guards.fence_open[cut]
         chunks.append(Chunk(prefix, body, _closing(body) if reopened else ""))
@@ -140,15 +163,15 @@ def _closing(body: str) -> str:
 
 
 def split_mrkdwn(text: str, limit: int = 3000) -> list[str]:
-    """Split escaped mrkdwn into chunks of at most `limit` chars, each fence-balanced."""
+    """Split escaped mrkdwn into chunks of at most `limit` bytes, each fence-balanced."""
     return [chunk.text for chunk in split_chunks(text, limit)]
 
 
 def clip(text: str, limit: int, *, ellipsis: str = "…") -> str:
-    """`text` if it fits in `limit` chars, else its start cut safely (word break if near) + `…`."""
-    if len(text) <= limit:
+    """`text` if it fits in `limit` bytes, else its start cut safely (word break if near) + `…`."""
+    if slack_length(text) <= limit:
         return text
-    room = limit - len(ellipsis)
+    room = _end_within(_byte_offsets(text), 0, limit - slack_length(ellipsis))
     window = text[: room + 1]
     guards = _guards(text[: room + 16])  # see entities that straddle the end of the window
     lo = max(1, room * 4 // 5)

@@ -4,15 +4,21 @@
 one at a time through a per-channel token bucket (Slack allows about one message a second
 per channel, with short bursts), so parallel examples never burst into 429s. A 429 that
 still happens is retried by the client's `AsyncRateLimitErrorRetryHandler` (honouring
-`Retry-After`), never dropped. `msg_too_long` is recovered by shortening the notification
-fallback text (the content is in the blocks, already split within Slack's limits).
-Connection errors are *not* retried: Slack may already have posted, and a duplicate is
-worse than a gap that the log names.
+`Retry-After`), never dropped.
+
+A refusal about size (`msg_blocks_too_long`, `msg_too_long`, or `invalid_blocks` where Slack
+counted differently from us) is recovered by posting smaller messages: a shorter fallback
+first for `msg_too_long`, else the message cut in two (`blocks.resplit`), up to
+`MAX_RESPLITS` times deep; parts that still cannot be posted are raised as `Undelivered`,
+with their content, so the thread can say what is missing. Connection errors are *not*
+retried: Slack may already have posted, and a duplicate is worse than a gap that the log
+names.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,11 +28,23 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from blocks import OutboundMessage, clip
+from blocks import OutboundMessage, resplit, shorten_fallback
 
+log = logging.getLogger(__name__)
 # What a Slack call can fail with: refused (SlackApiError), or not answered at all.
 SLACK_FAILURES = (SlackClientError, aiohttp.ClientError, TimeoutError)
-MIN_TEXT_CHARS = 200  # below this, msg_too_long is not about our text
+# Refusals that smaller messages can get past.
+SIZE_REFUSALS = frozenset({"msg_blocks_too_long", "msg_too_long", "invalid_blocks"})
+MAX_RESPLITS = 2  # halves, then quarters: past that the refusal is not about size
+
+
+class Undelivered(Exception):
+    """Slack refused a message even cut smaller; `lost` are the parts it never showed."""
+
+    def __init__(self, error: str, lost: Sequence[OutboundMessage]) -> None:
+        super().__init__(f"{error}: {len(lost)} message part(s) not posted")
+        self.error = error
+        self.lost = tuple(lost)
 
 
 @dataclass
@@ -68,21 +86,75 @@ class Poster:
         thread_ts: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> str:
-        """Post one message; returns its `ts`. `metadata` marks it (Slack message metadata)."""
+        """Post one message (in smaller parts if Slack refuses its size); returns the `ts` of
+        the first part, which carries `metadata` (Slack message metadata). Later parts of a
+        top-level message go into its thread.
+
+        Raises SlackApiError when Slack refuses for another reason, `Undelivered` when parts
+        of a re-split message could still not be posted.
+        """
+        return await self._post(channel, message, thread_ts=thread_ts, metadata=metadata, depth=0)
+
+    async def _post(
+        self,
+        channel: str,
+        message: OutboundMessage,
+        *,
+        thread_ts: str | None,
+        metadata: dict[str, Any] | None,
+        depth: int,
+    ) -> str:
         await self._pace(channel)
         try:
             response = await self.client.chat_postMessage(
                 channel=channel, thread_ts=thread_ts, metadata=metadata, **message.post_kwargs()
             )
+            return str(response["ts"])
         except SlackApiError as exc:
-            if slack_error(exc) != "msg_too_long" or len(message.text) < MIN_TEXT_CHARS:
+            error = slack_error(exc)
+            parts = _smaller(message, error) if depth < MAX_RESPLITS else None
+            if parts is None:
+                if depth:
+                    raise Undelivered(error, [message]) from exc
                 raise
-            # Slack measured the text longer than we did (it may count differently). The
-            # text is only the notification fallback: the content is in the blocks, so a
-            # shorter fallback loses nothing a reader sees.
-            shorter = OutboundMessage(clip(message.text, len(message.text) // 2), message.blocks)
-            return await self.post(channel, shorter, thread_ts=thread_ts, metadata=metadata)
-        return str(response["ts"])
+        log.warning("Slack refused a message (%s); posting it as %d parts", error, len(parts))
+        return await self._post_parts(
+            channel, parts, thread_ts=thread_ts, metadata=metadata, depth=depth + 1
+        )
+
+    async def _post_parts(
+        self,
+        channel: str,
+        parts: Sequence[OutboundMessage],
+        *,
+        thread_ts: str | None,
+        metadata: dict[str, Any] | None,
+        depth: int,
+    ) -> str:
+        first: str | None = None
+        lost: list[OutboundMessage] = []
+        error = ""
+        for index, part in enumerate(parts):
+            if first is None and index and thread_ts is None:
+                lost.append(part)  # the thread the rest belongs to was never started
+                continue
+            mark = metadata if first is None else None
+            try:
+                ts = await self._post(
+                    channel, part, thread_ts=thread_ts or first, metadata=mark, depth=depth
+                )
+            except Undelivered as exc:
+                lost += exc.lost
+                error = exc.error
+                continue
+            except SlackApiError as exc:
+                lost.append(part)
+                error = slack_error(exc)
+                continue
+            first = first or ts
+        if lost or first is None:
+            raise Undelivered(error, lost)
+        return first
 
     async def post_all(
         self, channel: str, messages: Sequence[OutboundMessage], *, thread_ts: str | None = None
@@ -107,6 +179,17 @@ class Poster:
             bucket = _Bucket(self._rate, self._burst, float(self._burst))
             self._buckets[channel] = bucket
         await bucket.take()
+
+
+def _smaller(message: OutboundMessage, error: str) -> list[OutboundMessage] | None:
+    """What to try instead of `message` after Slack refused it with `error`; None if nothing.
+
+    `msg_too_long` is about the fallback `text`: a shorter one is tried first.
+    """
+    if error not in SIZE_REFUSALS:
+        return None
+    shorter = shorten_fallback(message) if error == "msg_too_long" else None
+    return [shorter] if shorter is not None else resplit(message)
 
 
 def slack_error(exc: SlackApiError) -> str:

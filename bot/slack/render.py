@@ -6,7 +6,9 @@ message is the thread's root for `/orchestrate`, or a reply when the run answers
 existing thread (a mention, a re-plan); it carries the run's `orchestrate_run` mark, and the
 message that closes the run carries its `orchestrate_footer` mark (`bot.slack.threads`). A
 Slack failure while performing one effect is logged and the rest go on: the ledger still
-records every call, and one lost message must not cost the rest of the thread.
+records every call, and one lost message must not cost the rest of the thread. Nothing is
+dropped silently: a message Slack refused (even cut smaller by the poster) is named in the
+thread with how much of it is missing and how it began.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from __future__ import annotations
 import logging
 from typing import assert_never
 
+from slack_sdk.errors import SlackApiError
+
 import blocks
 from bot.core.events import Event
-from bot.slack.poster import SLACK_FAILURES, Poster, describe
+from bot.slack.poster import SLACK_FAILURES, Poster, Undelivered, describe, slack_error
 from bot.slack.thread import Effect, Post, ThreadState, UpdateTop, advance, top
 from bot.slack.threads import footer_metadata, run_metadata
 
@@ -50,33 +54,60 @@ class ThreadRenderer:
             await self._perform(effect)
 
     async def _perform(self, effect: Effect) -> None:
-        try:
-            match effect:
-                case Post(messages=messages, closes_run=closes_run):
-                    await self._post(messages, closes_run=closes_run)
-                case UpdateTop(message=message):
-                    metadata = None
-                    if self.run_id is not None:
-                        metadata = run_metadata(self.run_id, self.state.strategy)
-                    await self._poster.update(self.channel, self.top_ts, message, metadata=metadata)
-                case _:
-                    assert_never(effect)
-        except SLACK_FAILURES as exc:
-            what = effect.what if isinstance(effect, Post) else "the top message"
-            log.error("could not post %s in run thread %s: %s", what, self.thread_ts, describe(exc))
+        match effect:
+            case Post(messages=messages, what=what, closes_run=closes_run):
+                await self._post(messages, what=what, closes_run=closes_run)
+            case UpdateTop(message=message):
+                await self._update_top(message)
+            case _:
+                assert_never(effect)
 
     async def _post(
-        self, messages: tuple[blocks.OutboundMessage, ...], *, closes_run: bool
+        self, messages: tuple[blocks.OutboundMessage, ...], *, what: str, closes_run: bool
     ) -> None:
+        lost: list[blocks.OutboundMessage] = []
+        error = ""
         for number, message in enumerate(messages, start=1):
-            last = number == len(messages)
-            mark = closes_run and last and self.run_id is not None
-            await self._poster.post(
-                self.channel,
-                message,
-                thread_ts=self.thread_ts,
-                metadata=footer_metadata(self.run_id) if mark and self.run_id else None,
-            )
+            mark = closes_run and number == len(messages) and self.run_id is not None
+            try:
+                await self._poster.post(
+                    self.channel,
+                    message,
+                    thread_ts=self.thread_ts,
+                    metadata=footer_metadata(self.run_id) if mark and self.run_id else None,
+                )
+            except Undelivered as exc:
+                lost += exc.lost
+                error = exc.error
+            except SlackApiError as exc:
+                lost.append(message)
+                error = slack_error(exc)
+            except SLACK_FAILURES as exc:
+                # Not answered: Slack may have posted it, so it is not reported as missing.
+                log.error(
+                    "could not post %s in run thread %s: %s", what, self.thread_ts, describe(exc)
+                )
+        if lost:
+            await self._report_lost(what, error, lost)
+
+    async def _update_top(self, message: blocks.OutboundMessage) -> None:
+        metadata = None
+        if self.run_id is not None:
+            metadata = run_metadata(self.run_id, self.state.strategy)
+        try:
+            await self._poster.update(self.channel, self.top_ts, message, metadata=metadata)
+        except SlackApiError as exc:
+            await self._report_lost("the update of the first message", slack_error(exc), [message])
+        except SLACK_FAILURES as exc:
+            log.error("could not update run thread %s: %s", self.thread_ts, describe(exc))
+
+    async def _report_lost(self, what: str, error: str, lost: list[blocks.OutboundMessage]) -> None:
+        log.error("Slack refused %s in run thread %s: %s", what, self.thread_ts, error)
+        notice = blocks.undelivered_message(what=what, error=error, lost=lost)
+        try:
+            await self._poster.post(self.channel, notice, thread_ts=self.thread_ts)
+        except (Undelivered, *SLACK_FAILURES) as exc:
+            log.error("could not say so in run thread %s: %s", self.thread_ts, describe(exc))
 
     async def bug(self) -> None:
         """The run died of a bug in our code: say so in the thread instead of going quiet."""

@@ -189,13 +189,20 @@ class Runs:
         mark = run_metadata(run_id, None)
         where = request.thread_ts
         try:
-            return await self._poster.post(
+            top_ts = await self._poster.post(
                 request.channel_id, status, thread_ts=where, metadata=mark
             )
         except SlackApiError as exc:
             if slack_error(exc) != "not_in_channel" or not await self._join(request.channel_id):
                 raise ChannelUnavailable(slack_error(exc)) from exc
-        return await self._poster.post(request.channel_id, status, thread_ts=where, metadata=mark)
+            top_ts = await self._poster.post(
+                request.channel_id, status, thread_ts=where, metadata=mark
+            )
+        # A question too long for the first message continues in its thread, before the plan.
+        rest = blocks.status_overflow_messages(asker_id=request.user_id, question=request.question)
+        for message in rest:
+            await self._poster.post(request.channel_id, message, thread_ts=where or top_ts)
+        return top_ts
 
     async def _join(self, channel_id: str) -> bool:
         try:

@@ -76,7 +76,11 @@ def advance(state: ThreadState, event: Event) -> tuple[ThreadState, tuple[Effect
         case StrategyReady(strategy=strategy, model=model):
             state = replace(state, strategy=strategy, strategy_model=model)
             status = blocks.illustrating_status(state.examples_model, len(strategy.components))
-            return state, (top(state, status),)
+            rest = blocks.strategy_overflow_messages(
+                asker_id=state.asker_id, question=state.question, strategy=strategy, model=model
+            )
+            more = (Post(tuple(rest), "the rest of the strategy"),) if rest else ()
+            return state, (top(state, status), *more)
         case ExampleReady(index=i, component=component, markdown=markdown, model=model):
             messages = blocks.example_messages(
                 index=i + 1, total=state.total, component=component, markdown=markdown, model=model

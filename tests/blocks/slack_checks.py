@@ -2,7 +2,8 @@
 
 Every block goes through slack_sdk's own models (`Block.parse(...).to_dict()` runs its limit
 validators and must give the block back unchanged); the limits slack_sdk does not check (field
-length, message size, verbatim on model text) are asserted here. `assert_harmless` looks through
+length, a message's total text, lengths in UTF-8 bytes, verbatim on model text) are asserted
+here. `assert_harmless` looks through
 every string of a message for anything Slack would turn into a ping or a link.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from slack_sdk.models.blocks import Block
 
-from blocks import OutboundMessage
+from blocks import MESSAGE_TEXT_BUDGET, OutboundMessage, slack_length, text_size
 
 # Sequences that would make Slack ping, mention or link: none may survive from untrusted text.
 FORBIDDEN = ("<!", "<@", "<#", "<http", "<mailto")
@@ -28,13 +29,13 @@ def assert_valid_block(block: dict[str, Any]) -> None:
     match block["type"]:
         case "section":
             if "text" in block:
-                assert 0 < len(block["text"]["text"]) <= 3000
+                assert 0 < slack_length(block["text"]["text"]) <= 3000
             for field in block.get("fields", []):
-                assert 0 < len(field["text"]) <= 2000
+                assert 0 < slack_length(field["text"]) <= 2000
             assert len(block.get("fields", [])) <= 10
         case "header":
             assert block["text"]["type"] == "plain_text"
-            assert 0 < len(block["text"]["text"]) <= 150
+            assert 0 < slack_length(block["text"]["text"]) <= 150
         case "context":
             assert 0 < len(block["elements"]) <= 10
     for obj in text_objects(block):
@@ -43,8 +44,9 @@ def assert_valid_block(block: dict[str, Any]) -> None:
 
 
 def assert_valid_message(message: OutboundMessage) -> None:
-    assert 0 < len(message.text) <= 3500
+    assert 0 < slack_length(message.text) <= 3500
     assert 0 < len(message.blocks) <= 50
+    assert text_size(list(message.blocks)) <= MESSAGE_TEXT_BUDGET
     for block in message.blocks:
         assert_valid_block(block)
 

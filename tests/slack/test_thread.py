@@ -14,6 +14,7 @@ from bot.core.events import (
     RunStarted,
     StrategyReady,
 )
+from bot.core.models import Component, Strategy
 from bot.core.usage import CallRecord, TokenUsage
 from bot.slack.thread import Effect, Post, ThreadState, UpdateTop, advance
 from tests.blocks.blocks_sample_data import ASKER, HAIKU, OPUS, SONNET, cost, review, strategy
@@ -115,3 +116,18 @@ def test_a_failed_plan_keeps_the_question_on_top() -> None:
     assert kinds(effects) == ["post the failure notice", "update top"]
     top = effects[-1]
     assert isinstance(top, UpdateTop) and "Design an API" in top.message.text
+
+
+def test_a_plan_too_long_for_the_first_message_continues_once_in_the_thread() -> None:
+    long_plan = Strategy(
+        title="Long",
+        essence="e",
+        components=tuple(Component(f"Part {n}", "word " * 580) for n in range(1, 6)),
+    )
+    events: list[Event] = [
+        RunStarted("Design an API", (OPUS, HAIKU, SONNET)),
+        StrategyReady(long_plan, OPUS),
+        ExampleFailed(0, long_plan.components[0], "boom", HAIKU),
+    ]
+    _, effects = fold(events)
+    assert kinds(effects) == ["update top", "post the rest of the strategy", "post example 1"]
