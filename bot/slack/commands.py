@@ -1,7 +1,10 @@
 """`/orchestrate`: acknowledged first (Slack gives 3 s), then parsed and handed off.
 
 The text after the command is `help`, `costs [period]`, or a question, which goes to
-`Runs.start`. Errors a user can fix are answered ephemerally through `respond` (the
+`Runs.start`. Slack sends it entity-escaped (`&amp;`, `&lt;`, `&gt;`, and mentions or links
+as `<…>` markup); it is decoded to what the person typed before anything else reads it, so
+the model sees `R&D` and the length limit counts the characters typed, and `blocks` escapes
+it again on the way out. Errors a user can fix are answered ephemerally through `respond` (the
 command's `response_url`, which works even where the bot cannot post). Who may see
 workspace-wide figures is decided on the server at every request (`bot.slack.admins`).
 """
@@ -21,6 +24,7 @@ from bot.ledger import read_period
 from bot.slack.admins import is_admin
 from bot.slack.deps import Services
 from bot.slack.runs import RunRequest, ephemeral
+from bot.slack.threads import decode
 
 log = logging.getLogger(__name__)
 COMMAND = "/orchestrate"
@@ -51,8 +55,8 @@ Command = Help | Costs | Ask | TooLong
 
 
 def parse_command(text: str, *, max_chars: int) -> Command:
-    """What the user asked for, from the text after `/orchestrate`."""
-    text = text.strip()
+    """What the user asked for, from the text after `/orchestrate` as Slack sends it."""
+    text = decode(text).strip()
     word, _, rest = text.partition(" ")
     if not text or text.lower() == "help":
         return Help()
