@@ -42,7 +42,9 @@ from blocks.message import (
 )
 from blocks.mrkdwn import markdown_to_mrkdwn
 from blocks.run import (
+    ThreadStatus,
     done_status,
+    drafting_status,
     example_failed_message,
     example_messages,
     failed_status,
@@ -58,6 +60,9 @@ from blocks.run import (
     status_overflow_messages,
     strategy_message,
     strategy_overflow_messages,
+    thread_illustrating,
+    thread_planning,
+    thread_reviewing,
     undelivered_message,
 )
 from blocks.split import clip, slack_length, split_chunks, split_mrkdwn
@@ -68,6 +73,7 @@ __all__ = [
     "MESSAGE_TEXT_BUDGET",
     "NO_UNFURL",
     "OutboundMessage",
+    "ThreadStatus",
     "bad_period_message",
     "budget_alert_message",
     "budget_refused_message",
@@ -77,6 +83,7 @@ __all__ = [
     "cost_footer",
     "costs_summary_message",
     "done_status",
+    "drafting_status",
     "error_message",
     "escape",
     "escape_code",
@@ -115,6 +122,9 @@ __all__ = [
     "strategy_message",
     "strategy_overflow_messages",
     "text_size",
+    "thread_illustrating",
+    "thread_planning",
+    "thread_reviewing",
     "thread_unreadable_message",
     "unbounded_budget_message",
     "undelivered_message",

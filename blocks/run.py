@@ -22,6 +22,7 @@ status line (its room is reserved), so every update of the first message shows t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from blocks.cost import cost_footer, total_text
 from blocks.ephemeral import command_usage
@@ -53,9 +54,22 @@ from blocks.types import (
 QUESTION_PREVIEW = 300
 STATUS_LIMIT = 300
 """Room kept for the status line of the first message, whatever status it shows."""
+MAX_LOADING_MESSAGES = 10  # Slack's limit for assistant.threads.setStatus
 NAME_LIMIT = 200
 """A component name is a label: a runaway one must not push a title section over its limit."""
 VERDICT_MARKS: dict[Verdict, str] = {"ok": "✓", "warning": "⚠", "problem": "✗"}
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadStatus:
+    """What the thread's loading indicator says, and the lines Slack rotates under it."""
+
+    status: str
+    loading_messages: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.loading_messages) > MAX_LOADING_MESSAGES:
+            raise ValueError(f"at most {MAX_LOADING_MESSAGES} loading messages")
 
 
 # Status lines for the thread's first message -------------------------------------------------
@@ -63,6 +77,10 @@ VERDICT_MARKS: dict[Verdict, str] = {"ok": "✓", "warning": "⚠", "problem": "
 
 def planning_status(model: str) -> str:
     return f"⏳ {model_label(model)} is planning…"
+
+
+def drafting_status(model: str) -> str:
+    return f"✍ {model_label(model)} is writing the strategy…"
 
 
 def illustrating_status(model: str, count: int) -> str:
@@ -84,6 +102,36 @@ def failed_status(reason: str) -> str:
 
 def interrupted_status() -> str:
     return "⚠ Interrupted by a restart"
+
+
+# The thread's loading indicator (assistant.threads.setStatus) -------------------------------
+# Plain text, not mrkdwn; Slack rotates the loading messages (at most 10) while it shows them.
+
+
+def thread_planning(model: str) -> ThreadStatus:
+    who = model_label(model)
+    return ThreadStatus(
+        f"{who} is planning…",
+        (f"{who} is planning…", f"{who} is weighing approaches…", f"{who} is naming components…"),
+    )
+
+
+def thread_illustrating(model: str, *, remaining: int, total: int) -> ThreadStatus:
+    who = model_label(model)
+    line = f"{who} is writing {remaining} of {format_count(total, 'example')}…"
+    return ThreadStatus(line, (line, f"{who} is writing code for each component…"))
+
+
+def thread_reviewing(model: str) -> ThreadStatus:
+    who = model_label(model)
+    return ThreadStatus(
+        f"{who} is reviewing…",
+        (
+            f"{who} is reviewing…",
+            f"{who} is checking each example against the strategy…",
+            "Adding up the cost…",
+        ),
+    )
 
 
 # The thread's first message ------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar
@@ -35,6 +35,8 @@ from bot.settings import Settings
 T = TypeVar("T")
 PriceFn = Callable[[str, TokenUsage], Decimal | None]
 CancelSink = Callable[[CallRecord], None]
+# Told the whole answer text so far, each time more of it streams in.
+TextSink = Callable[[str], Awaitable[None]]
 
 PLAN_MAX_TOKENS = 4096  # a few hundred visible tokens plus room for low-effort thinking
 EXAMPLE_MAX_TOKENS = 8192  # asks for ~800-1,200 visible tokens; room for thinking and outliers
@@ -114,9 +116,11 @@ class Claude:
         problem: str | None = None,
         thread: str | None = None,
         on_cancel: CancelSink | None = None,
+        on_text: TextSink | None = None,
     ) -> Reply[Strategy]:
         """Ask the strategy model for a brief strategy; `problem` turns it into a repair;
-        `thread` is a discussion (`prompts.thread_context`) the strategy must build on."""
+        `thread` is a discussion (`prompts.thread_context`) the strategy must build on.
+        `on_text` is told the answer so far as it streams (for showing it being written)."""
         message, call = await self._call(
             "plan",
             self._settings.strategy_model,
@@ -125,6 +129,7 @@ class Claude:
             max_tokens=PLAN_MAX_TOKENS,
             output_config={"effort": self._settings.strategy_effort, "format": PLAN_FORMAT},
             on_cancel=on_cancel,
+            on_text=on_text,
         )
         return _structured(call, message, PlanOut, _to_strategy)
 
@@ -232,6 +237,7 @@ class Claude:
         index: int | None = None,
         started: asyncio.Event | None = None,
         on_cancel: CancelSink | None = None,
+        on_text: TextSink | None = None,
     ) -> tuple[Message | None, CallRecord]:
         clock = time.monotonic()
         progress = _Progress(model=model, max_tokens=max_tokens)
@@ -241,7 +247,7 @@ class Claude:
         try:
             async with asyncio.timeout(self._settings.call_timeout_s):
                 message = await self._stream(
-                    model, system, content, max_tokens, output_config, progress, started
+                    model, system, content, max_tokens, output_config, progress, started, on_text
                 )
         except TimeoutError:
             outcome, error = "timeout", f"no answer within {self._settings.call_timeout_s:g} s"
@@ -277,6 +283,7 @@ class Claude:
         output_config: dict[str, Any],
         progress: _Progress,
         started: asyncio.Event | None,
+        on_text: TextSink | None = None,
     ) -> Message:
         async with self._client.messages.stream(
             model=model,
@@ -290,6 +297,8 @@ class Claude:
                 progress.observe(event, at=time.monotonic())
                 if event.type == "message_start" and started is not None:
                     started.set()
+                elif event.type == "text" and on_text is not None:
+                    await on_text(event.snapshot)
             if not progress.complete:
                 # The connection closed cleanly but early: the SDK ends the iteration
                 # without an error, and its snapshot would pass for a whole answer.

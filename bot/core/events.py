@@ -1,6 +1,7 @@
 """Pipeline events: what a run tells the world, as one closed union of frozen dataclasses.
 
-The pipeline emits these in order (run started, strategy, examples in completion order, the
+The pipeline emits these in order (run started, drafts of the strategy as it streams, the
+strategy, examples in completion order, the
 review, then finished or failed) and knows nothing of who listens. The Slack edge renders
 them; the ledger records `CallFinished`; the demo prints them. Consumers handle the union
 exhaustively with `match` and `assert_never`, so a new event cannot be silently ignored.
@@ -26,6 +27,14 @@ class CallFinished:
     """A model call returned or failed; emitted before the event built from its answer."""
 
     call: CallRecord
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyDraft:
+    """The strategy as far as the model has written it (display only; may change or fail)."""
+
+    strategy: Strategy
+    model: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +90,7 @@ class RunFailed:
 Event = (
     RunStarted
     | CallFinished
+    | StrategyDraft
     | StrategyReady
     | ExampleReady
     | ExampleFailed

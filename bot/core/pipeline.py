@@ -1,7 +1,8 @@
 """The orchestration pipeline: plan → parallel examples → review, told as events.
 
-`Pipeline.run(question, emit=...)` pushes `bot.events` to `emit` as things happen: the
-strategy once the plan is usable (after at most one repair), each example or its failure
+`Pipeline.run(question, emit=...)` pushes `bot.events` to `emit` as things happen: drafts of
+the strategy while the plan streams (parsed from the partial JSON), the strategy once the
+plan is usable (after at most one repair), each example or its failure
 the moment its call returns (completion order, from inside an `asyncio.TaskGroup`), the
 review, and the run's bill. Every model call is emitted as `CallFinished` before the event
 built from it, so a listener can write it down before anything else happens. A global
@@ -34,6 +35,7 @@ from bot.core.claude import (
     Claude,
     Reply,
 )
+from bot.core.draft import parse_draft
 from bot.core.events import (
     CallFinished,
     Event,
@@ -44,6 +46,7 @@ from bot.core.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    StrategyDraft,
     StrategyReady,
 )
 from bot.core.models import Component, Review, Strategy
@@ -169,6 +172,7 @@ class _Run:
         self.emit = emit
         self.calls: list[CallRecord] = []
         self.cut_off: list[CallRecord] = []  # calls interrupted by cancellation
+        self.draft: Strategy | None = None  # the strategy as last shown while it streamed
         self.started = time.monotonic()
 
     async def execute(self, stop: RunStop | None) -> None:
@@ -223,7 +227,13 @@ class _Run:
     async def _plan(self) -> Strategy | None:
         claude, model = self.p._claude, self.p._settings.strategy_model
         reply = await self._limited(
-            partial(claude.plan, self.question, thread=self.thread, on_cancel=self.cut_off.append)
+            partial(
+                claude.plan,
+                self.question,
+                thread=self.thread,
+                on_cancel=self.cut_off.append,
+                on_text=self._drafted,
+            )
         )
         await self._record(reply.call)
         if reply.value is None and reply.call.outcome == "invalid":
@@ -235,12 +245,20 @@ class _Run:
                 problem=reply.problem,
                 thread=self.thread,
                 on_cancel=self.cut_off.append,
+                on_text=self._drafted,
             )
             reply = await self._limited(repair)
             await self._record(reply.call)
         if reply.value is None:
             await self._fail(f"{model} could not produce a usable strategy: {reply.problem}.")
         return reply.value
+
+    async def _drafted(self, text: str) -> None:
+        """The plan's answer so far: emitted as a draft whenever what it says has changed."""
+        draft = parse_draft(text)
+        if draft is not None and draft != self.draft:
+            self.draft = draft
+            await self.emit(StrategyDraft(draft, self.p._settings.strategy_model))
 
     async def _examples_then_review(self, strategy: Strategy) -> Reply[Review] | None:
         """Examples in parallel, each emitted as its call returns; the review call starts

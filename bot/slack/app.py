@@ -19,6 +19,7 @@ EVENTS = ("app_home_opened", "app_mention")  # what manifest.yml subscribes to
 METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "chat.postMessage": ("chat:write",),
     "chat.update": ("chat:write",),
+    "assistant.threads.setStatus": ("chat:write",),
     "chat.postEphemeral": ("chat:write",),
     # Threads in public and private channels (the conversation's type decides which).
     "conversations.replies": ("channels:history", "groups:history"),

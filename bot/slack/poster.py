@@ -13,6 +13,11 @@ first for `msg_too_long`, else the message cut in two (`blocks.resplit`), up to
 with their content, so the thread can say what is missing. Connection errors are *not*
 retried: Slack may already have posted, and a duplicate is worse than a gap that the log
 names.
+
+`chat.update` is Tier 3 (about 50 a minute per workspace, short bursts tolerated). Updates
+that say something new (a run's strategy, its progress, its end) are always sent; drafts
+(the strategy as it is being written) are sent only while this process's update budget has
+room to spare, so live drafting never pushes the updates that matter into 429s.
 """
 
 from __future__ import annotations
@@ -47,6 +52,11 @@ class Undelivered(Exception):
         self.lost = tuple(lost)
 
 
+UPDATES_PER_MIN = 50  # chat.update is Tier 3: 50+ a minute per workspace
+UPDATE_BURST = 20
+DRAFT_RESERVE = 10  # drafts leave this many updates in hand for the ones that matter
+
+
 @dataclass
 class _Bucket:
     """A token bucket: `burst` posts at once, then `rate` a second."""
@@ -69,6 +79,35 @@ class _Bucket:
             self.tokens -= 1
 
 
+@dataclass
+class UpdateBudget:
+    """This process's share of `chat.update`'s rate limit, as a token bucket that may go
+    into debt: required updates always spend, drafts only take what is spare."""
+
+    rate: float = UPDATES_PER_MIN / 60
+    burst: float = UPDATE_BURST
+    reserve: float = DRAFT_RESERVE
+    tokens: float = UPDATE_BURST
+    stamp: float = field(default_factory=time.monotonic)
+
+    def spend(self) -> None:
+        self._refill()
+        self.tokens -= 1
+
+    def spare(self) -> bool:
+        """Take one update if more than `reserve` are left; False leaves the budget alone."""
+        self._refill()
+        if self.tokens < self.reserve + 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+
 class Poster:
     """Paced, split-on-overflow posting for one workspace client."""
 
@@ -77,6 +116,7 @@ class Poster:
         self._rate = rate
         self._burst = burst
         self._buckets: dict[str, _Bucket] = {}
+        self.updates = UpdateBudget()
 
     async def post(
         self,
@@ -169,8 +209,28 @@ class Poster:
         *,
         metadata: dict[str, Any] | None = None,
     ) -> None:
+        """Replace a message: always sent (a 429 is retried by the client's handler)."""
+        self.updates.spend()
         await self.client.chat_update(
             channel=channel, ts=ts, metadata=metadata, **message.update_kwargs()
+        )
+
+    async def update_if_spare(self, channel: str, ts: str, message: OutboundMessage) -> bool:
+        """Replace a message only if the update budget has room to spare; True if sent."""
+        if not self.updates.spare():
+            return False
+        await self.client.chat_update(channel=channel, ts=ts, **message.update_kwargs())
+        return True
+
+    async def set_status(
+        self, channel: str, thread_ts: str, status: str, loading_messages: Sequence[str] = ()
+    ) -> None:
+        """The thread's loading indicator; an empty `status` clears it."""
+        await self.client.assistant_threads_setStatus(
+            channel_id=channel,
+            thread_ts=thread_ts,
+            status=status,
+            loading_messages=list(loading_messages) or None,
         )
 
     async def _pace(self, channel: str) -> None:

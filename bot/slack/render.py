@@ -9,11 +9,19 @@ Slack failure while performing one effect is logged and the rest go on: the ledg
 records every call, and one lost message must not cost the rest of the thread. Nothing is
 dropped silently: a message Slack refused (even cut smaller by the poster) is named in the
 thread with how much of it is missing and how it began.
+
+Drafts of the first message (the strategy as it streams) are coalesced: at most one every
+`draft_interval_s` per run and only while the process's `chat.update` budget has room to
+spare. A draft that comes too soon is skipped rather than queued: the next one says more,
+and the final strategy replaces them all. The loading status belongs to the thread's root;
+a draft or a status Slack refuses is only logged (the next one, or the end, supersedes it).
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Awaitable
 from typing import assert_never
 
 from slack_sdk.errors import SlackApiError
@@ -21,10 +29,20 @@ from slack_sdk.errors import SlackApiError
 import blocks
 from bot.core.events import Event
 from bot.slack.poster import SLACK_FAILURES, Poster, Undelivered, describe, slack_error
-from bot.slack.thread import Effect, Post, ThreadState, UpdateTop, advance, top
+from bot.slack.thread import (
+    DraftTop,
+    Effect,
+    Post,
+    SetStatus,
+    ThreadState,
+    UpdateTop,
+    advance,
+    top,
+)
 from bot.slack.threads import footer_metadata, run_metadata
 
 log = logging.getLogger(__name__)
+DRAFT_INTERVAL_S = 1.0  # chat.update is Tier 3: about once a second per run at most
 
 
 class ThreadRenderer:
@@ -40,6 +58,7 @@ class ThreadRenderer:
         question: str,
         top_ts: str | None = None,
         run_id: str | None = None,
+        draft_interval_s: float = DRAFT_INTERVAL_S,
     ) -> None:
         self._poster = poster
         self.channel = channel
@@ -47,6 +66,9 @@ class ThreadRenderer:
         self.top_ts = top_ts or thread_ts
         self.run_id = run_id
         self.state = ThreadState(asker_id=asker_id, question=question)
+        self._draft_interval_s = draft_interval_s
+        self._last_update = float("-inf")
+        self.drafts_shown = 0  # for tests and benchmarks
 
     async def __call__(self, event: Event) -> None:
         self.state, effects = advance(self.state, event)
@@ -59,8 +81,20 @@ class ThreadRenderer:
                 await self._post(messages, what=what, closes_run=closes_run)
             case UpdateTop(message=message):
                 await self._update_top(message)
+            case DraftTop(message=message):
+                await self._passing(self._draft(message), "a draft of the first message")
+            case SetStatus(status=status):
+                await self._passing(self._status(status), "the loading status")
             case _:
                 assert_never(effect)
+
+    async def _passing(self, step: Awaitable[None], what: str) -> None:
+        """A step whose failure the next one makes good: logged, never reported in-thread."""
+        try:
+            await step
+        except SLACK_FAILURES as exc:
+            ts = self.thread_ts
+            log.warning("could not show %s in run thread %s: %s", what, ts, describe(exc))
 
     async def _post(
         self, messages: tuple[blocks.OutboundMessage, ...], *, what: str, closes_run: bool
@@ -91,6 +125,7 @@ class ThreadRenderer:
             await self._report_lost(what, error, lost)
 
     async def _update_top(self, message: blocks.OutboundMessage) -> None:
+        self._last_update = time.monotonic()
         metadata = None
         if self.run_id is not None:
             metadata = run_metadata(self.run_id, self.state.strategy)
@@ -109,8 +144,20 @@ class ThreadRenderer:
         except (Undelivered, *SLACK_FAILURES) as exc:
             log.error("could not say so in run thread %s: %s", self.thread_ts, describe(exc))
 
+    async def _draft(self, message: blocks.OutboundMessage) -> None:
+        if time.monotonic() - self._last_update < self._draft_interval_s:
+            return  # a newer draft, or the final strategy, will come
+        if await self._poster.update_if_spare(self.channel, self.top_ts, message):
+            self._last_update = time.monotonic()
+            self.drafts_shown += 1
+
+    async def _status(self, status: blocks.ThreadStatus | None) -> None:
+        text, loading = (status.status, status.loading_messages) if status else ("", ())
+        await self._poster.set_status(self.channel, self.thread_ts, text, loading)
+
     async def bug(self) -> None:
         """The run died of a bug in our code: say so in the thread instead of going quiet."""
         problem = "an internal error stopped this run; it has been logged for the operators"
         await self._perform(Post((blocks.error_message(problem),), "the failure notice"))
         await self._perform(top(self.state, blocks.failed_status(problem)))
+        await self._perform(SetStatus(None))

@@ -2,9 +2,12 @@
 
 The thread's first message exists before any model is called (its `ts` anchors the
 thread). From then on every pipeline event moves a `ThreadState` forward and says what to
-do in Slack as `Effect`s: post messages under the thread, or replace the top message. No
-I/O happens here, so the whole rendering of a run is tested without Slack; the shell in
-`bot.slack.render` performs the effects.
+do in Slack as `Effect`s: post messages under the thread, replace the top message (or offer
+a draft of it, which the shell may coalesce), and set the thread's loading indicator. Slack
+clears that indicator whenever the app posts in the thread, so it is set again after each
+post while work remains, and cleared when the run ends. No I/O happens here, so the whole
+rendering of a run is tested without Slack; the shell in `bot.slack.render` performs the
+effects.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from bot.core.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    StrategyDraft,
     StrategyReady,
 )
 from bot.core.models import Review, Strategy
@@ -45,7 +49,23 @@ class UpdateTop:
     message: blocks.OutboundMessage
 
 
-Effect = Post | UpdateTop
+@dataclass(frozen=True, slots=True)
+class DraftTop:
+    """Show this draft in the first message if the update budget allows; a later draft or
+    `UpdateTop` supersedes it, so skipping one loses nothing."""
+
+    message: blocks.OutboundMessage
+
+
+@dataclass(frozen=True, slots=True)
+class SetStatus:
+    """Set the thread's loading indicator; `None` clears it."""
+
+    status: blocks.ThreadStatus | None
+
+
+Effect = Post | UpdateTop | DraftTop | SetStatus
+CLEAR = SetStatus(None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +89,20 @@ class ThreadState:
 def advance(state: ThreadState, event: Event) -> tuple[ThreadState, tuple[Effect, ...]]:
     """The thread after `event`, and what to do in Slack to show it."""
     match event:
-        case RunStarted(models=(_, examples_model, review_model)):
-            return replace(state, examples_model=examples_model, review_model=review_model), ()
+        case RunStarted(models=(strategy_model, examples_model, review_model)):
+            state = replace(
+                state,
+                strategy_model=strategy_model,
+                examples_model=examples_model,
+                review_model=review_model,
+            )
+            return state, (SetStatus(blocks.thread_planning(strategy_model)),)
         case CallFinished():
             return state, ()  # calls are the ledger's business
+        case StrategyDraft(strategy=draft, model=model):
+            if state.strategy is not None:
+                return state, ()  # a late draft must never hide the final strategy
+            return state, (DraftTop(_draft(state, draft, model)),)
         case StrategyReady(strategy=strategy, model=model):
             state = replace(state, strategy=strategy, strategy_model=model)
             status = blocks.illustrating_status(state.examples_model, len(strategy.components))
@@ -80,7 +110,7 @@ def advance(state: ThreadState, event: Event) -> tuple[ThreadState, tuple[Effect
                 asker_id=state.asker_id, question=state.question, strategy=strategy, model=model
             )
             more = (Post(tuple(rest), "the rest of the strategy"),) if rest else ()
-            return state, (top(state, status), *more)
+            return state, (top(state, status), *more, _working(state))
         case ExampleReady(index=i, component=component, markdown=markdown, model=model):
             messages = blocks.example_messages(
                 index=i + 1, total=state.total, component=component, markdown=markdown, model=model
@@ -121,11 +151,34 @@ def top(state: ThreadState, status: str) -> UpdateTop:
     return UpdateTop(message)
 
 
+def _draft(state: ThreadState, draft: Strategy, model: str) -> blocks.OutboundMessage:
+    return blocks.strategy_message(
+        asker_id=state.asker_id,
+        question=state.question,
+        strategy=draft,
+        model=model,
+        status=blocks.drafting_status(model),
+    )
+
+
+def _working(state: ThreadState) -> SetStatus:
+    """The loading indicator for the work still to do once the strategy is in."""
+    remaining = state.total - state.examples_done
+    if remaining:
+        return SetStatus(
+            blocks.thread_illustrating(state.examples_model, remaining=remaining, total=state.total)
+        )
+    if len(state.failed) < state.total:
+        return SetStatus(blocks.thread_reviewing(state.review_model))
+    return CLEAR  # every example failed: nothing is being worked on any more
+
+
 def _example_done(state: ThreadState, post: Post) -> tuple[ThreadState, tuple[Effect, ...]]:
     state = replace(state, examples_done=state.examples_done + 1)
     if state.examples_done == state.total and len(state.failed) < state.total:
-        return state, (post, top(state, blocks.reviewing_status(state.review_model)))
-    return state, (post,)
+        reviewing = top(state, blocks.reviewing_status(state.review_model))
+        return state, (post, reviewing, _working(state))
+    return state, (post, _working(state))
 
 
 def _finished(state: ThreadState, cost: CostSummary, elapsed: float) -> tuple[Effect, ...]:
@@ -144,18 +197,16 @@ def _finished(state: ThreadState, cost: CostSummary, elapsed: float) -> tuple[Ef
             elapsed_s=elapsed,
             model=state.review_model or None,
         )
-    return Post(tuple(messages), "the review", closes_run=True), top(
-        state, blocks.done_status(cost, elapsed)
-    )
+    done = top(state, blocks.done_status(cost, elapsed))
+    return Post(tuple(messages), "the review", closes_run=True), done, CLEAR
 
 
 def _failed(state: ThreadState, failed: RunFailed) -> tuple[Effect, ...]:
     cost, elapsed = failed.cost, failed.elapsed_s
     if failed.interrupted:
         notice = blocks.interrupted_message(cost=cost, elapsed_s=elapsed)
-        notice_post = Post((notice,), "the interruption notice", closes_run=True)
-        return notice_post, top(state, blocks.interrupted_status())
+        interrupted = top(state, blocks.interrupted_status())
+        return Post((notice,), "the interruption notice", closes_run=True), interrupted, CLEAR
     messages = blocks.run_failed_message(reason=failed.reason, cost=cost, elapsed_s=elapsed)
-    return Post(tuple(messages), "the failure notice", closes_run=True), top(
-        state, blocks.failed_status(failed.reason)
-    )
+    failure = top(state, blocks.failed_status(failed.reason))
+    return Post(tuple(messages), "the failure notice", closes_run=True), failure, CLEAR

@@ -20,6 +20,7 @@ from bot.core.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    StrategyDraft,
     StrategyReady,
 )
 from bot.core.models import Strategy
@@ -88,7 +89,7 @@ async def test_events_arrive_in_order_plan_examples_review_finish(
 ) -> None:
     recorder = await run_pipeline(claude_sandbox, prices)
 
-    kinds = [k for k in recorder.kinds() if k != "CallFinished"]
+    kinds = [k for k in recorder.kinds() if k not in ("CallFinished", "StrategyDraft")]
     strategy = recorder.of(StrategyReady)[0]
     assert isinstance(strategy, StrategyReady)
     n = len(strategy.strategy.components)
@@ -112,6 +113,31 @@ async def test_events_arrive_in_order_plan_examples_review_finish(
                 for e in recorder.events[:i]
             )
     assert isinstance(recorder.events[0], RunStarted)
+
+
+async def test_the_strategy_is_drafted_as_it_streams_before_the_plan_call_returns(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    recorder = await run_pipeline(claude_sandbox, prices)
+
+    plan = next(r for r in claude_sandbox.requests if r.role == "plan")
+    drafts = [
+        (e, t)
+        for e, t in zip(recorder.events, recorder.times, strict=True)
+        if isinstance(e, StrategyDraft)
+    ]
+    final = recorder.of(StrategyReady)[0]
+    assert isinstance(final, StrategyReady)
+    assert len(drafts) >= 3
+    first, first_at = drafts[0]
+    assert first_at < plan.finished
+    assert first.strategy.title and not first.strategy.components
+    # The draft grows towards the final strategy, and ends up saying the same thing.
+    last = drafts[-1][0].strategy
+    assert [c.name for c in last.components] == [c.name for c in final.strategy.components]
+    assert last.title.strip() == final.strategy.title
+    ready_at = recorder.events.index(final)
+    assert all(recorder.events.index(d) < ready_at for d, _ in drafts)
 
 
 async def test_first_example_is_emitted_before_the_slowest_example_call_returns(

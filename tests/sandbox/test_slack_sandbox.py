@@ -429,6 +429,29 @@ async def test_assistant_status_shows_until_the_app_replies(
     assert slack.workspace.current_status("C0GENERAL", parent["ts"]) == ""
 
 
+async def test_assistant_status_refuses_an_unknown_thread_and_over_ten_loading_messages(
+    client: AsyncWebClient,
+) -> None:
+    parent = await client.chat_postMessage(channel="C0GENERAL", text="q")
+    unknown = client.assistant_threads_setStatus(
+        channel_id="C0GENERAL", thread_ts="1.000001", status="is thinking…"
+    )
+    assert (await api_error(unknown)).response["error"] == "invalid_thread_ts"
+    too_many = client.assistant_threads_setStatus(
+        channel_id="C0GENERAL",
+        thread_ts=parent["ts"],
+        status="is thinking…",
+        loading_messages=[f"step {n}" for n in range(11)],
+    )
+    assert (await api_error(too_many)).response["error"] == "invalid_arguments"
+    await client.assistant_threads_setStatus(
+        channel_id="C0GENERAL",
+        thread_ts=parent["ts"],
+        status="is thinking…",
+        loading_messages=[f"step {n}" for n in range(10)],
+    )
+
+
 # ---------------------------------------------------------------- people, conversations, home
 
 

@@ -12,11 +12,20 @@ from bot.core.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    StrategyDraft,
     StrategyReady,
 )
 from bot.core.models import Component, Strategy
 from bot.core.usage import CallRecord, TokenUsage
-from bot.slack.thread import Effect, Post, ThreadState, UpdateTop, advance
+from bot.slack.thread import (
+    DraftTop,
+    Effect,
+    Post,
+    SetStatus,
+    ThreadState,
+    UpdateTop,
+    advance,
+)
 from tests.blocks.blocks_sample_data import ASKER, HAIKU, OPUS, SONNET, cost, review, strategy
 
 PLAN = strategy(components=2)
@@ -30,8 +39,22 @@ def fold(events: list[Event]) -> tuple[ThreadState, list[Effect]]:
     return state, done
 
 
-def kinds(effects: list[Effect]) -> list[str]:
-    return [f"post {e.what}" if isinstance(e, Post) else "update top" for e in effects]
+def kind(effect: Effect) -> str:
+    match effect:
+        case Post(what=what):
+            return f"post {what}"
+        case UpdateTop():
+            return "update top"
+        case DraftTop():
+            return "draft top"
+        case SetStatus(status=None):
+            return "clear status"
+        case SetStatus(status=status):
+            return f"status: {status.status}"
+
+
+def kinds(effects: list[Effect], *, statuses: bool = False) -> list[str]:
+    return [kind(e) for e in effects if statuses or not isinstance(e, SetStatus)]
 
 
 def started() -> list[Event]:
@@ -60,10 +83,56 @@ def test_a_whole_run_posts_examples_as_they_come_then_the_review() -> None:
     assert state.review is not None and state.examples_done == 2
 
 
+def test_the_loading_status_follows_the_work_and_is_set_again_after_each_post() -> None:
+    events = [
+        *started(),
+        ExampleReady(1, PLAN.components[1], "second", HAIKU),
+        ExampleReady(0, PLAN.components[0], "first", HAIKU),
+        ReviewReady(review(), SONNET),
+        RunFinished(cost(), 12.5),
+    ]
+    _, effects = fold(events)
+    assert kinds(effects, statuses=True) == [
+        "status: Opus is planning…",
+        "update top",
+        "status: Haiku is writing 2 of 2 examples…",
+        "post example 2",  # posting clears Slack's indicator…
+        "status: Haiku is writing 1 of 2 examples…",  # …so it is set again
+        "post example 1",
+        "update top",
+        "status: Sonnet is reviewing…",
+        "post the review",
+        "update top",
+        "clear status",
+    ]
+    statuses = [e.status for e in effects if isinstance(e, SetStatus) and e.status]
+    assert all(0 < len(s.loading_messages) <= 10 for s in statuses)
+
+
+def test_a_failed_run_clears_the_loading_status() -> None:
+    _, effects = fold([*started(), RunFailed("no", cost(), 2.0)])
+    assert kinds(effects, statuses=True)[-1] == "clear status"
+
+
+def test_drafts_show_the_strategy_being_written_until_the_final_one_lands() -> None:
+    partial = Strategy("Design a RE", "", ())
+    events: list[Event] = [
+        RunStarted("Design an API", (OPUS, HAIKU, SONNET)),
+        StrategyDraft(partial, OPUS),
+        StrategyReady(PLAN, OPUS),
+        StrategyDraft(Strategy("late", "", ()), OPUS),
+    ]
+    _, effects = fold(events)
+    assert kinds(effects) == ["draft top", "update top"]  # the late draft changes nothing
+    draft = effects[1]
+    assert isinstance(draft, DraftTop)
+    assert "Design a RE" in draft.message.text and "writing the strategy" in draft.message.text
+
+
 def test_the_top_message_names_the_models_at_work() -> None:
     _, effects = fold(started())
-    assert isinstance(effects[0], UpdateTop)
-    assert HAIKU in effects[0].message.text or "Haiku" in effects[0].message.text
+    top = next(e for e in effects if isinstance(e, UpdateTop))
+    assert HAIKU in top.message.text or "Haiku" in top.message.text
 
 
 def test_failed_examples_are_posted_and_named_in_the_review() -> None:
@@ -114,8 +183,8 @@ def test_a_failed_plan_keeps_the_question_on_top() -> None:
     state, effects = fold(events)
     assert state.strategy is None
     assert kinds(effects) == ["post the failure notice", "update top"]
-    top = effects[-1]
-    assert isinstance(top, UpdateTop) and "Design an API" in top.message.text
+    top = [e for e in effects if isinstance(e, UpdateTop)][-1]
+    assert "Design an API" in top.message.text
 
 
 def test_a_plan_too_long_for_the_first_message_continues_once_in_the_thread() -> None:

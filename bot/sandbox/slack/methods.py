@@ -1,6 +1,9 @@
 """The Slack sandbox's methods outside `chat.*`: identity, people, conversations, App Home,
 assistant status and the Socket Mode connection URL.
 
+`assistant.threads.setStatus` takes a thread's parent `ts` (`invalid_thread_ts` otherwise)
+and at most 10 `loading_messages`.
+
 Each answers as Slack does, including its refusals: `user_not_found`, `channel_not_found`
 for private channels the bot is not in, `missing_scope` (with `needed` and `provided`) when
 the installation lacks a scope, `method_not_supported_for_channel_type` for joining private
@@ -31,6 +34,7 @@ from bot.sandbox.slack.workspace import Channel, HomeView, Message, Status, Work
 
 VIEW_MAX_BYTES = 250_000
 REPLIES_MAX_LIMIT = 1000
+MAX_LOADING_MESSAGES = 10
 
 
 class OtherMethods:
@@ -200,7 +204,14 @@ class OtherMethods:
         thread_ts = ctx.required("thread_ts")
         if "status" not in ctx.args:
             raise invalid_arguments("[ERROR] missing required field: status")
+        parent = self.ws.find(channel.id, thread_ts)
+        if parent is None or parent.is_reply:
+            raise ApiError("invalid_thread_ts")
         loading = ctx.structured("loading_messages", format_error="invalid_arguments") or []
+        if not isinstance(loading, list) or len(loading) > MAX_LOADING_MESSAGES:
+            raise invalid_arguments(
+                error(f"no more than {MAX_LOADING_MESSAGES} items allowed", "/loading_messages")
+            )
         self.ws.statuses.append(
             Status(channel.id, thread_ts, str(ctx.args["status"]), time.monotonic(), list(loading))
         )
