@@ -96,6 +96,20 @@ def done_status(cost: CostSummaryView, elapsed_s: float) -> str:
     return f"✅ Done in {format_elapsed(elapsed_s)} · {total_text(cost)}"
 
 
+def nothing_delivered_status(
+    failed_components: Sequence[str], cost: CostSummaryView, elapsed_s: float
+) -> str:
+    """The run ended without a single example: never "Done". Says which parts failed and
+    what was spent all the same, e.g. `✗ No example could be written (2 of 2 failed: Auth,
+    Feed) · $0.0120 spent in 9.1 s`."""
+    count = len(failed_components)
+    names = clip(", ".join(" ".join(name.split()) for name in failed_components), NAME_LIMIT)
+    return (
+        f"✗ No example could be written ({count} of {count} failed: {names}) · "
+        f"{total_text(cost)} spent in {format_elapsed(elapsed_s)}"
+    )
+
+
 def failed_status(reason: str) -> str:
     return f"✗ Stopped: {reason}"
 

@@ -197,8 +197,13 @@ def _finished(state: ThreadState, cost: CostSummary, elapsed: float) -> tuple[Ef
             elapsed_s=elapsed,
             model=state.review_model or None,
         )
-    done = top(state, blocks.done_status(cost, elapsed))
-    return Post(tuple(messages), "the review", closes_run=True), done, CLEAR
+    delivered_nothing = state.total > 0 and len(state.failed) == state.total
+    status = (
+        blocks.nothing_delivered_status(state.failed, cost, elapsed)
+        if delivered_nothing
+        else blocks.done_status(cost, elapsed)
+    )
+    return Post(tuple(messages), "the review", closes_run=True), top(state, status), CLEAR
 
 
 def _failed(state: ThreadState, failed: RunFailed) -> tuple[Effect, ...]:

@@ -9,6 +9,7 @@ missing instead of dropping it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,16 @@ async def test_a_message_slack_never_accepts_is_named_in_the_thread(slack: Slack
     assert "Slack refused example 1" in shown and "invalid_blocks" in shown
     assert "8,0" in shown  # how many characters are missing
     assert "The doomed example begins here." in shown
+
+
+async def test_a_run_whose_every_example_failed_never_says_done(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, anthropic_max_retries=0) as stack:
+        stack.claude.add_rule(role="example", fault="server_error")
+        await stack.command(QUESTION)
+        await stack.settle()
+        top, replies = stack.thread()
+    shown = top.text + json.dumps(top.blocks, ensure_ascii=False)
+    assert "Done" not in shown
+    assert "No example could be written" in shown
+    assert re.search(r"failed: [^)]+\) · \$\d+\.\d{4} spent in", shown)
+    assert sum("could not be illustrated" in json.dumps(r.blocks) for r in replies) >= 2

@@ -200,3 +200,18 @@ def test_a_plan_too_long_for_the_first_message_continues_once_in_the_thread() ->
     ]
     _, effects = fold(events)
     assert kinds(effects) == ["update top", "post the rest of the strategy", "post example 1"]
+
+
+def test_a_run_where_every_example_failed_ends_without_done() -> None:
+    events: list[Event] = [
+        *started(),
+        ExampleFailed(0, PLAN.components[0], "boom", HAIKU),
+        ExampleFailed(1, PLAN.components[1], "bang", HAIKU),
+        ReviewReady(review(), SONNET),
+        RunFinished(cost(), 3.0),
+    ]
+    _, effects = fold(events)
+    final = [e for e in effects if isinstance(e, UpdateTop)][-1]
+    shown = final.message.text + str(final.message.blocks)
+    assert "Done" not in shown and "No example could be written (2 of 2 failed" in shown
+    assert PLAN.components[0].name.strip() in shown and "spent in 3.0 s" in shown
