@@ -75,7 +75,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         client = slack_client(settings, session)
         poster = Poster(client, rate=settings.slack_posts_per_s)
         pipeline = Pipeline(claude, settings=settings, prices=prices)
-        runs = Runs(pipeline=pipeline, ledger=ledger.runs, poster=poster, settings=settings)
+        runs = Runs(pipeline=pipeline, ledger=ledger.writer, poster=poster, settings=settings)
         runs.on_finished = BudgetWatch(settings=settings, ledger=ledger.budgets, client=client)
         conversations = Conversations(
             runs=runs, pipeline=pipeline, ledger=ledger.runs, poster=poster, settings=settings

@@ -55,6 +55,7 @@ class Settings:
     anthropic_max_retries: int = 2
     prices_file: Path | None = None
     ledger_store_questions: bool = True
+    ledger_spill_file: Path | None = None  # None: beside the SQLite file, or a state dir
     budget_user_daily_usd: Decimal | None = None
     budget_workspace_monthly_usd: Decimal | None = None
     log_level: str | None = None  # None: INFO when serving, WARNING for the demo
@@ -88,6 +89,7 @@ class Settings:
             anthropic_max_retries=r.parse("ANTHROPIC_MAX_RETRIES", _non_negative_int, 2),
             prices_file=r.parse("PRICES_FILE", _existing_file, None),
             ledger_store_questions=r.parse("LEDGER_STORE_QUESTIONS", _boolean, True),
+            ledger_spill_file=r.parse("LEDGER_SPILL_FILE", Path, None),
             budget_user_daily_usd=r.parse("BUDGET_USER_DAILY_USD", _dollars, None),
             budget_workspace_monthly_usd=r.parse("BUDGET_WORKSPACE_MONTHLY_USD", _dollars, None),
             log_level=r.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),

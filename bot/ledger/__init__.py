@@ -11,6 +11,8 @@ protocol from `bot.ledger.protocols`. Design and figures: docs/ledger.md.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bot.core.pricing import PriceTable
 from bot.ledger.database import Ledger
 from bot.ledger.driver import Driver
@@ -23,6 +25,7 @@ from bot.ledger.protocols import (
     RunLedger,
     RunRecovery,
 )
+from bot.ledger.spill import default_spill_path
 from bot.ledger.types import (
     BudgetRefusal,
     CostReport,
@@ -71,13 +74,16 @@ def open_ledger(
     prices: PriceTable | None = None,
     strategy_model: str | None = None,
     store_questions: bool = True,
+    spill_file: Path | None = None,
 ) -> Ledger:
-    """The backend `url` names, not yet connected; defaults: packaged prices, Settings' models."""
+    """The backend `url` names, not yet connected; defaults: packaged prices, Settings' models,
+    the database's own spill file (`default_spill_path`)."""
     return Ledger(
         _driver(url),
         prices=prices if prices is not None else PriceTable.load(),
         strategy_model=strategy_model or Settings().strategy_model,
         store_questions=store_questions,
+        spill_file=spill_file or default_spill_path(url),
     )
 
 
@@ -95,10 +101,12 @@ def _driver(url: str) -> Driver:
 
 
 def ledger_for(settings: Settings) -> Ledger:
-    """The ledger `settings` describe: DATABASE_URL, PRICES_FILE, STRATEGY_MODEL, questions."""
+    """The ledger `settings` describe: DATABASE_URL, PRICES_FILE, STRATEGY_MODEL, questions,
+    LEDGER_SPILL_FILE."""
     return open_ledger(
         settings.database_url,
         prices=PriceTable.load(settings.prices_file),
         strategy_model=settings.strategy_model,
         store_questions=settings.ledger_store_questions,
+        spill_file=settings.ledger_spill_file,
     )

@@ -1,18 +1,20 @@
 """The opened ledger: one driver, its schema brought up to date, and the parts that use it.
 
-`Ledger` owns the driver's life (open, migrate, close) and hands out five small parts that
-share it: `runs` (runs and calls), `budgets` (admission arithmetic, alert claims), `reports`
-(summaries, daily totals), `export` (the finance CSV) and `claims` (work taken once across
-instances). They are composed rather than mixed
-into one class so that each part is a small class with one concern, each narrow consumer
-protocol (`bot.ledger.protocols`) is met by the one part that owns it, and a consumer is
-handed that part alone: the Slack run owner never sees report queries, the CLI never sees
-reservation writes. Both backends share every part; only the driver differs.
+`Ledger` owns the driver's life (open, migrate, replay the spill file, close) and hands out
+small parts that share it: `runs` (runs and calls), `writer` (the same writes, kept and
+retried through an outage, for the run owner), `budgets` (admission arithmetic, alert
+claims), `reports` (summaries, daily totals), `export` (the finance CSV) and `claims` (work
+taken once across instances). They are composed rather than mixed into one class so that each
+part is a small class with one concern, each narrow consumer protocol
+(`bot.ledger.protocols`) is met by the one part that owns it, and a consumer is handed that
+part alone: the Slack run owner never sees report queries, the CLI never sees reservation
+writes. Both backends share every part; only the driver differs.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -24,6 +26,8 @@ from bot.ledger.export import CallExport
 from bot.ledger.migrations import SCHEMA_VERSION_TABLE, pending
 from bot.ledger.reports import Reports
 from bot.ledger.runs import RunBook
+from bot.ledger.spill import SpillFile
+from bot.ledger.writer import RunWriter
 
 
 class Ledger:
@@ -35,6 +39,7 @@ class Ledger:
         *,
         prices: PriceTable,
         strategy_model: str,
+        spill_file: Path,
         store_questions: bool = True,
     ) -> None:
         self._db = driver
@@ -47,21 +52,28 @@ class Ledger:
             strategy_model=strategy_model,
             store_questions=store_questions,
         )
+        self.writer = RunWriter(self.runs, spill=SpillFile(spill_file))
         self.reports = Reports(driver, strategy_model=strategy_model)
         self.export = CallExport(driver)
         self.claims = Claims(driver)
 
     async def open(self) -> None:
-        """Connect and bring the schema up to date (idempotent across processes)."""
+        """Connect, bring the schema up to date (idempotent across processes), and replay
+        the writes an earlier process spilled."""
         await self._db.open()
         try:
             await self._migrate()
+            await self.writer.replay_spilled()
         except BaseException:
             await self._db.close()
             raise
 
     async def close(self) -> None:
-        await self._db.close()
+        """Land (or spill) the writes still held, then disconnect."""
+        try:
+            await self.writer.close()
+        finally:
+            await self._db.close()
 
     async def __aenter__(self) -> Self:
         await self.open()

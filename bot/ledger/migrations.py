@@ -6,14 +6,16 @@ PostgreSQL have transactional DDL, so a step is all or nothing and two processes
 once cannot both apply it). A database newer than this build is refused rather than misread.
 Never edit a released step: append a new one.
 
-Layout (both backends): `runs` carries per-run running totals (cost, all-strategy cost, calls,
-unpriced calls) kept in step with `calls` by `record_call`, so budget checks, daily totals and
-top users/channels read runs only; `calls` repeats its run's team, user and start time so
-edge-of-period aggregates scan one index range without a join. `call_days` (version 2) keeps
-per team, UTC day (of the run's start), user, model and role the sums of `calls`, updated in
-the same transaction as each call: a month's by-model and by-role report reads a few thousand
-of its rows instead of a million calls. Version 3 links a follow-up run to the run whose
-thread it answers (`parent_run_id`) and adds `claims`, one row per Slack event taken.
+Layout (both backends): `runs` carries per-run running totals (cost, all-strategy cost,
+calls, unpriced calls) kept in step with `calls` by `record_call`, so budget checks, daily
+totals and top users/channels read runs only; `calls` repeats its run's team, user and start
+time so edge-of-period aggregates scan one index range without a join. `call_days` (version
+2) keeps per team, UTC day (of the run's start), user, model and role the sums of `calls`,
+updated in the same transaction as each call: a month's by-model and by-role report reads a
+few thousand of its rows instead of a million calls. Version 3 links a follow-up run to the
+run whose thread it answers (`parent_run_id`) and adds `claims`, one row per Slack event
+taken. `calls.call_key` (version 4) is unique: a call written twice (a retry after an outage,
+a spill-file replay) is recorded once.
 """
 
 from __future__ import annotations
@@ -244,6 +246,16 @@ def _followups_and_claims(time_type: str) -> tuple[str, ...]:
 # pointing at the run it follows; `claims` lets one instance of many take a Slack event.
 SQLITE += (Migration(3, "follow-up runs, claimed events", _followups_and_claims("REAL")),)
 POSTGRES += (Migration(3, "follow-up runs, claimed events", _followups_and_claims("TIMESTAMPTZ")),)
+
+
+# Version 4: each call carries the key its writer gave it, unique, so a write retried after
+# an outage (or replayed from the spill file) is recorded once, however often it is sent.
+_CALL_KEYS = (
+    "ALTER TABLE calls ADD COLUMN call_key TEXT",
+    "CREATE UNIQUE INDEX calls_key ON calls (call_key)",
+)
+SQLITE += (Migration(4, "idempotent call keys", _CALL_KEYS),)
+POSTGRES += (Migration(4, "idempotent call keys", _CALL_KEYS),)
 
 
 def pending(steps: tuple[Migration, ...], current: int) -> tuple[Migration, ...]:

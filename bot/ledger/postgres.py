@@ -11,9 +11,10 @@ URL to keep the ledger in its own schema (asyncpg passes it as a server setting)
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -23,9 +24,36 @@ import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type informat
 from bot.ledger.driver import Row
 from bot.ledger.migrations import POSTGRES, POSTGRES_DAY
 from bot.ledger.periods import utc
-from bot.ledger.types import LedgerError
+from bot.ledger.types import LedgerError, LedgerUnavailable
 
 POOL_MAX_SIZE = 10
+CLOSE_TIMEOUT_S = 5.0
+# A server stopped, restarting, out of resources or unreachable: a later retry may succeed.
+_UNAVAILABLE: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """A failure of the connection or the server rather than of our SQL."""
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "closed" in str(exc)  # "connection is closed", "pool is closed"
+    return isinstance(exc, _UNAVAILABLE)
+
+
+@contextmanager
+def unavailable_as_ledger_error() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        if is_unavailable(exc) and not isinstance(exc, LedgerError):
+            raise LedgerUnavailable(f"PostgreSQL is unavailable: {exc!r}") from exc
+        raise
+
+
 _ROWS_CHANGED = re.compile(r"(\d+)$")
 
 
@@ -69,25 +97,35 @@ class PostgresDriver:
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await pool.close()
+            try:
+                # A graceful close waits on every connection; a server that is gone may
+                # never answer, so give up after a while and drop the sockets.
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await pool.close()
+            except Exception as exc:
+                if not isinstance(exc, TimeoutError) and not is_unavailable(exc):
+                    raise
+                pool.terminate()
 
     @asynccontextmanager
     async def write(self, *, lock_key: str | None = None) -> AsyncIterator[_Conn]:
-        async with self._connection().acquire() as conn, conn.transaction():
-            if lock_key is not None:
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", lock_key
-                )
-            yield _Conn(conn)
+        with unavailable_as_ledger_error():
+            async with self._connection().acquire() as conn, conn.transaction():
+                if lock_key is not None:
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", lock_key
+                    )
+                yield _Conn(conn)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[_Conn]:
         pool = self._connection()
-        async with (
-            pool.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            yield _Conn(conn)
+        with unavailable_as_ledger_error():
+            async with (
+                pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                yield _Conn(conn)
 
     def _connection(self) -> asyncpg.Pool:
         if self._pool is None:

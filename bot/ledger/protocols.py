@@ -50,8 +50,13 @@ class RunLedger(Protocol):
     async def set_thread(self, run_id: str, channel: str, ts: str) -> None: ...
 
     async def record_call(
-        self, run_id: str, call: CallRecord, *, now: datetime | None = None
-    ) -> None: ...
+        self,
+        run_id: str,
+        call: CallRecord,
+        *,
+        key: str | None = None,
+        now: datetime | None = None,
+    ) -> bool: ...
 
     async def finish_run(
         self,

@@ -133,20 +133,30 @@ class RunBook:
         require_run(changed, run_id)
 
     async def record_call(
-        self, run_id: str, call: CallRecord, *, now: datetime | None = None
-    ) -> None:
-        """Write one call and its run's running totals; committed (durable) on return."""
+        self,
+        run_id: str,
+        call: CallRecord,
+        *,
+        key: str | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """Write one call and its run's running totals; committed (durable) on return.
+
+        `key` identifies the call across retries: a second write with the same key changes
+        nothing and returns False. Without one, the call gets a fresh key.
+        """
         cost = None if call.cost_usd is None else to_nanos(call.cost_usd)
         strategy = self._prices.cost_as(self._strategy_model, call.usage)
         strategy_nanos = None if strategy is None else to_nanos(strategy)
         deltas = _run_deltas(cost, strategy_nanos)
         async with self._db.write() as c:
-            owner = await c.fetch(_UPDATE_RUN_TOTALS, *deltas, run_id)
+            owner = await c.fetch(_RUN_OWNER, run_id)
             if not owner:
                 raise LedgerError(f"no run {run_id!r} in the ledger: start_run first")
             team_id, user_id, started_at = owner[0]
-            await c.execute(
+            inserted = await c.execute(
                 _INSERT_CALL,
+                key or str(uuid.uuid4()),
                 run_id,
                 team_id,
                 user_id,
@@ -154,6 +164,9 @@ class RunBook:
                 *_call_values(call, cost, strategy_nanos),
                 self._db.to_db_time(now_utc(now)),
             )
+            if not inserted:
+                return False  # already recorded by an earlier attempt
+            await c.execute(_UPDATE_RUN_TOTALS, *deltas, run_id)
             day = day_number(self._db.from_db_time(started_at))
             cost_delta, strategy_delta, unpriced, strategy_unpriced = deltas
             await c.execute(
@@ -161,6 +174,7 @@ class RunBook:
                 team_id, day, user_id, call.model, call.role, *_usage_values(call.usage),
                 cost_delta, unpriced, strategy_delta, strategy_unpriced,
             )  # fmt: skip
+        return True
 
     async def finish_run(
         self,
@@ -263,18 +277,20 @@ _SELECT_RUN = (
     " finished_at, elapsed_s, thread_channel, thread_ts, reserved_nanos, cost_nanos, calls,"
     " unpriced_calls, error, parent_run_id FROM runs WHERE id = ?"
 )
+_RUN_OWNER = "SELECT team_id, user_id, started_at FROM runs WHERE id = ?"
 _UPDATE_RUN_TOTALS = (
     "UPDATE runs SET cost_nanos = cost_nanos + ?, strategy_nanos = strategy_nanos + ?,"
     " calls = calls + 1, unpriced_calls = unpriced_calls + ?,"
     " strategy_unpriced_calls = strategy_unpriced_calls + ?"
-    " WHERE id = ? RETURNING team_id, user_id, started_at"
+    " WHERE id = ?"
 )
 _INSERT_CALL = (
-    "INSERT INTO calls (run_id, team_id, user_id, run_started_at, role, model, request_id,"
-    " component_index, input_tokens, output_tokens, cache_write_5m_tokens,"
+    "INSERT INTO calls (call_key, run_id, team_id, user_id, run_started_at, role, model,"
+    " request_id, component_index, input_tokens, output_tokens, cache_write_5m_tokens,"
     " cache_write_1h_tokens, cache_read_tokens, thinking_tokens, cost_nanos, strategy_nanos,"
     " latency_s, outcome, error, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (call_key) DO NOTHING"
 )
 _UPSERT_CALL_DAY = (
     f"INSERT INTO call_days ({CALL_DAYS_COLUMNS})"

@@ -24,9 +24,12 @@ import aiosqlite
 from bot.ledger.driver import Row
 from bot.ledger.migrations import SQLITE, SQLITE_DAY
 from bot.ledger.periods import utc
-from bot.ledger.types import LedgerError
+from bot.ledger.types import LedgerError, LedgerUnavailable
 
 BUSY_TIMEOUT_S = 30.0
+# Primary result codes of a database that cannot write right now: BUSY, LOCKED, NOMEM,
+# READONLY, IOERR, FULL, CANTOPEN, PROTOCOL (https://sqlite.org/rescode.html).
+_UNAVAILABLE_CODES = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
 _PREFIX = "sqlite:///"
 
 
@@ -102,14 +105,18 @@ class SqliteDriver:
             try:
                 await db.execute(begin)
                 yield _Conn(db)
-            except BaseException:
+                # Inside the try: a COMMIT refused (disk full) must roll back like any other
+                # failure, or the transaction stays open and every later BEGIN fails.
+                await db.execute("COMMIT")
+            except BaseException as exc:
                 # Also when cancelled while awaiting BEGIN: aiosqlite's worker thread still
                 # runs it, so the transaction it opens must be closed before the lock is let
                 # go, or every later BEGIN on this connection fails. Shielded, so a second
                 # cancellation cannot stop the rollback from being queued.
                 await asyncio.shield(_rollback(db))
+                if is_unavailable(exc):
+                    raise LedgerUnavailable(f"SQLite cannot write {self.path}: {exc}") from exc
                 raise
-            await db.execute("COMMIT")
 
     def _connection(self) -> aiosqlite.Connection:
         if self._db is None:
@@ -121,6 +128,14 @@ class SqliteDriver:
 
     def from_db_time(self, value: Any) -> datetime:
         return datetime.fromtimestamp(float(value), UTC)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """An error a later retry may not meet: the disk is full or failing, the file is locked
+    past the busy timeout, or cannot be opened (as opposed to a bug in our SQL)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return getattr(exc, "sqlite_errorcode", 0) & 0xFF in _UNAVAILABLE_CODES
+    return isinstance(exc, OSError)
 
 
 async def _rollback(db: aiosqlite.Connection) -> None:

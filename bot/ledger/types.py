@@ -26,6 +26,11 @@ class LedgerError(RuntimeError):
     """The ledger cannot do what was asked (unknown run, schema from a newer build, bad URL)."""
 
 
+class LedgerUnavailable(LedgerError):
+    """The database cannot be reached or cannot write right now (server down, disk full,
+    connection lost, locked past the busy timeout): the same write may succeed later."""
+
+
 def to_nanos(dollars: Decimal) -> int:
     """Whole nano-dollars; list prices make this exact, anything finer rounds half-up."""
     return int(dollars.scaleb(9).to_integral_value(rounding=ROUND_HALF_UP))

@@ -5,15 +5,18 @@ run's worst case against the budgets (a refusal is told to the asker and nothing
 happens), then post the thread's first message (a channel the bot cannot post in is
 joined when public, or explained to the asker). Only then is the pipeline started, as a
 task this object owns (Bolt keeps no reference to it). Each event goes to the ledger first
-(so every call is written down the moment it returns) and then to the thread. `drain`
-lets runs finish for a grace period and cancels the rest, which the pipeline turns into
-an "interrupted" ending with every spent token recorded.
+(so every call is written down the moment it returns) and then to the thread; the ledger
+writer keeps what the database cannot take yet, so an outage never stops a run. Every way a
+run ends (finished, failed, cancelled, a bug) closes its row, releasing its reservation.
+`drain` lets runs finish for a grace period and cancels the rest, which the pipeline turns
+into an "interrupted" ending with every spent token recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
@@ -213,21 +216,44 @@ class Runs:
         return True
 
     async def _run(self, run_id: str, request: RunRequest, renderer: ThreadRenderer) -> None:
+        started = time.monotonic()
+        closed = False  # whether the run's row has been given its end
+
         async def emit(event: Event) -> None:
+            nonlocal closed
             await self._to_ledger(run_id, event)
+            closed = closed or isinstance(event, RunFinished | RunFailed)
             await renderer(event)
 
         try:
             await self._pipeline.run(request.question, emit=emit, thread=request.thread)
+        except asyncio.CancelledError:
+            if not closed:  # cancelled before the pipeline could say so: still close the row
+                await asyncio.shield(
+                    self._ledger.finish_run(
+                        run_id, "interrupted", elapsed_s=time.monotonic() - started,
+                        error="cancelled",
+                    )
+                )  # fmt: skip
+            raise
         except Exception:
             log.exception("run %s failed with a bug", run_id)
-            await self._ledger.finish_run(
-                run_id, status="failed", elapsed_s=0.0, error="internal error"
-            )
+            if not closed:
+                await self._ledger.finish_run(
+                    run_id, "failed", elapsed_s=time.monotonic() - started, error="internal error"
+                )
             await renderer.bug()
             return
-        if self.on_finished is not None:
-            await self.on_finished(request.team_id)
+        await self._after(request.team_id)
+
+    async def _after(self, team_id: str) -> None:
+        if self.on_finished is None:
+            return
+        try:
+            await self.on_finished(team_id)
+        except Exception:
+            # The run is over and recorded; a failed follow-up must not end its task in error.
+            log.exception("after-run check for team %s failed", team_id)
 
     async def _to_ledger(self, run_id: str, event: Event) -> None:
         match event:

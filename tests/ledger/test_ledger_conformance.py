@@ -87,7 +87,7 @@ async def seed_two_runs_and_noise(ledger: Ledger) -> None:
 
 async def test_opening_applies_migrations_once(ledger_url: str) -> None:
     latest = SQLITE[-1].version
-    assert latest == POSTGRES[-1].version == 3
+    assert latest == POSTGRES[-1].version == 4
     async with open_ledger(ledger_url) as first:
         assert await first.schema_version() == latest
     async with open_ledger(ledger_url) as again:
@@ -172,6 +172,8 @@ async def test_upgrading_from_version_1_backfills_the_daily_totals(
     for statement in (
         "DROP TABLE call_days",
         "DROP INDEX calls_time",
+        "DROP INDEX calls_key",
+        "ALTER TABLE calls DROP COLUMN call_key",
         "DROP TABLE claims",
         "DROP INDEX runs_parent",
         "ALTER TABLE runs DROP COLUMN parent_run_id",
@@ -180,9 +182,23 @@ async def test_upgrading_from_version_1_backfills_the_daily_totals(
         await raw_sql(ledger_url, statement)
 
     async with open_ledger(ledger_url) as upgraded:
-        assert await upgraded.schema_version() == 3
+        assert await upgraded.schema_version() == SQLITE[-1].version
         assert await upgraded.reports.summary("T1", since=DAY[0], until=DAY[1]) == report
     assert report.unpriced_calls == 1
+
+
+async def test_a_call_written_twice_with_its_key_is_recorded_once(ledger: Ledger) -> None:
+    run_id = await run_with(ledger, [], finish=False)
+
+    first = await ledger.runs.record_call(run_id, PLAN, key="call-1", now=NOW)
+    again = await ledger.runs.record_call(run_id, PLAN, key="call-1", now=NOW)
+    other = await ledger.runs.record_call(run_id, PLAN, key="call-2", now=NOW)
+
+    assert (first, again, other) == (True, False, True)
+    run = await ledger.runs.get_run(run_id)
+    assert run is not None and (run.calls, run.cost_usd) == (2, Decimal("0.088"))
+    report = await ledger.reports.summary("T1", since=DAY[0], until=DAY[1])
+    assert (report.calls, report.total_usd) == (2, Decimal("0.088"))
 
 
 async def test_top_lists_stop_at_five(ledger: Ledger) -> None:

@@ -1,0 +1,107 @@
+"""The ledger fails mid-run under the real app: PostgreSQL stopped, or SQLite's disk full.
+
+The run still finishes for its user (strategy, examples, review and footer in the thread, no
+"⏳" left, nothing posted twice), and once the database is back every call the Claude
+stand-in served is in the ledger, once, and the run is closed with its reservation released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.ledger import BudgetRefusal, Ledger
+from tests.harness import Stack, running_stack
+from tests.ledger.test_ledger_outages import fill, small_tmpfs
+from tests.ledger.throwaway_pg import throwaway_postgres
+
+QUESTION = "Design a REST API for a social network"
+Outage = tuple[str, Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]
+
+
+@asynccontextmanager
+async def postgres_outage(tmp: Path) -> AsyncIterator[Outage]:
+    async with throwaway_postgres() as pg:
+        yield pg.url, pg.stop, pg.start
+
+
+@asynccontextmanager
+async def full_disk_outage(tmp: Path) -> AsyncIterator[Outage]:
+    with small_tmpfs() as disk:
+        filler = disk / "filler"
+
+        async def fill_up() -> None:
+            fill(disk)
+
+        async def make_room() -> None:
+            filler.unlink()
+
+        yield f"sqlite:///{disk / 'ledger.db'}", fill_up, make_room
+
+
+def shown(message: Any) -> str:
+    return message.text + json.dumps(message.blocks, ensure_ascii=False)
+
+
+async def ledger_request_ids(ledger: Ledger) -> list[str]:
+    out = io.StringIO()
+    await ledger.export.calls_csv(None, datetime.now(UTC) - timedelta(hours=1), out)
+    return sorted(row["request_id"] for row in csv.DictReader(io.StringIO(out.getvalue())))
+
+
+def assert_thread_complete(stack: Stack) -> None:
+    top, replies = stack.thread()
+    assert "⏳" not in shown(top) and "Done" in shown(top)
+    assert any("Review by" in r.text for r in replies)
+    texts = [shown(r) for r in replies]
+    assert len(texts) == len(set(texts)), "a message was posted twice"
+
+
+@pytest.mark.parametrize("outage", [postgres_outage, full_disk_outage])
+async def test_the_ledger_failing_mid_run_loses_no_paid_call_and_the_run_finishes(
+    tmp_path: Path, outage: Callable[[Path], Any]
+) -> None:
+    async with (
+        outage(tmp_path) as (url, fail, recover),
+        running_stack(
+            tmp_path, database_url=url, ledger_spill_file=tmp_path / "spill.jsonl"
+        ) as stack,
+    ):
+        stack.claude.add_rule(role="example", delay_s=1.0)
+        await stack.command(QUESTION)
+        async with asyncio.timeout(30):
+            while not any(r.role == "example" for r in stack.claude.messages()):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await fail()
+
+        async with asyncio.timeout(60):
+            await stack.services.runs.wait_idle()
+        assert_thread_complete(stack)
+        ledger = stack.services.ledger
+        assert ledger.writer.pending > 0  # the examples and the review are waiting
+
+        await recover()
+        async with asyncio.timeout(60):
+            await ledger.writer.flushed()
+        served = sorted(r.request_id for r in stack.claude.messages())
+        assert await ledger_request_ids(ledger) == served
+        report = await ledger.reports.summary(
+            "T0SANDBOX", since=datetime.now(UTC) - timedelta(hours=1), until=datetime.now(UTC)
+        )
+        assert (report.runs, report.calls) == (1, len(served))
+        # The run is closed: its reservation no longer holds any of the budget.
+        probe = await ledger.runs.reserve_run(
+            team_id="T0SANDBOX", channel_id="C0GENERAL", user_id="U0PROBE", question="q",
+            worst_case_usd=Decimal("0.01"), user_budget=None, workspace_budget=Decimal(0),
+        )  # fmt: skip
+        assert isinstance(probe, BudgetRefusal) and probe.reserved_usd == 0
