@@ -46,6 +46,21 @@ def escape_label(text: str) -> str:
     return escape(" ".join(text.split()))
 
 
+_CONTROL_START = re.compile(r"<(?=[!@#]|(?:https?|mailto):)", re.IGNORECASE)
+
+
+def plain_label(text: str) -> str:
+    """Untrusted text for a `plain_text` object (a header), on one line.
+
+    Slack shows plain_text exactly as sent, so entities would show as `&amp;`: nothing is
+    entity-encoded. Should any client parse it anyway, the start of every control sequence
+    (`<!`, `<@`, `<#`, `<http…`) gets a word joiner after its `<`, which no parser reads as
+    markup and no reader sees, and broadcast words are neutralised as everywhere else.
+    """
+    one_line = " ".join(text.split())
+    return neutralise_broadcasts(_CONTROL_START.sub("<" + WORD_JOINER, one_line))
+
+
 def user_mention(user_id: str) -> str:
     """`<@U…>` for a well-formed Slack user id; anything else is shown, escaped, as plain text."""
     return f"<@{user_id}>" if _USER_ID.fullmatch(user_id) else escape(user_id)

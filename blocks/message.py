@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from blocks.escape import escape_label
+from blocks.escape import plain_label
 from blocks.split import MIN_LIMIT, clip, slack_length, split_mrkdwn
 
 Block = dict[str, Any]
@@ -107,8 +107,14 @@ def fields_section(fields: Sequence[str]) -> Block:
 
 
 def header(raw: str) -> Block:
-    """A header from *unescaped* text: escaped here, then clipped to 150 bytes."""
-    text = clip(escape_label(raw), HEADER_LIMIT) if raw.strip() else "…"
+    """A header from *unescaped* text, on one line, clipped to 150 bytes.
+
+    A header is plain_text, which Slack shows exactly as sent: it parses `&`, `<` and `>`
+    only in mrkdwn, so `R&D` is sent as `R&D` (escaped, it would read `R&amp;D`); control
+    sequences and broadcast words are still made inert (`blocks.escape.plain_label`).
+    """
+    label = plain_label(raw)
+    text = clip(label, HEADER_LIMIT) if label else "…"
     return {"type": "header", "text": {"type": "plain_text", "text": text, "emoji": True}}
 
 

@@ -93,3 +93,14 @@ def test_importing_blocks_loads_nothing_from_bot() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_header_shows_ampersands_and_angles_as_typed_but_stays_inert() -> None:
+    from blocks.message import header
+
+    text = header("R&D <Plans> & <!channel> <https://evil.example|x> @here")["text"]["text"]
+    assert text.startswith("R&D <Plans> & ")
+    assert "&amp;" not in text and "&lt;" not in text
+    for sequence in ("<!", "<http"):
+        assert sequence not in text
+    assert "@here" not in text and "@\u2060here" in text

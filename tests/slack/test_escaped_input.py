@@ -42,3 +42,29 @@ def _text(message: dict[str, object]) -> str:
         return content
     assert isinstance(content, list)
     return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+
+
+async def test_a_strategy_title_with_an_ampersand_reads_as_typed_in_the_header(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path) as stack:
+        stack.claude.add_rule(
+            role="plan",
+            times=1,
+            text=json.dumps(
+                {
+                    "title": "R&D <rollout> plan",
+                    "essence": "Ship behind flags.",
+                    "components": [
+                        {"name": "Flags", "instruction": "Use flags."},
+                        {"name": "Canaries", "instruction": "Use canaries."},
+                    ],
+                }
+            ),
+        )
+        await stack.command(TYPED)
+        await stack.settle()
+        transcript = stack.slack.transcript("C0GENERAL")
+    # The sandbox shows plain_text as sent, as Slack does: an escaped header would read
+    # "R&amp;D &lt;rollout&gt; plan".
+    assert "# R&D <rollout> plan" in transcript
