@@ -15,7 +15,7 @@ updated in the same transaction as each call: a month's by-model and by-role rep
 few thousand of its rows instead of a million calls. Version 3 links a follow-up run to the
 run whose thread it answers (`parent_run_id`) and adds `claims`, one row per Slack event
 taken. `calls.call_key` (version 4) is unique: a call written twice (a retry after an outage,
-a spill-file replay) is recorded once.
+a spill-file replay) is recorded once. Claims expire from version 5.
 """
 
 from __future__ import annotations
@@ -256,6 +256,29 @@ _CALL_KEYS = (
 )
 SQLITE += (Migration(4, "idempotent call keys", _CALL_KEYS),)
 POSTGRES += (Migration(4, "idempotent call keys", _CALL_KEYS),)
+
+# Version 5: claims lapse (`expires_at`; NULL for claims taken before, which never do), so a
+# key can be claimed again after its window and old claims can be deleted.
+SQLITE += (
+    Migration(
+        5,
+        "claims expire",
+        (
+            "ALTER TABLE claims ADD COLUMN expires_at REAL",
+            "CREATE INDEX claims_expiry ON claims (expires_at)",
+        ),
+    ),
+)
+POSTGRES += (
+    Migration(
+        5,
+        "claims expire",
+        (
+            "ALTER TABLE claims ADD COLUMN expires_at TIMESTAMPTZ",
+            "CREATE INDEX claims_expiry ON claims (expires_at)",
+        ),
+    ),
+)
 
 
 def pending(steps: tuple[Migration, ...], current: int) -> tuple[Migration, ...]:

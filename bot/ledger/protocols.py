@@ -10,7 +10,7 @@ in a small fake where no database is wanted. Each protocol is met by one part of
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol, TextIO
 
@@ -110,9 +110,12 @@ class BudgetAlerts(Protocol):
 
 
 class EventClaims(Protocol):
-    """The Slack entry points: take an event once, whichever instance it reached."""
+    """The Slack entry points: take a delivery (an event, a command, an action) once,
+    whichever instance it reached; keys from `bot.ledger.claims.replay_key`."""
 
-    async def claim(self, key: str, *, now: datetime | None = None) -> bool: ...
+    async def claim(
+        self, key: str, *, ttl: timedelta = ..., now: datetime | None = None
+    ) -> bool: ...
 
 
 class CallsExport(Protocol):

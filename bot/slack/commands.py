@@ -6,7 +6,10 @@ as `<…>` markup); it is decoded to what the person typed before anything else 
 the model sees `R&D` and the length limit counts the characters typed, and `blocks` escapes
 it again on the way out. Errors a user can fix are answered ephemerally through `respond` (the
 command's `response_url`, which works even where the bot cannot post). Who may see
-workspace-wide figures is decided on the server at every request (`bot.slack.admins`).
+workspace-wide figures is decided on the server at every request (`bot.slack.admins`). A
+command whose `trigger_id` was already claimed in the ledger (a captured request replayed
+within its signature window, by whichever instance it reaches) is acknowledged and ignored;
+`first_delivery` is the same check for events and actions.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 import blocks
-from bot.ledger import read_period
+from bot.ledger import LedgerError, read_period
+from bot.ledger.claims import Kind, replay_key
 from bot.slack.admins import is_admin
 from bot.slack.deps import Services
 from bot.slack.runs import RunRequest, ephemeral
@@ -75,6 +79,8 @@ def register(app: AsyncApp, services: Services) -> None:
         ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
     ) -> None:
         await ack()
+        if not await first_delivery(services, "command", command.get("trigger_id", "")):
+            return  # a replayed request: acknowledged, and nothing more
         max_chars = services.settings.max_question_chars
         match parse_command(command.get("text", ""), max_chars=max_chars):
             case Help():
@@ -88,6 +94,19 @@ def register(app: AsyncApp, services: Services) -> None:
                 await _costs(services, client, command=command, period=period, respond=respond)
             case Ask(question=question):
                 await _ask(services, command=command, question=question, respond=respond)
+
+
+async def first_delivery(services: Services, kind: Kind, ident: str) -> bool:
+    """False if this delivery's id was already claimed, by any instance (a replay or retry).
+    A delivery without an id, or one the ledger cannot check right now, goes ahead: a run it
+    starts is still admitted through the ledger."""
+    if not ident:
+        return True
+    try:
+        return await services.claims.claim(replay_key(kind, ident))
+    except LedgerError as exc:
+        log.warning("could not check %s %s for a replay: %s", kind, ident, exc)
+        return True
 
 
 async def _ask(

@@ -87,7 +87,7 @@ async def seed_two_runs_and_noise(ledger: Ledger) -> None:
 
 async def test_opening_applies_migrations_once(ledger_url: str) -> None:
     latest = SQLITE[-1].version
-    assert latest == POSTGRES[-1].version == 4
+    assert latest == POSTGRES[-1].version == 5
     async with open_ledger(ledger_url) as first:
         assert await first.schema_version() == latest
     async with open_ledger(ledger_url) as again:
@@ -590,3 +590,21 @@ async def test_a_claim_is_taken_once_across_instances(ledger_url: str) -> None:
         )
         assert sorted(results) == [False, False, False, True]
         assert await two.claims.claim("event:Ev2")
+
+
+async def test_a_claim_lapses_after_its_ttl_and_can_be_taken_again(ledger: Ledger) -> None:
+    ttl = timedelta(minutes=10)
+    assert await ledger.claims.claim("command:1.2.abc", ttl=ttl, now=NOW)
+    assert not await ledger.claims.claim("command:1.2.abc", ttl=ttl, now=NOW + ttl / 2)
+    assert await ledger.claims.claim("command:1.2.abc", ttl=ttl, now=NOW + ttl)
+    assert not await ledger.claims.claim("command:1.2.abc", ttl=ttl, now=NOW + ttl)
+
+
+async def test_expired_claims_are_deleted_and_live_ones_kept(ledger: Ledger) -> None:
+    await ledger.claims.claim("event:old", ttl=timedelta(minutes=1), now=NOW)
+    await ledger.claims.claim("event:new", ttl=timedelta(hours=1), now=NOW)
+
+    assert await ledger.claims.expire(now=NOW + timedelta(minutes=5)) == 1
+
+    assert not await ledger.claims.claim("event:new", now=NOW + timedelta(minutes=5))
+    assert await ledger.claims.claim("event:old", now=NOW + timedelta(minutes=5))
