@@ -63,6 +63,25 @@ def error_message(text: str) -> OutboundMessage:
     return OutboundMessage(text=fallback(line), blocks=tuple(sections(line)))
 
 
+def mistyped_costs_message(*, command: str, period: str, typed: str) -> OutboundMessage:
+    """`/orchestrate costs month extra`: say what to type; nothing was run or spent."""
+    cmd = escape(command)
+    line = (
+        f"⚠ `{cmd} costs` takes one period, so nothing was run. For the report, type "
+        f"`{cmd} costs {escape(period)}`. To ask a question that starts with “costs”, "
+        f"word it another way (“What costs …”). You typed:"
+    )
+    return OutboundMessage(
+        text=fallback(f"{cmd} costs takes one period: type {cmd} costs {escape(period)}"),
+        blocks=(section(line), *sections(_code(typed))),
+    )
+
+
+def _code(typed: str) -> str:
+    """What someone typed, as a code block: inert, and copied back exactly."""
+    return f"```{escape(typed)}```"
+
+
 def question_too_long_message(*, length: int, max_chars: int) -> OutboundMessage:
     return error_message(
         f"Your question is {length:,} characters; the limit is {max_chars:,}. "

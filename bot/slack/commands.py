@@ -55,7 +55,15 @@ class TooLong:
     max_chars: int
 
 
-Command = Help | Costs | Ask | TooLong
+@dataclass(frozen=True, slots=True)
+class Mistyped:
+    """`costs <period>` followed by more words: a report asked for wrongly, not a question."""
+
+    period: str
+    typed: str
+
+
+Command = Help | Costs | Ask | TooLong | Mistyped
 
 
 def parse_command(text: str, *, max_chars: int) -> Command:
@@ -65,12 +73,24 @@ def parse_command(text: str, *, max_chars: int) -> Command:
     if not text or text.lower() == "help":
         return Help()
     # `costs` and one word is the command (a bad period gets told what to type); with more
-    # words ("costs of running Kafka?") it is a question.
-    if word.lower() == "costs" and len(rest.split()) <= 1:
+    # words ("costs of running Kafka?") it is a question, unless the next word is a period
+    # ("costs month extra"): a paid run would answer a report request nobody meant to ask.
+    after = rest.split()
+    if word.lower() == "costs" and len(after) <= 1:
         return Costs(rest.strip() or "month")
+    if word.lower() == "costs" and _is_period(after[0]):
+        return Mistyped(period=after[0], typed=text)
     if len(text) > max_chars:
         return TooLong(len(text), max_chars)
     return Ask(text)
+
+
+def _is_period(word: str) -> bool:
+    try:
+        read_period(word, now=datetime.now(UTC))
+    except ValueError:
+        return False
+    return True
 
 
 def register(app: AsyncApp, services: Services) -> None:
@@ -89,6 +109,9 @@ def register(app: AsyncApp, services: Services) -> None:
                 )
             case TooLong(length=length, max_chars=limit):
                 message = blocks.question_too_long_message(length=length, max_chars=limit)
+                await respond(**ephemeral(message))
+            case Mistyped(period=period, typed=typed):
+                message = blocks.mistyped_costs_message(command=COMMAND, period=period, typed=typed)
                 await respond(**ephemeral(message))
             case Costs(period=period):
                 await _costs(services, client, command=command, period=period, respond=respond)
