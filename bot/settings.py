@@ -45,6 +45,8 @@ class Settings:
     examples_model: str = DEFAULT_MODELS[1]
     review_model: str = DEFAULT_MODELS[2]
     strategy_effort: str = "low"
+    examples_effort: str = "low"
+    review_effort: str = "low"
     admins: frozenset[str] = field(default_factory=frozenset)
     max_question_chars: int = 2000
     thread_context_tokens: int = 6000
@@ -79,6 +81,8 @@ class Settings:
             examples_model=r.text("EXAMPLES_MODEL") or DEFAULT_MODELS[1],
             review_model=r.text("REVIEW_MODEL") or DEFAULT_MODELS[2],
             strategy_effort=r.choice("STRATEGY_EFFORT", EFFORTS) or "low",
+            examples_effort=r.choice("EXAMPLES_EFFORT", EFFORTS) or "low",
+            review_effort=r.choice("REVIEW_EFFORT", EFFORTS) or "low",
             admins=frozenset((r.text("ORCHESTRATE_ADMINS") or "").replace(",", " ").split()),
             max_question_chars=r.parse("ORCHESTRATE_MAX_QUESTION_CHARS", _positive_int, 2000),
             thread_context_tokens=r.parse("ORCHESTRATE_THREAD_CONTEXT_TOKENS", _positive_int, 6000),

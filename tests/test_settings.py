@@ -51,12 +51,27 @@ def test_values_are_read_and_parsed() -> None:
         ("BUDGET_USER_DAILY_USD", "NaN"),
         ("LEDGER_STORE_QUESTIONS", "maybe"),
         ("STRATEGY_EFFORT", "extreme"),
+        ("EXAMPLES_EFFORT", "none"),
+        ("REVIEW_EFFORT", "High"),
         ("PRICES_FILE", "/no/such/prices.json"),
     ],
 )
 def test_a_malformed_value_fails_naming_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value}, dotenv=None)
+
+
+def test_each_role_reads_its_own_effort() -> None:
+    settings = Settings.from_env(
+        {"STRATEGY_EFFORT": "max", "EXAMPLES_EFFORT": "medium", "REVIEW_EFFORT": "high"},
+        dotenv=None,
+    )
+    assert (settings.strategy_effort, settings.examples_effort, settings.review_effort) == (
+        "max",
+        "medium",
+        "high",
+    )
+    assert Settings.from_env({}, dotenv=None).examples_effort == "low"
 
 
 def test_a_dotenv_file_fills_what_the_environment_does_not_set(tmp_path: Path) -> None:

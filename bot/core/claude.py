@@ -38,10 +38,19 @@ CancelSink = Callable[[CallRecord], None]
 # Told the whole answer text so far, each time more of it streams in.
 TextSink = Callable[[str], Awaitable[None]]
 
-PLAN_MAX_TOKENS = 4096  # a few hundred visible tokens plus room for low-effort thinking
-EXAMPLE_MAX_TOKENS = 8192  # asks for ~800-1,200 visible tokens; room for thinking and outliers
-REVIEW_MAX_TOKENS = 3072  # ~400-600 visible tokens plus thinking
-FOLLOWUP_MAX_TOKENS = 3072  # a short answer (~250 words) plus low-effort thinking
+# 5.5 models always think, thinking counts toward max_tokens, and effort sets how much they
+# think (thousands of tokens from `high` up): each call's limit is its visible answer's
+# room plus the thinking room of its effort.
+VISIBLE_TOKENS: dict[Role, int] = {
+    "plan": 1024,  # a few hundred tokens of JSON
+    "example": 5120,  # asks for ~800-1,200 tokens; room for outliers
+    "review": 1024,  # ~400-600 tokens of JSON
+    "followup": 1024,  # a short answer (~250 words)
+}
+THINKING_ROOM = {"low": 3072, "medium": 6144, "high": 12288, "xhigh": 20480, "max": 28672}
+# The smallest maximum output among current Claude models (some allow 64,000): a request
+# above its model's maximum is refused outright.
+MAX_OUTPUT_TOKENS = 32000
 # Prompt caching silently does nothing below these prefix sizes (REFERENCE.md).
 CACHE_MIN_TOKENS = {"opus": 4096, "haiku": 4096, "sonnet": 1024}
 MIN_COMPONENTS, MAX_COMPONENTS = 2, 6
@@ -80,11 +89,34 @@ REVIEW_FORMAT = _schema_format(ReviewOut)
 
 @dataclass(frozen=True, slots=True)
 class Reply(Generic[T]):
-    """One call's outcome: `value` when usable, else `problem` says why in plain words."""
+    """One call's outcome: `value` when usable, else `problem` says why in plain words;
+    `cut_off`: the answer stopped at its `max_tokens`."""
 
     call: CallRecord
     value: T | None
     problem: str | None = None
+    cut_off: bool = False
+
+
+def max_tokens_for(role: Role, effort: str) -> int:
+    """The output limit of a `role` call at `effort`: its answer plus its thinking."""
+    return min(VISIBLE_TOKENS[role] + THINKING_ROOM[effort], MAX_OUTPUT_TOKENS)
+
+
+def repair_max_tokens(limit: int) -> int:
+    """A repair of an answer cut off at `limit` gets twice the room (up to the maximum):
+    asked again with the same limit, the model would most likely be cut off again."""
+    return min(2 * limit, MAX_OUTPUT_TOKENS)
+
+
+def efforts(settings: Settings) -> dict[Role, str]:
+    """Each role's effort; a follow-up answer is the review model's, at the review's."""
+    return {
+        "plan": settings.strategy_effort,
+        "example": settings.examples_effort,
+        "review": settings.review_effort,
+        "followup": settings.review_effort,
+    }
 
 
 class Claude:
@@ -113,21 +145,27 @@ class Claude:
         self,
         question: str,
         *,
-        problem: str | None = None,
+        repairing: Reply[Strategy] | None = None,
         thread: str | None = None,
         on_cancel: CancelSink | None = None,
         on_text: TextSink | None = None,
     ) -> Reply[Strategy]:
-        """Ask the strategy model for a brief strategy; `problem` turns it into a repair;
+        """Ask the strategy model for a brief strategy; `repairing` (an unusable answer)
+        turns it into a repair that says what was wrong, with more room if it was cut off;
         `thread` is a discussion (`prompts.thread_context`) the strategy must build on.
         `on_text` is told the answer so far as it streams (for showing it being written)."""
+        effort = self._settings.strategy_effort
+        limit = max_tokens_for("plan", effort)
+        if repairing is not None and repairing.cut_off:
+            limit = repair_max_tokens(limit)
+        problem = repairing.problem if repairing is not None else None
         message, call = await self._call(
             "plan",
             self._settings.strategy_model,
             system=prompts.PLAN_SYSTEM,
             content=[_text(prompts.plan_user(question, problem=problem, thread=thread))],
-            max_tokens=PLAN_MAX_TOKENS,
-            output_config={"effort": self._settings.strategy_effort, "format": PLAN_FORMAT},
+            max_tokens=limit,
+            output_config={"effort": effort, "format": PLAN_FORMAT},
             on_cancel=on_cancel,
             on_text=on_text,
         )
@@ -154,8 +192,8 @@ class Claude:
             self._settings.examples_model,
             system=prompts.EXAMPLE_SYSTEM,
             content=[context, _text(prompts.example_user(component))],
-            max_tokens=EXAMPLE_MAX_TOKENS,
-            output_config={"effort": "low"},
+            max_tokens=max_tokens_for("example", self._settings.examples_effort),
+            output_config={"effort": self._settings.examples_effort},
             index=index,
             started=started,
             on_cancel=on_cancel,
@@ -175,8 +213,8 @@ class Claude:
             self._settings.review_model,
             system=prompts.REVIEW_SYSTEM,
             content=[_text(prompts.review_user(question, strategy, outcomes))],
-            max_tokens=REVIEW_MAX_TOKENS,
-            output_config={"effort": "low", "format": REVIEW_FORMAT},
+            max_tokens=max_tokens_for("review", self._settings.review_effort),
+            output_config={"effort": self._settings.review_effort, "format": REVIEW_FORMAT},
             on_cancel=on_cancel,
         )
         return _structured(call, message, ReviewOut, _to_review)
@@ -190,8 +228,8 @@ class Claude:
             self._settings.review_model,
             system=prompts.FOLLOWUP_SYSTEM,
             content=[_text(thread), _text(prompts.followup_user(request))],
-            max_tokens=FOLLOWUP_MAX_TOKENS,
-            output_config={"effort": "low"},
+            max_tokens=max_tokens_for("followup", self._settings.review_effort),
+            output_config={"effort": self._settings.review_effort},
             on_cancel=on_cancel,
         )
         return _markdown(call, message)
@@ -211,8 +249,8 @@ class Claude:
             self._settings.examples_model,
             system=prompts.EXAMPLE_SYSTEM,
             content=[_text(thread), _text(prompts.example_user(component))],
-            max_tokens=EXAMPLE_MAX_TOKENS,
-            output_config={"effort": "low"},
+            max_tokens=max_tokens_for("example", self._settings.examples_effort),
+            output_config={"effort": self._settings.examples_effort},
             index=index,
             on_cancel=on_cancel,
         )
@@ -427,7 +465,7 @@ def _markdown(call: CallRecord, message: Message | None) -> Reply[str]:
     text = _text_of(message).strip()
     problem = _stop_problem(message) or (None if text else "the answer was empty")
     if problem:
-        return Reply(_invalid(call, problem), None, problem)
+        return Reply(_invalid(call, problem), None, problem, _at_limit(message))
     return Reply(call, text)
 
 
@@ -472,7 +510,11 @@ def _structured(
             problem = "the answer did not match the expected format"
         if problem is None:
             return Reply(call, value)
-    return Reply(_invalid(call, problem), None, problem)
+    return Reply(_invalid(call, problem), None, problem, _at_limit(message))
+
+
+def _at_limit(message: Message) -> bool:
+    return message.stop_reason == "max_tokens"
 
 
 def _to_strategy(out: PlanOut) -> tuple[Strategy | None, str | None]:

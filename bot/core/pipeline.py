@@ -26,14 +26,13 @@ from typing import TypeVar
 
 from bot.core import prompts
 from bot.core.claude import (
-    EXAMPLE_MAX_TOKENS,
-    FOLLOWUP_MAX_TOKENS,
     MAX_COMPONENTS,
-    PLAN_MAX_TOKENS,
-    REVIEW_MAX_TOKENS,
     CancelSink,
     Claude,
     Reply,
+    efforts,
+    max_tokens_for,
+    repair_max_tokens,
 )
 from bot.core.draft import parse_draft
 from bot.core.events import (
@@ -101,22 +100,28 @@ class Pipeline:
 
     def worst_case_usd(self, question: str, *, thread: str = "") -> Decimal | None:
         """The most one run of `question` can cost at list prices (every call at its
-        `max_tokens`, a plan repair, six components); None if a model is unpriced. `thread`
-        is a discussion the plan reads besides the question."""
+        `max_tokens` for its effort, a plan repair with its extra room, six components);
+        None if a model is unpriced. `thread` is a discussion the plan reads besides the
+        question."""
         s, prices = self._settings, self._prices
+        effort = efforts(s)
+        plan_out = max_tokens_for("plan", effort["plan"])
+        example_out = max_tokens_for("example", effort["example"])
+        review_out = max_tokens_for("review", effort["review"])
         plan_in = _tokens(prompts.PLAN_SYSTEM, prompts.DISCUSSION_NOTE, thread, question)
         plan_in += SCHEMA_TOKENS
         example_in = _tokens(prompts.EXAMPLE_SYSTEM, question) + STRATEGY_TOKENS
-        review_in = example_in + MAX_COMPONENTS * EXAMPLE_MAX_TOKENS + SCHEMA_TOKENS
+        review_in = example_in + MAX_COMPONENTS * example_out + SCHEMA_TOKENS
         costs = [
-            prices.cost(s.strategy_model, TokenUsage(plan_in, PLAN_MAX_TOKENS)),
-            prices.cost(s.examples_model, TokenUsage(example_in, EXAMPLE_MAX_TOKENS)),
-            prices.cost(s.review_model, TokenUsage(review_in, REVIEW_MAX_TOKENS)),
+            prices.cost(s.strategy_model, TokenUsage(plan_in, plan_out)),
+            prices.cost(s.strategy_model, TokenUsage(plan_in, repair_max_tokens(plan_out))),
+            prices.cost(s.examples_model, TokenUsage(example_in, example_out)),
+            prices.cost(s.review_model, TokenUsage(review_in, review_out)),
         ]
         if any(c is None for c in costs):
             return None
-        plan, example, review = (c for c in costs if c is not None)
-        return 2 * plan + MAX_COMPONENTS * example + review
+        plan, repair, example, review = (c for c in costs if c is not None)
+        return plan + repair + MAX_COMPONENTS * example + review
 
     async def run(
         self,
@@ -156,7 +161,11 @@ class Pipeline:
     def followup_worst_case_usd(self, thread: str, *, model: str) -> Decimal | None:
         """The most one follow-up call on `model` can cost: the thread in, `max_tokens` out."""
         system = prompts.FOLLOWUP_SYSTEM + prompts.EXAMPLE_SYSTEM
-        limit = max(EXAMPLE_MAX_TOKENS, FOLLOWUP_MAX_TOKENS)
+        effort = efforts(self._settings)
+        limit = max(
+            max_tokens_for("example", effort["example"]),
+            max_tokens_for("followup", effort["followup"]),
+        )
         return self._prices.cost(model, TokenUsage(_tokens(system, thread) + 200, limit))
 
 
@@ -242,7 +251,7 @@ class _Run:
             repair = partial(
                 claude.plan,
                 self.question,
-                problem=reply.problem,
+                repairing=reply,
                 thread=self.thread,
                 on_cancel=self.cut_off.append,
                 on_text=self._drafted,

@@ -10,7 +10,13 @@ from decimal import Decimal
 
 import pytest
 
-from bot.core.claude import Claude
+from bot.core.claude import (
+    MAX_OUTPUT_TOKENS,
+    THINKING_ROOM,
+    Claude,
+    max_tokens_for,
+    repair_max_tokens,
+)
 from bot.core.events import (
     CallFinished,
     Event,
@@ -399,22 +405,110 @@ async def test_the_review_call_starts_when_the_last_example_call_returns_not_aft
 
 
 def test_the_worst_case_bounds_every_call_at_its_token_limit(prices: PriceTable) -> None:
-    from bot.core.claude import EXAMPLE_MAX_TOKENS, PLAN_MAX_TOKENS, REVIEW_MAX_TOKENS
-
     pipeline = Pipeline(None, settings=Settings(), prices=prices)  # type: ignore[arg-type]
     worst = pipeline.worst_case_usd(QUESTION)
     assert worst is not None
-    # At least: two plans, six examples and a review, each at max_tokens of output alone.
+    # At least: a plan and its repair (with more room), six examples and a review, each at
+    # its max_tokens of output alone.
+    plan = max_tokens_for("plan", "low")
     floor = (
-        2 * (prices.cost("claude-opus-5-5", TokenUsage(output_tokens=PLAN_MAX_TOKENS)) or 0)
-        + 6 * (prices.cost("claude-haiku-5-5", TokenUsage(output_tokens=EXAMPLE_MAX_TOKENS)) or 0)
-        + (prices.cost("claude-sonnet-5-5", TokenUsage(output_tokens=REVIEW_MAX_TOKENS)) or 0)
+        (prices.cost("claude-opus-5-5", TokenUsage(output_tokens=plan)) or 0)
+        + (prices.cost("claude-opus-5-5", TokenUsage(output_tokens=repair_max_tokens(plan))) or 0)
+        + 6
+        * (
+            prices.cost(
+                "claude-haiku-5-5", TokenUsage(output_tokens=max_tokens_for("example", "low"))
+            )
+            or 0
+        )
+        + (
+            prices.cost(
+                "claude-sonnet-5-5", TokenUsage(output_tokens=max_tokens_for("review", "low"))
+            )
+            or 0
+        )
     )
     assert worst > floor
     longer = pipeline.worst_case_usd(QUESTION * 20)
     assert longer is not None and longer > worst
     unpriced = Pipeline(None, settings=Settings(review_model="claude-x"), prices=prices)  # type: ignore[arg-type]
     assert unpriced.worst_case_usd(QUESTION) is None
+
+
+@pytest.mark.parametrize("role", ["strategy_effort", "examples_effort", "review_effort"])
+def test_the_worst_case_grows_with_each_roles_effort(prices: PriceTable, role: str) -> None:
+    def worst(effort: str) -> Decimal:
+        settings = replace(Settings(), **{role: effort})  # type: ignore[arg-type]
+        figure = Pipeline(None, settings=settings, prices=prices).worst_case_usd(QUESTION)  # type: ignore[arg-type]
+        assert figure is not None
+        return figure
+
+    assert worst("low") < worst("medium") < worst("high") < worst("xhigh") < worst("max")
+
+
+@pytest.mark.parametrize("effort", ["low", "medium", "high", "xhigh", "max"])
+def test_every_role_has_room_for_the_thinking_of_its_effort(effort: str) -> None:
+    # Thinking counts toward max_tokens: the room grows with effort, never past the maximum.
+    for role in ("plan", "example", "review"):
+        limit = max_tokens_for(role, effort)
+        assert limit <= MAX_OUTPUT_TOKENS
+        assert limit >= THINKING_ROOM[effort] or limit == MAX_OUTPUT_TOKENS
+    assert max_tokens_for("plan", "high") > 4096
+
+
+@pytest.mark.parametrize("effort", ["high", "xhigh", "max"])
+async def test_a_high_effort_strategy_has_room_to_think_and_answer(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable, effort: str
+) -> None:
+    recorder = await run_pipeline(claude_sandbox, prices, strategy_effort=effort)
+
+    assert isinstance(recorder.events[-1], RunFinished)
+    plans = [c for c in calls_of(recorder) if c.role == "plan"]
+    assert [c.outcome for c in plans] == ["ok"]
+    assert plans[0].usage.thinking_tokens > 4096 or effort == "high"
+    sent = next(r for r in claude_sandbox.requests if r.role == "plan")
+    assert sent.body["output_config"]["effort"] == effort
+    assert sent.body["max_tokens"] == max_tokens_for("plan", effort)
+
+
+async def test_examples_and_review_send_their_own_effort_with_room_for_it(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    recorder = await run_pipeline(
+        claude_sandbox, prices, examples_effort="high", review_effort="medium"
+    )
+
+    assert isinstance(recorder.events[-1], RunFinished)
+    example = next(r for r in claude_sandbox.requests if r.role == "example")
+    review = next(r for r in claude_sandbox.requests if r.role == "review")
+    assert example.body["output_config"]["effort"] == "high"
+    assert example.body["max_tokens"] == max_tokens_for("example", "high")
+    assert review.body["output_config"]["effort"] == "medium"
+    assert review.body["max_tokens"] == max_tokens_for("review", "medium")
+
+
+async def test_a_plan_cut_off_at_its_limit_is_repaired_with_twice_the_room(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    claude_sandbox.add_rule(role="plan", fault="max_tokens", times=1)
+
+    recorder = await run_pipeline(claude_sandbox, prices)
+
+    first, repair = [r for r in claude_sandbox.requests if r.role == "plan"]
+    assert repair.body["max_tokens"] == 2 * first.body["max_tokens"]
+    assert "cut off at the token limit" in str(repair.body["messages"])
+    assert isinstance(recorder.events[-1], RunFinished)
+
+
+async def test_an_invalid_plan_not_cut_off_is_repaired_with_the_same_room(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    claude_sandbox.add_rule(role="plan", fault="invalid_output", times=1)
+
+    await run_pipeline(claude_sandbox, prices)
+
+    first, repair = [r for r in claude_sandbox.requests if r.role == "plan"]
+    assert repair.body["max_tokens"] == first.body["max_tokens"]
 
 
 async def test_a_typical_run_costs_far_less_than_its_reserved_worst_case(
