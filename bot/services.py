@@ -12,25 +12,24 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import partial
 
 import aiohttp
 from aiohttp import web
-from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-import blocks
 from bot.core.claude import Claude
 from bot.core.pipeline import Pipeline
 from bot.core.pricing import PriceTable
-from bot.ledger import CostReports, EventClaims, Ledger, RunRecovery, ledger_for
+from bot.ledger import CostReports, EventClaims, Ledger, ledger_for
 from bot.settings import Settings
 from bot.slack import server
 from bot.slack.budget_alerts import BudgetWatch
 from bot.slack.conversations import Conversations
-from bot.slack.poster import Poster, describe
+from bot.slack.liveness import Liveness
+from bot.slack.poster import Poster
 from bot.slack.runs import Runs
 
 log = logging.getLogger(__name__)
@@ -65,10 +64,6 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     prices = PriceTable.load(settings.prices_file)
     async with contextlib.AsyncExitStack() as stack:
         ledger = await stack.enter_async_context(ledger_for(settings))
-        marked_at = datetime.now(UTC)
-        interrupted = await ledger.runs.mark_interrupted(
-            started_before=_orphan_cutoff(settings), now=marked_at
-        )
         claude = Claude.from_settings(settings, price=prices.cost)
         stack.push_async_callback(claude.aclose)
         session = await stack.enter_async_context(aiohttp.ClientSession())
@@ -80,9 +75,17 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         conversations = Conversations(
             runs=runs, pipeline=pipeline, ledger=ledger.runs, poster=poster, settings=settings
         )
-        if interrupted:
-            log.warning("%d runs left running by a stopped process are interrupted", interrupted)
-            await _tell_interrupted_threads(ledger.runs, poster, marked_at)
+        liveness = Liveness(
+            instances=ledger.instances,
+            poster=poster,
+            interval_s=settings.heartbeat_s,
+            ttl_s=settings.instance_ttl_s,
+            longest_run=longest_run(settings),
+            housekeeping=ledger.claims.expire,
+        )
+        # Beats, and closes the runs dead instances left (saying so in their threads).
+        await liveness.start()
+        stack.push_async_callback(liveness.stop)
         # Registered last, so it runs first: runs finish while their resources are open.
         stack.push_async_callback(runs.drain, settings.drain_grace_s)
         yield Services(
@@ -98,29 +101,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         )
 
 
-async def _tell_interrupted_threads(
-    ledger: RunRecovery, poster: Poster, marked_at: datetime
-) -> None:
-    """A run cut off by a crash still has a thread saying "⏳ …": say what happened there."""
-    for channel, ts in await ledger.interrupted_threads(marked_at=marked_at):
-        try:
-            await poster.post(channel, blocks.interrupted_message(), thread_ts=ts)
-        except SlackApiError as exc:
-            log.warning("could not mark thread %s interrupted: %s", ts, describe(exc))
-
-
-def _orphan_cutoff(settings: Settings) -> datetime | None:
-    """Runs started before this are no longer alive. A SQLite ledger has one process, so
-    every run it left `running` died with it; on PostgreSQL other instances may still be
-    running theirs, so only runs older than any run can live are taken."""
-    if settings.database_url.startswith("sqlite:"):
-        return None
-    return datetime.now(UTC) - longest_run(settings)
-
-
 def longest_run(settings: Settings) -> timedelta:
     """An upper bound on a run's life: four sequential call timeouts (plan, repair, the
-    parallel examples, review), their SDK retries, and time to post the thread."""
+    parallel examples, review), their SDK retries, and time to post the thread. Runs
+    written before run owners were recorded are taken as dead once older than this."""
     calls = 4 * (settings.anthropic_max_retries + 1)
     return timedelta(seconds=calls * settings.call_timeout_s + 300)
 

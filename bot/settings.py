@@ -54,6 +54,8 @@ class Settings:
     call_timeout_s: float = 120.0
     slack_posts_per_s: float = 1.0
     drain_grace_s: float = 20.0
+    heartbeat_s: float = 10.0
+    instance_ttl_s: float = 45.0
     anthropic_max_retries: int = 2
     prices_file: Path | None = None
     ledger_store_questions: bool = True
@@ -61,6 +63,14 @@ class Settings:
     budget_user_daily_usd: Decimal | None = None
     budget_workspace_monthly_usd: Decimal | None = None
     log_level: str | None = None  # None: INFO when serving, WARNING for the demo
+
+    def __post_init__(self) -> None:
+        if self.instance_ttl_s <= 2 * self.heartbeat_s:
+            raise SettingsError(
+                f"ORCHESTRATE_INSTANCE_TTL_S ({self.instance_ttl_s:g}) must be more than twice "
+                f"ORCHESTRATE_HEARTBEAT_S ({self.heartbeat_s:g}), or one late beat would make "
+                "a live instance look dead"
+            )
 
     @classmethod
     def from_env(
@@ -90,6 +100,8 @@ class Settings:
             call_timeout_s=r.parse("ORCHESTRATE_CALL_TIMEOUT_S", _positive_float, 120.0),
             slack_posts_per_s=r.parse("ORCHESTRATE_SLACK_POSTS_PER_S", _positive_float, 1.0),
             drain_grace_s=r.parse("ORCHESTRATE_DRAIN_GRACE_S", _non_negative_float, 20.0),
+            heartbeat_s=r.parse("ORCHESTRATE_HEARTBEAT_S", _positive_float, 10.0),
+            instance_ttl_s=r.parse("ORCHESTRATE_INSTANCE_TTL_S", _positive_float, 45.0),
             anthropic_max_retries=r.parse("ANTHROPIC_MAX_RETRIES", _non_negative_int, 2),
             prices_file=r.parse("PRICES_FILE", _existing_file, None),
             ledger_store_questions=r.parse("LEDGER_STORE_QUESTIONS", _boolean, True),

@@ -100,3 +100,11 @@ def test_secrets_never_appear_in_the_repr() -> None:
         dotenv=None,
     )
     assert "secret" not in repr(settings) and "shh" not in repr(settings)
+
+
+def test_an_instance_ttl_within_two_heartbeats_is_refused_naming_both() -> None:
+    env = {"ORCHESTRATE_HEARTBEAT_S": "10", "ORCHESTRATE_INSTANCE_TTL_S": "15"}
+    with pytest.raises(SettingsError, match=r"ORCHESTRATE_INSTANCE_TTL_S.*ORCHESTRATE_HEARTBEAT_S"):
+        Settings.from_env(env, dotenv=None)
+    fast = {"ORCHESTRATE_HEARTBEAT_S": "0.5", "ORCHESTRATE_INSTANCE_TTL_S": "1.5"}
+    assert Settings.from_env(fast, dotenv=None).instance_ttl_s == 1.5

@@ -22,8 +22,8 @@ from bot.ledger.protocols import (
     CallsExport,
     CostReports,
     EventClaims,
+    InstanceLedger,
     RunLedger,
-    RunRecovery,
 )
 from bot.ledger.spill import default_spill_path
 from bot.ledger.types import (
@@ -51,6 +51,7 @@ __all__ = [
     "EndStatus",
     "EventClaims",
     "FollowUpTotals",
+    "InstanceLedger",
     "Ledger",
     "LedgerError",
     "Period",
@@ -58,7 +59,6 @@ __all__ = [
     "RoleCost",
     "RunInfo",
     "RunLedger",
-    "RunRecovery",
     "RunStatus",
     "Spender",
     "ledger_for",

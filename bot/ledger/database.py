@@ -13,6 +13,7 @@ writes. Both backends share every part; only the driver differs.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +24,7 @@ from bot.ledger.budgets import Budgets
 from bot.ledger.claims import Claims
 from bot.ledger.driver import Conn, Driver
 from bot.ledger.export import CallExport
+from bot.ledger.instances import Instances
 from bot.ledger.migrations import SCHEMA_VERSION_TABLE, pending
 from bot.ledger.reports import Reports
 from bot.ledger.runs import RunBook
@@ -45,12 +47,14 @@ class Ledger:
         self._db = driver
         self.strategy_model = strategy_model
         self.budgets = Budgets(driver)
+        self.instances = Instances(driver, instance_id=str(uuid.uuid4()))
         self.runs = RunBook(
             driver,
             budgets=self.budgets,
             prices=prices,
             strategy_model=strategy_model,
             store_questions=store_questions,
+            owner_id=self.instances.id,
         )
         self.writer = RunWriter(self.runs, spill=SpillFile(spill_file))
         self.reports = Reports(driver, strategy_model=strategy_model)

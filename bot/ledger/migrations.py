@@ -15,7 +15,8 @@ updated in the same transaction as each call: a month's by-model and by-role rep
 few thousand of its rows instead of a million calls. Version 3 links a follow-up run to the
 run whose thread it answers (`parent_run_id`) and adds `claims`, one row per Slack event
 taken. `calls.call_key` (version 4) is unique: a call written twice (a retry after an outage,
-a spill-file replay) is recorded once. Claims expire from version 5.
+a spill-file replay) is recorded once. Claims expire from version 5. Version 6
+records each run's owning instance and the instances' heartbeats.
 """
 
 from __future__ import annotations
@@ -279,6 +280,22 @@ POSTGRES += (
         ),
     ),
 )
+
+
+def _instances(time_type: str) -> tuple[str, ...]:
+    return (
+        "CREATE TABLE instances (id TEXT PRIMARY KEY, host TEXT NOT NULL,"
+        f" pid INTEGER NOT NULL, started_at {time_type} NOT NULL,"
+        f" heartbeat_at {time_type} NOT NULL)",
+        "ALTER TABLE runs ADD COLUMN owner_id TEXT",
+        "CREATE INDEX runs_owner ON runs (owner_id) WHERE status = 'running'",
+    )
+
+
+# Version 6: each run names the instance that owns it, and instances beat, so the runs of a
+# dead one are found and closed by any live one, never those of a live one.
+SQLITE += (Migration(6, "run owners and heartbeats", _instances("REAL")),)
+POSTGRES += (Migration(6, "run owners and heartbeats", _instances("TIMESTAMPTZ")),)
 
 
 def pending(steps: tuple[Migration, ...], current: int) -> tuple[Migration, ...]:

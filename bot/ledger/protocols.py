@@ -3,9 +3,9 @@
 A consumer depends on the few methods it calls, not on the whole ledger, so a reader sees at
 a glance what the Slack run owner writes and what a report view reads, and a test can stand
 in a small fake where no database is wanted. Each protocol is met by one part of `Ledger`
-(`bot.ledger.database`): `RunLedger` and `RunRecovery` by `ledger.runs`, `BudgetAlerts` by
-`ledger.budgets`, `CostReports` by `ledger.reports`, `CallsExport` by `ledger.export`,
-`EventClaims` by `ledger.claims`.
+(`bot.ledger.database`): `RunLedger` by `ledger.writer` (or `ledger.runs`), `InstanceLedger`
+by `ledger.instances`, `BudgetAlerts` by `ledger.budgets`, `CostReports` by `ledger.reports`,
+`CallsExport` by `ledger.export`, `EventClaims` by `ledger.claims`.
 """
 
 from __future__ import annotations
@@ -69,14 +69,18 @@ class RunLedger(Protocol):
     ) -> None: ...
 
 
-class RunRecovery(Protocol):
-    """Start-up (`bot/services.py`): close the runs a dead process left, find their threads."""
+class InstanceLedger(Protocol):
+    """Liveness (`bot/slack/liveness.py`): beat, close the runs of dead instances, leave."""
 
-    async def mark_interrupted(
-        self, *, started_before: datetime | None = None, now: datetime | None = None
-    ) -> int: ...
+    id: str
 
-    async def interrupted_threads(self, *, marked_at: datetime) -> list[tuple[str, str]]: ...
+    async def beat(self, *, now: datetime | None = None) -> None: ...
+
+    async def reap(
+        self, *, ttl: timedelta, ownerless_before: datetime, now: datetime | None = None
+    ) -> list[tuple[str, str]]: ...
+
+    async def leave(self) -> None: ...
 
 
 class CostReports(Protocol):

@@ -32,8 +32,6 @@ from bot.ledger.types import (
     to_nanos,
 )
 
-ORPHANED = "the process stopped mid-run"
-
 
 class RunBook:
     """The `runs` and `calls` tables: every write a run makes, and reading one run back."""
@@ -46,8 +44,10 @@ class RunBook:
         prices: PriceTable,
         strategy_model: str,
         store_questions: bool,
+        owner_id: str,
     ) -> None:
         self._db = db
+        self._owner_id = owner_id
         self._budgets = budgets
         self._prices = prices
         self._strategy_model = strategy_model
@@ -197,34 +197,6 @@ class RunBook:
             )
         require_run(changed, run_id)
 
-    async def mark_interrupted(
-        self, *, started_before: datetime | None = None, now: datetime | None = None
-    ) -> int:
-        """Mark runs still `running` (left by a dead process) interrupted; returns how many.
-
-        With several instances on one database, pass `started_before` (now minus the longest
-        a run can take) so a starting instance leaves its siblings' live runs alone.
-        """
-        sql = "UPDATE runs SET status = 'interrupted', finished_at = ?, error = ?"
-        sql += " WHERE status = 'running'"
-        args: list[Any] = [self._db.to_db_time(now_utc(now)), ORPHANED]
-        if started_before is not None:
-            sql += " AND started_at < ?"
-            args.append(self._db.to_db_time(started_before))
-        async with self._db.write() as c:
-            return await c.execute(sql, *args)
-
-    async def interrupted_threads(self, *, marked_at: datetime) -> list[tuple[str, str]]:
-        """The Slack threads (channel, ts) of the runs `mark_interrupted(now=marked_at)`
-        closed, so the restarted bot can say so in each of them."""
-        sql = (
-            "SELECT thread_channel, thread_ts FROM runs WHERE status = 'interrupted'"
-            " AND finished_at = ? AND error = ? AND thread_ts IS NOT NULL"
-        )
-        async with self._db.read() as c:
-            rows = await c.fetch(sql, self._db.to_db_time(marked_at), ORPHANED)
-        return [(str(channel), str(ts)) for channel, ts in rows]
-
     async def _insert(
         self,
         c: Conn,
@@ -237,11 +209,12 @@ class RunBook:
         run_id = str(uuid.uuid4())
         await c.execute(
             "INSERT INTO runs (id, team_id, channel_id, user_id, question_chars, question,"
-            " status, started_at, reserved_nanos, error, parent_run_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " status, started_at, reserved_nanos, error, parent_run_id, owner_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             run_id, run.team_id, run.channel_id, run.user_id, len(run.question),
             run.question if self._store_questions else None,
             status, self._db.to_db_time(run.at), reserved, error, run.parent_run_id,
+            self._owner_id,
         )  # fmt: skip
         return run_id
 

@@ -40,6 +40,7 @@ def plan_call() -> CallRecord:
 
 
 async def crash(ledger: Ledger) -> None:
+    await ledger.instances.beat()  # a serving instance, as far as the ledger can tell
     run_id = await ledger.runs.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q")
     await ledger.runs.record_call(run_id, plan_call())
     await ledger.runs.record_call(run_id, plan_call())

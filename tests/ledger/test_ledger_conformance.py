@@ -87,7 +87,7 @@ async def seed_two_runs_and_noise(ledger: Ledger) -> None:
 
 async def test_opening_applies_migrations_once(ledger_url: str) -> None:
     latest = SQLITE[-1].version
-    assert latest == POSTGRES[-1].version == 5
+    assert latest == POSTGRES[-1].version == 6
     async with open_ledger(ledger_url) as first:
         assert await first.schema_version() == latest
     async with open_ledger(ledger_url) as again:
@@ -172,6 +172,9 @@ async def test_upgrading_from_version_1_backfills_the_daily_totals(
     for statement in (
         "DROP TABLE call_days",
         "DROP INDEX calls_time",
+        "DROP TABLE instances",
+        "DROP INDEX runs_owner",
+        "ALTER TABLE runs DROP COLUMN owner_id",
         "DROP INDEX calls_key",
         "ALTER TABLE calls DROP COLUMN call_key",
         "DROP TABLE claims",
@@ -328,19 +331,80 @@ async def test_sigkill_mid_run_loses_no_recorded_call(
         run = await ledger.runs.get_run(run_id)
         assert run is not None and (run.status, run.calls) == ("running", 2)
         assert run.cost_usd == Decimal("0.088")
-        assert await ledger.runs.mark_interrupted() == 1
-        assert await ledger.runs.mark_interrupted() == 0
+        # The dead process beat once; its process id is gone from this host, so its runs are
+        # closed at once rather than after the heartbeat TTL.
+        assert await reap_at(ledger, NOW) == []  # it never had a thread to tell
+        run = await ledger.runs.get_run(run_id)
+        assert run is not None and run.status == "interrupted"
         interrupted = await ledger.runs.get_run(run_id)
         assert interrupted is not None and interrupted.status == "interrupted"
         out = io.StringIO()
         assert await ledger.export.calls_csv("T1", datetime.now(UTC) - timedelta(hours=1), out) == 2
 
 
-async def test_mark_interrupted_can_spare_recent_runs(ledger: Ledger) -> None:
+TTL = timedelta(seconds=45)
+
+
+async def reap_at(ledger: Ledger, now: datetime) -> list[tuple[str, str]]:
+    return await ledger.instances.reap(ttl=TTL, ownerless_before=now - timedelta(hours=1), now=now)
+
+
+async def held_at(ledger: Ledger, now: datetime) -> Decimal:
+    probe = await ledger.runs.reserve_run(
+        team_id="T1", channel_id="C1", user_id="U-probe", question="q",
+        worst_case_usd=Decimal("0.01"), user_budget=None, workspace_budget=Decimal(0), now=now,
+    )  # fmt: skip
+    assert isinstance(probe, BudgetRefusal)
+    return probe.reserved_usd
+
+
+async def test_a_silent_instances_runs_are_interrupted_after_the_ttl_and_release_budget(
+    ledger_url: str,
+) -> None:
+    async with open_ledger(ledger_url) as dies, open_ledger(ledger_url) as lives:
+        await dies.instances.beat(now=NOW)
+        await lives.instances.beat(now=NOW)
+        held = await dies.runs.reserve_run(
+            team_id="T1", channel_id="C1", user_id="U1", question="q",
+            worst_case_usd=Decimal("0.30"), user_budget=None, workspace_budget=Decimal(5), now=NOW,
+        )  # fmt: skip
+        assert isinstance(held, Reservation)
+        await dies.runs.set_thread(held.run_id, "C1", "1700000000.000100")
+
+        await lives.instances.beat(now=NOW + TTL)
+        assert await reap_at(lives, NOW + TTL - timedelta(seconds=1)) == []  # still alive
+        assert await held_at(lives, NOW) == Decimal("0.30")
+
+        assert await reap_at(lives, NOW + TTL + timedelta(seconds=1)) == [
+            ("C1", "1700000000.000100")
+        ]
+        assert await reap_at(lives, NOW + TTL + timedelta(seconds=2)) == []  # closed once
+        run = await lives.runs.get_run(held.run_id)
+        assert run is not None and run.status == "interrupted"
+        assert await held_at(lives, NOW) == 0
+
+
+async def test_a_starting_instance_never_touches_runs_whose_owner_beats(ledger_url: str) -> None:
+    async with open_ledger(ledger_url) as first, open_ledger(ledger_url) as second:
+        await first.instances.beat(now=NOW)
+        mine = await run_with(first, [PLAN], finish=False)
+        await second.instances.beat(now=NOW + timedelta(seconds=1))
+
+        assert await reap_at(second, NOW + timedelta(seconds=1)) == []
+        # Nor does an instance reap its own runs, however late its own beat.
+        assert await reap_at(first, NOW + timedelta(hours=1)) == []
+        run = await first.runs.get_run(mine)
+        assert run is not None and run.status == "running"
+
+
+async def test_runs_without_an_owner_are_reaped_only_once_older_than_any_run_lives(
+    ledger: Ledger, raw_sql: RawSql, ledger_url: str
+) -> None:
     old = await run_with(ledger, [PLAN], at=NOW - timedelta(hours=2), finish=False)
     fresh = await run_with(ledger, [PLAN], at=NOW, finish=False)
+    await raw_sql(ledger_url, "UPDATE runs SET owner_id = NULL")  # as written before owners
 
-    assert await ledger.runs.mark_interrupted(started_before=NOW - timedelta(hours=1)) == 1
+    await reap_at(ledger, NOW)
 
     statuses = [await ledger.runs.get_run(r) for r in (old, fresh)]
     assert [s.status if s else None for s in statuses] == ["interrupted", "running"]
@@ -527,24 +591,6 @@ async def test_a_write_cancelled_while_it_begins_leaves_the_ledger_usable(ledger
     await ledger.runs.finish_run(run_id, "finished", elapsed_s=1.0)
     run = await ledger.runs.get_run(run_id)
     assert run is not None and run.status == "finished"
-
-
-async def test_the_threads_of_runs_interrupted_at_start_up_are_listed(ledger: Ledger) -> None:
-    alive = await ledger.runs.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q")
-    await ledger.runs.set_thread(alive, "C1", "1700000000.000100")
-    threadless = await ledger.runs.start_run(
-        team_id="T1", channel_id="C1", user_id="U1", question="q"
-    )
-    done = await ledger.runs.start_run(team_id="T1", channel_id="C1", user_id="U1", question="q")
-    await ledger.runs.set_thread(done, "C1", "1700000000.000200")
-    await ledger.runs.finish_run(done, "finished", elapsed_s=1.0)
-    marked_at = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-    assert await ledger.runs.mark_interrupted(now=marked_at) == 2
-    threads = await ledger.runs.interrupted_threads(marked_at=marked_at)
-
-    assert threads == [("C1", "1700000000.000100")]
-    assert threadless  # interrupted too, but it never had a thread to tell
 
 
 async def test_follow_ups_are_runs_of_their_askers_totalled_under_the_run_they_follow(

@@ -1,0 +1,104 @@
+"""This instance's heartbeat, and the runs of dead instances closed in their threads.
+
+`Liveness` beats in the ledger every `ORCHESTRATE_HEARTBEAT_S` and, each time, asks the
+ledger to reap: the runs of an instance silent for `ORCHESTRATE_INSTANCE_TTL_S` (or gone
+from this host) become `interrupted`, releasing their reservations, and this instance says
+"interrupted" in each of their threads, so none is left at "⏳". With the defaults (10 s,
+45 s) a dead instance's runs are closed within 55 s, by whichever live instance reaps first.
+An instance that has just regained the database waits one TTL before reaping, so that its
+siblings, cut off by the same outage, have beaten again first. The loop is a task this
+object owns: `start` beats, reaps once and starts it; `stop` ends it and removes this
+instance's row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from slack_sdk.errors import SlackApiError
+
+import blocks
+from bot.ledger import InstanceLedger, LedgerError
+from bot.slack.poster import Poster, describe
+
+log = logging.getLogger(__name__)
+
+
+class Liveness:
+    """Beats for this instance and closes dead instances' runs, while the bot serves."""
+
+    def __init__(
+        self,
+        *,
+        instances: InstanceLedger,
+        poster: Poster,
+        interval_s: float,
+        ttl_s: float,
+        longest_run: timedelta,
+        housekeeping: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
+        self._instances = instances
+        self._poster = poster
+        self._interval_s = interval_s
+        self._ttl = timedelta(seconds=ttl_s)
+        self._longest_run = longest_run
+        self._housekeeping = housekeeping
+        self._task: asyncio.Task[None] | None = None
+        self._connected_since: float | None = None
+
+    async def start(self) -> None:
+        """Beat, close what dead instances left, then keep beating in the background."""
+        await self._instances.beat()
+        self._connected_since = time.monotonic() - self._ttl.total_seconds()
+        await self.reap()
+        self._task = asyncio.create_task(self._loop(), name="liveness")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            await self._instances.leave()
+        except LedgerError as exc:
+            log.warning("could not remove this instance from the ledger: %s", exc)
+
+    async def reap(self) -> int:
+        """Close dead instances' runs and say so in their threads; returns how many."""
+        now = datetime.now(UTC)
+        threads = await self._instances.reap(
+            ttl=self._ttl, ownerless_before=now - self._longest_run, now=now
+        )
+        if threads:
+            log.warning("%d runs of stopped instances are interrupted", len(threads))
+        for channel, ts in threads:
+            try:
+                await self._poster.post(channel, blocks.interrupted_message(), thread_ts=ts)
+            except SlackApiError as exc:
+                log.warning("could not mark thread %s interrupted: %s", ts, describe(exc))
+        return len(threads)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                await self._tick()
+            except LedgerError as exc:
+                self._connected_since = None
+                log.warning("heartbeat failed, the ledger is unavailable: %s", exc)
+
+    async def _tick(self) -> None:
+        await self._instances.beat()
+        if self._connected_since is None:
+            self._connected_since = time.monotonic()
+        # Just back from an outage: siblings that lost the database too have not beaten yet.
+        if time.monotonic() - self._connected_since < self._ttl.total_seconds():
+            return
+        await self.reap()
+        if self._housekeeping is not None:
+            await self._housekeeping()
