@@ -17,7 +17,7 @@ from blocks.ephemeral import (
     error_message,
     help_message,
     mistyped_costs_message,
-    question_too_long_message,
+    question_too_long_messages,
     run_not_started_message,
     unbounded_budget_message,
 )
@@ -109,7 +109,7 @@ __all__ = [
     "nothing_delivered_status",
     "period_label",
     "planning_status",
-    "question_too_long_message",
+    "question_too_long_messages",
     "resplit",
     "review_failed_message",
     "review_message",

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from blocks.escape import escape
 from blocks.format import format_usd
-from blocks.message import OutboundMessage, context, fallback, section, sections
+from blocks.message import OutboundMessage, context, fallback, paginate, section, sections
 from blocks.types import BudgetRefusalView
 
 EXAMPLE_QUESTIONS = (
@@ -82,10 +82,20 @@ def _code(typed: str) -> str:
     return f"```{escape(typed)}```"
 
 
-def question_too_long_message(*, length: int, max_chars: int) -> OutboundMessage:
-    return error_message(
-        f"Your question is {length:,} characters; the limit is {max_chars:,}. "
-        "Shorten it and run the command again."
+def question_too_long_messages(
+    *, length: int, max_chars: int, question: str
+) -> list[OutboundMessage]:
+    """The question is over the limit: say so, and give it back (as code, so it copies back
+    exactly) so nothing typed is lost; as many replies as its length needs."""
+    line = (
+        f"⚠ Your question is {length:,} characters; the limit is {max_chars:,}. Shorten it and "
+        "run the command again. Here is what you typed:"
+    )
+    return paginate(
+        sections(_code(question)),
+        title=lambda page, pages: [section(line if page == 1 else "(continued)")],
+        tail=[],
+        text=lambda page, pages: line if page == 1 else "Your question (continued)",
     )
 
 

@@ -32,6 +32,7 @@ from bot.slack.threads import decode
 
 log = logging.getLogger(__name__)
 COMMAND = "/orchestrate"
+RESPONSE_URL_USES = 5  # Slack accepts five posts to one command's response_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ class Ask:
 class TooLong:
     length: int
     max_chars: int
+    question: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +83,14 @@ def parse_command(text: str, *, max_chars: int) -> Command:
     if word.lower() == "costs" and _is_period(after[0]):
         return Mistyped(period=after[0], typed=text)
     if len(text) > max_chars:
-        return TooLong(len(text), max_chars)
+        return TooLong(len(text), max_chars, text)
     return Ask(text)
+
+
+def _not_echoed(question: str, shown: list[blocks.OutboundMessage]) -> str:
+    shown_chars = sum(len(b["text"]["text"]) for m in shown for b in m.blocks[1:])
+    missing = max(len(blocks.escape(question)) - shown_chars, 0)
+    return f"About {missing:,} more characters of your question did not fit in Slack's replies."
 
 
 def _is_period(word: str) -> bool:
@@ -107,9 +115,16 @@ def register(app: AsyncApp, services: Services) -> None:
                 await respond(
                     **ephemeral(blocks.help_message(command=COMMAND, max_chars=max_chars))
                 )
-            case TooLong(length=length, max_chars=limit):
-                message = blocks.question_too_long_message(length=length, max_chars=limit)
-                await respond(**ephemeral(message))
+            case TooLong(length=length, max_chars=limit, question=question):
+                # Given back in full, so nothing typed is lost; a response URL takes 5 posts.
+                replies = blocks.question_too_long_messages(
+                    length=length, max_chars=limit, question=question
+                )
+                if len(replies) > RESPONSE_URL_USES:
+                    kept = replies[: RESPONSE_URL_USES - 1]
+                    replies = [*kept, blocks.error_message(_not_echoed(question, kept))]
+                for reply in replies:
+                    await respond(**ephemeral(reply))
             case Mistyped(period=period, typed=typed):
                 message = blocks.mistyped_costs_message(command=COMMAND, period=period, typed=typed)
                 await respond(**ephemeral(message))

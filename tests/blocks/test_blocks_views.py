@@ -29,7 +29,7 @@ from blocks import (
     error_message,
     help_message,
     home_view,
-    question_too_long_message,
+    question_too_long_messages,
 )
 from bot.core.pricing import ModelCost
 from bot.core.usage import TokenUsage
@@ -97,10 +97,11 @@ def test_help_explains_usage_examples_and_costs_without_calling_anything() -> No
 
 
 def test_error_messages_carry_the_figures_needed_to_act() -> None:
-    too_long = question_too_long_message(length=2412, max_chars=2000)
+    (too_long,) = question_too_long_messages(length=2412, max_chars=2000, question="q & a")
     assert section_texts(too_long) == [
         "⚠ Your question is 2,412 characters; the limit is 2,000. "
-        "Shorten it and run the command again."
+        "Shorten it and run the command again. Here is what you typed:",
+        "```q &amp; a```",
     ]
     not_in_channel = channel_unavailable_message(error="not_in_channel")
     assert "`/invite @orchestrate`" in section_texts(not_in_channel)[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from blocks import MESSAGE_TEXT_BUDGET, question_too_long_messages, text_size
 from bot.slack.commands import Ask, Mistyped, parse_command
 from tests.harness import running_stack
 
@@ -35,3 +36,24 @@ async def test_a_mistyped_costs_command_says_what_to_type_and_runs_nothing(
     assert "costs month extra" in shown
     assert stack.claude.requests == []
     assert stack.slack.messages("C0GENERAL") == []
+
+
+async def test_a_question_over_the_limit_is_given_back_whole(tmp_path: Path) -> None:
+    typed = "How do R&D teams <ship> " + "faster and safer, " * 20 + "end."
+    async with running_stack(tmp_path, max_question_chars=100) as stack:
+        await stack.command(typed)
+        await stack.settle()
+        replies = stack.slack.ephemerals("U0ALICE")
+        transcript = stack.slack.transcript("C0GENERAL")
+    assert len(replies) == 1 and "the limit is 100" in replies[0].text
+    assert typed in transcript  # shown as typed, every character
+    assert stack.claude.requests == []
+
+
+def test_a_very_long_question_is_given_back_over_several_replies() -> None:
+    typed = "&" * 5_000  # 25,000 bytes once escaped
+    replies = question_too_long_messages(length=5_000, max_chars=2_000, question=typed)
+    assert len(replies) == 3
+    assert all(text_size(list(r.blocks)) <= MESSAGE_TEXT_BUDGET for r in replies)
+    shown = "".join(b["text"]["text"] for r in replies for b in r.blocks[1:])
+    assert shown.count("&amp;") == 5_000

@@ -37,7 +37,7 @@ def test_help_me_is_a_question_not_help() -> None:
 
 def test_a_question_over_the_limit_says_the_limit() -> None:
     parsed = parse_command("x" * 101, max_chars=100)
-    assert parsed == TooLong(length=101, max_chars=100)
+    assert parsed == TooLong(length=101, max_chars=100, question="x" * 101)
     assert parse_command("x" * 100, max_chars=100) == Ask("x" * 100)
 
 
@@ -50,4 +50,4 @@ def test_command_text_is_decoded_from_slacks_entities_before_anything_reads_it()
 
 def test_the_length_limit_counts_what_was_typed_not_slacks_entities() -> None:
     assert parse_command("&amp;" * 100, max_chars=100) == Ask("&" * 100)
-    assert parse_command("&lt;" * 101, max_chars=100) == TooLong(101, 100)
+    assert parse_command("&lt;" * 101, max_chars=100) == TooLong(101, 100, "<" * 101)
