@@ -5,7 +5,8 @@ The text after the command is `help`, `costs [period]`, or a question, which goe
 as `<…>` markup); it is decoded to what the person typed before anything else reads it, so
 the model sees `R&D` and the length limit counts the characters typed, and `blocks` escapes
 it again on the way out. Errors a user can fix are answered ephemerally through `respond` (the
-command's `response_url`, which works even where the bot cannot post). Who may see
+command's `response_url`, which works even where the bot cannot post), falling back to
+`chat.postEphemeral` when Slack refuses the URL (`bot.slack.replies`). Who may see
 workspace-wide figures is decided on the server at every request (`bot.slack.admins`). A
 command whose `trigger_id` was already claimed in the ledger (a captured request replayed
 within its signature window, by whichever instance it reaches) is acknowledged and ignored;
@@ -27,6 +28,7 @@ from bot.ledger import LedgerError, read_period
 from bot.ledger.claims import Kind, replay_key
 from bot.slack.admins import is_admin
 from bot.slack.deps import Services
+from bot.slack.replies import PrivateReply, private_reply
 from bot.slack.runs import RunRequest, ephemeral
 from bot.slack.threads import decode
 
@@ -107,14 +109,14 @@ def register(app: AsyncApp, services: Services) -> None:
         ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
     ) -> None:
         await ack()
+        # Every private answer falls back to chat.postEphemeral if the response URL refuses.
+        reply = private_reply(respond, client, command)
         if not await first_delivery(services, "command", command.get("trigger_id", "")):
             return  # a replayed request: acknowledged, and nothing more
         max_chars = services.settings.max_question_chars
         match parse_command(command.get("text", ""), max_chars=max_chars):
             case Help():
-                await respond(
-                    **ephemeral(blocks.help_message(command=COMMAND, max_chars=max_chars))
-                )
+                await reply(**ephemeral(blocks.help_message(command=COMMAND, max_chars=max_chars)))
             case TooLong(length=length, max_chars=limit, question=question):
                 # Given back in full, so nothing typed is lost; a response URL takes 5 posts.
                 replies = blocks.question_too_long_messages(
@@ -123,15 +125,15 @@ def register(app: AsyncApp, services: Services) -> None:
                 if len(replies) > RESPONSE_URL_USES:
                     kept = replies[: RESPONSE_URL_USES - 1]
                     replies = [*kept, blocks.error_message(_not_echoed(question, kept))]
-                for reply in replies:
-                    await respond(**ephemeral(reply))
+                for page in replies:
+                    await reply(**ephemeral(page))
             case Mistyped(period=period, typed=typed):
                 message = blocks.mistyped_costs_message(command=COMMAND, period=period, typed=typed)
-                await respond(**ephemeral(message))
+                await reply(**ephemeral(message))
             case Costs(period=period):
-                await _costs(services, client, command=command, period=period, respond=respond)
+                await _costs(services, client, command=command, period=period, respond=reply)
             case Ask(question=question):
-                await _ask(services, command=command, question=question, respond=respond)
+                await _ask(services, command=command, question=question, respond=reply)
 
 
 async def first_delivery(services: Services, kind: Kind, ident: str) -> bool:
@@ -148,7 +150,7 @@ async def first_delivery(services: Services, kind: Kind, ident: str) -> bool:
 
 
 async def _ask(
-    services: Services, *, command: dict[str, Any], question: str, respond: AsyncRespond
+    services: Services, *, command: dict[str, Any], question: str, respond: PrivateReply
 ) -> None:
     try:
         await services.runs.start(_request(command, question), respond)
@@ -173,7 +175,7 @@ async def _costs(
     *,
     command: dict[str, Any],
     period: str,
-    respond: AsyncRespond,
+    respond: PrivateReply,
 ) -> None:
     try:
         chosen = read_period(period, now=datetime.now(UTC))

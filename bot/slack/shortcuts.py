@@ -13,9 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.conversations import Request
 from bot.slack.deps import Services
+from bot.slack.replies import private_reply
 from bot.slack.threads import Me
 
 CALLBACK_ID = "orchestrate_thread"  # manifest.yml: features.shortcuts
@@ -25,7 +27,11 @@ SHORTCUT_QUESTION = "Turn this thread into a plan."
 def register(app: AsyncApp, services: Services) -> None:
     @app.shortcut(CALLBACK_ID)
     async def on_shortcut(
-        ack: AsyncAck, shortcut: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
+        ack: AsyncAck,
+        shortcut: dict[str, Any],
+        respond: AsyncRespond,
+        context: AsyncBoltContext,
+        client: AsyncWebClient,
     ) -> None:
         await ack()
         message = shortcut.get("message") or {}
@@ -37,7 +43,7 @@ def register(app: AsyncApp, services: Services) -> None:
             text=SHORTCUT_QUESTION,
             root_ts=root,
             before_ts=None,
-            respond=respond,
+            respond=private_reply(respond, client, shortcut),
             replan=True,
         )
         services.conversations.accept(request, Me(context.bot_user_id or "", context.bot_id))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from blocks import MESSAGE_TEXT_BUDGET, question_too_long_messages, text_size
 from bot.slack.commands import Ask, Mistyped, parse_command
 from tests.harness import running_stack
@@ -57,3 +59,29 @@ def test_a_very_long_question_is_given_back_over_several_replies() -> None:
     assert all(text_size(list(r.blocks)) <= MESSAGE_TEXT_BUDGET for r in replies)
     shown = "".join(b["text"]["text"] for r in replies for b in r.blocks[1:])
     assert shown.count("&amp;") == 5_000
+
+
+async def test_a_refused_response_url_falls_back_to_chat_post_ephemeral(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_stack(tmp_path) as stack:
+        stack.slack.response_urls.fail_next(error="expired_url", status=404)
+        await stack.command("help")
+        await stack.settle()
+        replies = stack.slack.ephemerals("U0ALICE")
+        urls = [entry.url for entry in stack.slack.response_urls.urls.values()]
+    assert [r.source for r in replies] == ["chat.postEphemeral"]
+    assert "/orchestrate" in replies[0].text
+    (warning,) = [r for r in caplog.records if "response URL refused" in r.getMessage()]
+    assert "HTTP 404 expired_url" in warning.getMessage()
+    assert not any(url in r.getMessage() for r in caplog.records for url in urls)
+
+
+async def test_a_used_up_response_url_still_gets_a_long_question_back(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, max_question_chars=10) as stack:
+        stack.slack.response_urls.fail_next(error="used_url", status=404, times=5)
+        await stack.command("a question that is too long")
+        await stack.settle()
+        replies = stack.slack.ephemerals("U0ALICE")
+    assert [r.source for r in replies] == ["chat.postEphemeral"]
+    assert "a question that is too long" in json.dumps(replies[0].blocks)

@@ -5,6 +5,7 @@ person who ran the command (`response_type: "ephemeral"`, the default) or a mess
 channel (`"in_channel"`, which works even where the bot is not a member, as on Slack);
 `replace_original` and `delete_original` act on what the URL last showed. Like Slack, a URL
 works 5 times within 30 minutes; after that it answers 404 with `used_url` or `expired_url`.
+`fail_next` makes the next posts fail that way (or any other) without waiting half an hour.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ class ResponseUrls:
         self.base = ""
         self.urls: dict[str, ResponseUrl] = {}
         self._serial = 0
+        self._failures: list[ResponseUrlError] = []
+
+    def fail_next(self, *, error: str = "expired_url", status: int = 404, times: int = 1) -> None:
+        """The next `times` posts to any response URL answer `status` with `error`."""
+        self._failures += [ResponseUrlError(status, error)] * times
 
     def issue(self, *, channel: str, user: str) -> ResponseUrl:
         self._serial += 1
@@ -79,6 +85,8 @@ class ResponseUrls:
         return web.json_response({"ok": True})
 
     def _usable(self, path: str) -> ResponseUrl:
+        if self._failures:
+            raise self._failures.pop(0)
         entry = self.urls.get(path)
         if entry is None:
             raise ResponseUrlError(404, "invalid_url")
