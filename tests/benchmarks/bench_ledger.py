@@ -132,7 +132,9 @@ def load_sqlite(path: Path, total_calls: int) -> None:
         for run, calls in generated(total_calls):
             ts = run["started"].timestamp()
             db.execute(
-                f"INSERT INTO runs VALUES ({', '.join('?' * len(RUN_COLUMNS))})", run_row(run, ts)
+                f"INSERT INTO runs ({', '.join(RUN_COLUMNS)})"
+                f" VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
+                run_row(run, ts),
             )
             db.executemany(
                 f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES ({marks})",
