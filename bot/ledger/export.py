@@ -19,7 +19,7 @@ CSV_COLUMNS = (
     "call_id", "created_at", "run_id", "team_id", "channel_id", "user_id", "role", "model",
     "request_id", "component_index", "input_tokens", "output_tokens", "cache_write_5m_tokens",
     "cache_write_1h_tokens", "cache_read_tokens", "thinking_tokens", "cost_usd", "latency_s",
-    "outcome", "error",
+    "outcome", "error", "estimated",
 )  # fmt: skip
 _CREATED_AT, _COST = CSV_COLUMNS.index("created_at"), CSV_COLUMNS.index("cost_usd")
 
@@ -58,6 +58,6 @@ _EXPORT = (
     "SELECT c.id, c.created_at, c.run_id, c.team_id, r.channel_id, c.user_id, c.role,"
     " c.model, c.request_id, c.component_index, c.input_tokens, c.output_tokens,"
     " c.cache_write_5m_tokens, c.cache_write_1h_tokens, c.cache_read_tokens,"
-    " c.thinking_tokens, c.cost_nanos, c.latency_s, c.outcome, c.error"
+    " c.thinking_tokens, c.cost_nanos, c.latency_s, c.outcome, c.error, c.estimated"
     " FROM calls c JOIN runs r ON r.id = c.run_id"
 )

@@ -298,6 +298,17 @@ SQLITE += (Migration(6, "run owners and heartbeats", _instances("REAL")),)
 POSTGRES += (Migration(6, "run owners and heartbeats", _instances("TIMESTAMPTZ")),)
 
 
+# Version 7: a call cut off before the API counted its output (a dropped connection, a
+# timeout, a stop) carries an estimate; the call and the day's totals say so, so reports can
+# mark the figures that include one. Earlier calls were all exact.
+_ESTIMATES = (
+    "ALTER TABLE calls ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE call_days ADD COLUMN estimated_calls INTEGER NOT NULL DEFAULT 0",
+)
+SQLITE += (Migration(7, "estimated calls", _ESTIMATES),)
+POSTGRES += (Migration(7, "estimated calls", _ESTIMATES),)
+
+
 def pending(steps: tuple[Migration, ...], current: int) -> tuple[Migration, ...]:
     """The steps a database at version `current` still needs; refuses one from the future."""
     latest = steps[-1].version if steps else 0

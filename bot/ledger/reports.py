@@ -109,7 +109,7 @@ class Reports:
 _SUMS = (
     "calls, input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,"
     " cache_read_tokens, thinking_tokens, cost_nanos, unpriced_calls, strategy_nanos,"
-    " strategy_unpriced_calls"
+    " strategy_unpriced_calls, estimated_calls"
 )
 _CALL_DAYS_BRANCH = f"SELECT model, role, {_SUMS} FROM call_days WHERE {{where}}"
 # One raw call, shaped like a call_days row (the same priced-only rules as the run totals).
@@ -118,14 +118,15 @@ _CALLS_BRANCH = (
     " cache_write_1h_tokens, cache_read_tokens, thinking_tokens, COALESCE(cost_nanos, 0),"
     " CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END,"
     " CASE WHEN cost_nanos IS NOT NULL THEN COALESCE(strategy_nanos, 0) ELSE 0 END,"
-    " CASE WHEN cost_nanos IS NOT NULL AND strategy_nanos IS NULL THEN 1 ELSE 0 END"
-    " FROM calls WHERE {where}"
+    " CASE WHEN cost_nanos IS NOT NULL AND strategy_nanos IS NULL THEN 1 ELSE 0 END,"
+    " estimated FROM calls WHERE {where}"
 )
 _BY_MODEL_ROLE = (
     "SELECT model, role, SUM(calls), SUM(input_tokens), SUM(output_tokens),"
     " SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens), SUM(cache_read_tokens),"
     " SUM(thinking_tokens), SUM(cost_nanos), SUM(unpriced_calls), SUM(strategy_nanos),"
-    " SUM(strategy_unpriced_calls) FROM ({branches}) AS t GROUP BY model, role"
+    " SUM(strategy_unpriced_calls), SUM(estimated_calls)"
+    " FROM ({branches}) AS t GROUP BY model, role"
 )
 _RUN_COUNTS = (
     "SELECT SUM(CASE WHEN status <> 'refused' THEN 1 ELSE 0 END),"
@@ -172,6 +173,7 @@ class _Group:
             cache_write_1h_tokens=n[4],
             cache_read_tokens=n[5],
             thinking_tokens=n[6],
+            estimated=n[11] > 0,
         )
         return cls(str(row[0]), str(row[1]), n[0], usage, n[7], n[8], n[9], n[10])
 

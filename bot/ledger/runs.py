@@ -172,7 +172,7 @@ class RunBook:
             await c.execute(
                 _UPSERT_CALL_DAY,
                 team_id, day, user_id, call.model, call.role, *_usage_values(call.usage),
-                cost_delta, unpriced, strategy_delta, strategy_unpriced,
+                cost_delta, unpriced, strategy_delta, strategy_unpriced, int(call.usage.estimated),
             )  # fmt: skip
         return True
 
@@ -261,13 +261,13 @@ _INSERT_CALL = (
     "INSERT INTO calls (call_key, run_id, team_id, user_id, run_started_at, role, model,"
     " request_id, component_index, input_tokens, output_tokens, cache_write_5m_tokens,"
     " cache_write_1h_tokens, cache_read_tokens, thinking_tokens, cost_nanos, strategy_nanos,"
-    " latency_s, outcome, error, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " latency_s, outcome, error, estimated, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (call_key) DO NOTHING"
 )
 _UPSERT_CALL_DAY = (
-    f"INSERT INTO call_days ({CALL_DAYS_COLUMNS})"
-    " VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO call_days ({CALL_DAYS_COLUMNS}, estimated_calls)"
+    " VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (team_id, day, user_id, model, role) DO UPDATE SET"
     " calls = call_days.calls + 1,"
     " input_tokens = call_days.input_tokens + excluded.input_tokens,"
@@ -280,7 +280,8 @@ _UPSERT_CALL_DAY = (
     " strategy_nanos = call_days.strategy_nanos + excluded.strategy_nanos,"
     " unpriced_calls = call_days.unpriced_calls + excluded.unpriced_calls,"
     " strategy_unpriced_calls = call_days.strategy_unpriced_calls"
-    " + excluded.strategy_unpriced_calls"
+    " + excluded.strategy_unpriced_calls,"
+    " estimated_calls = call_days.estimated_calls + excluded.estimated_calls"
 )
 
 
@@ -306,4 +307,5 @@ def _call_values(call: CallRecord, cost: int | None, strategy: int | None) -> tu
     return (
         call.role, call.model, call.request_id, call.component_index,
         *_usage_values(call.usage), cost, strategy, call.latency_s, call.outcome, call.error,
+        int(call.usage.estimated),
     )  # fmt: skip

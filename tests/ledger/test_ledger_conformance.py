@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -87,7 +88,7 @@ async def seed_two_runs_and_noise(ledger: Ledger) -> None:
 
 async def test_opening_applies_migrations_once(ledger_url: str) -> None:
     latest = SQLITE[-1].version
-    assert latest == POSTGRES[-1].version == 6
+    assert latest == POSTGRES[-1].version == 7
     async with open_ledger(ledger_url) as first:
         assert await first.schema_version() == latest
     async with open_ledger(ledger_url) as again:
@@ -177,6 +178,7 @@ async def test_upgrading_from_version_1_backfills_the_daily_totals(
         "ALTER TABLE runs DROP COLUMN owner_id",
         "DROP INDEX calls_key",
         "ALTER TABLE calls DROP COLUMN call_key",
+        "ALTER TABLE calls DROP COLUMN estimated",
         "DROP TABLE claims",
         "DROP INDEX runs_parent",
         "ALTER TABLE runs DROP COLUMN parent_run_id",
@@ -654,3 +656,26 @@ async def test_expired_claims_are_deleted_and_live_ones_kept(ledger: Ledger) -> 
 
     assert not await ledger.claims.claim("event:new", now=NOW + timedelta(minutes=5))
     assert await ledger.claims.claim("event:old", now=NOW + timedelta(minutes=5))
+
+
+async def test_an_estimated_call_is_kept_estimated_in_reports_and_the_export(
+    ledger: Ledger,
+) -> None:
+    cut = replace(
+        call(HAIKU, "example", TokenUsage(1_500, 400, estimated=True), "0.00035"),
+        outcome="cancelled",
+    )
+    await run_with(ledger, [PLAN, EXAMPLE, cut])
+
+    # Whole days are read from the daily totals, a part of a day from the calls themselves.
+    whole = await ledger.reports.summary("T1", since=DAY[0], until=DAY[1])
+    part = await ledger.reports.summary("T1", since=NOW - timedelta(hours=1), until=DAY[1])
+    for report in (whole, part):
+        usage = {m.model: m.usage for m in report.by_model}
+        assert usage[HAIKU] == TokenUsage(3_000, 1_400, estimated=True)
+        assert not usage[OPUS].estimated
+    out = io.StringIO()
+    await ledger.export.calls_csv("T1", NOW - timedelta(days=1), out)
+    lines = out.getvalue().splitlines()[1:]
+    rows = [dict(zip(CSV_COLUMNS, line.split(","), strict=True)) for line in lines]
+    assert [r["estimated"] for r in rows] == ["0", "0", "1"]
