@@ -102,10 +102,12 @@ def question_too_long_messages(
 def channel_unavailable_message(*, error: str, bot_handle: str = "@orchestrate") -> OutboundMessage:
     """Why the bot could not open a run's thread here, by Slack's error code, and what to do."""
     if error in {"not_in_channel", "channel_not_found"}:
+        # Only advice people can follow: the app's Messages tab is read-only (it carries the
+        # budget alerts), so "message me directly" would send them nowhere.
         return error_message(
-            "I can't post in this conversation. In a channel, invite me with "
-            f"`/invite {bot_handle}` and run the command again; in a DM, message me "
-            "directly instead."
+            "I can't post in this conversation. In a private channel, invite me with "
+            f"`/invite {bot_handle}` and run the command again. In a direct message between "
+            "people, which I can't join, run it in a channel I'm in."
         )
     if error == "is_archived":
         return error_message("This channel is archived; run the command in an active channel.")
