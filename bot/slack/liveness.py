@@ -20,8 +20,6 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from slack_sdk.errors import SlackApiError
-
 import blocks
 from bot.ledger import InstanceLedger, LedgerError
 from bot.slack.poster import Poster, describe
@@ -79,7 +77,7 @@ class Liveness:
         for channel, ts in threads:
             try:
                 await self._poster.post(channel, blocks.interrupted_message(), thread_ts=ts)
-            except SlackApiError as exc:
+            except Exception as exc:  # Slack refusing or unreachable: the run is closed anyway
                 log.warning("could not mark thread %s interrupted: %s", ts, describe(exc))
         return len(threads)
 
@@ -91,6 +89,10 @@ class Liveness:
             except LedgerError as exc:
                 self._connected_since = None
                 log.warning("heartbeat failed, the ledger is unavailable: %s", exc)
+            except Exception:
+                # The loop must outlive any one failure: if it stopped, this instance would
+                # look dead and its live runs would be interrupted by its siblings.
+                log.exception("liveness tick failed")
 
     async def _tick(self) -> None:
         await self._instances.beat()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bot.sandbox.slack.payloads import post_signed
 from tests.harness import running_stack
+from tests.slack.test_ledger_outages import assert_thread_complete, ledger_request_ids
 
 QUESTION = "Design a REST API for a social network"
 
@@ -35,6 +36,6 @@ async def test_a_replayed_command_is_acknowledged_and_runs_once(tmp_path: Path) 
             "T0SANDBOX", since=datetime.now(UTC) - timedelta(hours=1), until=datetime.now(UTC)
         )
         assert report.runs == 1
-        _, replies = stack.thread()
-        texts = [r.text for r in replies]
-        assert len(texts) == len(set(texts))
+        assert_thread_complete(stack)
+        served = sorted(r.request_id for r in stack.claude.messages())
+        assert await ledger_request_ids(stack.services.ledger) == served
