@@ -13,8 +13,10 @@ from decimal import Decimal
 from blocks.escape import escape
 from blocks.format import format_usd
 from blocks.message import OutboundMessage, context, fallback, paginate, section, sections
+from blocks.split import clip
 from blocks.types import BudgetRefusalView
 
+MISTYPED_ECHO_LIMIT = 2_000
 EXAMPLE_QUESTIONS = (
     "Design a REST API for a social network",
     "How should we add rate limiting to our Flask service?",
@@ -73,7 +75,8 @@ def mistyped_costs_message(*, command: str, period: str, typed: str) -> Outbound
     )
     return OutboundMessage(
         text=fallback(f"{cmd} costs takes one period: type {cmd} costs {escape(period)}"),
-        blocks=(section(line), *sections(_code(typed))),
+        # A report request is a few words; a runaway one is shown in part, within one message.
+        blocks=(section(line), *sections(_code(clip(typed, MISTYPED_ECHO_LIMIT)))),
     )
 
 

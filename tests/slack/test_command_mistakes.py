@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from blocks import MESSAGE_TEXT_BUDGET, question_too_long_messages, text_size
+from blocks import (
+    MESSAGE_TEXT_BUDGET,
+    mistyped_costs_message,
+    question_too_long_messages,
+    text_size,
+)
 from bot.slack.commands import Ask, Mistyped, parse_command
 from tests.harness import running_stack
 
@@ -85,3 +90,8 @@ async def test_a_used_up_response_url_still_gets_a_long_question_back(tmp_path: 
         replies = stack.slack.ephemerals("U0ALICE")
     assert [r.source for r in replies] == ["chat.postEphemeral"]
     assert "a question that is too long" in json.dumps(replies[0].blocks)
+
+
+def test_a_runaway_mistyped_command_still_fits_one_reply() -> None:
+    message = mistyped_costs_message(command="/orchestrate", period="month", typed="x" * 50_000)
+    assert text_size(list(message.blocks)) <= MESSAGE_TEXT_BUDGET

@@ -68,3 +68,12 @@ async def test_a_strategy_title_with_an_ampersand_reads_as_typed_in_the_header(
     # The sandbox shows plain_text as sent, as Slack does: an escaped header would read
     # "R&amp;D &lt;rollout&gt; plan".
     assert "# R&D <rollout> plan" in transcript
+
+
+async def test_a_mention_reaches_the_model_as_typed_too(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        await stack.slack.mention(text=f"@orchestrate {TYPED}")
+        await stack.settle()
+        (plan,) = [r for r in stack.claude.requests if r.role == "plan"]
+    (tagged,) = re.findall(r"<question>(.*?)</question>", _text(plan.body["messages"][0]))
+    assert html.unescape(tagged) == TYPED
