@@ -16,6 +16,7 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ from typing import IO, Any, get_args
 
 from bot.core.usage import CallRecord, TokenUsage
 from bot.ledger.types import EndStatus
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +95,7 @@ class SpillFile:
             yield []
             return
         with self.path.open("r+", encoding="utf-8") as f, _locked(f):
-            writes = [from_json(json.loads(line)) for line in f if line.strip()]
+            writes = self._readable([line for line in f if line.strip()])
             left = writes.copy()
             yield left
             f.seek(0)
@@ -102,6 +105,24 @@ class SpillFile:
             os.fsync(f.fileno())
         if not left:
             self.path.unlink(missing_ok=True)
+
+    def _readable(self, lines: list[str]) -> list[PendingWrite]:
+        """The writes in `lines`; a line that cannot be read (cut short by a crash during an
+        append) is moved to `<file>.rejected` and logged, so it neither blocks the start nor
+        is lost."""
+        writes: list[PendingWrite] = []
+        rejected: list[str] = []
+        for line in lines:
+            try:
+                writes.append(from_json(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                rejected.append(line if line.endswith("\n") else line + "\n")
+        if rejected:
+            kept = self.path.with_name(self.path.name + ".rejected")
+            with kept.open("a", encoding="utf-8") as f:
+                f.writelines(rejected)
+            log.error("%d unreadable lines of %s moved to %s", len(rejected), self.path, kept)
+        return writes
 
 
 @contextmanager
@@ -151,8 +172,13 @@ def _call_json(call: CallRecord) -> dict[str, Any]:
 
 
 def _call_from_json(data: dict[str, Any]) -> CallRecord:
-    known = {f.name for f in dataclasses.fields(CallRecord)}
-    fields = {k: v for k, v in data.items() if k in known}
-    fields["usage"] = TokenUsage(**data["usage"])
+    # Fields a newer build added are left out rather than refused.
+    fields = _known(CallRecord, data)
+    fields["usage"] = TokenUsage(**_known(TokenUsage, data["usage"]))
     fields["cost_usd"] = None if data["cost_usd"] is None else Decimal(data["cost_usd"])
     return CallRecord(**fields)
+
+
+def _known(cls: type[Any], data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}

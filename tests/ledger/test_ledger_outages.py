@@ -6,6 +6,7 @@ run that ended is closed (its reservation released), once the database is back.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import tempfile
@@ -66,6 +67,24 @@ async def test_spilled_writes_are_replayed_once_at_the_next_start(
             assert run.thread_ts == "1700000000.000100"
             assert await held_usd(ledger) == 0
         assert not spill.exists()
+
+
+async def test_a_spill_line_cut_short_is_set_aside_and_the_rest_replayed(
+    tmp_path: Path,
+) -> None:
+    spill = tmp_path / "spill.jsonl"
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    async with open_ledger(url, spill_file=spill) as ledger:
+        run_id = await reserved_run(ledger)
+    SpillFile(spill).append([CallWrite("k-plan", run_id, PLAN, NOW)])
+    with spill.open("a") as f:
+        f.write('{"kind": "call", "key": "k-rev')  # a crash in the middle of an append
+
+    async with open_ledger(url, spill_file=spill) as ledger:
+        run = await ledger.runs.get_run(run_id)
+        assert run is not None and run.calls == 1
+    assert not spill.exists()
+    assert (tmp_path / "spill.jsonl.rejected").read_text().startswith('{"kind": "call"')
 
 
 async def test_postgres_stopped_mid_run_loses_no_record_and_closes_the_run(
@@ -193,3 +212,14 @@ def test_the_default_spill_file_is_per_database() -> None:
     a = default_spill_path("postgresql://u@db/one")
     assert a != default_spill_path("postgresql://u@db/two")
     assert a.parent.name == "orchestrate"
+
+
+def test_a_spilled_call_reads_back_equal_every_field_included() -> None:
+    from dataclasses import replace
+
+    from bot.ledger.spill import from_json, to_json
+
+    usage = replace(PLAN.usage, estimated=True, thinking_tokens=12)
+    marked = replace(PLAN, usage=usage, error="stream cut", component_index=3)
+    write = CallWrite("k", "r", marked, NOW)
+    assert from_json(json.loads(json.dumps(to_json(write)))) == write
