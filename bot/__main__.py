@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from bot import logs
 from bot.settings import Settings, SettingsError
 
 
@@ -62,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(
             level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+        logs.install_on_root()  # no question, response_url or token reaches a log
         return asyncio.run(_dispatch(args, settings))
     except SettingsError as exc:
         print(f"orchestrate-bot: {exc}", file=sys.stderr)

@@ -9,6 +9,7 @@ Slack tokens for `serve`, say) are checked by that mode through `Settings.requir
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_URL = "sqlite:///orchestrate.db"
 DEFAULT_MODELS = ("claude-opus-5-5", "claude-haiku-5-5", "claude-sonnet-5-5")
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
+# Sane bounds: a value past these is a typo (or "1e999"), not a configuration.
+MAX_BUDGET_USD = Decimal(1_000_000)
+MAX_SECONDS_OR_RATE = 86_400.0
 
 
 class SettingsError(ValueError):
@@ -153,7 +157,9 @@ class _Reader:
             return default
         try:
             return parser(raw)
-        except (ValueError, InvalidOperation) as exc:
+        except InvalidOperation:
+            raise SettingsError(f"{name}={raw!r} is not valid: it is not a number") from None
+        except ValueError as exc:
             raise SettingsError(f"{name}={raw!r} is not valid: {exc}") from None
 
     def choice(self, name: str, options: tuple[str, ...]) -> str | None:
@@ -181,32 +187,46 @@ class _Reader:
         return self.parse(name, check, None)
 
 
+def _whole_number(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError("set a whole number, like 3") from None
+
+
 def _positive_int(raw: str) -> int:
-    value = int(raw)
+    value = _whole_number(raw)
     if value <= 0:
         raise ValueError("set a whole number above 0")
     return value
 
 
 def _non_negative_int(raw: str) -> int:
-    value = int(raw)
+    value = _whole_number(raw)
     if value < 0:
         raise ValueError("set a whole number, 0 or more")
     return value
 
 
 def _positive_float(raw: str) -> float:
-    value = float(raw)
-    if not value > 0:
-        raise ValueError("set a number above 0")
-    return value
+    return _bounded_float(raw, low=0.0, high=MAX_SECONDS_OR_RATE, low_ok=False)
 
 
 def _non_negative_float(raw: str) -> float:
-    value = float(raw)
-    if not value >= 0:
-        raise ValueError("set a number of seconds, 0 or more")
-    return value
+    return _bounded_float(raw, low=0.0, high=MAX_SECONDS_OR_RATE, low_ok=True)
+
+
+def _bounded_float(raw: str, *, low: float, high: float, low_ok: bool) -> float:
+    # float() reads "inf", "nan" and "1e999" (infinity): none is a usable setting.
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("set a number, like 2 or 0.5") from None
+    above_low = value >= low if low_ok else value > low
+    if not (math.isfinite(value) and above_low and value <= high):
+        floor = f"{low:g} or more" if low_ok else f"above {low:g}"
+        raise ValueError(f"set a number {floor}, at most {high:g}")
+    return value + 0.0  # -0.0 becomes 0.0
 
 
 def _boolean(raw: str) -> bool:
@@ -226,7 +246,12 @@ def _existing_file(raw: str) -> Path:
 
 
 def _dollars(raw: str) -> Decimal:
+    # Decimal reads "-0", "1e999", "Infinity" and "NaN"; a budget is none of those. A budget
+    # of 0 would refuse every run: leave the variable unset for no budget instead.
     value = Decimal(raw)
-    if not value.is_finite() or value < 0:
-        raise ValueError("set an amount in US dollars, 0 or more, like 25 or 12.50")
+    if not (value.is_finite() and 0 < value <= MAX_BUDGET_USD):
+        raise ValueError(
+            f"set an amount in US dollars above 0 and at most {MAX_BUDGET_USD:,}, like 25 or "
+            "12.50 (leave it unset for no budget)"
+        )
     return value

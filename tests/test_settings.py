@@ -108,3 +108,32 @@ def test_an_instance_ttl_within_two_heartbeats_is_refused_naming_both() -> None:
         Settings.from_env(env, dotenv=None)
     fast = {"ORCHESTRATE_HEARTBEAT_S": "0.5", "ORCHESTRATE_INSTANCE_TTL_S": "1.5"}
     assert Settings.from_env(fast, dotenv=None).instance_ttl_s == 1.5
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("BUDGET_USER_DAILY_USD", "-0", "above 0"),
+        ("BUDGET_USER_DAILY_USD", "0", "above 0"),
+        ("BUDGET_WORKSPACE_MONTHLY_USD", "1e999", "at most 1,000,000"),
+        ("BUDGET_WORKSPACE_MONTHLY_USD", "Infinity", "at most 1,000,000"),
+        ("BUDGET_USER_DAILY_USD", "ten dollars", "not a number"),
+        ("ORCHESTRATE_CALL_TIMEOUT_S", "1e999", "at most 86400"),
+        ("ORCHESTRATE_CALL_TIMEOUT_S", "inf", "at most 86400"),
+        ("ORCHESTRATE_DRAIN_GRACE_S", "nan", "0 or more"),
+        ("ORCHESTRATE_SLACK_POSTS_PER_S", "fast", "set a number"),
+        ("ORCHESTRATE_MAX_CONCURRENT_CALLS", "many", "whole number"),
+    ],
+)
+def test_budgets_and_numbers_must_be_finite_positive_and_sane_said_in_plain_words(
+    name: str, value: str, words: str
+) -> None:
+    with pytest.raises(SettingsError, match=name) as error:
+        Settings.from_env({name: value}, dotenv=None)
+    assert words in str(error.value)
+    assert "<class" not in str(error.value) and "literal" not in str(error.value)
+
+
+def test_a_negative_zero_grace_is_read_as_zero() -> None:
+    settings = Settings.from_env({"ORCHESTRATE_DRAIN_GRACE_S": "-0"}, dotenv=None)
+    assert str(settings.drain_grace_s) == "0.0"

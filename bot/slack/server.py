@@ -2,7 +2,8 @@
 
 HTTP mode is an aiohttp `web.Application` whose `cleanup_ctx` opens the services (keyed
 with `web.AppKey`), checks the bot token with `auth.test`, and on shutdown drains runs in
-flight before closing them. Slack posts to `/slack/events` (signatures checked by Bolt);
+flight before closing them. Slack posts to `/slack/events` (signature, timestamp and shape
+checked by `bot.slack.gate` before Bolt sees the request);
 `GET /healthz` answers 200 once start-up has finished. Socket Mode opens the same services
 and connects a WebSocket with the app token. Both stop on SIGTERM or SIGINT: first stop
 taking commands, then let runs finish (or mark them interrupted), then close.
@@ -19,12 +20,14 @@ from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
 
 from bot.settings import Settings, SettingsError
+from bot.slack import gate
 from bot.slack.app import build_app
 from bot.slack.deps import OpenServices, Services
 from bot.slack.poster import describe
@@ -34,6 +37,7 @@ S = TypeVar("S", bound=Services)
 log = logging.getLogger(__name__)
 SERVICES = web.AppKey("services", Services)
 BOLT = web.AppKey("bolt", AsyncApp)
+VERIFIER = web.AppKey("verifier", SignatureVerifier)
 EVENTS_PATH = "/slack/events"
 
 
@@ -46,6 +50,7 @@ def http_app(open_services: OpenServices) -> web.Application:
             await check_slack_auth(services)
             app[SERVICES] = services
             app[BOLT] = build_app(services, http=True)
+            app[VERIFIER] = SignatureVerifier(services.settings.slack_signing_secret or "")
             yield
 
     app.cleanup_ctx.append(lifespan)
@@ -55,8 +60,10 @@ def http_app(open_services: OpenServices) -> web.Application:
 
 
 async def _slack_events(request: web.Request) -> web.Response:
-    bolt_response = await request.app[BOLT].async_dispatch(await to_bolt_request(request))
-    return await to_aiohttp_response(bolt_response)
+    admitted = await gate.admit(request, request.app[VERIFIER])
+    if isinstance(admitted, gate.Refused):
+        return web.json_response({"error": admitted.reason}, status=admitted.status)
+    return await to_aiohttp_response(await request.app[BOLT].async_dispatch(admitted))
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -79,7 +86,9 @@ async def serve_http(
     settings: Settings, open_services: OpenServices, *, port: int, host: str = "0.0.0.0"
 ) -> None:
     settings.require("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
-    runner = web.AppRunner(http_app(open_services))
+    # No access log: a refused request is logged once, by the gate, with its reason; a flood
+    # of posts must not add a second line each.
+    runner = web.AppRunner(http_app(open_services), access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
