@@ -14,12 +14,14 @@ from blocks.ephemeral import (
     budget_alert_message,
     budget_refused_message,
     channel_unavailable_message,
+    command_failed_message,
     error_message,
     help_message,
     mistyped_costs_message,
     question_too_long_messages,
     run_not_started_message,
     unbounded_budget_message,
+    wrong_workspace_message,
 )
 from blocks.escape import channel_mention, escape, escape_code, user_mention
 from blocks.followup import (
@@ -82,6 +84,7 @@ __all__ = [
     "channel_mention",
     "channel_unavailable_message",
     "clip",
+    "command_failed_message",
     "cost_footer",
     "costs_summary_message",
     "done_status",
@@ -133,4 +136,5 @@ __all__ = [
     "unbounded_budget_message",
     "undelivered_message",
     "user_mention",
+    "wrong_workspace_message",
 ]

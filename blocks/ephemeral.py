@@ -125,6 +125,22 @@ def run_not_started_message() -> OutboundMessage:
     )
 
 
+def command_failed_message(*, command: str, what: str) -> OutboundMessage:
+    """Our own failure while answering a command that starts no run (`costs`, `help`)."""
+    return error_message(
+        f"Sorry, something went wrong on our side while {what}; it has been logged for the "
+        f"operators. Try `{command}` again in a minute, or ask an admin if it keeps failing."
+    )
+
+
+def wrong_workspace_message() -> OutboundMessage:
+    """A request from a workspace this installation does not serve."""
+    return error_message(
+        "orchestrate is not installed for this workspace, so it cannot answer here. "
+        "Ask an admin of this workspace to install it."
+    )
+
+
 def unbounded_budget_message() -> OutboundMessage:
     """A budget is set but a model has no list price, so no run can be bounded."""
     return error_message(
@@ -138,14 +154,27 @@ def bad_period_message(*, command: str, problem: str) -> OutboundMessage:
     return error_message(f"`{command} costs`: {problem}.")
 
 
-def budget_refused_message(refusal: BudgetRefusalView) -> OutboundMessage:
-    """A run refused by a budget: what it could cost, what is left, and what to do."""
-    which = "your daily" if refusal.budget == "user_daily" else "this workspace's monthly"
+def budget_refused_message(
+    refusal: BudgetRefusalView, *, command: str = "/orchestrate"
+) -> OutboundMessage:
+    """A run refused by a budget: what it could cost, what is left, and what to do.
+
+    The asker's own daily budget is theirs to see in full. The workspace's figures are
+    not: whoever is refused by the monthly budget, member or admin, is told only what their
+    run could cost (admins see the month with `costs`, where admin rights are checked).
+    """
+    worst = format_usd(refusal.worst_case_usd)
+    if refusal.budget == "workspace_monthly":
+        return error_message(
+            f"This run could cost up to {worst}, more than is left of this workspace's "
+            "monthly budget. Try a shorter question, or ask an admin (they can see the "
+            f"month with `{command} costs`)."
+        )
     return error_message(
-        f"This run could cost up to {format_usd(refusal.worst_case_usd)}, but {which} budget "
+        f"This run could cost up to {worst}, but your daily budget "
         f"of {format_usd(refusal.limit_usd)} has {format_usd(refusal.left_usd)} left "
         f"({format_usd(refusal.spent_usd)} spent, {format_usd(refusal.reserved_usd)} held by "
-        "runs in progress). Try a shorter question later, or ask an admin to raise it."
+        "your runs in progress). Try a shorter question later, or ask an admin to raise it."
     )
 
 

@@ -12,6 +12,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.slack import commands, home, mentions, shortcuts
 from bot.slack.deps import Services
+from bot.slack.tenancy import only_workspace
 
 EVENTS = ("app_home_opened", "app_mention")  # what manifest.yml subscribes to
 # The Web API methods the bot calls, with the bot scope each needs (checked against
@@ -32,13 +33,15 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
 SHORTCUTS = (shortcuts.CALLBACK_ID,)  # manifest.yml: features.shortcuts (needs `commands`)
 
 
-def build_app(services: Services, *, http: bool) -> AsyncApp:
+def build_app(services: Services, *, http: bool, team_id: str) -> AsyncApp:
+    """The Bolt app serving the workspace `team_id` (from `auth.test`) and no other."""
     settings = services.settings
     app = AsyncApp(
         client=services.client,
         signing_secret=settings.slack_signing_secret or "",
         request_verification_enabled=http,
     )
+    only_workspace(app, team_id)
     for entry_point in (commands, home, mentions, shortcuts):
         entry_point.register(app, services)
     return app

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, assert_never
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
@@ -114,26 +114,62 @@ def register(app: AsyncApp, services: Services) -> None:
         if not await first_delivery(services, "command", command.get("trigger_id", "")):
             return  # a replayed request: acknowledged, and nothing more
         max_chars = services.settings.max_question_chars
-        match parse_command(command.get("text", ""), max_chars=max_chars):
-            case Help():
-                await reply(**ephemeral(blocks.help_message(command=COMMAND, max_chars=max_chars)))
-            case TooLong(length=length, max_chars=limit, question=question):
-                # Given back in full, so nothing typed is lost; a response URL takes 5 posts.
-                replies = blocks.question_too_long_messages(
-                    length=length, max_chars=limit, question=question
-                )
-                if len(replies) > RESPONSE_URL_USES:
-                    kept = replies[: RESPONSE_URL_USES - 1]
-                    replies = [*kept, blocks.error_message(_not_echoed(question, kept))]
-                for page in replies:
-                    await reply(**ephemeral(page))
-            case Mistyped(period=period, typed=typed):
-                message = blocks.mistyped_costs_message(command=COMMAND, period=period, typed=typed)
-                await reply(**ephemeral(message))
-            case Costs(period=period):
-                await _costs(services, client, command=command, period=period, respond=reply)
-            case Ask(question=question):
-                await _ask(services, command=command, question=question, respond=reply)
+        parsed = parse_command(command.get("text", ""), max_chars=max_chars)
+        try:
+            match parsed:
+                case Help():
+                    await reply(
+                        **ephemeral(blocks.help_message(command=COMMAND, max_chars=max_chars))
+                    )
+                case TooLong(length=length, max_chars=limit, question=question):
+                    # Given back in full, so nothing typed is lost; a response URL takes 5 posts.
+                    replies = blocks.question_too_long_messages(
+                        length=length, max_chars=limit, question=question
+                    )
+                    if len(replies) > RESPONSE_URL_USES:
+                        kept = replies[: RESPONSE_URL_USES - 1]
+                        replies = [*kept, blocks.error_message(_not_echoed(question, kept))]
+                    for page in replies:
+                        await reply(**ephemeral(page))
+                case Mistyped(period=period, typed=typed):
+                    message = blocks.mistyped_costs_message(
+                        command=COMMAND, period=period, typed=typed
+                    )
+                    await reply(**ephemeral(message))
+                case Costs(period=period):
+                    await _costs(services, client, command=command, period=period, respond=reply)
+                case Ask(question=question):
+                    await _ask(services, command=command, question=question, respond=reply)
+        except Exception:
+            # After the ack Slack shows nothing of a failure: the asker must hear it from us.
+            log.exception("could not answer %s for %s", _what(parsed), command.get("user_id"))
+            await _apologise(reply, parsed)
+
+
+def _what(parsed: Command) -> str:
+    match parsed:
+        case Costs():
+            return "the costs command"
+        case Ask():
+            return "a question"
+        case Help() | TooLong() | Mistyped():
+            return "a help request"
+        case _:
+            assert_never(parsed)
+
+
+async def _apologise(reply: PrivateReply, parsed: Command) -> None:
+    if isinstance(parsed, Ask):
+        message = blocks.run_not_started_message()
+    else:
+        message = blocks.command_failed_message(
+            command=f"{COMMAND} costs" if isinstance(parsed, Costs) else COMMAND,
+            what="reading the costs" if isinstance(parsed, Costs) else "answering",
+        )
+    try:
+        await reply(**ephemeral(message))
+    except Exception:
+        log.exception("could not tell the asker that their command failed")
 
 
 async def first_delivery(services: Services, kind: Kind, ident: str) -> bool:

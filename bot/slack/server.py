@@ -47,9 +47,9 @@ def http_app(open_services: OpenServices) -> web.Application:
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         async with open_services() as services:
-            await check_slack_auth(services)
+            team_id = await check_slack_auth(services)
             app[SERVICES] = services
-            app[BOLT] = build_app(services, http=True)
+            app[BOLT] = build_app(services, http=True, team_id=team_id)
             app[VERIFIER] = SignatureVerifier(services.settings.slack_signing_secret or "")
             yield
 
@@ -73,13 +73,15 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "runs_in_flight": services.runs.in_flight})
 
 
-async def check_slack_auth(services: Services) -> None:
-    """Fail at start-up, naming the variable, if Slack refuses the bot token."""
+async def check_slack_auth(services: Services) -> str:
+    """The installed workspace's team id; fails at start-up, naming the variable, if Slack
+    refuses the bot token."""
     try:
-        await services.client.auth_test()
+        auth = await services.client.auth_test()
     except SlackApiError as exc:
         error = describe(exc)
         raise SettingsError(f"SLACK_BOT_TOKEN was refused by Slack ({error}).") from None
+    return str(auth["team_id"])
 
 
 async def serve_http(
@@ -105,9 +107,9 @@ async def socket_mode_app(
     """The app connected over Socket Mode for the duration of the `async with`."""
     settings.require("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
     async with open_services() as services:
-        await check_slack_auth(services)
+        team_id = await check_slack_auth(services)
         handler = AsyncSocketModeHandler(
-            build_app(services, http=False),
+            build_app(services, http=False, team_id=team_id),
             app_token=settings.slack_app_token,
             web_client=services.client,
         )

@@ -117,12 +117,29 @@ def test_error_messages_carry_the_figures_needed_to_act() -> None:
             worst_case_usd=Decimal("0.33"),
         )
     )
+    # The workspace's figures are nobody's business in a refusal: not its limit, spend,
+    # holds or what is left.
     assert section_texts(budget) == [
-        "⚠ This run could cost up to $0.3300, but this workspace's monthly budget of "
-        "$50.0000 has $0.2500 left ($49.0000 spent, $0.7500 held by runs in progress). "
-        "Try a shorter question later, or ask an admin to raise it."
+        "⚠ This run could cost up to $0.3300, more than is left of this workspace's monthly "
+        "budget. Try a shorter question, or ask an admin (they can see the month with "
+        "`/orchestrate costs`)."
     ]
-    for message in (too_long, not_in_channel, archived, budget):
+    daily = budget_refused_message(
+        BudgetRefusal(
+            run_id="r2",
+            budget="user_daily",
+            limit_usd=Decimal(1),
+            spent_usd=Decimal("0.9"),
+            reserved_usd=Decimal("0.05"),
+            worst_case_usd=Decimal("0.33"),
+        )
+    )
+    assert section_texts(daily) == [
+        "⚠ This run could cost up to $0.3300, but your daily budget of $1.0000 has $0.0500 "
+        "left ($0.9000 spent, $0.0500 held by your runs in progress). Try a shorter question "
+        "later, or ask an admin to raise it."
+    ]
+    for message in (too_long, not_in_channel, archived, budget, daily):
         assert_valid_message(message)
 
 

@@ -167,3 +167,33 @@ async def test_costs_replies_name_the_period_they_cover(tmp_path: Path) -> None:
     assert "last 7 days" in week
     assert "orchestrate spend · " in last_month and " to date" not in last_month
     assert "use 1d to 3660d" in zero
+
+
+async def test_a_member_refused_by_the_workspace_budget_sees_no_workspace_figure(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, budget_workspace_monthly_usd=Decimal("2.00")) as stack:
+        await seed_spending(stack, user_id="U0ALICE", cost_usd=Decimal("1.9123"))
+        await stack.command(QUESTION, user_id="U0BOB")
+        await stack.settle()
+        refusal = stack.slack.ephemerals("U0BOB")
+    assert len(refusal) == 1
+    text = shown(refusal[0])
+    assert "monthly budget" in text
+    # Not the limit, not what Alice spent, not what is left.
+    for figure in ("$2.0000", "$1.9123", "$0.0877", "spent", "held"):
+        assert figure not in text
+    assert stack.claude.requests == []
+
+
+async def test_costs_answers_with_an_apology_when_the_ledger_fails(tmp_path: Path) -> None:
+    import sqlite3
+
+    async with running_stack(tmp_path) as stack:
+        db_path = stack.settings.database_url.removeprefix("sqlite:///")
+        with sqlite3.connect(db_path) as db:  # the ledger breaks under the running app
+            db.execute("ALTER TABLE calls RENAME TO calls_gone")
+        db.close()
+        reply = await costs_reply(stack, "U0ADMIN")
+    assert "Sorry, something went wrong on our side while reading the costs" in reply
+    assert "/orchestrate costs" in reply
