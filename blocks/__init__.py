@@ -68,6 +68,7 @@ from blocks.run import (
     thread_planning,
     thread_reviewing,
     undelivered_message,
+    unreachable_message,
 )
 from blocks.split import clip, slack_length, split_chunks, split_mrkdwn
 
@@ -135,6 +136,7 @@ __all__ = [
     "thread_unreadable_message",
     "unbounded_budget_message",
     "undelivered_message",
+    "unreachable_message",
     "user_mention",
     "wrong_workspace_message",
 ]

@@ -422,6 +422,19 @@ def interrupted_message(
     return OutboundMessage(text=fallback(line), blocks=(section(line), *footer))
 
 
+def unreachable_message(parts: Sequence[str], *, command: str = "/orchestrate") -> OutboundMessage:
+    """Slack could not be reached for part of this thread, even retried for a minute: say
+    which, so the thread is not mistaken for a run still going (the calls are in the ledger
+    all the same)."""
+    listed = ", ".join(escape(part) for part in parts)
+    line = (
+        f"⚠ Slack could not be reached to post {listed} of this run, even after retrying. "
+        "The run's cost is recorded all the same; ask again with "
+        f"{command_usage(command)} to see the answer."
+    )
+    return OutboundMessage(text=fallback(line), blocks=(section(line),))
+
+
 def _notice(line: str, cost: CostSummaryView, elapsed_s: float) -> list[OutboundMessage]:
     return paginate(
         sections(line),

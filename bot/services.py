@@ -17,7 +17,6 @@ from functools import partial
 
 import aiohttp
 from aiohttp import web
-from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.claude import Claude
@@ -30,12 +29,13 @@ from bot.slack.budget_alerts import BudgetWatch
 from bot.slack.conversations import Conversations
 from bot.slack.liveness import Liveness
 from bot.slack.poster import Poster
+from bot.slack.retry import retry_handlers
 from bot.slack.runs import Runs
 
 log = logging.getLogger(__name__)
-# Slack 429s are retried (they never posted); more than the default single retry, so a
-# burst from several runs in one channel is absorbed rather than dropped.
-SLACK_RATE_LIMIT_RETRIES = 6
+# A Slack call that hangs is given up after this long (and retried by bot.slack.retry when
+# that is safe); aiohttp's own default would wait five minutes.
+SLACK_CALL_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         ledger = await stack.enter_async_context(ledger_for(settings))
         claude = Claude.from_settings(settings, price=prices.cost)
         stack.push_async_callback(claude.aclose)
-        session = await stack.enter_async_context(aiohttp.ClientSession())
+        session = await stack.enter_async_context(aiohttp.ClientSession(timeout=SLACK_CALL_TIMEOUT))
         client = slack_client(settings, session)
         poster = Poster(client, rate=settings.slack_posts_per_s)
         pipeline = Pipeline(claude, settings=settings, prices=prices)
@@ -116,7 +116,7 @@ def slack_client(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         session=session,
-        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=SLACK_RATE_LIMIT_RETRIES)],
+        retry_handlers=retry_handlers(),
     )
 
 

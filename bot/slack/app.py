@@ -22,8 +22,9 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "chat.update": ("chat:write",),
     "assistant.threads.setStatus": ("chat:write",),
     "chat.postEphemeral": ("chat:write",),
-    # Threads in public and private channels (the conversation's type decides which).
-    "conversations.replies": ("channels:history", "groups:history"),
+    # Threads in channels, private channels, DMs and group DMs (the conversation's type
+    # decides which): read to follow a conversation, and to find a post whose answer was lost.
+    "conversations.replies": ("channels:history", "groups:history", "im:history", "mpim:history"),
     "conversations.join": ("channels:join",),
     "users.info": ("users:read",),
     "users.list": ("users:read",),

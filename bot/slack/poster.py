@@ -3,16 +3,22 @@
 `Poster` wraps the `AsyncWebClient` for the messages a run writes. Posts to one channel go
 one at a time through a per-channel token bucket (Slack allows about one message a second
 per channel, with short bursts), so parallel examples never burst into 429s. A 429 that
-still happens is retried by the client's `AsyncRateLimitErrorRetryHandler` (honouring
-`Retry-After`), never dropped.
+still happens, a connection error or a 5xx is retried by the client's retry handlers
+(`bot.slack.retry`, the one retry layer), never dropped.
 
 A refusal about size (`msg_blocks_too_long`, `msg_too_long`, or `invalid_blocks` where Slack
 counted differently from us) is recovered by posting smaller messages: a shorter fallback
 first for `msg_too_long`, else the message cut in two (`blocks.resplit`), up to
 `MAX_RESPLITS` times deep; parts that still cannot be posted are raised as `Undelivered`,
-with their content, so the thread can say what is missing. Connection errors are *not*
-retried: Slack may already have posted, and a duplicate is worse than a gap that the log
-names.
+with their content, so the thread can say what is missing.
+
+A post that may have landed although its answer was lost (the connection dropped after
+sending, a timeout, a 5xx) is not simply sent again: each run message carries a `Tag` (run
+id and part) in its message metadata, and the poster looks for it in the thread with
+`conversations.replies` first. Found, its `ts` is the answer; absent, it is posted again;
+for as long as the outage budget lasts. If the thread cannot be read (the bot posts in a
+public channel it is not a member of) the post is sent again: a rare duplicate is better
+than a lost review. (Of a message re-split for size, only the first part carries the tag.)
 
 `chat.update` is Tier 3 (about 50 a minute per workspace, short bursts tolerated). Updates
 that say something new (a run's strategy, its progress, its end) are always sent; drafts
@@ -34,6 +40,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from blocks import OutboundMessage, resplit, shorten_fallback
+from bot.slack.retry import OUTAGE_BUDGET_S, may_have_landed
 
 log = logging.getLogger(__name__)
 # What a Slack call can fail with: refused (SlackApiError), or not answered at all.
@@ -41,6 +48,42 @@ SLACK_FAILURES = (SlackClientError, aiohttp.ClientError, TimeoutError)
 # Refusals that smaller messages can get past.
 SIZE_REFUSALS = frozenset({"msg_blocks_too_long", "msg_too_long", "invalid_blocks"})
 MAX_RESPLITS = 2  # halves, then quarters: past that the refusal is not about size
+# The metadata event type of a run message that carries no other mark.
+EVENT_TYPE = "orchestrate_run_message"
+REPLIES_PAGE = 200  # Slack recommends no more than 200 messages a page
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    """Which run, and which part of its thread, a message is (sent in its metadata)."""
+
+    run_id: str
+    part: str
+
+    @property
+    def payload(self) -> dict[str, str]:
+        return {"run_id": self.run_id, "part": self.part}
+
+    def metadata(self) -> dict[str, Any]:
+        return {"event_type": EVENT_TYPE, "event_payload": self.payload}
+
+    def marks(self, metadata: Any) -> bool:
+        """Whether a message's metadata (ours, of any orchestrate event type) is this tag."""
+        if not isinstance(metadata, dict) or not isinstance(metadata.get("event_payload"), dict):
+            return False
+        payload = metadata["event_payload"]
+        return str(metadata.get("event_type", "")).startswith("orchestrate_") and all(
+            payload.get(key) == value for key, value in self.payload.items()
+        )
+
+
+def tagged(metadata: dict[str, Any] | None, tag: Tag | None) -> dict[str, Any] | None:
+    """`metadata` with the tag joined to its payload (a message has one metadata object)."""
+    if tag is None:
+        return metadata
+    if metadata is None:
+        return tag.metadata()
+    return {**metadata, "event_payload": {**metadata.get("event_payload", {}), **tag.payload}}
 
 
 class Undelivered(Exception):
@@ -111,10 +154,18 @@ class UpdateBudget:
 class Poster:
     """Paced, split-on-overflow posting for one workspace client."""
 
-    def __init__(self, client: AsyncWebClient, *, rate: float = 1.0, burst: int = 3) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        rate: float = 1.0,
+        burst: int = 3,
+        replies_page: int = REPLIES_PAGE,
+    ) -> None:
         self.client = client
         self._rate = rate
         self._burst = burst
+        self._replies_page = replies_page
         self._buckets: dict[str, _Bucket] = {}
         self.updates = UpdateBudget()
 
@@ -125,15 +176,34 @@ class Poster:
         *,
         thread_ts: str | None = None,
         metadata: dict[str, Any] | None = None,
+        tag: Tag | None = None,
     ) -> str:
         """Post one message (in smaller parts if Slack refuses its size); returns the `ts` of
         the first part, which carries `metadata` (Slack message metadata). Later parts of a
-        top-level message go into its thread.
+        top-level message go into its thread. With a `tag` (joined to the metadata) and a
+        thread, a post that may have landed is looked for before it is sent again.
 
         Raises SlackApiError when Slack refuses for another reason, `Undelivered` when parts
         of a re-split message could still not be posted.
         """
-        return await self._post(channel, message, thread_ts=thread_ts, metadata=metadata, depth=0)
+        marked = tagged(metadata, tag)
+        deadline = time.monotonic() + OUTAGE_BUDGET_S
+        while True:
+            try:
+                return await self._post(
+                    channel, message, thread_ts=thread_ts, metadata=marked, depth=0
+                )
+            except SLACK_FAILURES as exc:
+                if tag is None or thread_ts is None or not may_have_landed(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                log.warning(
+                    "%s of run %s may have been posted (%s)", tag.part, tag.run_id, describe(exc)
+                )
+                landed = await self.find(channel, thread_ts, tag)
+            if landed is not None:
+                return landed
 
     async def _post(
         self,
@@ -197,9 +267,43 @@ class Poster:
         return first
 
     async def post_all(
-        self, channel: str, messages: Sequence[OutboundMessage], *, thread_ts: str | None = None
+        self,
+        channel: str,
+        messages: Sequence[OutboundMessage],
+        *,
+        thread_ts: str | None = None,
+        tags: Sequence[Tag] | None = None,
     ) -> list[str]:
-        return [await self.post(channel, m, thread_ts=thread_ts) for m in messages]
+        marks: Sequence[Tag | None] = tags or [None] * len(messages)
+        return [
+            await self.post(channel, m, thread_ts=thread_ts, tag=t)
+            for m, t in zip(messages, marks, strict=True)
+        ]
+
+    async def find(self, channel: str, thread_ts: str, tag: Tag) -> str | None:
+        """The `ts` of the message tagged `tag` in the thread, or None if it is not there
+        (or the thread cannot be read: then it is posted again)."""
+        cursor: str | None = None
+        while True:
+            try:
+                page = await self.client.conversations_replies(
+                    channel=channel,
+                    ts=thread_ts,
+                    include_all_metadata=True,
+                    limit=self._replies_page,
+                    cursor=cursor,
+                )
+            except SlackApiError as exc:
+                log.warning(
+                    "cannot read thread %s to look for %s: %s", thread_ts, tag.part, describe(exc)
+                )
+                return None
+            for found in page.get("messages") or []:
+                if tag.marks(found.get("metadata")):
+                    return str(found["ts"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+            if cursor is None:
+                return None
 
     async def update(
         self,

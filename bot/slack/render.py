@@ -15,6 +15,12 @@ Drafts of the first message (the strategy as it streams) are coalesced: at most 
 spare. A draft that comes too soon is skipped rather than queued: the next one says more,
 and the final strategy replaces them all. The loading status belongs to the thread's root;
 a draft or a status Slack refuses is only logged (the next one, or the end, supersedes it).
+
+Each message also carries its part of the run (a `Tag` joined to its metadata), so a post
+whose answer was lost is looked for before it is sent again (`Poster`), and a Slack call
+is retried through an outage by the client (`bot.slack.retry`). What Slack still could not
+be reached for is named in the thread when the run ends, so no thread is left saying "⏳"
+or missing its review without a word.
 """
 
 from __future__ import annotations
@@ -27,8 +33,8 @@ from typing import assert_never
 from slack_sdk.errors import SlackApiError
 
 import blocks
-from bot.core.events import Event
-from bot.slack.poster import SLACK_FAILURES, Poster, Undelivered, describe, slack_error
+from bot.core.events import Event, RunFailed, RunFinished
+from bot.slack.poster import SLACK_FAILURES, Poster, Tag, Undelivered, describe, slack_error
 from bot.slack.thread import (
     DraftTop,
     Effect,
@@ -43,6 +49,7 @@ from bot.slack.threads import footer_metadata, run_metadata
 
 log = logging.getLogger(__name__)
 DRAFT_INTERVAL_S = 1.0  # chat.update is Tier 3: about once a second per run at most
+TOP = "the first message's status"
 
 
 class ThreadRenderer:
@@ -69,16 +76,19 @@ class ThreadRenderer:
         self._draft_interval_s = draft_interval_s
         self._last_update = float("-inf")
         self.drafts_shown = 0  # for tests and benchmarks
+        self.unreachable: list[str] = []  # what Slack could not be reached for, in order
 
     async def __call__(self, event: Event) -> None:
         self.state, effects = advance(self.state, event)
         for effect in effects:
             await self._perform(effect)
+        if isinstance(event, RunFinished | RunFailed):
+            await self._report_unreachable()
 
     async def _perform(self, effect: Effect) -> None:
         match effect:
-            case Post(messages=messages, what=what, closes_run=closes_run):
-                await self._post(messages, what=what, closes_run=closes_run)
+            case Post(messages=messages, what=what, part=part, closes_run=closes_run):
+                await self._post(messages, what=what, part=part, closes_run=closes_run)
             case UpdateTop(message=message):
                 await self._update_top(message)
             case DraftTop(message=message):
@@ -97,7 +107,12 @@ class ThreadRenderer:
             log.warning("could not show %s in run thread %s: %s", what, ts, describe(exc))
 
     async def _post(
-        self, messages: tuple[blocks.OutboundMessage, ...], *, what: str, closes_run: bool
+        self,
+        messages: tuple[blocks.OutboundMessage, ...],
+        *,
+        what: str,
+        part: str,
+        closes_run: bool,
     ) -> None:
         lost: list[blocks.OutboundMessage] = []
         error = ""
@@ -109,6 +124,7 @@ class ThreadRenderer:
                     message,
                     thread_ts=self.thread_ts,
                     metadata=footer_metadata(self.run_id) if mark and self.run_id else None,
+                    tag=self._tag(f"{part}.{number}"),
                 )
             except Undelivered as exc:
                 lost += exc.lost
@@ -117,10 +133,11 @@ class ThreadRenderer:
                 lost.append(message)
                 error = slack_error(exc)
             except SLACK_FAILURES as exc:
-                # Not answered: Slack may have posted it, so it is not reported as missing.
+                # Not answered even after the retries (and, tagged, not found in the thread).
                 log.error(
                     "could not post %s in run thread %s: %s", what, self.thread_ts, describe(exc)
                 )
+                self._unreachable(what)
         if lost:
             await self._report_lost(what, error, lost)
 
@@ -135,6 +152,29 @@ class ThreadRenderer:
             await self._report_lost("the update of the first message", slack_error(exc), [message])
         except SLACK_FAILURES as exc:
             log.error("could not update run thread %s: %s", self.thread_ts, describe(exc))
+            self._unreachable(TOP)
+        else:
+            if TOP in self.unreachable:  # a later update made the status current again
+                self.unreachable.remove(TOP)
+
+    def _tag(self, part: str) -> Tag | None:
+        return None if self.run_id is None else Tag(self.run_id, part)
+
+    def _unreachable(self, what: str) -> None:
+        if what not in self.unreachable:
+            self.unreachable.append(what)
+
+    async def _report_unreachable(self) -> None:
+        """Once the run has ended: name what Slack could not be reached for, if anything."""
+        if not self.unreachable:
+            return
+        notice = blocks.unreachable_message(list(self.unreachable))
+        try:
+            await self._poster.post(
+                self.channel, notice, thread_ts=self.thread_ts, tag=self._tag("unreachable.1")
+            )
+        except (Undelivered, *SLACK_FAILURES) as exc:
+            log.error("could not say so in run thread %s: %s", self.thread_ts, describe(exc))
 
     async def _report_lost(self, what: str, error: str, lost: list[blocks.OutboundMessage]) -> None:
         log.error("Slack refused %s in run thread %s: %s", what, self.thread_ts, error)
@@ -158,6 +198,7 @@ class ThreadRenderer:
     async def bug(self) -> None:
         """The run died of a bug in our code: say so in the thread instead of going quiet."""
         problem = "an internal error stopped this run; it has been logged for the operators"
-        await self._perform(Post((blocks.error_message(problem),), "the failure notice"))
+        await self._perform(Post((blocks.error_message(problem),), "the failure notice", "bug"))
         await self._perform(top(self.state, blocks.failed_status(problem)))
         await self._perform(SetStatus(None))
+        await self._report_unreachable()

@@ -38,7 +38,8 @@ class Post:
     """Post these messages, in order, as replies in the run's thread."""
 
     messages: tuple[blocks.OutboundMessage, ...]
-    what: str  # for the log if Slack refuses: "example 2", "the review", …
+    what: str  # for people, if Slack refuses: "example 2", "the review", …
+    part: str  # the part of the run's thread these messages are, unique within it
     closes_run: bool = False  # its last message carries the run's cost footer
 
 
@@ -109,19 +110,21 @@ def advance(state: ThreadState, event: Event) -> tuple[ThreadState, tuple[Effect
             rest = blocks.strategy_overflow_messages(
                 asker_id=state.asker_id, question=state.question, strategy=strategy, model=model
             )
-            more = (Post(tuple(rest), "the rest of the strategy"),) if rest else ()
+            more = (Post(tuple(rest), "the rest of the strategy", "strategy-rest"),) if rest else ()
             return state, (top(state, status), *more, _working(state))
         case ExampleReady(index=i, component=component, markdown=markdown, model=model):
             messages = blocks.example_messages(
                 index=i + 1, total=state.total, component=component, markdown=markdown, model=model
             )
-            return _example_done(state, Post(tuple(messages), f"example {i + 1}"))
+            return _example_done(
+                state, Post(tuple(messages), f"example {i + 1}", f"example-{i + 1}")
+            )
         case ExampleFailed(index=i, component=component, reason=reason, model=model):
             state = replace(state, failed=(*state.failed, component.name))
             message = blocks.example_failed_message(
                 index=i + 1, total=state.total, component=component, reason=reason, model=model
             )
-            return _example_done(state, Post((message,), f"example {i + 1}"))
+            return _example_done(state, Post((message,), f"example {i + 1}", f"example-{i + 1}"))
         case ReviewReady(review=review, model=model):
             return replace(state, review=review, review_model=model), ()
         case ReviewFailed(reason=reason, model=model):
@@ -203,7 +206,7 @@ def _finished(state: ThreadState, cost: CostSummary, elapsed: float) -> tuple[Ef
         if delivered_nothing
         else blocks.done_status(cost, elapsed)
     )
-    return Post(tuple(messages), "the review", closes_run=True), top(state, status), CLEAR
+    return Post(tuple(messages), "the review", "review", closes_run=True), top(state, status), CLEAR
 
 
 def _failed(state: ThreadState, failed: RunFailed) -> tuple[Effect, ...]:
@@ -211,7 +214,11 @@ def _failed(state: ThreadState, failed: RunFailed) -> tuple[Effect, ...]:
     if failed.interrupted:
         notice = blocks.interrupted_message(cost=cost, elapsed_s=elapsed)
         interrupted = top(state, blocks.interrupted_status())
-        return Post((notice,), "the interruption notice", closes_run=True), interrupted, CLEAR
+        return (
+            Post((notice,), "the interruption notice", "interrupted", closes_run=True),
+            interrupted,
+            CLEAR,
+        )
     messages = blocks.run_failed_message(reason=failed.reason, cost=cost, elapsed_s=elapsed)
     failure = top(state, blocks.failed_status(failed.reason))
-    return Post(tuple(messages), "the failure notice", closes_run=True), failure, CLEAR
+    return Post(tuple(messages), "the failure notice", "failed", closes_run=True), failure, CLEAR

@@ -187,6 +187,12 @@ class SlackSandbox:
             method, error=error, status=status, retry_after=retry_after, times=times
         )
 
+    def drop_connections(self, seconds: float, *, landing: int = 0) -> None:
+        """An outage: for `seconds`, every Web API call's connection is closed without an
+        answer (the client sees the server disconnect). The first `landing` calls act
+        before their connection drops: a post is made that the app never hears about."""
+        self.web_api.drop_connections(seconds, landing=landing)
+
     def assert_no_unknown_calls(self) -> None:
         if self.unknown_calls:
             names = ", ".join(sorted({c.method for c in self.unknown_calls}))

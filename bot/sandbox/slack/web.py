@@ -69,6 +69,20 @@ class InjectedFailure:
 
 
 @dataclass(slots=True)
+class Outage:
+    """Until `until` (monotonic), every Web API call loses its connection without an
+    answer; the first `landing` of them act before the drop (the post is made, the app
+    never hears so), the rest are dropped before Slack acts."""
+
+    until: float
+    landing: int
+
+
+# The error recorded for a call whose connection the sandbox dropped.
+CONNECTION_DROPPED = "connection_dropped"
+
+
+@dataclass(slots=True)
 class CallContext:
     """What a method handler gets: its arguments and the caller's identity."""
 
@@ -156,6 +170,21 @@ class WebApi:
         self.unknown_calls: list[ApiCall] = []
         self._failures: dict[str, list[InjectedFailure]] = {}
         self._post_bucket = TokenBucket(post_rate_per_channel) if post_rate_per_channel else None
+        self._outage: Outage | None = None
+
+    def drop_connections(self, seconds: float, *, landing: int = 0) -> None:
+        """For `seconds` from now, close every Web API call's connection unanswered."""
+        self._outage = Outage(time.monotonic() + seconds, landing)
+
+    def _drop(self) -> Literal["before", "after"] | None:
+        """Whether this call's connection is dropped, and before or after Slack acts."""
+        outage = self._outage
+        if outage is None or time.monotonic() >= outage.until:
+            return None
+        if outage.landing > 0:
+            outage.landing -= 1
+            return "after"
+        return "before"
 
     def fail_next(
         self, method: str, *, error: str | None, status: int, retry_after: int | None, times: int
@@ -170,13 +199,18 @@ class WebApi:
         args: dict[str, Any] = dict(request.query)
         token: str | None = None
         warnings: list[str] = []
+        drop = self._drop()
         try:
             args, token, warnings = await _read_request(request)
+            if drop == "before":
+                return self._dropped(request, method, args, at)
             body = self._dispatch(method, args, token, warnings)
             status, headers = 200, {}
         except ApiError as exc:
             body = {"ok": False, "error": exc.error, **exc.extra}
             status, headers = exc.status, exc.headers
+        if drop == "after":
+            return self._dropped(request, method, args, at)
         if body.get("ok") and warnings:
             body["warning"] = ",".join(warnings)
             body.setdefault("response_metadata", {})["warnings"] = warnings
@@ -188,6 +222,14 @@ class WebApi:
             self.unknown_calls.append(call)
         headers = {**headers, **self._scope_headers(token), "x-slack-req-id": uuid.uuid4().hex}
         return web.json_response(body, status=status, headers=headers)
+
+    def _dropped(
+        self, request: web.Request, method: str, args: dict[str, Any], at: float
+    ) -> web.Response:
+        self.calls.append(ApiCall(method, _public_args(args), False, CONNECTION_DROPPED, 0, at))
+        if request.transport is not None:
+            request.transport.close()  # the client sees the server disconnect, no answer
+        return web.Response(status=503)  # never reaches the client
 
     def _dispatch(
         self, method: str, args: dict[str, Any], token: str | None, warnings: list[str]
