@@ -29,7 +29,7 @@ from bot.core.events import CallFinished, Event, RunFailed, RunFinished
 from bot.core.pipeline import Pipeline
 from bot.ledger import BudgetRefusal, EndStatus, Reservation, RunLedger
 from bot.settings import Settings
-from bot.slack.poster import Poster, slack_error
+from bot.slack.poster import Poster, Tag, slack_error
 from bot.slack.render import ThreadRenderer
 from bot.slack.threads import run_metadata
 
@@ -191,20 +191,27 @@ class Runs:
         )
         mark = run_metadata(run_id, None)
         where = request.thread_ts
+        # In an existing thread, a first message whose answer was lost is found by its tag.
+        tag = Tag(run_id, "top.1")
         try:
             top_ts = await self._poster.post(
-                request.channel_id, status, thread_ts=where, metadata=mark
+                request.channel_id, status, thread_ts=where, metadata=mark, tag=tag
             )
         except SlackApiError as exc:
             if slack_error(exc) != "not_in_channel" or not await self._join(request.channel_id):
                 raise ChannelUnavailable(slack_error(exc)) from exc
             top_ts = await self._poster.post(
-                request.channel_id, status, thread_ts=where, metadata=mark
+                request.channel_id, status, thread_ts=where, metadata=mark, tag=tag
             )
         # A question too long for the first message continues in its thread, before the plan.
         rest = blocks.status_overflow_messages(asker_id=request.user_id, question=request.question)
-        for message in rest:
-            await self._poster.post(request.channel_id, message, thread_ts=where or top_ts)
+        for number, message in enumerate(rest, start=1):
+            await self._poster.post(
+                request.channel_id,
+                message,
+                thread_ts=where or top_ts,
+                tag=Tag(run_id, f"question-rest.{number}"),
+            )
         return top_ts
 
     async def _join(self, channel_id: str) -> bool:
