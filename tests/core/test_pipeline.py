@@ -318,15 +318,21 @@ async def test_concurrent_model_calls_never_exceed_the_cap(
     assert peak == 2
 
 
+@pytest.mark.parametrize(
+    ("model", "repeats"),
+    [
+        ("claude-sonnet-4-6", 120),  # ~1,500 tokens: over Sonnet 4.x's 1,024
+        ("claude-sonnet-5-5", 400),  # ~5,000 tokens: over the 4,096 assumed for 5.5 models
+        ("claude-haiku-5-5", 400),
+    ],
+)
 async def test_a_long_shared_prefix_is_cached_by_one_warming_call(
-    claude_sandbox: ClaudeSandbox, prices: PriceTable
+    claude_sandbox: ClaudeSandbox, prices: PriceTable, model: str, repeats: int
 ) -> None:
-    # Sonnet caches from 1,024 tokens: a long question makes the shared prefix that long.
-    question = QUESTION + ". Context: " + "the platform has posts, follows and likes. " * 120
+    # Only a question far over the default length limit makes the shared prefix this long.
+    question = QUESTION + ". Context: " + "the platform has posts, follows and likes. " * repeats
 
-    recorder = await run_pipeline(
-        claude_sandbox, prices, question=question, examples_model="claude-sonnet-5-5"
-    )
+    recorder = await run_pipeline(claude_sandbox, prices, question=question, examples_model=model)
 
     calls = [
         e.call
@@ -338,6 +344,21 @@ async def test_a_long_shared_prefix_is_cached_by_one_warming_call(
     assert len(writes) == 1
     assert len(reads) == len(calls) - 1
     assert isinstance(recorder.events[-1], RunFinished)
+
+
+async def test_a_prefix_under_the_unverified_5_5_minimum_is_not_marked_for_caching(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    # ~1,500 tokens would cross Sonnet 4.x's 1,024, but a 5.5 model's minimum is unknown:
+    # marking it would make five calls wait on a warming call that may cache nothing.
+    question = QUESTION + ". Context: " + "the platform has posts, follows and likes. " * 120
+
+    await run_pipeline(
+        claude_sandbox, prices, question=question, examples_model="claude-sonnet-5-5"
+    )
+
+    examples = [r for r in claude_sandbox.requests if r.role == "example"]
+    assert examples and all("cache_control" not in str(r.body["messages"]) for r in examples)
 
 
 async def test_a_short_prefix_is_not_marked_for_caching(

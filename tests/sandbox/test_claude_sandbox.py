@@ -492,10 +492,10 @@ async def test_second_call_with_the_same_prefix_reads_the_cache(
     client: anthropic.AsyncAnthropic,
 ) -> None:
     first = await client.messages.create(
-        **example_args("claude-sonnet-5-5", system=cached_system())
+        **example_args("claude-sonnet-4-6", system=cached_system())
     )
     second = await client.messages.create(
-        **example_args("claude-sonnet-5-5", system=cached_system(), messages=user("Other"))
+        **example_args("claude-sonnet-4-6", system=cached_system(), messages=user("Other"))
     )
 
     prefix = -(-len(LONG_SYSTEM) // 4)
@@ -506,7 +506,7 @@ async def test_second_call_with_the_same_prefix_reads_the_cache(
     assert second.usage.cache_read_input_tokens == prefix
     assert second.usage.cache_creation_input_tokens == 0
     counted = await client.messages.count_tokens(
-        model="claude-sonnet-5-5", system=LONG_SYSTEM, messages=user("Other")
+        model="claude-sonnet-4-6", system=LONG_SYSTEM, messages=user("Other")
     )
     assert second.usage.input_tokens == counted.input_tokens - prefix
 
@@ -515,7 +515,7 @@ async def test_one_hour_ttl_writes_to_the_one_hour_bucket(
     client: anthropic.AsyncAnthropic,
 ) -> None:
     message = await client.messages.create(
-        **example_args("claude-sonnet-5-5", system=cached_system("1h"))
+        **example_args("claude-sonnet-4-6", system=cached_system("1h"))
     )
 
     assert message.usage.cache_creation is not None
@@ -526,17 +526,23 @@ async def test_one_hour_ttl_writes_to_the_one_hour_bucket(
 async def test_prefix_below_the_model_minimum_is_never_cached(
     client: anthropic.AsyncAnthropic,
 ) -> None:
-    # ~1,700 tokens: enough for Sonnet (1,024) but below Haiku's 4,096.
-    for _ in range(2):
-        message = await client.messages.create(**example_args(system=cached_system()))
-        assert message.usage.cache_creation_input_tokens == 0
-        assert message.usage.cache_read_input_tokens == 0
+    # ~1,700 tokens: enough for Sonnet 4.x (1,024) but below Haiku's 4,096, and below the
+    # 4,096 assumed for every 5.5 model (their minimums are unverified: the stricter case).
+    for model in ("claude-haiku-4-5", "claude-haiku-5-5", "claude-sonnet-5-5", "claude-opus-5-5"):
+        for _ in range(2):
+            message = await client.messages.create(**example_args(model, system=cached_system()))
+            assert message.usage.cache_creation_input_tokens == 0
+            assert message.usage.cache_read_input_tokens == 0
+    cached = await client.messages.create(
+        **example_args("claude-sonnet-4-6", system=cached_system())
+    )
+    assert cached.usage.cache_creation_input_tokens > 1024
 
 
 async def test_top_level_cache_control_caches_up_to_the_last_block(
     client: anthropic.AsyncAnthropic,
 ) -> None:
-    args = example_args("claude-sonnet-5-5", system=LONG_SYSTEM)
+    args = example_args("claude-sonnet-4-6", system=LONG_SYSTEM)
     marker = {"cache_control": {"type": "ephemeral"}}
     first = await client.messages.create(**args, extra_body=marker)
     second = await client.messages.create(**args, extra_body=marker)
@@ -548,7 +554,7 @@ async def test_top_level_cache_control_caches_up_to_the_last_block(
 
 async def test_parallel_calls_fired_together_each_write_the_cache(sandbox: ClaudeSandbox) -> None:
     sandbox.latency = LatencyModel({"sonnet": ModelLatency(ttft_s=0.2, tokens_per_s=20000)})
-    args = example_args("claude-sonnet-5-5", system=cached_system())
+    args = example_args("claude-sonnet-4-6", system=cached_system())
     async with anthropic.AsyncAnthropic(
         api_key=KEY, base_url=sandbox.base_url, max_retries=0
     ) as sdk:

@@ -6,7 +6,8 @@ models (`-5-5`) always think: `thinking: {type: disabled}` and `enabled` with a
 they think, enough at `high` and above to fill a 4,096-token `max_tokens`. Their thinking
 text is omitted unless `display: summarized` is asked for. Older models think only when
 asked and show a summary by default. The minimum cacheable prefix is 1,024 tokens for
-Sonnet and 4,096 for Opus and Haiku (the 4.x figures; the 5.5 ones are unverified).
+Sonnet 4.x and 4,096 for Opus and Haiku; for 5.5 models it is unverified, so every 5.5 model
+gets the stricter 4,096.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ NO_FORCED_TOOLS = frozenset({"claude-opus-5-5", "claude-sonnet-5-5"})
 THINKING_BY_EFFORT = {"low": 120, "medium": 400, "high": 5000, "xhigh": 9000, "max": 16000}
 DEFAULT_EFFORT = "medium"  # what a 5.5 model uses when output_config.effort is absent
 _CACHE_MINIMUM = {"opus": 4096, "sonnet": 1024, "haiku": 4096}
+UNVERIFIED_CACHE_MINIMUM = 4096  # the largest known minimum, for models whose own is unknown
 
 
 def is_known(model: str) -> bool:
@@ -53,6 +55,8 @@ def is_5x(model: str) -> bool:
 
 def cache_minimum(model: str) -> int:
     """Smallest prefix, in tokens, that the model will cache; shorter ones silently aren't."""
+    if is_5x(model):
+        return UNVERIFIED_CACHE_MINIMUM
     return _CACHE_MINIMUM.get(family(model) or "sonnet", 1024)
 
 
