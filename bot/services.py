@@ -72,8 +72,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         pipeline = Pipeline(claude, settings=settings, prices=prices)
         runs = Runs(pipeline=pipeline, ledger=ledger.writer, poster=poster, settings=settings)
         runs.on_finished = BudgetWatch(settings=settings, ledger=ledger.budgets, client=client)
+        # Follow-ups write through the same writer as runs: their calls survive an outage too.
         conversations = Conversations(
-            runs=runs, pipeline=pipeline, ledger=ledger.runs, poster=poster, settings=settings
+            runs=runs, pipeline=pipeline, ledger=ledger.writer, poster=poster, settings=settings
         )
         liveness = Liveness(
             instances=ledger.instances,

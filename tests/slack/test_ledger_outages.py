@@ -105,3 +105,34 @@ async def test_the_ledger_failing_mid_run_loses_no_paid_call_and_the_run_finishe
             worst_case_usd=Decimal("0.01"), user_budget=None, workspace_budget=Decimal(0),
         )  # fmt: skip
         assert isinstance(probe, BudgetRefusal) and probe.reserved_usd == 0
+
+
+async def test_a_follow_up_answered_while_the_disk_is_full_is_recorded_once_there_is_room(
+    tmp_path: Path,
+) -> None:
+    from tests.slack.test_conversations import a_finished_run, bot_replies, mention, settled
+
+    async with (
+        full_disk_outage(tmp_path) as (url, fail, recover),
+        running_stack(
+            tmp_path, database_url=url, ledger_spill_file=tmp_path / "spill.jsonl"
+        ) as stack,
+    ):
+        root = await a_finished_run(stack)
+        before = len(bot_replies(stack, root))
+        stack.claude.add_rule(role="answer", delay_s=1.0)
+        await mention(stack, "what are we missing on auth?", thread_ts=root)
+        async with asyncio.timeout(30):
+            while not any(r.role == "answer" for r in stack.claude.messages()):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await fail()
+
+        await settled(stack, lambda: len(bot_replies(stack, root)) > before)
+        ledger = stack.services.ledger
+        assert ledger.writer.pending > 0  # the answer's call and the follow-up's end
+
+        await recover()
+        async with asyncio.timeout(60):
+            await ledger.writer.flushed()
+        served = sorted(r.request_id for r in stack.claude.messages())
+        assert await ledger_request_ids(ledger) == served
