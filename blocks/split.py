@@ -38,7 +38,14 @@ def slack_length(text: str) -> int:
 
 def _byte_offsets(text: str) -> list[int]:
     """offsets[i] = slack_length(text[:i]), for i in 0..len(text)."""
-    return [0, *accumulate(len(ch.encode("utf-8")) for ch in text)]
+    if text.isascii():
+        return list(range(len(text) + 1))
+    return [0, *accumulate(map(_utf8_width, text))]
+
+
+def _utf8_width(char: str) -> int:
+    code = ord(char)
+    return 1 if code < 0x80 else 2 if code < 0x800 else 3 if code < 0x10000 else 4
 
 
 def _end_within(offsets: list[int], start: int, room: int) -> int:
