@@ -25,6 +25,7 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     # Threads in channels, private channels, DMs and group DMs (the conversation's type
     # decides which): read to follow a conversation, and to find a post whose answer was lost.
     "conversations.replies": ("channels:history", "groups:history", "im:history", "mpim:history"),
+    "conversations.history": ("channels:history", "groups:history", "im:history", "mpim:history"),
     "conversations.join": ("channels:join",),
     "users.info": ("users:read",),
     "users.list": ("users:read",),

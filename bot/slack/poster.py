@@ -15,7 +15,8 @@ with their content, so the thread can say what is missing.
 A post that may have landed although its answer was lost (the connection dropped after
 sending, a timeout, a 5xx) is not simply sent again: each run message carries a `Tag` (run
 id and part) in its message metadata, and the poster looks for it in the thread with
-`conversations.replies` first. Found, its `ts` is the answer; absent, it is posted again;
+`conversations.replies` first (a top-level message, in the channel's recent history with
+`conversations.history`). Found, its `ts` is the answer; absent, it is posted again;
 for as long as the outage budget lasts. If the thread cannot be read (the bot posts in a
 public channel it is not a member of) the post is sent again: a rare duplicate is better
 than a lost review. (Of a message re-split for size, only the first part carries the tag.)
@@ -51,6 +52,7 @@ MAX_RESPLITS = 2  # halves, then quarters: past that the refusal is not about si
 # The metadata event type of a run message that carries no other mark.
 EVENT_TYPE = "orchestrate_run_message"
 REPLIES_PAGE = 200  # Slack recommends no more than 200 messages a page
+CLOCK_SKEW_S = 300.0  # how far back a top-level post that may have landed is looked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,20 +190,23 @@ class Poster:
         """
         marked = tagged(metadata, tag)
         deadline = time.monotonic() + OUTAGE_BUDGET_S
+        # Slack's clock, not ours, stamps the message: look back generously.
+        since = time.time() - CLOCK_SKEW_S
         while True:
             try:
                 return await self._post(
                     channel, message, thread_ts=thread_ts, metadata=marked, depth=0
                 )
             except SLACK_FAILURES as exc:
-                if tag is None or thread_ts is None or not may_have_landed(exc):
-                    raise
-                if time.monotonic() > deadline:
+                if tag is None or not may_have_landed(exc) or time.monotonic() > deadline:
                     raise
                 log.warning(
                     "%s of run %s may have been posted (%s)", tag.part, tag.run_id, describe(exc)
                 )
-                landed = await self.find(channel, thread_ts, tag)
+                if thread_ts is None:
+                    landed = await self.find_in_channel(channel, tag, since=since)
+                else:
+                    landed = await self.find(channel, thread_ts, tag)
             if landed is not None:
                 return landed
 
@@ -297,6 +302,29 @@ class Poster:
                 log.warning(
                     "cannot read thread %s to look for %s: %s", thread_ts, tag.part, describe(exc)
                 )
+                return None
+            for found in page.get("messages") or []:
+                if tag.marks(found.get("metadata")):
+                    return str(found["ts"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+            if cursor is None:
+                return None
+
+    async def find_in_channel(self, channel: str, tag: Tag, *, since: float) -> str | None:
+        """The `ts` of the top-level message tagged `tag` posted after `since` (epoch
+        seconds), newest first, or None (also when the channel cannot be read)."""
+        cursor: str | None = None
+        while True:
+            try:
+                page = await self.client.conversations_history(
+                    channel=channel,
+                    oldest=f"{since:.6f}",
+                    include_all_metadata=True,
+                    limit=self._replies_page,
+                    cursor=cursor,
+                )
+            except SlackApiError as exc:
+                log.warning("cannot read %s to look for %s: %s", channel, tag.part, describe(exc))
                 return None
             for found in page.get("messages") or []:
                 if tag.marks(found.get("metadata")):

@@ -191,7 +191,7 @@ class Runs:
         )
         mark = run_metadata(run_id, None)
         where = request.thread_ts
-        # In an existing thread, a first message whose answer was lost is found by its tag.
+        # A first message whose answer was lost is found by its tag, not posted twice.
         tag = Tag(run_id, "top.1")
         try:
             top_ts = await self._poster.post(

@@ -89,3 +89,26 @@ async def test_an_outage_drops_connections_unanswered_sometimes_after_posting(
     assert after["ok"] is True
     dropped = [c.error for c in slack.calls_to("chat.postMessage")]
     assert dropped == ["connection_dropped", "connection_dropped", None]
+
+
+async def test_history_is_newest_first_top_level_only_with_metadata_when_asked(
+    client: AsyncWebClient,
+) -> None:
+    first = await client.chat_postMessage(channel="C0GENERAL", text="first", metadata=META)
+    await client.chat_postMessage(channel="C0GENERAL", text="reply", thread_ts=first["ts"])
+    second = await client.chat_postMessage(channel="C0GENERAL", text="second")
+    plain = await client.conversations_history(channel="C0GENERAL", limit=1)
+    rest = await client.conversations_history(
+        channel="C0GENERAL",
+        limit=1,
+        cursor=plain["response_metadata"]["next_cursor"],
+        include_all_metadata=True,
+    )
+    after = await client.conversations_history(channel="C0GENERAL", oldest=first["ts"])
+    assert [m["ts"] for m in plain["messages"]] == [second["ts"]] and plain["has_more"]
+    assert [m["ts"] for m in rest["messages"]] == [first["ts"]] and not rest["has_more"]
+    assert rest["messages"][0]["metadata"] == META
+    assert [m["ts"] for m in after["messages"]] == [second["ts"]]  # `oldest` is exclusive
+    with pytest.raises(SlackApiError) as caught:
+        await client.conversations_history(channel="C0RANDOM")
+    assert caught.value.response["error"] == "not_in_channel"

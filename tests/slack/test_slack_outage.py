@@ -50,3 +50,25 @@ async def test_slack_dropping_connections_for_6s_around_the_review_loses_and_rep
     assert all(n == 1 for n in parts.values()), parts  # no message posted twice
     assert len(set(r.text for r in replies)) == len(replies)
     assert not any("could not be reached" in s or "refused" in s for s in shown)
+
+
+async def test_a_first_message_that_landed_unanswered_is_found_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path) as stack:
+        await stack.command("help")  # Bolt's first request checks the token: done before
+        await stack.settle()
+        stack.slack.drop_connections(3.0, landing=1)
+        await stack.command(QUESTION)
+        async with asyncio.timeout(60):
+            while stack.services.runs.admitted < 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            await stack.services.runs.wait_idle()
+
+        tops = stack.slack.messages("C0GENERAL")
+        dropped = [c.method for c in stack.slack.calls if c.error == "connection_dropped"]
+        _, replies = stack.thread()
+    assert dropped[0] == "chat.postMessage"  # the first message landed, its answer was lost
+    assert len(tops) == 1  # and it was found, not posted again
+    assert "Done in" in tops[0].text + json.dumps(tops[0].blocks)
+    assert sum("Reviewed by Sonnet" in r.text + json.dumps(r.blocks) for r in replies) == 1

@@ -164,3 +164,17 @@ async def test_a_review_slack_never_took_is_named_in_the_thread_when_slack_is_ba
         len(texts) == 1 and "Slack could not be reached to post the review of this run" in texts[0]
     )
     assert "Done in" in str(slack.messages("C0GENERAL")[-1].blocks)
+
+
+async def test_a_top_level_post_that_landed_unanswered_is_found_in_the_channel(
+    slack: SlackSandbox,
+) -> None:
+    poster = Poster(client_for(slack), rate=50, replies_page=1)  # one message a page
+    await poster.post("C0GENERAL", blocks.error_message("earlier"))
+    slack.drop_connections(1.5, landing=1)
+    tag = Tag("run-1", "top.1")
+    ts = await poster.post("C0GENERAL", blocks.error_message("top"), tag=tag)
+    await poster.post("C0GENERAL", blocks.error_message("later"))
+    texts = [m.text for m in slack.messages("C0GENERAL")]
+    assert texts == ["⚠ earlier", "⚠ top", "⚠ later"]
+    assert slack.messages("C0GENERAL")[1].ts == ts

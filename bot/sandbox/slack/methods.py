@@ -55,6 +55,7 @@ class OtherMethods:
                 "conversations.join": Method(self.conversations_join),
                 "conversations.open": Method(self.conversations_open),
                 "conversations.replies": Method(self.conversations_replies),
+                "conversations.history": Method(self.conversations_history),
                 "views.publish": Method(self.views_publish),
                 "assistant.threads.setStatus": Method(self.set_status),
                 "apps.connections.open": Method(self.connections_open, token="app"),
@@ -148,6 +149,35 @@ class OtherMethods:
             "response_metadata": {
                 "next_cursor": _cursor(thread[following]) if following < len(thread) else ""
             },
+        }
+
+    def conversations_history(self, ctx: CallContext) -> dict[str, Any]:
+        """A conversation's top-level messages, newest first, `limit` a page, within
+        `oldest`/`latest`; metadata only with `include_all_metadata`."""
+        channel = self._by_id(ctx.required("channel"))
+        self.api.need_scope(_history_scope(channel))
+        channel = visible_channel(self.ws, channel.id)
+        if self.ws.bot_user_id not in channel.members:
+            raise ApiError("not_in_channel")
+        history = [
+            m
+            for m in reversed(self.ws.history.get(channel.id, []))
+            if not m.is_reply and not m.deleted and _in_range(m, ctx)
+        ]
+        start = _cursor_start(ctx.text("cursor"), history)
+        limit = max(1, min(int(ctx.text("limit") or 100), REPLIES_MAX_LIMIT))
+        page = history[start : start + limit]
+        following = start + len(page)
+        metadata = bool(ctx.flag("include_all_metadata"))
+        messages = [m.to_api(self.ws.team_id) for m in page]
+        if not metadata:
+            for body in messages:
+                body.pop("metadata", None)
+        more = following < len(history)
+        return {
+            "messages": messages,
+            "has_more": more,
+            "response_metadata": {"next_cursor": _cursor(history[following]) if more else ""},
         }
 
     def _thread_parent(self, channel: Channel, ts: str) -> Message:
