@@ -13,6 +13,8 @@ from blocks.ephemeral import (
     bad_period_message,
     budget_alert_message,
     budget_refused_message,
+    budget_stop_reason,
+    channel_not_allowed_message,
     channel_unavailable_message,
     command_failed_message,
     error_message,
@@ -34,6 +36,11 @@ from blocks.followup import (
     thread_unreadable_message,
 )
 from blocks.format import format_elapsed, format_usd, model_label, period_label
+from blocks.governance import (
+    admins_only_error,
+    budgets_home_blocks,
+    budgets_modal,
+)
 from blocks.message import (
     MAX_BLOCKS,
     MESSAGE_TEXT_BUDGET,
@@ -79,10 +86,15 @@ __all__ = [
     "NO_UNFURL",
     "OutboundMessage",
     "ThreadStatus",
+    "admins_only_error",
     "bad_period_message",
     "budget_alert_message",
     "budget_refused_message",
+    "budget_stop_reason",
+    "budgets_home_blocks",
+    "budgets_modal",
     "channel_mention",
+    "channel_not_allowed_message",
     "channel_unavailable_message",
     "clip",
     "command_failed_message",

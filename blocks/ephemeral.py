@@ -8,13 +8,14 @@ escaped like any other, so an error that quotes user input cannot ping or link.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
-from blocks.escape import escape
+from blocks.escape import channel_mention, escape, user_mention
 from blocks.format import format_usd
 from blocks.message import OutboundMessage, context, fallback, paginate, section, sections
 from blocks.split import clip
-from blocks.types import BudgetRefusalView
+from blocks.types import BudgetRefusalView, BudgetStopView
 
 MISTYPED_ECHO_LIMIT = 2_000
 EXAMPLE_QUESTIONS = (
@@ -154,28 +155,69 @@ def bad_period_message(*, command: str, problem: str) -> OutboundMessage:
     return error_message(f"`{command} costs`: {problem}.")
 
 
-def budget_refused_message(
-    refusal: BudgetRefusalView, *, command: str = "/orchestrate"
-) -> OutboundMessage:
-    """A run refused by a budget: what it could cost, what is left, and what to do.
+_BUDGET_NAMES = {
+    "user_daily": "your daily",
+    "channel_monthly": "this channel's monthly",
+    "workspace_monthly": "this workspace's monthly",
+}
 
-    The asker's own daily budget is theirs to see in full. The workspace's figures are
-    not: whoever is refused by the monthly budget, member or admin, is told only what their
+
+def budget_refused_message(
+    refusal: BudgetRefusalView, *, admins: Sequence[str] = (), command: str = "/orchestrate"
+) -> OutboundMessage:
+    """A run refused by a budget, with what would help: its figures, when it resets, and
+    who can raise it.
+
+    The asker's own daily budget is theirs to see in full. The workspace's and a channel's
+    figures are not: whoever is refused by those, member or admin, is told only what their
     run could cost (admins see the month with `costs`, where admin rights are checked).
     """
-    worst = format_usd(refusal.worst_case_usd)
-    if refusal.budget == "workspace_monthly":
-        return error_message(
-            f"This run could cost up to {worst}, more than is left of this workspace's "
-            "monthly budget. Try a shorter question, or ask an admin (they can see the "
-            f"month with `{command} costs`)."
+    likely = format_usd(refusal.worst_case_usd)
+    if refusal.budget == "user_daily":
+        line = (
+            f"⚠ This run could cost up to {likely}, but your daily budget "
+            f"of {format_usd(refusal.limit_usd)} has {format_usd(refusal.left_usd)} left "
+            f"({format_usd(refusal.spent_usd)} spent, {format_usd(refusal.reserved_usd)} held "
+            "by your runs in progress)."
         )
-    return error_message(
-        f"This run could cost up to {worst}, but your daily budget "
-        f"of {format_usd(refusal.limit_usd)} has {format_usd(refusal.left_usd)} left "
-        f"({format_usd(refusal.spent_usd)} spent, {format_usd(refusal.reserved_usd)} held by "
-        "your runs in progress). Try a shorter question later, or ask an admin to raise it."
+    else:
+        line = (
+            f"⚠ This run could cost up to {likely}, more than is left of "
+            f"{_BUDGET_NAMES[refusal.budget]} budget. Admins can see the month with "
+            f"`{escape(command)} costs`."
+        )
+    return OutboundMessage(
+        text=fallback(line), blocks=(*sections(line), context(_what_helps(refusal, admins)))
     )
+
+
+def _what_helps(refusal: BudgetRefusalView, admins: Sequence[str]) -> str:
+    parts = []
+    if refusal.resets_at is not None:
+        parts.append(f"It resets {refusal.resets_at:%Y-%m-%d %H:%M} UTC.")
+    if admins:
+        who = ", ".join(user_mention(a) for a in list(admins)[:10])
+        parts.append(f"To raise it, ask an admin: {who}.")
+    else:
+        parts.append("To raise it, ask a workspace admin.")
+    return " ".join(parts)
+
+
+def budget_stop_reason(stop: BudgetStopView) -> str:
+    """Why a run stopped mid-way (plain text; the thread escapes it): the budget it reached."""
+    which = _BUDGET_NAMES[stop.budget].replace("your", "the asker's")
+    return (
+        f"{which} budget of {format_usd(stop.limit_usd)} is used up "
+        f"({format_usd(stop.spent_usd)} spent or held, this run {format_usd(stop.run_cost_usd)}), "
+        f"so no further model call was made. It resets {stop.resets_at:%Y-%m-%d %H:%M} UTC."
+    )
+
+
+def channel_not_allowed_message(allowed: Sequence[str]) -> OutboundMessage:
+    """`/orchestrate` (or a mention) in a channel outside the admins' allow-list."""
+    where = ", ".join(channel_mention(c) for c in list(allowed)[:20])
+    line = f"⚠ orchestrate is not enabled in this channel. It works in {where}."
+    return OutboundMessage(text=fallback(line), blocks=tuple(sections(line)))
 
 
 def budget_alert_message(

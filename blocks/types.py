@@ -10,7 +10,7 @@ Only what the builders read is listed: a new field elsewhere costs nothing here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal, Protocol
 
@@ -176,7 +176,7 @@ class BudgetRefusalView(Protocol):
     """
 
     @property
-    def budget(self) -> Literal["user_daily", "workspace_monthly"]: ...
+    def budget(self) -> Literal["user_daily", "workspace_monthly", "channel_monthly"]: ...
     @property
     def limit_usd(self) -> Decimal: ...
     @property
@@ -187,6 +187,23 @@ class BudgetRefusalView(Protocol):
     def worst_case_usd(self) -> Decimal: ...
     @property
     def left_usd(self) -> Decimal: ...
+    @property
+    def resets_at(self) -> datetime | None: ...
+
+
+class BudgetStopView(Protocol):
+    """A run stopped mid-way because its budget was reached."""
+
+    @property
+    def budget(self) -> Literal["user_daily", "workspace_monthly", "channel_monthly"]: ...
+    @property
+    def limit_usd(self) -> Decimal: ...
+    @property
+    def spent_usd(self) -> Decimal: ...
+    @property
+    def run_cost_usd(self) -> Decimal: ...
+    @property
+    def resets_at(self) -> datetime: ...
 
 
 class PeriodView(Protocol):

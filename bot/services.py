@@ -22,7 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core.claude import Claude
 from bot.core.pipeline import Pipeline
 from bot.core.pricing import PriceTable
-from bot.ledger import CostReports, EventClaims, Ledger, ledger_for
+from bot.ledger import CostReports, EventClaims, GovernanceStore, Ledger, ledger_for
 from bot.settings import Settings
 from bot.slack import server
 from bot.slack.budget_alerts import BudgetWatch
@@ -58,6 +58,10 @@ class Services:
     def claims(self) -> EventClaims:
         return self.ledger.claims
 
+    @property
+    def governance(self) -> GovernanceStore:
+        return self.ledger.governance
+
 
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
@@ -70,7 +74,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         client = slack_client(settings, session)
         poster = Poster(client, rate=settings.slack_posts_per_s)
         pipeline = Pipeline(claude, settings=settings, prices=prices)
-        runs = Runs(pipeline=pipeline, ledger=ledger.writer, poster=poster, settings=settings)
+        runs = Runs(
+            pipeline=pipeline,
+            ledger=ledger.writer,
+            governance=ledger.governance,
+            poster=poster,
+            settings=settings,
+        )
         runs.on_finished = BudgetWatch(settings=settings, ledger=ledger.budgets, client=client)
         # Follow-ups write through the same writer as runs: their calls survive an outage too.
         conversations = Conversations(

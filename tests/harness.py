@@ -92,7 +92,9 @@ async def running_stack(
     **overrides: Any,
 ) -> AsyncIterator[Stack]:
     async with contextlib.AsyncExitStack() as stack:
-        slack = await stack.enter_async_context(slack or SlackSandbox())
+        slack = slack or SlackSandbox()
+        if not slack.base_url:  # a sandbox already running belongs to the caller (shared)
+            await stack.enter_async_context(slack)
         claude = await stack.enter_async_context(
             ClaudeSandbox(latency=LatencyModel(time_scale=time_scale))
         )

@@ -54,6 +54,9 @@ from bot.core.usage import CallRecord, TokenUsage
 from bot.settings import Settings
 
 Emit = Callable[[Event], Awaitable[None]]
+# Asked before every model call once the call holds its slot: None to go on, or why the run
+# must stop (a budget reached). Calls already in flight finish and are recorded.
+Gate = Callable[[], Awaitable[str | None]]
 T = TypeVar("T")
 # Generous bounds for the worst case: a strategy's text and a JSON schema, in tokens.
 STRATEGY_TOKENS = 1500
@@ -130,11 +133,13 @@ class Pipeline:
         emit: Emit,
         stop: RunStop | None = None,
         thread: str | None = None,
+        gate: Gate | None = None,
     ) -> None:
         """Run one question to its end (or until `stop`), emitting every event; raises only
         on a bug or when cancelled. `thread` (`prompts.thread_context`) is a discussion the
-        strategy builds on."""
-        run = _Run(self, question, emit, thread)
+        strategy builds on. With `gate`, the run stops (as `RunFailed` with the gate's
+        reason) before any call the gate refuses."""
+        run = _Run(self, question, emit, thread, gate)
         await run.execute(stop)
 
     async def followup_answer(
@@ -169,16 +174,31 @@ class Pipeline:
         return self._prices.cost(model, TokenUsage(_tokens(system, thread) + 200, limit))
 
 
+class _Stopped(Exception):
+    """The gate refused a call: the run ends with `reason`, spending nothing more."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class _Run:
     """One run's state: the calls it made, so its bill is complete whatever happens."""
 
     def __init__(
-        self, pipeline: Pipeline, question: str, emit: Emit, thread: str | None = None
+        self,
+        pipeline: Pipeline,
+        question: str,
+        emit: Emit,
+        thread: str | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.p = pipeline
         self.question = question
         self.thread = thread
         self.emit = emit
+        self.gate = gate
+        self.stopped: str | None = None
         self.calls: list[CallRecord] = []
         self.cut_off: list[CallRecord] = []  # calls interrupted by cancellation
         self.draft: Strategy | None = None  # the strategy as last shown while it streamed
@@ -188,6 +208,9 @@ class _Run:
         await self.emit(RunStarted(self.question, self.p._settings.models))
         try:
             stopped = await self._stages_until(stop)
+        except _Stopped as refused:
+            await self._fail(refused.reason)
+            return
         except asyncio.CancelledError:
             await self._interrupted(INTERRUPTED_REASON)
             raise
@@ -297,10 +320,16 @@ class _Run:
                 group.create_task(self._example(strategy, index, component, returned, cache))
             await all_returned.wait()
             ordered = [outcomes[i] for i in sorted(outcomes)]
-            if all(o.markdown is None for o in ordered):
-                return None
-            review = group.create_task(self._review(strategy, ordered))
-        return review.result()
+            # Raised inside the group, _Stopped would come out wrapped in an ExceptionGroup.
+            if self.stopped is None and any(o.markdown is not None for o in ordered):
+                review = group.create_task(self._review(strategy, ordered))
+        if self.stopped is not None:  # the gate refused an example or the review
+            raise _Stopped(self.stopped)
+        if any(o.markdown is not None for o in ordered):
+            result = review.result()
+            assert result is not None  # None only when the gate refused, handled above
+            return result
+        return None
 
     async def _example(
         self,
@@ -321,7 +350,14 @@ class _Run:
             started=started,
             on_cancel=self.cut_off.append,
         )
-        reply = await self._limited(call)
+        try:
+            reply = await self._limited(call)
+        except _Stopped as stop:
+            # The other examples go on to their own gate; the run ends once all returned.
+            if started is not None:
+                started.set()  # the examples waiting for the cache writer may go (and stop)
+            returned(index, prompts.ExampleOutcome(component, None, stop.reason))
+            return
         model = self.p._settings.examples_model
         if reply.value is None:
             reason = reply.problem or "unknown failure"
@@ -335,11 +371,14 @@ class _Run:
 
     async def _review(
         self, strategy: Strategy, outcomes: list[prompts.ExampleOutcome]
-    ) -> Reply[Review]:
+    ) -> Reply[Review] | None:
         call = partial(
             self.p._claude.review, self.question, strategy, outcomes, on_cancel=self.cut_off.append
         )
-        reply = await self._limited(call)
+        try:
+            reply = await self._limited(call)
+        except _Stopped:
+            return None  # raised outside the task group, so it is not wrapped in a group
         await self._record(reply.call)
         return reply
 
@@ -347,7 +386,14 @@ class _Run:
         # The call is made only once a slot is held: a run cancelled while it waits leaves
         # no coroutine behind that was never awaited.
         async with self.p._slots:
+            await self._check_gate()
             return await call()
+
+    async def _check_gate(self) -> None:
+        if self.stopped is None and self.gate is not None:
+            self.stopped = await self.gate()
+        if self.stopped is not None:
+            raise _Stopped(self.stopped)
 
     async def _record(self, call: CallRecord) -> None:
         self.calls.append(call)

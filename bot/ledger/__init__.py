@@ -14,20 +14,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.core.pricing import PriceTable
+from bot.ledger.budgets import Limits
 from bot.ledger.database import Ledger
 from bot.ledger.driver import Driver
+from bot.ledger.governance import initial_settings
 from bot.ledger.periods import Period, parse_period, read_period
 from bot.ledger.protocols import (
     BudgetAlerts,
     CallsExport,
     CostReports,
     EventClaims,
+    GovernanceStore,
     InstanceLedger,
     RunLedger,
 )
 from bot.ledger.spill import default_spill_path
 from bot.ledger.types import (
     BudgetRefusal,
+    BudgetSettings,
+    BudgetStop,
     CostReport,
     DayCost,
     EndStatus,
@@ -38,6 +43,7 @@ from bot.ledger.types import (
     RoleCost,
     RunInfo,
     RunStatus,
+    SettingChange,
     Spender,
 )
 from bot.settings import Settings
@@ -45,6 +51,8 @@ from bot.settings import Settings
 __all__ = [
     "BudgetAlerts",
     "BudgetRefusal",
+    "BudgetSettings",
+    "BudgetStop",
     "CallsExport",
     "CostReport",
     "CostReports",
@@ -52,17 +60,21 @@ __all__ = [
     "EndStatus",
     "EventClaims",
     "FollowUpTotals",
+    "GovernanceStore",
     "InstanceLedger",
     "Ledger",
     "LedgerError",
     "LedgerUnavailable",
+    "Limits",
     "Period",
     "Reservation",
     "RoleCost",
     "RunInfo",
     "RunLedger",
     "RunStatus",
+    "SettingChange",
     "Spender",
+    "initial_settings",
     "ledger_for",
     "open_ledger",
     "parse_period",

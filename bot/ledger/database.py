@@ -24,6 +24,7 @@ from bot.ledger.budgets import Budgets
 from bot.ledger.claims import Claims
 from bot.ledger.driver import Conn, Driver
 from bot.ledger.export import CallExport
+from bot.ledger.governance import Governance
 from bot.ledger.instances import Instances
 from bot.ledger.migrations import SCHEMA_VERSION_TABLE, pending
 from bot.ledger.reports import Reports
@@ -60,6 +61,7 @@ class Ledger:
         self.reports = Reports(driver, strategy_model=strategy_model)
         self.export = CallExport(driver)
         self.claims = Claims(driver)
+        self.governance = Governance(driver)
 
     async def open(self) -> None:
         """Connect, bring the schema up to date (idempotent across processes), and replay

@@ -309,6 +309,47 @@ SQLITE += (Migration(7, "estimated calls", _ESTIMATES),)
 POSTGRES += (Migration(7, "estimated calls", _ESTIMATES),)
 
 
+def _governance(time_type: str, serial: str) -> tuple[str, ...]:
+    return (
+        # Admins' settings per team, one row per key (an absent key falls back to the
+        # environment's initial value; an empty value means "none" explicitly).
+        f"""CREATE TABLE team_settings (
+            team_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            updated_by TEXT NOT NULL,
+            updated_at {time_type} NOT NULL,
+            PRIMARY KEY (team_id, key)
+        )""",
+        # The audit trail: who changed which setting, from what, to what, when.
+        f"""CREATE TABLE settings_changes (
+            id {serial},
+            team_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            old_value TEXT,
+            new_value TEXT,
+            changed_by TEXT NOT NULL,
+            changed_at {time_type} NOT NULL
+        )""",
+        "CREATE INDEX settings_changes_team ON settings_changes (team_id, changed_at)",
+        # Once-per-period notices (threshold alerts, weekly digests) claimed across instances.
+        f"""CREATE TABLE notices (
+            team_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            claimed_at {time_type} NOT NULL,
+            PRIMARY KEY (team_id, key)
+        )""",
+        # The models a run used, so a reservation can follow recent runs of the same models.
+        "ALTER TABLE runs ADD COLUMN models TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX runs_team_models ON runs (team_id, models, started_at)",
+    )
+
+
+_GOVERNANCE = "budget settings, audit trail, notices"
+SQLITE += (Migration(8, _GOVERNANCE, _governance("REAL", "INTEGER PRIMARY KEY")),)
+POSTGRES += (Migration(8, _GOVERNANCE, _governance("TIMESTAMPTZ", "BIGSERIAL PRIMARY KEY")),)
+
+
 def pending(steps: tuple[Migration, ...], current: int) -> tuple[Migration, ...]:
     """The steps a database at version `current` still needs; refuses one from the future."""
     latest = steps[-1].version if steps else 0

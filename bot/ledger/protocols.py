@@ -15,14 +15,18 @@ from decimal import Decimal
 from typing import Protocol, TextIO
 
 from bot.core.usage import CallRecord
+from bot.ledger.budgets import Limits
 from bot.ledger.types import (
     BudgetRefusal,
+    BudgetSettings,
+    BudgetStop,
     CostReport,
     DayCost,
     EndStatus,
     FollowUpTotals,
     Reservation,
     RunInfo,
+    SettingChange,
 )
 
 
@@ -40,12 +44,16 @@ class RunLedger(Protocol):
         user_budget: Decimal | None,
         workspace_budget: Decimal | None,
         parent_run_id: str | None = None,
+        channel_budget: Decimal | None = None,
+        models: str = "",
         now: datetime | None = None,
     ) -> Reservation | BudgetRefusal: ...
 
     async def get_run(self, run_id: str) -> RunInfo | None: ...
 
     async def followups(self, run_id: str) -> FollowUpTotals: ...
+
+    async def budget_stop(self, run_id: str, limits: Limits) -> BudgetStop | None: ...
 
     async def set_thread(self, run_id: str, channel: str, ts: str) -> None: ...
 
@@ -126,3 +134,26 @@ class CallsExport(Protocol):
     """The operator CLI's `costs --csv`: every call since a moment, for finance."""
 
     async def calls_csv(self, team_id: str | None, since: datetime, out: TextIO) -> int: ...
+
+
+class GovernanceStore(Protocol):
+    """Admins' settings (`bot/slack/governance.py`, App Home, the run owner): read at every
+    use, saved with an audit trail; once-per-period notices."""
+
+    async def budget_settings(self, team_id: str, defaults: BudgetSettings) -> BudgetSettings: ...
+
+    async def save(
+        self,
+        team_id: str,
+        settings: BudgetSettings,
+        *,
+        changed_by: str,
+        defaults: BudgetSettings,
+        now: datetime | None = None,
+    ) -> tuple[SettingChange, ...]: ...
+
+    async def changes(self, team_id: str, *, limit: int = 5) -> tuple[SettingChange, ...]: ...
+
+    async def claim_notice(
+        self, team_id: str, key: str, *, now: datetime | None = None
+    ) -> bool: ...

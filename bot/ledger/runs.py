@@ -23,6 +23,7 @@ from bot.ledger.driver import Conn, Driver, Row, day_number, now_utc, require_ru
 from bot.ledger.migrations import CALL_DAYS_COLUMNS
 from bot.ledger.types import (
     BudgetRefusal,
+    BudgetStop,
     EndStatus,
     FollowUpTotals,
     LedgerError,
@@ -78,6 +79,8 @@ class RunBook:
         user_budget: Decimal | None,
         workspace_budget: Decimal | None,
         parent_run_id: str | None = None,
+        channel_budget: Decimal | None = None,
+        models: str = "",
         now: datetime | None = None,
     ) -> Reservation | BudgetRefusal:
         """Check what is left and insert the run with its reservation, in one transaction.
@@ -87,23 +90,29 @@ class RunBook:
         `parent_run_id` makes it a follow-up of that run, asked and answered in its thread.
         """
         run = _NewRun(team_id, channel_id, user_id, question, now_utc(now), parent_run_id)
-        limits = Limits(user_daily=user_budget, workspace_monthly=workspace_budget)
+        limits = Limits(user_budget, workspace_budget, channel_budget)
         async with self._db.write(lock_key=f"orchestrate.budget:{team_id}") as c:
+            reserve = worst_case_usd
+            if limits.any:
+                reserve = await self._budgets.likely_cost(
+                    c, team_id=team_id, models=models, worst_case=worst_case_usd
+                )
             refusal = await self._budgets.refusal(
                 c,
                 team_id=team_id,
                 user_id=user_id,
-                worst_case=worst_case_usd,
+                worst_case=reserve,
                 limits=limits,
                 now=run.at,
+                channel_id=channel_id,
             )
             run_id = await self._insert(
-                c, run, reserved=to_nanos(worst_case_usd),
+                c, run, reserved=to_nanos(reserve), models=models,
                 status="running" if refusal is None else "refused",
                 error=None if refusal is None else refusal.reason,
             )  # fmt: skip
         if refusal is None:
-            return Reservation(run_id=run_id, worst_case_usd=worst_case_usd)
+            return Reservation(run_id, worst_case_usd=worst_case_usd, reserved_usd=reserve)
         return replace(refusal, run_id=run_id)
 
     async def get_run(self, run_id: str) -> RunInfo | None:
@@ -121,6 +130,10 @@ class RunBook:
             )
         count, cost, unpriced = rows[0]
         return FollowUpTotals(int(count), from_nanos(int(cost)), int(unpriced))
+
+    async def budget_stop(self, run_id: str, limits: Limits) -> BudgetStop | None:
+        """Whether the run must stop before its next call (see `Budgets.stop`)."""
+        return await self._budgets.stop(run_id, limits)
 
     async def set_thread(self, run_id: str, channel: str, ts: str) -> None:
         async with self._db.write() as c:
@@ -205,16 +218,17 @@ class RunBook:
         reserved: int,
         status: str = "running",
         error: str | None = None,
+        models: str = "",
     ) -> str:
         run_id = str(uuid.uuid4())
         await c.execute(
             "INSERT INTO runs (id, team_id, channel_id, user_id, question_chars, question,"
-            " status, started_at, reserved_nanos, error, parent_run_id, owner_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " status, started_at, reserved_nanos, error, parent_run_id, owner_id, models)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             run_id, run.team_id, run.channel_id, run.user_id, len(run.question),
             run.question if self._store_questions else None,
             status, self._db.to_db_time(run.at), reserved, error, run.parent_run_id,
-            self._owner_id,
+            self._owner_id, models,
         )  # fmt: skip
         return run_id
 

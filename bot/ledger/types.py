@@ -18,7 +18,7 @@ from bot.core.pricing import ModelCost
 
 RunStatus = Literal["running", "finished", "failed", "interrupted", "refused"]
 EndStatus = Literal["finished", "failed", "interrupted"]
-BudgetName = Literal["user_daily", "workspace_monthly"]
+BudgetName = Literal["user_daily", "workspace_monthly", "channel_monthly"]
 TOP_N = 5
 
 
@@ -76,10 +76,12 @@ class FollowUpTotals:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """A run admitted under its budgets; `worst_case_usd` stays held until the run ends."""
+    """A run admitted under its budgets; `reserved_usd` stays held until the run ends: the
+    95th percentile of recent runs of the same models, or `worst_case_usd` without history."""
 
     run_id: str
     worst_case_usd: Decimal
+    reserved_usd: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,9 @@ class BudgetRefusal:
     spent_usd: Decimal
     reserved_usd: Decimal
     worst_case_usd: Decimal
+    """What the run would have held: its likely cost (or its worst case without history)."""
+    resets_at: datetime | None = None
+    """When the budget's period ends and its spending starts again from zero."""
 
     @property
     def left_usd(self) -> Decimal:
@@ -168,3 +173,50 @@ class CostReport:
         if not self.all_strategy_model_usd:
             return None
         return (1 - self.total_usd / self.all_strategy_model_usd) * 100
+
+
+DEFAULT_ALERT_THRESHOLDS = (50, 80, 100)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSettings:
+    """A team's budgets and spending policy, as admins set them (or the environment's initial
+    values where they have not): None means no such budget; no allowed channels means
+    everywhere; no alert channel means admins' DMs."""
+
+    workspace_monthly_usd: Decimal | None = None
+    user_daily_usd: Decimal | None = None
+    channel_monthly_usd: tuple[tuple[str, Decimal], ...] = ()
+    alert_thresholds_pct: tuple[int, ...] = DEFAULT_ALERT_THRESHOLDS
+    alert_channel: str | None = None
+    allowed_channels: tuple[str, ...] = ()
+
+    def channel_budget(self, channel_id: str) -> Decimal | None:
+        return dict(self.channel_monthly_usd).get(channel_id)
+
+    def allows(self, channel_id: str) -> bool:
+        return not self.allowed_channels or channel_id in self.allowed_channels
+
+
+@dataclass(frozen=True, slots=True)
+class SettingChange:
+    """One entry of the audit trail: `key` went from `old_value` to `new_value` (None: unset)."""
+
+    key: str
+    old_value: str | None
+    new_value: str | None
+    changed_by: str
+    changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStop:
+    """A run whose real spend has reached what its budget had left: stopped before its next
+    call. `spent_usd` is the period's spend (this run included) plus what other runs in
+    progress still hold; `run_cost_usd` what this run has cost so far."""
+
+    budget: BudgetName
+    limit_usd: Decimal
+    spent_usd: Decimal
+    run_cost_usd: Decimal
+    resets_at: datetime

@@ -26,11 +26,13 @@ from datetime import datetime
 from decimal import Decimal
 
 from bot.core.usage import CallRecord
+from bot.ledger.budgets import Limits
 from bot.ledger.driver import now_utc
 from bot.ledger.runs import RunBook
 from bot.ledger.spill import CallWrite, PendingWrite, RunEnd, SpillFile, ThreadSet, to_json
 from bot.ledger.types import (
     BudgetRefusal,
+    BudgetStop,
     EndStatus,
     FollowUpTotals,
     LedgerUnavailable,
@@ -70,13 +72,27 @@ class RunWriter:
         user_budget: Decimal | None,
         workspace_budget: Decimal | None,
         parent_run_id: str | None = None,
+        channel_budget: Decimal | None = None,
+        models: str = "",
         now: datetime | None = None,
     ) -> Reservation | BudgetRefusal:
         return await self._book.reserve_run(
             team_id=team_id, channel_id=channel_id, user_id=user_id, question=question,
             worst_case_usd=worst_case_usd, user_budget=user_budget,
-            workspace_budget=workspace_budget, parent_run_id=parent_run_id, now=now,
+            workspace_budget=workspace_budget, parent_run_id=parent_run_id,
+            channel_budget=channel_budget, models=models, now=now,
         )  # fmt: skip
+
+    async def budget_stop(self, run_id: str, limits: Limits) -> BudgetStop | None:
+        """Whether the run must stop before its next call. During an outage the check cannot
+        be made (and held call records are not in the database yet): the run goes on, as
+        its writes do, and the outage is logged."""
+        try:
+            return await asyncio.wait_for(self._book.budget_stop(run_id, limits), WRITE_TIMEOUT_S)
+        except (LedgerUnavailable, TimeoutError) as exc:
+            log.warning("budget check for run %s skipped, the ledger is unavailable: %s",
+                        run_id, exc)  # fmt: skip
+            return None
 
     async def get_run(self, run_id: str) -> RunInfo | None:
         return await self._book.get_run(run_id)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -19,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 import blocks
 from bot.ledger import BudgetAlerts
 from bot.settings import Settings
+from bot.slack.admins import workspace_admins
 from bot.slack.poster import describe
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class BudgetWatch:
             spent_usd=spent, budget_usd=budget, month_label=month.strftime("%B %Y")
         )
         told = 0
-        for user_id in sorted(await self._admins()):
+        for user_id in await workspace_admins(self._settings, self._client):
             try:
                 await self._client.chat_postMessage(
                     channel=user_id, text=message.text, blocks=list(message.blocks)
@@ -61,20 +61,3 @@ class BudgetWatch:
             except SlackApiError as exc:
                 log.warning("could not DM admin %s: %s", user_id, describe(exc))
         return told
-
-    async def _admins(self) -> set[str]:
-        admins = set(self._settings.admins)
-        cursor: str | None = None
-        while True:
-            page = await self._client.users_list(limit=200, cursor=cursor)
-            members: list[dict[str, Any]] = page.get("members", [])
-            admins |= {
-                m["id"]
-                for m in members
-                if (m.get("is_admin") or m.get("is_owner"))
-                and not m.get("is_bot")
-                and not m.get("deleted")
-            }
-            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
-            if cursor is None:
-                return admins

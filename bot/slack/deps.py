@@ -13,7 +13,7 @@ from typing import Protocol
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.pricing import PriceTable
-from bot.ledger import CostReports, EventClaims
+from bot.ledger import CostReports, EventClaims, GovernanceStore
 from bot.settings import Settings
 from bot.slack.conversations import Conversations
 from bot.slack.poster import Poster
@@ -31,6 +31,9 @@ class Services(Protocol):
 
     @property
     def prices(self) -> PriceTable: ...
+
+    @property
+    def governance(self) -> GovernanceStore: ...
 
     @property
     def client(self) -> AsyncWebClient: ...

@@ -13,7 +13,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 import blocks
-from bot.ledger import parse_period
+from bot.ledger import initial_settings, parse_period
 from bot.slack.admins import is_admin
 from bot.slack.commands import COMMAND
 from bot.slack.deps import Services
@@ -49,5 +49,15 @@ async def publish_home(
         period_label=f"last {HOME_DAYS} days",
         prices_as_of=services.prices.as_of,
         today=now.date(),
+        admin_blocks=await _budget_blocks(services, team_id) if admin else (),
     )
     await client.views_publish(user_id=user_id, view=view)
+
+
+async def _budget_blocks(services: Services, team_id: str) -> list[dict[str, Any]]:
+    """An admin's budgets section: what is in force now and the last changes."""
+    current = await services.governance.budget_settings(
+        team_id, initial_settings(services.settings)
+    )
+    changes = await services.governance.changes(team_id)
+    return blocks.budgets_home_blocks(current, changes)

@@ -27,8 +27,17 @@ from slack_sdk.errors import SlackApiError
 import blocks
 from bot.core.events import CallFinished, Event, RunFailed, RunFinished
 from bot.core.pipeline import Pipeline
-from bot.ledger import BudgetRefusal, EndStatus, Reservation, RunLedger
+from bot.ledger import (
+    BudgetRefusal,
+    EndStatus,
+    GovernanceStore,
+    Limits,
+    Reservation,
+    RunLedger,
+    initial_settings,
+)
 from bot.settings import Settings
+from bot.slack.admins import workspace_admins
 from bot.slack.poster import Poster, Tag, slack_error
 from bot.slack.render import ThreadRenderer
 from bot.slack.threads import run_metadata
@@ -64,10 +73,17 @@ class Runs:
     """Admits runs and owns their tasks for one process."""
 
     def __init__(
-        self, *, pipeline: Pipeline, ledger: RunLedger, poster: Poster, settings: Settings
+        self,
+        *,
+        pipeline: Pipeline,
+        ledger: RunLedger,
+        governance: GovernanceStore,
+        poster: Poster,
+        settings: Settings,
     ) -> None:
         self._pipeline = pipeline
         self._ledger = ledger
+        self._governance = governance
         self._poster = poster
         self._settings = settings
         self._tasks: set[asyncio.Task[None]] = set()
@@ -82,10 +98,11 @@ class Runs:
 
     async def start(self, request: RunRequest, respond: Respond) -> asyncio.Task[None] | None:
         """Admit and launch one run; tell the asker (ephemerally) if it cannot start."""
-        reservation = await self._reserve(request)
-        if isinstance(reservation, blocks.OutboundMessage):
-            await respond(**ephemeral(reservation))
+        admitted = await self._reserve(request)
+        if isinstance(admitted, blocks.OutboundMessage):
+            await respond(**ephemeral(admitted))
             return None
+        reservation, limits = admitted
         run_id = reservation.run_id
         try:
             top_ts = await self._open_thread(request, run_id)
@@ -112,7 +129,7 @@ class Runs:
             top_ts=top_ts,
             run_id=run_id,
         )
-        task = self.own(self._run(run_id, request, renderer), name=f"run-{run_id}")
+        task = self.own(self._run(run_id, request, renderer, limits), name=f"run-{run_id}")
         self.admitted += 1
         key = (request.channel_id, thread_ts)
         self._by_thread.setdefault(key, set()).add(task)
@@ -142,12 +159,31 @@ class Runs:
     async def admit(
         self, request: RunRequest, worst_case: Decimal | None
     ) -> Reservation | blocks.OutboundMessage:
-        """Reserve `worst_case` for the request, or the reply saying why it is refused
-        (budgets are checked and the run recorded in one transaction, so racing instances
-        cannot overspend). None means a model is unpriced: refused when budgets are set."""
-        s = self._settings
-        budgeted = s.budget_user_daily_usd is not None or s.budget_workspace_monthly_usd is not None
-        if worst_case is None and budgeted:
+        """Reserve for a follow-up call (at its worst case: one call, no history to go by),
+        or the reply saying why it may not start."""
+        admitted = await self._admission(request, worst_case, models="")
+        return admitted if isinstance(admitted, blocks.OutboundMessage) else admitted[0]
+
+    async def _admission(
+        self, request: RunRequest, worst_case: Decimal | None, *, models: str
+    ) -> tuple[Reservation, Limits] | blocks.OutboundMessage:
+        """The reservation and the budgets the run goes on under, or the reply saying why it
+        may not start: a channel outside the admins' allow-list, or a budget (checked and the
+        run recorded in one transaction, so racing instances cannot overspend). Budgets are
+        read from the ledger at every run, so an admin's change applies at once on every
+        instance. `worst_case` None means a model is unpriced: refused when budgets are set.
+        With `models`, the run reserves what recent runs of those models cost (p95)."""
+        current = await self._governance.budget_settings(
+            request.team_id, initial_settings(self._settings)
+        )
+        if not current.allows(request.channel_id):
+            return blocks.channel_not_allowed_message(current.allowed_channels)
+        limits = Limits(
+            current.user_daily_usd,
+            current.workspace_monthly_usd,
+            current.channel_budget(request.channel_id),
+        )
+        if worst_case is None and limits.any:
             return blocks.unbounded_budget_message()
         result = await self._ledger.reserve_run(
             team_id=request.team_id,
@@ -155,13 +191,22 @@ class Runs:
             user_id=request.user_id,
             question=request.question,
             worst_case_usd=worst_case or Decimal(0),
-            user_budget=s.budget_user_daily_usd,
-            workspace_budget=s.budget_workspace_monthly_usd,
+            user_budget=limits.user_daily,
+            workspace_budget=limits.workspace_monthly,
             parent_run_id=request.parent_run_id,
+            channel_budget=limits.channel_monthly,
+            models=models,
         )
-        return (
-            blocks.budget_refused_message(result) if isinstance(result, BudgetRefusal) else result
-        )
+        if isinstance(result, BudgetRefusal):
+            return blocks.budget_refused_message(result, admins=await self._admins())
+        return result, limits
+
+    async def _admins(self) -> list[str]:
+        try:
+            return await workspace_admins(self._settings, self._poster.client)
+        except SlackApiError as exc:
+            log.warning("could not list admins for a refusal: %s", slack_error(exc))
+            return sorted(self._settings.admins)
 
     async def wait_idle(self) -> None:
         """Return once no run is in flight."""
@@ -177,10 +222,12 @@ class Runs:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _reserve(self, request: RunRequest) -> Reservation | blocks.OutboundMessage:
-        """The run's reservation at its worst case (the discussion counted in), or why not."""
+    async def _reserve(
+        self, request: RunRequest
+    ) -> tuple[Reservation, Limits] | blocks.OutboundMessage:
+        """The run's reservation (the discussion counted in its worst case), or why not."""
         worst_case = self._pipeline.worst_case_usd(request.question, thread=request.thread or "")
-        return await self.admit(request, worst_case)
+        return await self._admission(request, worst_case, models=",".join(self._settings.models))
 
     async def _open_thread(self, request: RunRequest, run_id: str) -> str:
         """Post the run's first message (in `request.thread_ts` when set); returns its ts."""
@@ -222,7 +269,16 @@ class Runs:
             return False
         return True
 
-    async def _run(self, run_id: str, request: RunRequest, renderer: ThreadRenderer) -> None:
+    async def _run(
+        self, run_id: str, request: RunRequest, renderer: ThreadRenderer, limits: Limits
+    ) -> None:
+        async def gate() -> str | None:
+            # Before each model call: stop once real spend reaches what the budget has left.
+            if not limits.any:
+                return None
+            stop = await self._ledger.budget_stop(run_id, limits)
+            return None if stop is None else blocks.budget_stop_reason(stop)
+
         started = time.monotonic()
         closed = False  # whether the run's row has been given its end
 
@@ -233,7 +289,7 @@ class Runs:
             await renderer(event)
 
         try:
-            await self._pipeline.run(request.question, emit=emit, thread=request.thread)
+            await self._pipeline.run(request.question, emit=emit, thread=request.thread, gate=gate)
         except asyncio.CancelledError:
             if not closed:  # cancelled before the pipeline could say so: still close the row
                 await asyncio.shield(

@@ -115,15 +115,19 @@ def test_error_messages_carry_the_figures_needed_to_act() -> None:
             spent_usd=Decimal("49.00004"),
             reserved_usd=Decimal("0.75"),
             worst_case_usd=Decimal("0.33"),
-        )
+            resets_at=datetime(2026, 12, 1, tzinfo=UTC),
+        ),
+        admins=["U0ADMIN", "<!here>"],
     )
     # The workspace's figures are nobody's business in a refusal: not its limit, spend,
-    # holds or what is left.
+    # holds or what is left. What would help is: when it resets, and who can raise it.
     assert section_texts(budget) == [
         "⚠ This run could cost up to $0.3300, more than is left of this workspace's monthly "
-        "budget. Try a shorter question, or ask an admin (they can see the month with "
-        "`/orchestrate costs`)."
+        "budget. Admins can see the month with `/orchestrate costs`."
     ]
+    assert budget.blocks[-1]["elements"][0]["text"] == (
+        "It resets 2026-12-01 00:00 UTC. To raise it, ask an admin: <@U0ADMIN>, &lt;!here&gt;."
+    )
     daily = budget_refused_message(
         BudgetRefusal(
             run_id="r2",
@@ -136,9 +140,9 @@ def test_error_messages_carry_the_figures_needed_to_act() -> None:
     )
     assert section_texts(daily) == [
         "⚠ This run could cost up to $0.3300, but your daily budget of $1.0000 has $0.0500 "
-        "left ($0.9000 spent, $0.0500 held by your runs in progress). Try a shorter question "
-        "later, or ask an admin to raise it."
+        "left ($0.9000 spent, $0.0500 held by your runs in progress)."
     ]
+    assert "ask a workspace admin" in daily.blocks[-1]["elements"][0]["text"]
     for message in (too_long, not_in_channel, archived, budget, daily):
         assert_valid_message(message)
 

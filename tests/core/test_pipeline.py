@@ -739,3 +739,52 @@ async def test_a_stop_after_the_run_finished_changes_nothing(
 
     assert isinstance(recorder.events[-1], RunFinished)
     assert not any(c.usage.estimated for c in calls_of(recorder))
+
+
+async def run_gated(
+    sandbox: ClaudeSandbox, prices: PriceTable, *, allow_calls: int, max_concurrent_calls: int = 16
+) -> tuple[Recorder, list[int]]:
+    """A run whose gate lets `allow_calls` calls through, then says the budget is spent."""
+    settings = settings_for(sandbox, max_concurrent_calls=max_concurrent_calls)
+    claude = Claude.from_settings(settings, price=prices.cost)
+    recorder = Recorder()
+    asked: list[int] = []
+
+    async def gate() -> str | None:
+        asked.append(len(asked))
+        return "the budget is used up" if len(asked) > allow_calls else None
+
+    try:
+        pipeline = Pipeline(claude, settings=settings, prices=prices)
+        await pipeline.run(QUESTION, emit=recorder, gate=gate)
+    finally:
+        await claude.aclose()
+    return recorder, asked
+
+
+async def test_a_gate_refusing_the_plan_ends_the_run_before_any_call(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    recorder, _ = await run_gated(claude_sandbox, prices, allow_calls=0)
+    assert claude_sandbox.requests == []
+    assert [k for k in recorder.kinds()] == ["RunStarted", "RunFailed"]
+    failed = recorder.of(RunFailed)[0]
+    assert isinstance(failed, RunFailed) and failed.reason == "the budget is used up"
+
+
+async def test_a_gate_stops_the_run_before_its_next_call_and_in_flight_calls_are_recorded(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    # The plan and two examples pass the gate; the other examples and the review do not.
+    recorder, asked = await run_gated(claude_sandbox, prices, allow_calls=3)
+    calls = [e for e in recorder.events if isinstance(e, CallFinished)]
+    assert len(claude_sandbox.requests) == len(calls) == 3
+    assert [c.call.role for c in calls] == ["plan", "example", "example"]
+    assert recorder.kinds()[-1] == "RunFailed"
+    assert not recorder.of(ReviewReady) and not recorder.of(RunFinished)
+    failed = recorder.of(RunFailed)[0]
+    assert isinstance(failed, RunFailed) and not failed.interrupted
+    assert failed.reason == "the budget is used up"
+    # The bill covers what was spent before the stop.
+    assert sum(m.calls for m in failed.cost.by_model) == 3
+    assert len(asked) > 3

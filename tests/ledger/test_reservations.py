@@ -1,0 +1,122 @@
+"""Reservations that fit real runs, channel budgets, and stopping a run at its budget, on both
+backends: a run holds the 95th percentile of recent runs of the same models (its worst case
+only without history), and a run whose real spend reaches what its budget has left is told to
+stop before its next call."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from bot.core.usage import CallRecord, TokenUsage
+from bot.ledger import BudgetRefusal, Ledger, Limits, Reservation
+
+NOW = datetime(2026, 11, 18, 15, 30, tzinfo=UTC)
+MODELS = "claude-opus-5-5,claude-haiku-5-5,claude-sonnet-5-5"
+WORST = Decimal("0.33")
+
+
+def costing(dollars: str) -> CallRecord:
+    return CallRecord(
+        role="plan",
+        model="claude-opus-5-5",
+        usage=TokenUsage(input_tokens=10, output_tokens=10),
+        cost_usd=Decimal(dollars),
+        latency_s=1.0,
+        outcome="ok",
+    )
+
+
+async def reserve(
+    ledger: Ledger,
+    *,
+    user: str = "U1",
+    channel: str = "C1",
+    models: str = MODELS,
+    user_budget: Decimal | None = Decimal(100),
+    channel_budget: Decimal | None = None,
+    at: datetime = NOW,
+) -> Reservation | BudgetRefusal:
+    return await ledger.runs.reserve_run(
+        team_id="T1",
+        channel_id=channel,
+        user_id=user,
+        question="q",
+        worst_case_usd=WORST,
+        user_budget=user_budget,
+        workspace_budget=None,
+        channel_budget=channel_budget,
+        models=models,
+        now=at,
+    )
+
+
+async def finished_run(ledger: Ledger, cost: str, *, models: str = MODELS, n: int = 0) -> None:
+    at = NOW - timedelta(hours=1, minutes=n)
+    admitted = await reserve(ledger, models=models, at=at, user=f"U{n % 7}")
+    assert isinstance(admitted, Reservation)
+    await ledger.runs.record_call(admitted.run_id, costing(cost), now=at)
+    await ledger.runs.finish_run(admitted.run_id, "finished", elapsed_s=1.0, now=at)
+
+
+async def test_without_history_a_run_holds_its_worst_case(ledger: Ledger) -> None:
+    for n in range(4):  # four runs are not yet a history
+        await finished_run(ledger, "0.01", n=n)
+    admitted = await reserve(ledger)
+    assert isinstance(admitted, Reservation)
+    assert admitted.reserved_usd == WORST
+
+
+async def test_with_history_a_run_holds_the_95th_percentile_of_the_same_models(
+    ledger: Ledger,
+) -> None:
+    for n in range(1, 21):
+        await finished_run(ledger, f"0.{n:02d}", n=n)  # $0.01 … $0.20
+    for n in range(5):
+        await finished_run(ledger, "0.30", models="other-models", n=100 + n)
+    admitted = await reserve(ledger)
+    assert isinstance(admitted, Reservation)
+    assert admitted.reserved_usd == Decimal("0.19")  # nearest rank: the 19th of 20
+    run = await ledger.runs.get_run(admitted.run_id)
+    assert run is not None and run.reserved_usd == Decimal("0.19")
+
+
+async def test_a_channel_budget_refuses_runs_in_that_channel_only(ledger: Ledger) -> None:
+    refused = await reserve(ledger, channel="C1", channel_budget=Decimal("0.30"))
+    assert isinstance(refused, BudgetRefusal)
+    assert refused.budget == "channel_monthly"
+    assert refused.resets_at == datetime(2026, 12, 1, tzinfo=UTC)
+    elsewhere = await reserve(ledger, channel="C2", channel_budget=None)
+    assert isinstance(elsewhere, Reservation)
+
+
+async def test_a_refusal_says_when_a_daily_budget_resets(ledger: Ledger) -> None:
+    refused = await reserve(ledger, user_budget=Decimal("0.05"))
+    assert isinstance(refused, BudgetRefusal)
+    assert refused.budget == "user_daily" and refused.resets_at == datetime(
+        2026, 11, 19, tzinfo=UTC
+    )
+
+
+async def test_a_run_is_stopped_once_real_spend_reaches_what_the_budget_has_left(
+    ledger: Ledger,
+) -> None:
+    for n in range(1, 6):
+        await finished_run(ledger, "0.001", n=n)  # a history: runs hold $0.001
+    limits = Limits(user_daily=Decimal("0.05"), workspace_monthly=None)
+    first = await reserve(ledger, user="U9", user_budget=Decimal("0.05"))
+    other = await reserve(ledger, user="U9", user_budget=Decimal("0.05"))
+    assert isinstance(first, Reservation) and isinstance(other, Reservation)
+    await ledger.runs.record_call(first.run_id, costing("0.030"), now=NOW)
+    assert await ledger.runs.budget_stop(first.run_id, limits) is None
+    # $0.048 spent plus the other run's $0.001 still held: $0.049, under $0.05.
+    await ledger.runs.record_call(first.run_id, costing("0.018"), now=NOW)
+    assert await ledger.runs.budget_stop(first.run_id, limits) is None
+    await ledger.runs.record_call(first.run_id, costing("0.001"), now=NOW)
+    stop = await ledger.runs.budget_stop(first.run_id, limits)
+    assert stop is not None and stop.budget == "user_daily"
+    assert stop.spent_usd == Decimal("0.050") and stop.run_cost_usd == Decimal("0.049")
+    assert stop.resets_at == datetime(2026, 11, 19, tzinfo=UTC)
+    # Nothing stops a run without budgets, or one in a budget with room.
+    roomy = Limits(user_daily=Decimal("1"), workspace_monthly=None)
+    assert await ledger.runs.budget_stop(first.run_id, roomy) is None
