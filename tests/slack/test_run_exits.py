@@ -27,19 +27,25 @@ class BuggyPipeline:
     def worst_case_usd(self, question: str, *, thread: str = "") -> Decimal:
         return Decimal("0.40")
 
-    async def run(self, question: str, *, emit: Emit, thread: str | None = None) -> None:
+    async def run(
+        self, question: str, *, emit: Emit, thread: str | None = None, gate: Any = None
+    ) -> None:
         raise RuntimeError("a bug")
 
 
 class SilentPipeline(BuggyPipeline):
     """Waits forever and, when cancelled, says nothing (as a pipeline bug might)."""
 
-    async def run(self, question: str, *, emit: Emit, thread: str | None = None) -> None:
+    async def run(
+        self, question: str, *, emit: Emit, thread: str | None = None, gate: Any = None
+    ) -> None:
         await asyncio.Event().wait()
 
 
 class QuickPipeline(BuggyPipeline):
-    async def run(self, question: str, *, emit: Emit, thread: str | None = None) -> None:
+    async def run(
+        self, question: str, *, emit: Emit, thread: str | None = None, gate: Any = None
+    ) -> None:
         return None
 
 
@@ -47,6 +53,7 @@ def runs_with(stack: Stack, pipeline: Any) -> Runs:
     return Runs(
         pipeline=pipeline,
         ledger=stack.services.ledger.writer,
+        governance=stack.services.governance,
         poster=stack.services.poster,
         settings=stack.settings,
     )
