@@ -171,7 +171,7 @@ async def test_upgrading_from_version_1_backfills_the_daily_totals(
         await run_with(ledger, [PLAN, MYSTERY], user="U2", at=NOW - timedelta(hours=3))
         report = await ledger.reports.summary("T1", since=DAY[0], until=DAY[1])
     for statement in (
-        # Back to version 1: undo version 5 (settings, notices, runs.models), 4, 3, then 2.
+        # Back to version 1: undo version 7 (settings, notices, runs.models), then 6 to 2.
         "DROP TABLE team_settings",
         "DROP TABLE settings_changes",
         "DROP TABLE notices",
