@@ -3,7 +3,10 @@
 Three calls, one per role (plan, example, review), each making exactly one API request and
 returning a `Reply`: the typed answer (or the reason there is none) and the `CallRecord`
 with the real usage, cost, latency and request-id. Every request is streamed, so a call
-that times out or is cancelled still reports the tokens the API had already counted.
+that times out, is cancelled or loses its connection mid-answer still reports its input
+and cache counts, and its output estimated from what had streamed (`bot.core.estimate`),
+marked as an estimate. Each call's `max_tokens` follows its role's effort, since 5.5 models
+always think and thinking counts toward the limit.
 Structured answers use `output_config.format` (never forced `tool_choice`, which Opus and
 Sonnet 5.5 reject) and are validated here, not by the SDK, so that an invalid answer keeps
 its usage. Retries are the SDK's own (`max_retries`); nothing here retries again.
