@@ -32,7 +32,6 @@ from blocks.followup import (
     followup_example_messages,
     followup_failed_message,
     followups_total_block,
-    run_in_progress_message,
     thread_unreadable_message,
 )
 from blocks.format import format_elapsed, format_usd, model_label, period_label
@@ -131,7 +130,6 @@ __all__ = [
     "review_message",
     "reviewing_status",
     "run_failed_message",
-    "run_in_progress_message",
     "run_not_started_message",
     "shorten_fallback",
     "slack_length",

@@ -71,7 +71,7 @@ def cost_report_blocks(report: CostReportView, *, period_label: str, is_admin: b
 def _headline(report: CostReportView, *, is_admin: bool) -> list[str]:
     fields = [
         f"*Total*\n{_total(report)}",
-        f"*Runs*\n{report.runs:,}",
+        f"*Runs*\n{report.runs:,}" + _followups(report),
         f"*Average per run*\n{_average(report)}",
     ]
     if is_admin:
@@ -81,6 +81,11 @@ def _headline(report: CostReportView, *, is_admin: bool) -> list[str]:
     if includes_estimate(report.by_model):
         fields.append(f"_{ESTIMATE_NOTE}_")
     return fields
+
+
+def _followups(report: CostReportView) -> str:
+    """` + 2 follow-ups`: answered in the runs' threads, their cost in every figure here."""
+    return f" + {format_count(report.followups, 'follow-up')}" if report.followups else ""
 
 
 def _total(report: CostReportView) -> str:

@@ -108,14 +108,6 @@ def thread_unreadable_message(*, error: str, bot_handle: str = "@orchestrate") -
     return OutboundMessage(text=fallback(line), blocks=(section(line),))
 
 
-def run_in_progress_message() -> OutboundMessage:
-    """A follow-up asked while the run it follows is still being written."""
-    line = (
-        "The run in this thread is still being written. Ask your follow-up once its review is in."
-    )
-    return OutboundMessage(text=fallback(line), blocks=(section(line),))
-
-
 def _quote(request: str) -> str:
     return f"_{clip(escape(' '.join(request.split())), REQUEST_PREVIEW)}_"
 

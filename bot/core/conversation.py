@@ -2,11 +2,12 @@
 
 `ThreadMessage` is one message already decoded to plain text with its author's label; `fit`
 keeps a thread inside a token budget by dropping the oldest messages first (the thread's
-first message, which states the question or the run's strategy, is always kept) and says how
-many it dropped. `route` decides what a follow-up in a run's thread asks for, by rules, so
-classifying costs nothing: one component redone or added goes to the examples model, a
-re-plan to the strategy model, anything else (a question, a critique, "what are we
-missing?") to the review model. Nothing here knows Slack.
+first message, which states the question or the run's strategy, is always kept; the run's
+own messages and the people's are cut separately, so a long discussion cannot push the run
+out of its own context) and says how many it dropped. `route` decides what a follow-up in a
+run's thread asks for, by rules, so classifying costs nothing: one component redone or added
+goes to the examples model, a re-plan to the strategy model, anything else (a question, a
+critique, "what are we missing?") to the review model. Nothing here knows Slack.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from dataclasses import dataclass
 
 # ~4 characters a token in English; count 3 so a budget errs on the short side.
 CHARS_PER_TOKEN = 3
+# The run's own messages (examples, review) may take this share of a thread's budget; the
+# people's discussion gets the rest, and whatever the run leaves unused.
+RUN_SHARE = 0.6
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,19 +48,31 @@ def tokens(text: str) -> int:
 
 
 def fit(messages: list[ThreadMessage], *, max_tokens: int) -> Discussion:
-    """The newest messages that fit in `max_tokens`, plus the first; oldest dropped first."""
+    """What fits in `max_tokens`: the first message (the question or the run's strategy),
+    then orchestrate's own messages (the run) in up to `RUN_SHARE` of the budget and the
+    people's messages in the rest, each newest first, so the oldest are dropped first."""
     if not messages:
         return Discussion(())
     first, rest = messages[0], messages[1:]
     budget = max_tokens - tokens(first.text)
+    run_budget = int(budget * RUN_SHARE)
+    run = _newest([m for m in rest if m.by_orchestrate], run_budget)
+    people_budget = budget - sum(tokens(m.text) for m in run)
+    people = _newest([m for m in rest if not m.by_orchestrate], people_budget)
+    kept = set(map(id, run + people))
+    chosen = tuple(m for m in rest if id(m) in kept)
+    return Discussion((first, *chosen), omitted=len(rest) - len(chosen))
+
+
+def _newest(messages: list[ThreadMessage], budget: int) -> list[ThreadMessage]:
     kept: list[ThreadMessage] = []
-    for message in reversed(rest):
+    for message in reversed(messages):
         cost = tokens(message.text)
         if cost > budget:
             break
         kept.append(message)
         budget -= cost
-    return Discussion((first, *reversed(kept)), omitted=len(rest) - len(kept))
+    return kept
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,7 @@ class Reports:
         return _report(
             groups,
             scope=(team_id, user_id, periods.utc(since), periods.utc(until)),
-            run_counts=(int(run_rows[0][0] or 0), int(run_rows[0][1] or 0)),
+            run_counts=tuple(int(n or 0) for n in run_rows[0][:3]),
             top_users=tuple(map(_spender, top_users)),
             top_channels=tuple(map(_spender, top_channels)),
             strategy_model=self._strategy_model,
@@ -129,8 +129,10 @@ _BY_MODEL_ROLE = (
     " FROM ({branches}) AS t GROUP BY model, role"
 )
 _RUN_COUNTS = (
-    "SELECT SUM(CASE WHEN status <> 'refused' THEN 1 ELSE 0 END),"
-    " SUM(CASE WHEN status = 'refused' THEN 1 ELSE 0 END) FROM runs WHERE "
+    "SELECT SUM(CASE WHEN status <> 'refused' AND parent_run_id IS NULL THEN 1 ELSE 0 END),"
+    " SUM(CASE WHEN status = 'refused' THEN 1 ELSE 0 END),"
+    " SUM(CASE WHEN status <> 'refused' AND parent_run_id IS NOT NULL THEN 1 ELSE 0 END)"
+    " FROM runs WHERE "
 )
 
 
@@ -182,7 +184,7 @@ def _report(
     groups: Sequence[_Group],
     *,
     scope: tuple[str | None, str | None, datetime, datetime],
-    run_counts: tuple[int, int],
+    run_counts: tuple[int, ...],
     top_users: tuple[Spender, ...],
     top_channels: tuple[Spender, ...],
     strategy_model: str,
@@ -196,6 +198,7 @@ def _report(
         until=until,
         runs=run_counts[0],
         refused_runs=run_counts[1],
+        followups=run_counts[2],
         calls=sum(g.calls for g in groups),
         total_usd=from_nanos(sum(g.cost_nanos for g in groups)),
         unpriced_calls=sum(g.unpriced for g in groups),

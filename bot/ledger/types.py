@@ -163,6 +163,9 @@ class CostReport:
     top_channels: tuple[Spender, ...]
     strategy_model: str
     all_strategy_model_usd: Decimal | None
+    followups: int = 0
+    """Follow-ups answered in runs' threads (their own runs, not counted in `runs`; their
+    calls are in every total, so `average_per_run_usd` is a run with its follow-ups)."""
 
     @property
     def average_per_run_usd(self) -> Decimal | None:

@@ -339,3 +339,15 @@ def test_a_report_that_includes_estimated_calls_says_approx() -> None:
         "Opus · 64 calls · $0.8000",
         "Haiku · 256 calls · ≈$0.4346",
     ]
+
+
+def test_summaries_count_follow_ups_beside_runs() -> None:
+    from dataclasses import replace
+
+    with_followups = costs_summary_message(
+        replace(REPORT, followups=3), period_label="month", is_admin=True
+    )
+    text = json.dumps(with_followups.blocks)
+    assert "*Runs*\\n64 + 3 follow-ups" in text
+    without = json.dumps(costs_summary_message(REPORT, period_label="month", is_admin=True).blocks)
+    assert "follow-up" not in without

@@ -634,6 +634,9 @@ async def test_follow_ups_are_runs_of_their_askers_totalled_under_the_run_they_f
     assert child is not None and (child.parent_run_id, child.user_id) == (parent, "U3")
     report = await ledger.reports.summary("T1", since=DAY[0], until=DAY[1], user_id="U2")
     assert report.total_usd == Decimal("0.014")  # the asker's own usage includes it
+    assert (report.runs, report.followups) == (0, 1)
+    team = await ledger.reports.summary("T1", since=DAY[0], until=DAY[1])
+    assert (team.runs, team.followups, team.refused_runs) == (1, 2, 1)
     assert (await ledger.runs.followups(asked[0])).count == 0
 
 

@@ -5,6 +5,7 @@ Claude stand-in's recorded requests and the ledger."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from blocks import FOLLOWUPS_BLOCK_ID, format_usd
+from bot.core.usage import CallRecord, TokenUsage
 from bot.sandbox.slack.server import Message
 from bot.slack.shortcuts import CALLBACK_ID
 from tests.harness import Mode, Stack, running_stack
@@ -315,3 +317,65 @@ def _footer_line(stack: Stack, root: str) -> str:
             if block.get("block_id") == FOLLOWUPS_BLOCK_ID:
                 return str(block["elements"][0]["text"])
     return ""
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_follow_ups_in_one_thread_are_answered_one_at_a_time_in_order(
+    tmp_path: Path, mode: Mode
+) -> None:
+    async with running_stack(tmp_path, mode=mode) as stack:
+        root = await a_finished_run(stack)
+        before = len(bot_replies(stack, root))
+        asks = ["what about auth?", "add one on rate limiting", "is the review fair?"]
+        await asyncio.gather(*(mention(stack, ask, thread_ts=root) for ask in asks))
+        await settled(stack, lambda: len(bot_replies(stack, root)) >= before + 3)
+        replies = [all_text(m) for m in bot_replies(stack, root)[before:]]
+        calls = [r for r in stack.claude.requests if r.role in ("answer", "example")][-3:]
+    # Each answer names its request; they come back in the order the mentions were posted.
+    order = [next(i for i, ask in enumerate(asks) if f"asked: _{ask}_" in text) for text in replies]
+    assert order == sorted(order) == [0, 1, 2]
+    # One at a time: no call started before the previous one's answer was in.
+    assert all(b.started >= (a.finished or 0) for a, b in itertools.pairwise(calls))
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_long_thread_is_cut_oldest_first_and_the_reply_says_so(
+    tmp_path: Path, mode: Mode
+) -> None:
+    async with running_stack(tmp_path, mode=mode, thread_context_tokens=1500) as stack:
+        root = await a_finished_run(stack)
+        for n in range(40):
+            stack.slack.workspace.post_as(
+                "U0BOB", "C0GENERAL", f"point {n} " + "z" * 80, thread_ts=root
+            )
+        before = len(bot_replies(stack, root))
+        await mention(stack, "so what do we do first?", thread_ts=root)
+        await settled(stack, lambda: len(bot_replies(stack, root)) > before)
+        reply = all_text(bot_replies(stack, root)[before])
+        sent = json.dumps(stack.claude.requests[-1].body, ensure_ascii=False)
+    assert "older messages in between were left out" in reply
+    assert "<omitted messages=" in sent
+    assert "point 39 " in sent and "point 0 " not in sent  # the oldest went first
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_follow_up_over_the_askers_budget_is_refused_before_any_model_call(
+    tmp_path: Path, mode: Mode
+) -> None:
+    async with running_stack(tmp_path, mode=mode, budget_user_daily_usd=Decimal("0.50")) as stack:
+        root = await a_finished_run(stack)
+        calls_before = len(stack.claude.requests)
+        ledger = stack.services.ledger.runs
+        spent = await ledger.start_run(
+            team_id="T0SANDBOX", channel_id="C0GENERAL", user_id="U0BOB", question="earlier"
+        )
+        record = CallRecord(
+            role="plan", model="claude-opus-5-5", usage=TokenUsage(1, 1),
+            cost_usd=Decimal("0.49"), latency_s=1.0, outcome="ok", request_id="req_earlier",
+        )  # fmt: skip
+        await ledger.record_call(spent, record)
+        await ledger.finish_run(spent, "finished", elapsed_s=1.0)
+        await mention(stack, "what about auth?", thread_ts=root, user_id="U0BOB")
+        await settled(stack, lambda: bool(stack.slack.ephemerals("U0BOB")))
+        (told,) = stack.slack.ephemerals("U0BOB")
+    assert "budget" in told.text and len(stack.claude.requests) == calls_before
