@@ -51,11 +51,14 @@ class Stack:
         assert status == 200
         return latency
 
-    async def settle(self, *, runs: int = 1) -> None:
-        """Wait until `runs` runs were admitted (or answered ephemerally) and all ended."""
+    async def settle(self, *, runs: int = 1, ephemerals: int = 1) -> None:
+        """Wait until `runs` runs were admitted (or `ephemerals` ephemeral answers arrived)
+        and every run ended."""
         async with asyncio.timeout(30):
             # The sandbox has no notification for admissions or ephemerals: poll briefly.
-            while self.services.runs.admitted < runs and not self.slack.ephemerals():  # noqa: ASYNC110
+            while (  # noqa: ASYNC110
+                self.services.runs.admitted < runs and len(self.slack.ephemerals()) < ephemerals
+            ):
                 await asyncio.sleep(0.02)
             await self.services.runs.wait_idle()
 

@@ -175,7 +175,7 @@ async def test_help_and_empty_commands_answer_ephemerally_without_calling_a_mode
     async with running_stack(tmp_path) as stack:
         await stack.command("help")
         await stack.command("")
-        await stack.settle()
+        await stack.settle(ephemerals=2)
         ephemerals = stack.slack.ephemerals("U0ALICE")
     assert len(ephemerals) == 2
     assert all("/orchestrate" in e.text for e in ephemerals)
