@@ -5,8 +5,8 @@ the default, a file created on first start) or `postgresql://user@host/db` (asyn
 several instances behind a load balancer). It is not yet connected: use
 `async with open_ledger(url) as ledger:` or `await ledger.open()` … `await ledger.close()`
 (as an aiohttp `cleanup_ctx` does); opening applies pending schema migrations. The ledger's
-parts (`ledger.runs`, `.budgets`, `.reports`, `.export`) each meet one narrow consumer
-protocol from `bot.ledger.protocols`. Design and figures: docs/ledger.md.
+parts (`ledger.runs`, `.budgets`, `.reports`, `.export`, `.interactions`) each meet one
+narrow consumer protocol from `bot.ledger.protocols`. Design and figures: docs/ledger.md.
 """
 
 from __future__ import annotations
@@ -18,15 +18,19 @@ from bot.ledger.budgets import Limits
 from bot.ledger.database import Ledger
 from bot.ledger.driver import Driver
 from bot.ledger.governance import initial_settings
+from bot.ledger.interactions import FeedbackReport, ModelSetFeedback, VoteValue
 from bot.ledger.periods import Period, parse_period, read_period
 from bot.ledger.protocols import (
     BudgetAlerts,
     CallsExport,
     CostReports,
     EventClaims,
+    Feedback,
     GovernanceStore,
     InstanceLedger,
     RunLedger,
+    RunLookup,
+    StopRequests,
 )
 from bot.ledger.spill import default_spill_path
 from bot.ledger.types import (
@@ -59,6 +63,8 @@ __all__ = [
     "DayCost",
     "EndStatus",
     "EventClaims",
+    "Feedback",
+    "FeedbackReport",
     "FollowUpTotals",
     "GovernanceStore",
     "InstanceLedger",
@@ -66,14 +72,18 @@ __all__ = [
     "LedgerError",
     "LedgerUnavailable",
     "Limits",
+    "ModelSetFeedback",
     "Period",
     "Reservation",
     "RoleCost",
     "RunInfo",
     "RunLedger",
+    "RunLookup",
     "RunStatus",
     "SettingChange",
     "Spender",
+    "StopRequests",
+    "VoteValue",
     "initial_settings",
     "ledger_for",
     "open_ledger",

@@ -1,14 +1,14 @@
 """The opened ledger: one driver, its schema brought up to date, and the parts that use it.
 
 `Ledger` owns the driver's life (open, migrate, replay the spill file, close) and hands out
-small parts that share it: `runs` (runs and calls), `writer` (the same writes, kept and
-retried through an outage, for the run owner), `budgets` (admission arithmetic, alert
-claims), `reports` (summaries, daily totals), `export` (the finance CSV) and `claims` (work
-taken once across instances). They are composed rather than mixed into one class so that each
-part is a small class with one concern, each narrow consumer protocol
-(`bot.ledger.protocols`) is met by the one part that owns it, and a consumer is handed that
-part alone: the Slack run owner never sees report queries, the CLI never sees reservation
-writes. Both backends share every part; only the driver differs.
+small parts that share it: `runs` (runs and calls), `writer` (the same writes, kept and retried
+through an outage, for the run owner), `budgets` (admission arithmetic, alert claims), `reports`
+(summaries, daily totals), `export` (the finance CSV), `claims` (work taken once across
+instances) and `interactions` (stop requests and votes from Slack). They are composed rather
+than mixed into one class so that each part is a small class with one concern, each narrow
+consumer protocol (`bot.ledger.protocols`) is met by the one part that owns it, and a consumer
+is handed that part alone: the Slack run owner never sees report queries, the CLI never sees
+reservation writes. Both backends share every part; only the driver differs.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from bot.ledger.driver import Conn, Driver
 from bot.ledger.export import CallExport
 from bot.ledger.governance import Governance
 from bot.ledger.instances import Instances
+from bot.ledger.interactions import Interactions
 from bot.ledger.migrations import SCHEMA_VERSION_TABLE, pending
 from bot.ledger.reports import Reports
 from bot.ledger.runs import RunBook
@@ -62,6 +63,7 @@ class Ledger:
         self.export = CallExport(driver)
         self.claims = Claims(driver)
         self.governance = Governance(driver)
+        self.interactions = Interactions(driver)
 
     async def open(self) -> None:
         """Connect, bring the schema up to date (idempotent across processes), and replay

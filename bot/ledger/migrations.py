@@ -350,6 +350,31 @@ SQLITE += (Migration(8, _GOVERNANCE, _governance("REAL", "INTEGER PRIMARY KEY"))
 POSTGRES += (Migration(8, _GOVERNANCE, _governance("TIMESTAMPTZ", "BIGSERIAL PRIMARY KEY")),)
 
 
+def _interaction_tables(time_type: str) -> tuple[str, ...]:
+    """Version 9: what people do to a run from Slack. A stop request is one row per run (the
+    first click wins; the owning instance polls for it); a vote is one row per person and
+    run, replaced when they change their mind."""
+    return (
+        f"""CREATE TABLE stop_requests (
+            run_id TEXT PRIMARY KEY REFERENCES runs (id),
+            user_id TEXT NOT NULL,
+            requested_at {time_type} NOT NULL
+        )""",
+        f"""CREATE TABLE votes (
+            run_id TEXT NOT NULL REFERENCES runs (id),
+            user_id TEXT NOT NULL,
+            vote INTEGER NOT NULL CHECK (vote IN (-1, 1)),
+            reason TEXT,
+            voted_at {time_type} NOT NULL,
+            PRIMARY KEY (run_id, user_id)
+        )""",
+    )
+
+
+SQLITE += (Migration(9, "stop requests and votes", _interaction_tables("REAL")),)
+POSTGRES += (Migration(9, "stop requests and votes", _interaction_tables("TIMESTAMPTZ")),)
+
+
 def pending(steps: tuple[Migration, ...], current: int) -> tuple[Migration, ...]:
     """The steps a database at version `current` still needs; refuses one from the future."""
     latest = steps[-1].version if steps else 0

@@ -5,17 +5,20 @@ a glance what the Slack run owner writes and what a report view reads, and a tes
 in a small fake where no database is wanted. Each protocol is met by one part of `Ledger`
 (`bot.ledger.database`): `RunLedger` by `ledger.writer` (or `ledger.runs`), `InstanceLedger`
 by `ledger.instances`, `BudgetAlerts` by `ledger.budgets`, `CostReports` by `ledger.reports`,
-`CallsExport` by `ledger.export`, `EventClaims` by `ledger.claims`.
+`CallsExport` by `ledger.export`, `EventClaims` by `ledger.claims`, `RunLookup` by
+`ledger.runs`, `StopRequests` and `Feedback` by `ledger.interactions`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol, TextIO
 
 from bot.core.usage import CallRecord
 from bot.ledger.budgets import Limits
+from bot.ledger.interactions import FeedbackReport, VoteValue
 from bot.ledger.types import (
     BudgetRefusal,
     BudgetSettings,
@@ -157,3 +160,33 @@ class GovernanceStore(Protocol):
     async def claim_notice(
         self, team_id: str, key: str, *, now: datetime | None = None
     ) -> bool: ...
+
+
+class RunLookup(Protocol):
+    """Interactivity (`bot/slack/actions.py`): whose run a button belongs to, and its state."""
+
+    async def get_run(self, run_id: str) -> RunInfo | None: ...
+
+
+class StopRequests(Protocol):
+    """Stop: the button's handler asks (any instance); the run's owner polls for requests."""
+
+    async def request_stop(
+        self, run_id: str, user_id: str, *, now: datetime | None = None
+    ) -> bool: ...
+
+    async def stop_requests_for(self, run_ids: Sequence[str]) -> dict[str, str]: ...
+
+
+class Feedback(Protocol):
+    """Votes on a run's answer (`bot/slack/actions.py`) and their report (App Home, costs)."""
+
+    async def vote(
+        self, run_id: str, user_id: str, vote: VoteValue, *, now: datetime | None = None
+    ) -> VoteValue | None: ...
+
+    async def set_vote_reason(self, run_id: str, user_id: str, reason: str) -> bool: ...
+
+    async def feedback(
+        self, team_id: str, *, since: datetime, until: datetime
+    ) -> FeedbackReport: ...

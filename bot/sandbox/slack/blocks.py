@@ -29,12 +29,17 @@ MESSAGE_TEXT_MAX = 11_000
 """Total text of one message's blocks: Slack refused messages at 11,341 and 13,297 characters
 of summed text (slackapi/bolt-js#2867, #2509); the sandbox refuses past the stricter side."""
 ACTIONS_ELEMENTS_MAX = 25
+CONTEXT_ACTIONS_ELEMENTS_MAX = 5
+BUTTON_TEXT_MAX = 75
+BUTTON_VALUE_MAX = 2000
+ACTION_ID_MAX = 255
 BLOCK_ID_MAX = 255
 TEXT_TYPES = ("plain_text", "mrkdwn")
 BLOCK_TYPES = frozenset(
     {
         "actions",
         "context",
+        "context_actions",
         "divider",
         "file",
         "header",
@@ -198,7 +203,71 @@ def _actions(block: dict[str, Any], pointer: str) -> list[str]:
         return [error("must provide at least 1 item", f"{pointer}/elements")]
     if len(elements) > ACTIONS_ELEMENTS_MAX:
         return [error(f"no more than {ACTIONS_ELEMENTS_MAX} items allowed", f"{pointer}/elements")]
-    return []
+    return _elements_errors(elements, f"{pointer}/elements")
+
+
+def _context_actions(block: dict[str, Any], pointer: str) -> list[str]:
+    """Only feedback buttons and icon buttons, at most five."""
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not elements:
+        return [error("must provide at least 1 item", f"{pointer}/elements")]
+    if len(elements) > CONTEXT_ACTIONS_ELEMENTS_MAX:
+        limit = CONTEXT_ACTIONS_ELEMENTS_MAX
+        return [error(f"no more than {limit} items allowed", f"{pointer}/elements")]
+    for index, element in enumerate(elements):
+        kind = element.get("type") if isinstance(element, dict) else None
+        if kind not in ("feedback_buttons", "icon_button"):
+            return [error(f"unsupported type: {kind}", f"{pointer}/elements/{index}/type")]
+    return _elements_errors(elements, f"{pointer}/elements")
+
+
+def _elements_errors(elements: list[Any], pointer: str) -> list[str]:
+    errors: list[str] = []
+    seen: set[str] = set()
+    for index, element in enumerate(elements):
+        at = f"{pointer}/{index}"
+        if not isinstance(element, dict):
+            errors.append(error("must be an object", at))
+            continue
+        action_id = element.get("action_id")
+        if isinstance(action_id, str):
+            if len(action_id) > ACTION_ID_MAX:
+                errors.append(error(f"must be less than {ACTION_ID_MAX + 1} characters", at))
+            if action_id in seen:
+                errors.append(error(f"duplicate action_id: {action_id}", f"{at}/action_id"))
+            seen.add(action_id)
+        checker = _ELEMENT_CHECKERS.get(str(element.get("type")))
+        if checker is not None:
+            errors += checker(element, at)
+    return errors
+
+
+def _button(element: dict[str, Any], pointer: str) -> list[str]:
+    errors = _text_errors(
+        element.get("text"), f"{pointer}/text", max_len=BUTTON_TEXT_MAX, types=("plain_text",)
+    )
+    value = element.get("value")
+    if value is not None and (not isinstance(value, str) or len(value) > BUTTON_VALUE_MAX):
+        errors.append(error(f"must be less than {BUTTON_VALUE_MAX + 1} characters", pointer))
+    if element.get("style") not in (None, "primary", "danger"):
+        errors.append(error("must be a valid enum value", f"{pointer}/style"))
+    return errors
+
+
+def _feedback_buttons(element: dict[str, Any], pointer: str) -> list[str]:
+    errors: list[str] = []
+    for side in ("positive_button", "negative_button"):
+        button = element.get(side)
+        if not isinstance(button, dict):
+            errors.append(error("must provide an object", f"{pointer}/{side}"))
+            continue
+        if not isinstance(button.get("value"), str) or not button["value"]:
+            errors.append(error("must be more than 0 characters", f"{pointer}/{side}/value"))
+        errors += _button({**button, "type": "button"}, f"{pointer}/{side}")
+    return errors
+
+
+_ELEMENT_CHECKERS = {"button": _button, "feedback_buttons": _feedback_buttons}
 
 
 def _rich_text(block: dict[str, Any], pointer: str) -> list[str]:
@@ -213,6 +282,7 @@ _CHECKERS = {
     "context": _context,
     "markdown": _markdown,
     "actions": _actions,
+    "context_actions": _context_actions,
     "rich_text": _rich_text,
 }
 
@@ -265,7 +335,7 @@ def _render_block(block: dict[str, Any]) -> list[str]:
         return [RULE]
     if kind == "rich_text":
         return [displayed(line) for line in _rich_text_lines(block.get("elements") or [])]
-    if kind == "actions":
+    if kind in ("actions", "context_actions"):
         return [" ".join(_element(e) for e in block.get("elements") or [])]
     if kind == "image":
         return [f"[image: {block.get('alt_text', '')}]"]
@@ -292,6 +362,9 @@ def _element(element: dict[str, Any]) -> str:
         return f"[image: {element.get('alt_text', '')}]"
     if kind == "button":
         return f"[{_text(element.get('text'))}]"
+    if kind == "feedback_buttons":
+        positive, negative = element.get("positive_button"), element.get("negative_button")
+        return f"[{_text((positive or {}).get('text'))}] [{_text((negative or {}).get('text'))}]"
     return f"[{kind}]"
 
 

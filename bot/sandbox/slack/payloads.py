@@ -1,8 +1,8 @@
 """What Slack sends to an app, built from the sandbox workspace: slash command payloads,
 Events API callbacks (`app_mention` events built from the message that mentions the bot,
 with `thread_ts` and `parent_user_id` in a thread and `bot_id` when a bot wrote it), message
-shortcut (`message_action`) payloads, the v0 request signature and the signed POST used in
-HTTP mode.
+shortcut (`message_action`) and button (`block_actions`) payloads, the v0 request signature
+and the signed POST used in HTTP mode.
 
 The same slash command payload travels form-encoded over HTTP and as a JSON object inside a
 Socket Mode envelope, as it does from Slack. `channel_name` follows Slack's quirk of reading
@@ -209,6 +209,78 @@ def event_callback(ws: Workspace, event: dict[str, Any]) -> dict[str, Any]:
 
 def form_body(payload: dict[str, str]) -> str:
     return urlencode(payload)
+
+
+def block_actions_on_message(
+    ws: Workspace,
+    *,
+    user_id: str,
+    message: Message,
+    block: dict[str, Any],
+    action: dict[str, Any],
+    response_url: str,
+    trigger_id: str,
+) -> dict[str, Any]:
+    """What Slack sends when `user_id` uses `action` (an element of `block`) on `message`."""
+    user = ws.users[user_id]
+    channel = ws.channels[message.channel]
+    container: dict[str, Any] = {
+        "type": "message",
+        "message_ts": message.ts,
+        "channel_id": channel.id,
+        "is_ephemeral": False,
+    }
+    if message.thread_ts:
+        container["thread_ts"] = message.thread_ts
+    return {
+        "type": "block_actions",
+        "user": {"id": user.id, "username": user.name, "name": user.name, "team_id": ws.team_id},
+        "api_app_id": ws.app_id,
+        "token": VERIFICATION_TOKEN,
+        "container": container,
+        "trigger_id": trigger_id,
+        "team": {"id": ws.team_id, "domain": ws.domain},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": channel.id, "name": channel_name(channel)},
+        "message": message.to_api(ws.team_id),
+        "state": {"values": {}},
+        "response_url": response_url,
+        "actions": [
+            {
+                **action,
+                "block_id": block.get("block_id", ""),
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+
+
+def clicked(element: dict[str, Any], choice: str | None) -> dict[str, Any]:
+    """The `actions[0]` Slack reports for a click on `element` (without block_id and ts).
+
+    A button reports its own value; feedback buttons report the chosen button's value and
+    text (`choice` is "positive" or "negative").
+    """
+    kind = element.get("type")
+    if kind == "feedback_buttons":
+        if choice not in ("positive", "negative"):
+            raise ValueError("feedback_buttons need choice='positive' or 'negative'")
+        button = element[f"{choice}_button"]
+        return {
+            "type": kind,
+            "action_id": element.get("action_id", ""),
+            "value": button["value"],
+            "text": button["text"],
+        }
+    if kind in ("button", "icon_button"):
+        action = {"type": kind, "action_id": element.get("action_id", ""), "text": element["text"]}
+        if "value" in element:
+            action["value"] = element["value"]
+        if "style" in element:
+            action["style"] = element["style"]
+        return action
+    raise ValueError(f"the sandbox cannot click a {kind} element")
 
 
 def signature_headers(

@@ -4,7 +4,9 @@
 `api_url`, for `AsyncWebClient(base_url=...)`), Socket Mode (`apps.connections.open` hands
 out a `ws://` URL), per-command `response_url`s, and a small control API (`/_sandbox/...`).
 It plays the Slack side of a conversation: `send_slash_command` / `send_event` deliver
-envelopes and time the app's ack; `post_slash_command_http` does the same for an app served
+envelopes and time the app's ack; `click` delivers a person's click on a message's button or
+feedback buttons as a `block_actions` payload (over Socket Mode, or signed over HTTP), as
+`click_home_button` does for App Home; `post_slash_command_http` does the same for an app served
 over HTTP, signed with the signing secret. Tests read the result as a person would with
 `transcript`, or as data through `workspace`, `messages`, `replies`, `ephemerals` and
 `calls`; `fail_next` injects errors and 429s; `assert_no_unknown_calls` catches calls to
@@ -41,6 +43,8 @@ from bot.sandbox.slack.files import FileMethods, UploadedFile
 from bot.sandbox.slack.manifest import AppManifest, load_manifest
 from bot.sandbox.slack.methods import OtherMethods
 from bot.sandbox.slack.payloads import (
+    block_actions_on_message,
+    clicked,
     command_response,
     event_callback,
     form_body,
@@ -315,6 +319,53 @@ class SlackSandbox:
             kind, payload, accepts_response_payload=accepts_response_payload
         )
 
+    # ------------------------------------------------------------ interactivity
+
+    def click_payload(
+        self,
+        channel_id: str,
+        ts: str,
+        action_id: str,
+        *,
+        user_id: str = "U0ALICE",
+        choice: str | None = None,
+    ) -> dict[str, Any]:
+        """The `block_actions` payload of `user_id` clicking `action_id` on a message as it
+        shows now (`choice` picks a feedback button). Refuses a click nobody could make: an
+        element the message does not show, or a person who cannot see the channel."""
+        message = self.workspace.find(channel_id, ts)
+        if message is None:
+            raise ValueError(f"no message {ts} in {channel_id}")
+        if user_id not in self.workspace.channels[channel_id].members:
+            raise ValueError(f"{user_id} cannot see {channel_id}")
+        block, element = _element(message, action_id)
+        entry = self.response_urls.issue(channel=channel_id, user=user_id)
+        entry.last = message  # replace_original acts on the message that was clicked
+        return block_actions_on_message(
+            self.workspace,
+            user_id=user_id,
+            message=message,
+            block=block,
+            action=clicked(element, choice),
+            response_url=entry.url,
+            trigger_id=self.triggers.issue(user_id),
+        )
+
+    async def click(
+        self,
+        channel_id: str,
+        ts: str,
+        action_id: str,
+        *,
+        user_id: str = "U0ALICE",
+        choice: str | None = None,
+        url: str | None = None,
+    ) -> dict[str, Any] | None:
+        """`click_payload` then `send_interactive`: one person's click, delivered (signed to
+        `url` in HTTP mode); returns the app's answer body."""
+        payload = self.click_payload(channel_id, ts, action_id, user_id=user_id, choice=choice)
+        return await self.send_interactive(payload, url=url)
+
     # ------------------------------------------------------------ HTTP mode
 
     def signed_request(
@@ -515,3 +566,15 @@ class SlackSandbox:
         self.response_urls.show_ephemeral(
             entry, f'{command} failed with the error "{error}"', [], source="slack"
         )
+
+
+def _element(message: Message, action_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The block and interactive element with `action_id` that `message` shows."""
+    for block in message.blocks:
+        for element in block.get("elements") or []:
+            if isinstance(element, dict) and element.get("action_id") == action_id:
+                return block, element
+        accessory = block.get("accessory")
+        if isinstance(accessory, dict) and accessory.get("action_id") == action_id:
+            return block, accessory
+    raise ValueError(f"message {message.ts} shows no element with action_id {action_id!r}")

@@ -1,0 +1,181 @@
+"""The buttons on a run's messages, and the short replies their clicks get.
+
+A working run's first message carries a Stop button; the review carries 👍/👎 feedback
+buttons (`feedback_buttons` in a `context_actions` block); an example that could not be
+illustrated carries a Retry button. Each button's `value` names the run (and the component),
+so a click on any instance finds what it acts on; the action ids are constants the Slack edge
+listens for. What a click is answered with (refusals, thanks) is written here too, and the
+"what was wrong?" modal a 👎 may open.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blocks.cost import cost_footer
+from blocks.escape import escape, user_mention
+from blocks.format import format_elapsed
+from blocks.message import Block, OutboundMessage, context, fallback, section
+from blocks.split import clip
+from blocks.types import CostSummaryView
+
+STOP_ACTION = "orchestrate_stop"
+FEEDBACK_ACTION = "orchestrate_feedback"
+RETRY_ACTION = "orchestrate_retry"
+WRONG_CALLBACK = "orchestrate_what_was_wrong"
+WRONG_BLOCK, WRONG_INPUT = "what_was_wrong", "reason"
+REASON_LIMIT = 1000
+UP, DOWN = "up", "down"
+
+
+def _button(text: str, action_id: str, value: str, *, style: str | None = None) -> Block:
+    button: Block = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text, "emoji": True},
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def stop_actions(run_id: str) -> Block:
+    """The Stop button for a working run's first message."""
+    return {"type": "actions", "elements": [_button("⏹ Stop", STOP_ACTION, run_id, style="danger")]}
+
+
+def feedback_actions(run_id: str) -> Block:
+    """👍/👎 under the review; the chosen button's value is `up:<run>` or `down:<run>`."""
+
+    def side(text: str, vote: str, label: str) -> dict[str, Any]:
+        return {
+            "text": {"type": "plain_text", "text": text, "emoji": True},
+            "value": f"{vote}:{run_id}",
+            "accessibility_label": label,
+        }
+
+    return {
+        "type": "context_actions",
+        # Slack asks for a block_id unique to the message: one review per run.
+        "block_id": f"feedback-{run_id}",
+        "elements": [
+            {
+                "type": "feedback_buttons",
+                "action_id": FEEDBACK_ACTION,
+                "positive_button": side("👍", UP, "This answer was useful"),
+                "negative_button": side("👎", DOWN, "This answer was not useful"),
+            }
+        ],
+    }
+
+
+def retry_actions(run_id: str, index: int) -> Block:
+    """Retry for one component that could not be illustrated; `index` is 0-based."""
+    return {"type": "actions", "elements": [_button("↻ Retry", RETRY_ACTION, f"{run_id}:{index}")]}
+
+
+def parse_vote(value: str) -> tuple[str, str] | None:
+    """(`up`|`down`, run id) from a feedback button's value; None if it is not ours."""
+    vote, _, run_id = value.partition(":")
+    return (vote, run_id) if vote in (UP, DOWN) and run_id else None
+
+
+def parse_retry(value: str) -> tuple[str, int] | None:
+    """(run id, 0-based component index) from a Retry button's value; None if malformed."""
+    run_id, _, index = value.rpartition(":")
+    return (run_id, int(index)) if run_id and index.isdigit() else None
+
+
+# Replies to clicks (ephemeral) ----------------------------------------------------------
+
+
+def only_asker_message(*, asker_id: str, action: str) -> OutboundMessage:
+    """`Only @asker or an admin can stop this run.`"""
+    line = f"Only {user_mention(asker_id)} or an admin can {escape(action)} this run."
+    return OutboundMessage(text=fallback(line), blocks=(section(line),))
+
+
+def already_over_message(*, action: str) -> OutboundMessage:
+    line = f"This run has already ended: there is nothing to {escape(action)}."
+    return OutboundMessage(text=fallback(line), blocks=(section(line),))
+
+
+def stopping_message() -> OutboundMessage:
+    line = "⏹ Stopping the run: calls in flight are being cut off. The thread will show the bill."
+    return OutboundMessage(text=fallback(line), blocks=(section(line),))
+
+
+def feedback_thanks_message(*, vote: str, previous: str | None) -> OutboundMessage:
+    """Thanks, saying whether the vote was new, unchanged or changed."""
+    mark = "👍" if vote == UP else "👎"
+    if previous is None:
+        line = f"Thanks for the {mark}: it helps weigh what these answers cost against their use."
+    elif previous == vote:
+        line = f"Your {mark} was already counted, once."
+    else:
+        line = f"Changed your vote to {mark}. Thanks."
+    return OutboundMessage(text=fallback(line), blocks=(section(line),))
+
+
+def retry_unavailable_message() -> OutboundMessage:
+    line = (
+        "This example can no longer be retried here (the run's strategy is no longer held "
+        "by this bot): ask again with the command."
+    )
+    return OutboundMessage(text=fallback(line), blocks=(section(line),))
+
+
+def retry_started_message(*, name: str) -> OutboundMessage:
+    line = f"↻ Retrying *{escape(name)}*: the new example will appear in the thread."
+    return OutboundMessage(text=fallback(line), blocks=(section(clip(line, 3000)),))
+
+
+# In the thread -------------------------------------------------------------------------
+
+
+def stopped_status(stopped_by: str) -> str:
+    """For the first message; raw mrkdwn (a mention), so not escaped again by callers."""
+    return f"⏹ Stopped by {user_mention(stopped_by)}"
+
+
+def stopped_message(*, stopped_by: str, cost: CostSummaryView, elapsed_s: float) -> OutboundMessage:
+    """`⏹ Stopped by @bob after 4.2 s.` and the bill of what was spent up to then."""
+    line = (
+        f"⏹ Stopped by {user_mention(stopped_by)} after {format_elapsed(elapsed_s)}. "
+        "Calls in flight were cut off; what they had used is billed below (estimated where "
+        "the answer was cut before the API reported it)."
+    )
+    return OutboundMessage(
+        text=fallback(line), blocks=(section(line), *cost_footer(cost, elapsed_s))
+    )
+
+
+# The "what was wrong?" modal after a 👎 -------------------------------------------------
+
+
+def what_was_wrong_modal(run_id: str) -> dict[str, Any]:
+    """A modal asking, optionally, what was wrong; `private_metadata` names the run."""
+    return {
+        "type": "modal",
+        "callback_id": WRONG_CALLBACK,
+        "private_metadata": run_id,
+        "title": {"type": "plain_text", "text": "What was wrong?"},
+        "submit": {"type": "plain_text", "text": "Send"},
+        "close": {"type": "plain_text", "text": "Skip"},
+        "blocks": [
+            context("Optional. Admins see it next to the 👎; the model never does."),
+            {
+                "type": "input",
+                "block_id": WRONG_BLOCK,
+                "optional": True,
+                "label": {"type": "plain_text", "text": "What was missing or wrong?"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": WRONG_INPUT,
+                    "multiline": True,
+                    "max_length": REASON_LIMIT,
+                },
+            },
+        ],
+    }
