@@ -7,6 +7,27 @@ inert, `mrkdwn` converts Markdown, `split` keeps text inside Slack's limits, `me
 blocks and `format` writes figures. Everything a caller needs is re-exported here.
 """
 
+from blocks.controls import (
+    DOWN,
+    FEEDBACK_ACTION,
+    RETRY_ACTION,
+    STOP_ACTION,
+    UP,
+    WRONG_BLOCK,
+    WRONG_CALLBACK,
+    WRONG_INPUT,
+    already_over_message,
+    feedback_thanks_message,
+    only_asker_message,
+    parse_retry,
+    parse_vote,
+    retry_started_message,
+    retry_unavailable_message,
+    stopped_message,
+    stopped_status,
+    stopping_message,
+    what_was_wrong_modal,
+)
 from blocks.cost import cost_footer
 from blocks.costs_view import costs_summary_message, home_view
 from blocks.ephemeral import (
@@ -79,13 +100,22 @@ from blocks.run import (
 from blocks.split import clip, slack_length, split_chunks, split_mrkdwn
 
 __all__ = [
+    "DOWN",
+    "FEEDBACK_ACTION",
     "FOLLOWUPS_BLOCK_ID",
     "MAX_BLOCKS",
     "MESSAGE_TEXT_BUDGET",
     "NO_UNFURL",
+    "RETRY_ACTION",
+    "STOP_ACTION",
+    "UP",
+    "WRONG_BLOCK",
+    "WRONG_CALLBACK",
+    "WRONG_INPUT",
     "OutboundMessage",
     "ThreadStatus",
     "admins_only_error",
+    "already_over_message",
     "bad_period_message",
     "budget_alert_message",
     "budget_refused_message",
@@ -107,6 +137,7 @@ __all__ = [
     "example_failed_message",
     "example_messages",
     "failed_status",
+    "feedback_thanks_message",
     "followup_answer_messages",
     "followup_example_messages",
     "followup_failed_message",
@@ -122,10 +153,15 @@ __all__ = [
     "mistyped_costs_message",
     "model_label",
     "nothing_delivered_status",
+    "only_asker_message",
+    "parse_retry",
+    "parse_vote",
     "period_label",
     "planning_status",
     "question_too_long_messages",
     "resplit",
+    "retry_started_message",
+    "retry_unavailable_message",
     "review_failed_message",
     "review_message",
     "reviewing_status",
@@ -137,6 +173,9 @@ __all__ = [
     "split_mrkdwn",
     "status_message",
     "status_overflow_messages",
+    "stopped_message",
+    "stopped_status",
+    "stopping_message",
     "strategy_message",
     "strategy_overflow_messages",
     "text_size",
@@ -148,5 +187,6 @@ __all__ = [
     "undelivered_message",
     "unreachable_message",
     "user_mention",
+    "what_was_wrong_modal",
     "wrong_workspace_message",
 ]

@@ -134,9 +134,9 @@ def retry_started_message(*, name: str) -> OutboundMessage:
 # In the thread -------------------------------------------------------------------------
 
 
-def stopped_status(stopped_by: str) -> str:
-    """For the first message; raw mrkdwn (a mention), so not escaped again by callers."""
-    return f"⏹ Stopped by {user_mention(stopped_by)}"
+def stopped_status() -> str:
+    """For the first message (plain text: the thread says who stopped it)."""
+    return "⏹ Stopped before it finished"
 
 
 def stopped_message(*, stopped_by: str, cost: CostSummaryView, elapsed_s: float) -> OutboundMessage:

@@ -24,11 +24,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from blocks.controls import feedback_actions, retry_actions, stop_actions
 from blocks.cost import cost_footer, total_text
 from blocks.ephemeral import command_usage
 from blocks.escape import escape, escape_label, user_mention
 from blocks.format import format_count, format_elapsed, model_label
 from blocks.message import (
+    MAX_BLOCKS,
     SECTION_LIMIT,
     Block,
     OutboundMessage,
@@ -151,12 +153,15 @@ def thread_reviewing(model: str) -> ThreadStatus:
 # The thread's first message ------------------------------------------------------------------
 
 
-def status_message(*, asker_id: str, question: str, status: str) -> OutboundMessage:
-    """Who asked, the question and a status line ("⏳ Opus is planning…")."""
+def status_message(
+    *, asker_id: str, question: str, status: str, stop_run_id: str | None = None
+) -> OutboundMessage:
+    """Who asked, the question and a status line ("⏳ Opus is planning…"); with
+    `stop_run_id`, a Stop button under the status while the run works."""
     kept, _ = _status_parts(asker_id, question)
     return OutboundMessage(
         text=fallback(f"{user_mention(asker_id)} asked: {_preview(question)} — {escape(status)}"),
-        blocks=_with_status(kept, status),
+        blocks=_with_status(kept, status, stop_run_id),
     )
 
 
@@ -167,12 +172,19 @@ def status_overflow_messages(*, asker_id: str, question: str) -> list[OutboundMe
 
 
 def strategy_message(
-    *, asker_id: str, question: str, strategy: StrategyView, model: str, status: str
+    *,
+    asker_id: str,
+    question: str,
+    strategy: StrategyView,
+    model: str,
+    status: str,
+    stop_run_id: str | None = None,
 ) -> OutboundMessage:
-    """The first message once the plan is in: title, essence, components, attribution, status."""
+    """The first message once the plan is in: title, essence, components, attribution, status
+    (and a Stop button while the run works, with `stop_run_id`)."""
     kept, _ = _strategy_parts(asker_id, question, strategy, model)
     text = f"{escape(strategy.title)} — strategy for {user_mention(asker_id)} · {escape(status)}"
-    return OutboundMessage(text=fallback(text), blocks=_with_status(kept, status))
+    return OutboundMessage(text=fallback(text), blocks=_with_status(kept, status, stop_run_id))
 
 
 def strategy_overflow_messages(
@@ -213,9 +225,17 @@ def _status_placeholder() -> Block:
     return context("s" * STATUS_LIMIT)
 
 
-def _with_status(blocks: tuple[Block, ...], status: str) -> tuple[Block, ...]:
+def _with_status(
+    blocks: tuple[Block, ...], status: str, stop_run_id: str | None = None
+) -> tuple[Block, ...]:
+    """The status line in its place, and the Stop button under it when asked for (and when
+    the message has a block to spare: only a runaway plan fills all 50)."""
     line = context(clip(escape(status), STATUS_LIMIT))
-    return tuple(line if block == _status_placeholder() else block for block in blocks)
+    stop = [stop_actions(stop_run_id)] if stop_run_id and len(blocks) < MAX_BLOCKS else []
+    shown: list[Block] = []
+    for block in blocks:
+        shown += [line, *stop] if block == _status_placeholder() else [block]
+    return tuple(shown)
 
 
 def _continued_below() -> Block:
@@ -299,17 +319,26 @@ def _continued(page: int, pages: int) -> str:
 
 
 def example_failed_message(
-    *, index: int, total: int, component: ComponentView, reason: str, model: str
+    *,
+    index: int,
+    total: int,
+    component: ComponentView,
+    reason: str,
+    model: str,
+    retry_run_id: str | None = None,
 ) -> OutboundMessage:
-    """`✗ *2/4 · name* — could not be illustrated: reason`, attributed to the model that failed."""
+    """`✗ *2/4 · name* — could not be illustrated: reason`, attributed to the model that failed;
+    with `retry_run_id`, a Retry button that re-runs this one component."""
     position = _check_position(index, total)
     name = _name(component.name)
     line = f"✗ *{position} · {name}* — could not be illustrated: {escape(reason)}"
+    retry = [retry_actions(retry_run_id, index - 1)] if retry_run_id else []
     return OutboundMessage(
         text=fallback(line),
         blocks=(
             section(clip(line, SECTION_LIMIT)),
             context(f"{escape(model_label(model))} · `{escape(model)}`"),
+            *retry,
         ),
     )
 
@@ -349,8 +378,10 @@ def review_message(
     cost: CostSummaryView,
     elapsed_s: float,
     failed_components: Sequence[str] = (),
+    feedback_run_id: str | None = None,
 ) -> list[OutboundMessage]:
-    """The review (✓/⚠/✗ per component, gaps, next steps), its attribution and the cost footer."""
+    """The review (✓/⚠/✗ per component, gaps, next steps), its attribution and the cost footer;
+    with `feedback_run_id`, 👍/👎 feedback buttons close it."""
     body = [
         *sections("\n".join(_check_line(check) for check in review.checks)),
         *_not_illustrated(failed_components),
@@ -360,6 +391,7 @@ def review_message(
     tail = [
         context(f"Reviewed by {escape(model_label(model))} · `{escape(model)}`"),
         *cost_footer(cost, elapsed_s),
+        *([feedback_actions(feedback_run_id)] if feedback_run_id else []),
     ]
 
     def title(page: int, pages: int) -> list[Block]:

@@ -22,7 +22,16 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core.claude import Claude
 from bot.core.pipeline import Pipeline
 from bot.core.pricing import PriceTable
-from bot.ledger import CostReports, EventClaims, GovernanceStore, Ledger, ledger_for
+from bot.ledger import (
+    CostReports,
+    EventClaims,
+    Feedback,
+    GovernanceStore,
+    Ledger,
+    RunLookup,
+    StopRequests,
+    ledger_for,
+)
 from bot.settings import Settings
 from bot.slack import server
 from bot.slack.budget_alerts import BudgetWatch
@@ -62,6 +71,18 @@ class Services:
     def governance(self) -> GovernanceStore:
         return self.ledger.governance
 
+    @property
+    def run_lookup(self) -> RunLookup:
+        return self.ledger.runs
+
+    @property
+    def stops(self) -> StopRequests:
+        return self.ledger.interactions
+
+    @property
+    def feedback(self) -> Feedback:
+        return self.ledger.interactions
+
 
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
@@ -80,6 +101,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             governance=ledger.governance,
             poster=poster,
             settings=settings,
+            stops=ledger.interactions,
         )
         runs.on_finished = BudgetWatch(settings=settings, ledger=ledger.budgets, client=client)
         # Follow-ups write through the same writer as runs: their calls survive an outage too.

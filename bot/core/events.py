@@ -85,6 +85,7 @@ class RunFailed:
     cost: CostSummary
     elapsed_s: float
     interrupted: bool = False
+    stopped_by: str | None = None  # who asked a stopped run to stop (a `RunStop`'s `by`)
 
 
 Event = (

@@ -77,11 +77,14 @@ class RunStop:
     def __init__(self) -> None:
         self._requested = asyncio.Event()
         self.reason = ""
+        self.by: str | None = None
 
-    def stop(self, reason: str) -> None:
-        """Stop the run (again is harmless: the first reason stands)."""
+    def stop(self, reason: str, *, by: str | None = None) -> None:
+        """Stop the run (again is harmless: the first reason stands); `by` names who asked,
+        for the run's `RunFailed.stopped_by`."""
         if not self._requested.is_set():
             self.reason = reason
+            self.by = by
             self._requested.set()
 
     @property
@@ -215,7 +218,7 @@ class _Run:
             await self._interrupted(INTERRUPTED_REASON)
             raise
         if stopped is not None:
-            await self._interrupted(stopped)
+            await self._interrupted(stopped, stopped_by=stop.by if stop else None)
 
     async def _stages_until(self, stop: RunStop | None) -> str | None:
         """Run the stages; if `stop` comes first, cancel them and return its reason."""
@@ -401,14 +404,17 @@ class _Run:
         # record half-way (the ledger would roll it back and the tokens go unrecorded).
         await asyncio.shield(self.emit(CallFinished(call)))
 
-    async def _fail(self, reason: str, *, interrupted: bool = False) -> None:
-        await self.emit(RunFailed(reason, self._bill(), self._elapsed(), interrupted))
+    async def _fail(
+        self, reason: str, *, interrupted: bool = False, stopped_by: str | None = None
+    ) -> None:
+        bill, elapsed = self._bill(), self._elapsed()
+        await self.emit(RunFailed(reason, bill, elapsed, interrupted, stopped_by))
 
-    async def _interrupted(self, reason: str) -> None:
+    async def _interrupted(self, reason: str, *, stopped_by: str | None = None) -> None:
         for call in self.cut_off:
             await self._record(call)
         self.cut_off.clear()
-        await self._fail(reason, interrupted=True)
+        await self._fail(reason, interrupted=True, stopped_by=stopped_by)
 
     def _bill(self) -> CostSummary:
         return summarize(

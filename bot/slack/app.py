@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.slack import commands, governance, home, mentions, shortcuts
+from bot.slack import actions, commands, governance, home, mentions, shortcuts
 from bot.slack.deps import Services
 from bot.slack.tenancy import only_workspace
 
@@ -45,6 +45,6 @@ def build_app(services: Services, *, http: bool, team_id: str) -> AsyncApp:
         request_verification_enabled=http,
     )
     only_workspace(app, team_id)
-    for entry_point in (commands, home, mentions, shortcuts, governance):
+    for entry_point in (commands, home, mentions, shortcuts, governance, actions):
         entry_point.register(app, services)
     return app

@@ -13,7 +13,14 @@ from typing import Protocol
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.pricing import PriceTable
-from bot.ledger import CostReports, EventClaims, GovernanceStore
+from bot.ledger import (
+    CostReports,
+    EventClaims,
+    Feedback,
+    GovernanceStore,
+    RunLookup,
+    StopRequests,
+)
 from bot.settings import Settings
 from bot.slack.conversations import Conversations
 from bot.slack.poster import Poster
@@ -49,6 +56,15 @@ class Services(Protocol):
 
     @property
     def claims(self) -> EventClaims: ...
+
+    @property
+    def run_lookup(self) -> RunLookup: ...
+
+    @property
+    def stops(self) -> StopRequests: ...
+
+    @property
+    def feedback(self) -> Feedback: ...
 
 
 class OpenServices(Protocol):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable
+from dataclasses import replace
 from typing import assert_never
 
 from slack_sdk.errors import SlackApiError
@@ -72,7 +73,7 @@ class ThreadRenderer:
         self.thread_ts = thread_ts
         self.top_ts = top_ts or thread_ts
         self.run_id = run_id
-        self.state = ThreadState(asker_id=asker_id, question=question)
+        self.state = ThreadState(asker_id=asker_id, question=question, run_id=run_id)
         self._draft_interval_s = draft_interval_s
         self._last_update = float("-inf")
         self.drafts_shown = 0  # for tests and benchmarks
@@ -199,6 +200,7 @@ class ThreadRenderer:
         """The run died of a bug in our code: say so in the thread instead of going quiet."""
         problem = "an internal error stopped this run; it has been logged for the operators"
         await self._perform(Post((blocks.error_message(problem),), "the failure notice", "bug"))
+        self.state = replace(self.state, over=True)
         await self._perform(top(self.state, blocks.failed_status(problem)))
         await self._perform(SetStatus(None))
         await self._report_unreachable()

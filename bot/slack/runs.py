@@ -10,6 +10,11 @@ writer keeps what the database cannot take yet, so an outage never stops a run. 
 run ends (finished, failed, cancelled, a bug) closes its row, releasing its reservation.
 `drain` lets runs finish for a grace period and cancels the rest, which the pipeline turns
 into an "interrupted" ending with every spent token recorded.
+
+Each run in flight has a `RunStop`. `stop_here` stops a run this process owns at once (the
+Stop button's handler calls it after writing the request to the ledger); a request made on
+another instance is found by a poller that, while runs are in flight, asks the ledger every
+`STOP_POLL_S` which of them someone asked to stop.
 """
 
 from __future__ import annotations
@@ -26,14 +31,16 @@ from slack_sdk.errors import SlackApiError
 
 import blocks
 from bot.core.events import CallFinished, Event, RunFailed, RunFinished
-from bot.core.pipeline import Pipeline
+from bot.core.pipeline import Pipeline, RunStop
 from bot.ledger import (
     BudgetRefusal,
     EndStatus,
     GovernanceStore,
+    LedgerError,
     Limits,
     Reservation,
     RunLedger,
+    StopRequests,
     initial_settings,
 )
 from bot.settings import Settings
@@ -44,6 +51,7 @@ from bot.slack.threads import run_metadata
 
 log = logging.getLogger(__name__)
 Respond = Callable[..., Awaitable[Any]]
+STOP_POLL_S = 1.0  # a Stop pressed on another instance takes effect within about this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +88,18 @@ class Runs:
         governance: GovernanceStore,
         poster: Poster,
         settings: Settings,
+        stops: StopRequests | None = None,
+        stop_poll_s: float = STOP_POLL_S,
     ) -> None:
         self._pipeline = pipeline
         self._ledger = ledger
         self._governance = governance
         self._poster = poster
         self._settings = settings
+        self._stop_requests = stops
+        self._stop_poll_s = stop_poll_s
+        self._stops: dict[str, RunStop] = {}  # runs in flight in this process
+        self._poller: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._by_thread: dict[tuple[str, str], set[asyncio.Task[None]]] = {}
         self.admitted = 0  # runs launched by this process, for the demo and tests
@@ -129,12 +143,40 @@ class Runs:
             top_ts=top_ts,
             run_id=run_id,
         )
+        self._stops[run_id] = RunStop()
         task = self.own(self._run(run_id, request, renderer, limits), name=f"run-{run_id}")
+        task.add_done_callback(lambda _: self._stops.pop(run_id, None))
+        self._watch_stops()
         self.admitted += 1
         key = (request.channel_id, thread_ts)
         self._by_thread.setdefault(key, set()).add(task)
         task.add_done_callback(lambda done: self._forget(key, done))
         return task
+
+    def stop_here(self, run_id: str, *, by: str) -> bool:
+        """Stop `run_id` now if this process runs it; False if it does not (or it ended)."""
+        stop = self._stops.get(run_id)
+        if stop is None:
+            return False
+        stop.stop(f"stopped by {by}", by=by)
+        return True
+
+    def _watch_stops(self) -> None:
+        """Poll the ledger for stops asked on other instances, while runs are in flight."""
+        if self._stop_requests is None or (self._poller and not self._poller.done()):
+            return
+        self._poller = asyncio.create_task(self._poll_stops(self._stop_requests), name="stops")
+
+    async def _poll_stops(self, requests: StopRequests) -> None:
+        while self._stops:
+            await asyncio.sleep(self._stop_poll_s)
+            try:
+                asked = await requests.stop_requests_for(list(self._stops))
+            except (LedgerError, OSError) as exc:
+                log.warning("could not check for stop requests: %s", exc)
+                continue
+            for run_id, user_id in asked.items():
+                self.stop_here(run_id, by=user_id)
 
     def own(self, work: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
         """Run `work` as a task this registry owns: kept referenced, drained at shutdown."""
@@ -215,12 +257,14 @@ class Runs:
 
     async def drain(self, grace_s: float) -> None:
         """Let runs in flight finish for `grace_s`, then cancel (and so interrupt) the rest."""
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
 
     async def _reserve(
         self, request: RunRequest
@@ -235,6 +279,7 @@ class Runs:
             asker_id=request.user_id,
             question=request.question,
             status=blocks.planning_status(self._settings.strategy_model),
+            stop_run_id=run_id,
         )
         mark = run_metadata(run_id, None)
         where = request.thread_ts
@@ -289,7 +334,10 @@ class Runs:
             await renderer(event)
 
         try:
-            await self._pipeline.run(request.question, emit=emit, thread=request.thread, gate=gate)
+            stop = self._stops.get(run_id)
+            await self._pipeline.run(
+                request.question, emit=emit, thread=request.thread, gate=gate, stop=stop
+            )
         except asyncio.CancelledError:
             if not closed:  # cancelled before the pipeline could say so: still close the row
                 await asyncio.shield(

@@ -81,6 +81,8 @@ class ThreadState:
     review_problem: str | None = None
     failed: tuple[str, ...] = ()
     examples_done: int = 0
+    run_id: str | None = None  # names the run in its buttons (Stop, 👍/👎, Retry)
+    over: bool = False  # the run has ended: its first message loses the Stop button
 
     @property
     def total(self) -> int:
@@ -122,7 +124,12 @@ def advance(state: ThreadState, event: Event) -> tuple[ThreadState, tuple[Effect
         case ExampleFailed(index=i, component=component, reason=reason, model=model):
             state = replace(state, failed=(*state.failed, component.name))
             message = blocks.example_failed_message(
-                index=i + 1, total=state.total, component=component, reason=reason, model=model
+                index=i + 1,
+                total=state.total,
+                component=component,
+                reason=reason,
+                model=model,
+                retry_run_id=state.run_id,
             )
             return _example_done(state, Post((message,), f"example {i + 1}", f"example-{i + 1}"))
         case ReviewReady(review=review, model=model):
@@ -130,18 +137,22 @@ def advance(state: ThreadState, event: Event) -> tuple[ThreadState, tuple[Effect
         case ReviewFailed(reason=reason, model=model):
             return replace(state, review_problem=reason, review_model=model), ()
         case RunFinished(cost=cost, elapsed_s=elapsed):
+            state = replace(state, over=True)
             return state, _finished(state, cost, elapsed)
         case RunFailed():
+            state = replace(state, over=True)
             return state, _failed(state, event)
         case _:
             assert_never(event)
 
 
 def top(state: ThreadState, status: str) -> UpdateTop:
-    """The first message with `status`: the question until a strategy exists, then it."""
+    """The first message with `status`: the question until a strategy exists, then it; a
+    Stop button while the run works."""
+    stop = None if state.over else state.run_id
     if state.strategy is None:
         message = blocks.status_message(
-            asker_id=state.asker_id, question=state.question, status=status
+            asker_id=state.asker_id, question=state.question, status=status, stop_run_id=stop
         )
     else:
         message = blocks.strategy_message(
@@ -150,6 +161,7 @@ def top(state: ThreadState, status: str) -> UpdateTop:
             strategy=state.strategy,
             model=state.strategy_model,
             status=status,
+            stop_run_id=stop,
         )
     return UpdateTop(message)
 
@@ -161,6 +173,7 @@ def _draft(state: ThreadState, draft: Strategy, model: str) -> blocks.OutboundMe
         strategy=draft,
         model=model,
         status=blocks.drafting_status(model),
+        stop_run_id=state.run_id,
     )
 
 
@@ -192,6 +205,7 @@ def _finished(state: ThreadState, cost: CostSummary, elapsed: float) -> tuple[Ef
             cost=cost,
             elapsed_s=elapsed,
             failed_components=list(state.failed),
+            feedback_run_id=state.run_id,
         )
     else:
         messages = blocks.review_failed_message(
@@ -211,6 +225,10 @@ def _finished(state: ThreadState, cost: CostSummary, elapsed: float) -> tuple[Ef
 
 def _failed(state: ThreadState, failed: RunFailed) -> tuple[Effect, ...]:
     cost, elapsed = failed.cost, failed.elapsed_s
+    if failed.stopped_by is not None:
+        notice = blocks.stopped_message(stopped_by=failed.stopped_by, cost=cost, elapsed_s=elapsed)
+        stopped = top(state, blocks.stopped_status())
+        return Post((notice,), "the stop notice", closes_run=True), stopped, CLEAR
     if failed.interrupted:
         notice = blocks.interrupted_message(cost=cost, elapsed_s=elapsed)
         interrupted = top(state, blocks.interrupted_status())

@@ -1,0 +1,126 @@
+"""Buttons on a run's messages: Stop, 👍/👎 feedback (and its "what was wrong?" modal), Retry.
+
+Every click is acknowledged first (Slack gives 3 s; in HTTP mode Bolt has already checked
+the request's signature), then decided on the server: the run is looked up in the shared
+ledger by the id the button carries and must belong to the clicker's workspace; only its
+asker or an admin may stop or retry it, whoever sees the thread may vote. Clicks are
+idempotent: the first Stop request is the one recorded (a double click or a second person
+changes nothing), a vote is one per person and run (clicking again is counted once;
+switching replaces it). Replies are ephemeral, through the payload's `response_url`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+import blocks
+from bot.ledger import RunInfo, VoteValue
+from bot.slack.admins import is_admin
+from bot.slack.deps import Services
+from bot.slack.poster import describe
+
+log = logging.getLogger(__name__)
+
+
+def register(app: AsyncApp, services: Services) -> None:
+    @app.action(blocks.STOP_ACTION)
+    async def on_stop(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        await stop(services, body=body, respond=respond)
+
+    @app.action(blocks.FEEDBACK_ACTION)
+    async def on_feedback(
+        ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
+        await ack()
+        await vote(services, client, body=body, respond=respond)
+
+    @app.view(blocks.WRONG_CALLBACK)
+    async def on_what_was_wrong(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        await what_was_wrong(services, body=body)
+
+
+async def _say(respond: AsyncRespond, message: blocks.OutboundMessage) -> None:
+    await respond(
+        text=message.text,
+        blocks=list(message.blocks),
+        response_type="ephemeral",
+        replace_original=False,
+    )
+
+
+def _clicked(body: dict[str, Any]) -> tuple[str, str, str]:
+    """(team id, user id, the action's value) of a block_actions payload."""
+    action = (body.get("actions") or [{}])[0]
+    team = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id", "")
+    return str(team), str(body["user"]["id"]), str(action.get("value", ""))
+
+
+async def _run_of(services: Services, run_id: str, team_id: str) -> RunInfo | None:
+    """The run a button names, if it exists in the clicker's workspace (a forged id from
+    another workspace is treated as no run at all)."""
+    run = await services.run_lookup.get_run(run_id) if run_id else None
+    return run if run is not None and run.team_id == team_id else None
+
+
+async def _may_control(services: Services, run: RunInfo, user_id: str) -> bool:
+    return user_id == run.user_id or await is_admin(services.settings, services.client, user_id)
+
+
+async def stop(services: Services, *, body: dict[str, Any], respond: AsyncRespond) -> None:
+    team_id, user_id, run_id = _clicked(body)
+    run = await _run_of(services, run_id, team_id)
+    if run is None or run.status != "running":
+        await _say(respond, blocks.already_over_message(action="stop"))
+        return
+    if not await _may_control(services, run, user_id):
+        await _say(respond, blocks.only_asker_message(asker_id=run.user_id, action="stop"))
+        return
+    first = await services.stops.request_stop(run_id, user_id)
+    services.runs.stop_here(run_id, by=user_id)  # at once if this instance owns the run
+    if first:
+        await _say(respond, blocks.stopping_message())
+
+
+async def vote(
+    services: Services, client: AsyncWebClient, *, body: dict[str, Any], respond: AsyncRespond
+) -> None:
+    team_id, user_id, value = _clicked(body)
+    parsed = blocks.parse_vote(value)
+    run = await _run_of(services, parsed[1], team_id) if parsed else None
+    if parsed is None or run is None:
+        log.warning("a feedback click named no run of its workspace")
+        return
+    chosen: VoteValue = 1 if parsed[0] == blocks.UP else -1
+    previous = await services.feedback.vote(run.id, user_id, chosen)
+    if chosen == -1 and previous != -1:
+        # First, while the click's trigger is fresh (Slack honours it for 3 seconds).
+        await _ask_what_was_wrong(client, body, run.id)
+    before = None if previous is None else (blocks.UP if previous == 1 else blocks.DOWN)
+    await _say(respond, blocks.feedback_thanks_message(vote=parsed[0], previous=before))
+
+
+async def _ask_what_was_wrong(client: AsyncWebClient, body: dict[str, Any], run_id: str) -> None:
+    """Offer the optional "what was wrong?" modal; a trigger that expired costs only that."""
+    try:
+        await client.views_open(
+            trigger_id=body["trigger_id"], view=blocks.what_was_wrong_modal(run_id)
+        )
+    except SlackApiError as exc:
+        log.info("could not open the what-was-wrong modal: %s", describe(exc))
+
+
+async def what_was_wrong(services: Services, *, body: dict[str, Any]) -> None:
+    view = body.get("view") or {}
+    run_id = str(view.get("private_metadata", ""))
+    values = (view.get("state") or {}).get("values") or {}
+    typed = (values.get(blocks.WRONG_BLOCK) or {}).get(blocks.WRONG_INPUT) or {}
+    reason = str(typed.get("value") or "").strip()
+    if run_id and reason:
+        await services.feedback.set_vote_reason(run_id, str(body["user"]["id"]), reason)

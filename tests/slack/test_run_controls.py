@@ -1,0 +1,131 @@
+"""Scenario tests: the buttons on a run, clicked over the wire (Socket Mode and signed HTTP).
+
+Stop ends a run at once for its asker (or an admin), and only for them; a Stop recorded by
+another instance reaches the run through the shared ledger; a double click counts once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.ledger import open_ledger
+from tests.harness import Mode, Stack, running_stack
+
+QUESTION = "Design a REST API for a social network"
+
+
+async def examples_in_flight(stack: Stack) -> None:
+    """Wait until the example calls have started streaming their answers."""
+    async with asyncio.timeout(20):
+        while not any(  # noqa: ASYNC110 - the sandbox has no notification for this
+            r.role == "example" and r.first_token is not None for r in stack.claude.requests
+        ):
+            await asyncio.sleep(0.01)
+
+
+async def ephemeral_for(stack: Stack, user_id: str, count: int = 1) -> list[Any]:
+    async with asyncio.timeout(10):
+        while len(stack.slack.ephemerals(user_id)) < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    return stack.slack.ephemerals(user_id)
+
+
+def total_text(message: Any) -> str:
+    return str(message.text) + str(message.blocks)
+
+
+@pytest.mark.parametrize("mode", ["socket", "http"])
+async def test_the_asker_stops_a_run_mid_examples_and_the_thread_shows_the_bill(
+    tmp_path: Path, mode: Mode
+) -> None:
+    async with running_stack(tmp_path, mode=mode, time_scale=1.0) as stack:
+        await stack.command(QUESTION)
+        await examples_in_flight(stack)
+        top, _ = stack.thread()
+        assert "orchestrate_stop" in str(top.blocks)  # a Stop button while it works
+
+        await stack.slack.click("C0GENERAL", top.ts, "orchestrate_stop", url=stack.events_url)
+        clicked = time.monotonic()
+        await stack.settle()
+
+        top, replies = stack.thread()
+        requests = list(stack.claude.requests)
+        async with open_ledger(stack.settings.database_url) as ledger:
+            now = datetime.now(UTC)
+            since, until = now - timedelta(days=1), now + timedelta(days=1)
+            run = await ledger.reports.summary("T0SANDBOX", since=since, until=until)
+        run_rows = run_statuses(stack)
+    examples = [r for r in requests if r.role == "example"]
+    # Calls in flight were cut at once; none started after the click; no review was asked.
+    assert examples and all(r.finished is not None and r.finished - clicked < 1.0 for r in examples)
+    assert all(r.started < clicked for r in requests)
+    assert not any(r.role == "review" for r in requests)
+    notice = replies[-1]
+    assert "Stopped by <@U0ALICE>" in notice.text
+    assert "orchestrate_stop" not in str(top.blocks) and "Stopped" in total_text(top)
+    # The bill in the thread is what the ledger recorded, cut-off calls included.
+    assert run.calls == len(requests) and run_rows == [("interrupted", "stopped by U0ALICE")]
+    assert f"${run.total_usd:.4f}" in total_text(notice)
+    assert run.total_usd > Decimal(0)
+
+
+def run_statuses(stack: Stack) -> list[tuple[str, str | None]]:
+    """Every run's status and error, read straight from the SQLite ledger file."""
+    path = stack.settings.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:
+        return [(str(s), e) for s, e in db.execute("SELECT status, error FROM runs")]
+
+
+async def test_someone_else_cannot_stop_the_run_and_is_told_who_can(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, time_scale=0.3) as stack:
+        await stack.command(QUESTION)
+        await examples_in_flight(stack)
+        top, _ = stack.thread()
+        await stack.slack.click("C0GENERAL", top.ts, "orchestrate_stop", user_id="U0BOB")
+        told = await ephemeral_for(stack, "U0BOB")
+        await stack.settle()
+        _, replies = stack.thread()
+    assert "Only <@U0ALICE> or an admin can stop this run" in told[0].text
+    assert "Reviewed by" in total_text(replies[-1])  # the run went on to its end
+
+
+async def test_a_stop_asked_on_another_instance_reaches_the_run_through_the_ledger(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, time_scale=1.0) as stack:
+        await stack.command(QUESTION)
+        await examples_in_flight(stack)
+        run_id = next(iter(stack.services.runs._stops))
+        # Another instance (its own connection to the shared ledger) records the request.
+        async with open_ledger(stack.settings.database_url) as elsewhere:
+            assert await elsewhere.interactions.request_stop(run_id, "U0ADMIN")
+        asked = time.monotonic()
+        await stack.settle()
+        _, replies = stack.thread()
+        ended = max(r.finished or 0 for r in stack.claude.requests)
+    assert "Stopped by <@U0ADMIN>" in replies[-1].text
+    assert ended - asked < 2.5  # the owner polls about once a second
+
+
+async def test_a_double_click_on_stop_is_counted_once(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, time_scale=1.0) as stack:
+        await stack.command(QUESTION)
+        await examples_in_flight(stack)
+        top, _ = stack.thread()
+        click = stack.slack.click_payload("C0GENERAL", top.ts, "orchestrate_stop")
+        await asyncio.gather(
+            stack.slack.send_interactive(click), stack.slack.send_interactive(click)
+        )
+        await stack.settle()
+        _, replies = stack.thread()
+        told = stack.slack.ephemerals("U0ALICE")
+    assert [e.text for e in told].count(told[0].text) == 1 and "Stopping" in told[0].text
+    assert sum("Stopped by" in r.text for r in replies) == 1
