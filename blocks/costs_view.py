@@ -19,6 +19,7 @@ from typing import Any
 from blocks.cost import ESTIMATE_NOTE, approx, includes_estimate, shared_labels
 from blocks.ephemeral import command_usage
 from blocks.escape import channel_mention, escape, user_mention
+from blocks.feedback_view import feedback_blocks
 from blocks.format import format_count, format_saving, format_usd, model_label
 from blocks.message import (
     MAX_HOME_BLOCKS,
@@ -33,7 +34,14 @@ from blocks.message import (
     section,
 )
 from blocks.split import clip
-from blocks.types import CostReportView, DayCostView, ModelCostView, RoleCostView, SpenderView
+from blocks.types import (
+    CostReportView,
+    DayCostView,
+    FeedbackReportView,
+    ModelCostView,
+    RoleCostView,
+    SpenderView,
+)
 
 TOP_ROWS = 10
 DAILY_ROWS = 31
@@ -42,10 +50,17 @@ PRICES_STALE_DAYS = 90
 
 
 def costs_summary_message(
-    report: CostReportView, *, period_label: str, is_admin: bool
+    report: CostReportView,
+    *,
+    period_label: str,
+    is_admin: bool,
+    feedback: FeedbackReportView | None = None,
 ) -> OutboundMessage:
-    """The `costs` reply: the workspace's spending for admins, a member's own otherwise."""
+    """The `costs` reply: the workspace's spending for admins, a member's own otherwise;
+    admins also see the period's 👍/👎 feedback when it is given."""
     blocks = cost_report_blocks(report, period_label=period_label, is_admin=is_admin)
+    if is_admin and feedback is not None:
+        blocks += feedback_blocks(feedback, period_label=period_label)
     who = "Workspace" if is_admin else "Your"
     text = f"{who} orchestrate spend, {escape(period_label)}: {_total(report)}"
     return OutboundMessage(text=fallback(text), blocks=tuple(blocks))
@@ -165,9 +180,12 @@ def home_view(
     prices_as_of: date | None = None,
     today: date | None = None,
     admin_blocks: Sequence[Block] = (),
+    feedback: FeedbackReportView | None = None,
 ) -> dict[str, Any]:
     """The App Home tab (`views.publish`): how to use the command, spending, spending by day,
-    the date of the price table the figures use, and `admin_blocks` (budgets) for admins."""
+    the date of the price table the figures use, and for admins the 👍/👎 `feedback` and
+    `admin_blocks` (budgets)."""
+    votes = feedback_blocks(feedback, period_label=period_label) if feedback else []
     cmd = escape(command)
     blocks = [
         header("orchestrate"),
@@ -179,6 +197,7 @@ def home_view(
         ),
         divider(),
         *cost_report_blocks(report, period_label=period_label, is_admin=is_admin),
+        *(votes if is_admin else ()),
         *_daily_blocks(daily),
         *_prices_blocks(prices_as_of, today, is_admin=is_admin),
         *(admin_blocks if is_admin else ()),

@@ -226,5 +226,12 @@ async def _costs(
         user_id=None if admin else command["user_id"],
     )
     label = blocks.period_label(chosen)
-    message = blocks.costs_summary_message(report, period_label=label, is_admin=admin)
+    feedback = None
+    if admin:
+        feedback = await services.feedback.feedback(
+            command["team_id"], since=chosen.since, until=chosen.until
+        )
+    message = blocks.costs_summary_message(
+        report, period_label=label, is_admin=admin, feedback=feedback
+    )
     await respond(**ephemeral(message))

@@ -41,6 +41,10 @@ async def publish_home(
     since, until = parse_period(f"{HOME_DAYS}d", now=now)
     report = await services.reports.summary(team_id, since=since, until=until, user_id=scope)
     daily = await services.reports.daily(team_id, days=HOME_DAYS, user_id=scope, today=now.date())
+    # Votes are opinions of other people's runs: only admins see them.
+    feedback = (
+        await services.feedback.feedback(team_id, since=since, until=until) if admin else None
+    )
     view = blocks.home_view(
         report=report,
         daily=daily,
@@ -50,6 +54,7 @@ async def publish_home(
         prices_as_of=services.prices.as_of,
         today=now.date(),
         admin_blocks=await _budget_blocks(services, team_id) if admin else (),
+        feedback=feedback,
     )
     await client.views_publish(user_id=user_id, view=view)
 

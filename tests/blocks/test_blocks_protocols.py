@@ -52,6 +52,9 @@ async def renders_what_the_ledger_returns(ledger: Ledger, since: datetime) -> No
     daily = await ledger.reports.daily("T0TEAM", days=30)
     costs_summary_message(report, period_label="month", is_admin=False)
     home_view(report=report, daily=daily, is_admin=True)
+    votes = await ledger.interactions.feedback("T0TEAM", since=since, until=since)
+    home_view(report=report, daily=daily, is_admin=True, feedback=votes)
+    costs_summary_message(report, period_label="month", is_admin=True, feedback=votes)
 
 async def words_a_refusal(ledger: Ledger, worst_case: Decimal) -> None:
     outcome = await ledger.runs.reserve_run(

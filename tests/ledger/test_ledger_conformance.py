@@ -179,6 +179,8 @@ async def test_upgrading_from_version_1_backfills_the_daily_totals(
         "ALTER TABLE runs DROP COLUMN models",
         "DROP TABLE call_days",
         "DROP INDEX calls_time",
+        "DROP TABLE votes",
+        "DROP TABLE stop_requests",
         "DROP TABLE instances",
         "DROP INDEX runs_owner",
         "ALTER TABLE runs DROP COLUMN owner_id",
