@@ -228,7 +228,7 @@ def _failed(state: ThreadState, failed: RunFailed) -> tuple[Effect, ...]:
     if failed.stopped_by is not None:
         notice = blocks.stopped_message(stopped_by=failed.stopped_by, cost=cost, elapsed_s=elapsed)
         stopped = top(state, blocks.stopped_status())
-        return Post((notice,), "the stop notice", closes_run=True), stopped, CLEAR
+        return Post((notice,), "the stop notice", "stopped", closes_run=True), stopped, CLEAR
     if failed.interrupted:
         notice = blocks.interrupted_message(cost=cost, elapsed_s=elapsed)
         interrupted = top(state, blocks.interrupted_status())

@@ -28,7 +28,13 @@ class BuggyPipeline:
         return Decimal("0.40")
 
     async def run(
-        self, question: str, *, emit: Emit, thread: str | None = None, gate: Any = None
+        self,
+        question: str,
+        *,
+        emit: Emit,
+        thread: str | None = None,
+        gate: Any = None,
+        stop: object = None,
     ) -> None:
         raise RuntimeError("a bug")
 
@@ -37,14 +43,26 @@ class SilentPipeline(BuggyPipeline):
     """Waits forever and, when cancelled, says nothing (as a pipeline bug might)."""
 
     async def run(
-        self, question: str, *, emit: Emit, thread: str | None = None, gate: Any = None
+        self,
+        question: str,
+        *,
+        emit: Emit,
+        thread: str | None = None,
+        gate: Any = None,
+        stop: object = None,
     ) -> None:
         await asyncio.Event().wait()
 
 
 class QuickPipeline(BuggyPipeline):
     async def run(
-        self, question: str, *, emit: Emit, thread: str | None = None, gate: Any = None
+        self,
+        question: str,
+        *,
+        emit: Emit,
+        thread: str | None = None,
+        gate: Any = None,
+        stop: object = None,
     ) -> None:
         return None
 
