@@ -8,12 +8,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 
 from bot import logs
 from bot.settings import Settings, SettingsError
+
+
+def _port(raw: str) -> int:
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise argparse.ArgumentTypeError(f"must be a TCP port number from 1 to 65535, got {raw!r}")
+    return int(raw)
+
+
+def _positive(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {raw!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,8 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the bot (Socket Mode unless --http)")
     serve.add_argument("--http", action="store_true", help="serve Slack's HTTP events API")
-    serve.add_argument("--port", type=int, default=3000, help="HTTP port (default 3000)")
-    serve.add_argument("--host", default="0.0.0.0", help="HTTP bind address")
+    serve.add_argument("--port", type=_port, default=3000, help="HTTP port (default 3000)")
+    serve.add_argument(
+        "--host", default="0.0.0.0", help="bind address for HTTP mode and METRICS_PORT"
+    )
     demo = commands.add_parser("demo", help="run the whole flow offline, on the sandboxes")
     demo.add_argument("question", help="what to ask, as you would after /orchestrate")
     demo.add_argument(
@@ -35,14 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--time-scale",
-        type=float,
+        type=_positive,
         default=0.25,
         help="sandbox model latency multiplier (1.0 = realistic; default 0.25)",
     )
     sandbox = commands.add_parser("sandbox", help="run the Slack and Claude stand-ins")
-    sandbox.add_argument("--slack-port", type=int, default=8765)
-    sandbox.add_argument("--claude-port", type=int, default=8766)
-    sandbox.add_argument("--time-scale", type=float, default=1.0)
+    sandbox.add_argument("--slack-port", type=_port, default=8765)
+    sandbox.add_argument("--claude-port", type=_port, default=8766)
+    sandbox.add_argument("--time-scale", type=_positive, default=1.0)
     costs = commands.add_parser("costs", help="spending summary, or a CSV of calls")
     costs.add_argument(
         "--since",
@@ -60,10 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        logs.install_on_root()  # no question, response_url or token reaches a log
+        logs.configure(settings, default_level="INFO" if args.command == "serve" else "WARNING")
         return asyncio.run(_dispatch(args, settings))
     except SettingsError as exc:
         print(f"orchestrate-bot: {exc}", file=sys.stderr)

@@ -1,4 +1,19 @@
-"""What may reach the logs: the privacy filter every log handler of the process carries.
+"""Log output: what may reach it (the privacy filter), levels, formats, structured fields.
+
+## Format and levels
+
+The standard library's `logging`, not structlog: every library the bot runs on (slack_sdk,
+slack_bolt, anthropic, aiohttp, asyncpg) already logs through it, so one handler with one
+formatter gives their lines and ours the same shape and the same redaction, with no second
+pipeline to bridge. A line's structured fields travel in `extra=fields(...)`; the text format
+writes them as `key=value` after the message, the JSON format as keys of one object per line.
+
+`bot.*` logs at `LOG_LEVEL` (INFO when serving); every other logger stays at
+`LOG_LEVEL_LIBRARIES` (WARNING) unless asked. Whatever the level, the configured secrets
+(tokens, API key, signing secret, a database password) and anything shaped like a Slack or
+Anthropic credential are replaced by `[redacted]` in the formatted line.
+
+## Privacy
 
 At DEBUG the libraries orchestrate runs on write what they send and receive: slack_sdk
 logs every Web API request's arguments (the question, the examples) and every Socket Mode
@@ -16,14 +31,24 @@ request bodies, aiosqlite logs statement results. None of it may reach a log fil
   and `response_url`s (Slack's `hooks.slack.com/commands/…` and any `/commands/T…/…/…`
   URL), tracebacks included.
 
-`install(handler)` puts the filter on a handler; `__main__` installs it on every handler of
-the root logger when it configures logging.
+`install(handler)` puts the filter on a handler; `configure` installs it on the one handler
+it gives the root logger. Libraries' DEBUG lines are dropped by the filter whatever
+`LOG_LEVEL_LIBRARIES` says: that variable can only make them quieter (ERROR) or bring
+their INFO lines.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import sys
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+from bot.settings import Settings
 
 # Loggers whose DEBUG records are kept (each name covers its children).
 DEBUG_LOGGERS = ("bot", "blocks", "asyncio")
@@ -77,3 +102,109 @@ def install_on_root() -> None:
     """Put the privacy filter on every handler of the root logger."""
     for handler in logging.getLogger().handlers:
         install(handler)
+
+
+FIELDS = "orchestrate_fields"
+_APP_LOGGERS = ("bot", "blocks")
+
+
+def fields(**values: object) -> dict[str, Any]:
+    """`log.info("run ended", extra=fields(run_id=…))`: a line's structured fields."""
+    return {FIELDS: values}
+
+
+def configure(
+    settings: Settings, *, default_level: str = "INFO", stream: TextIO | None = None
+) -> None:
+    """Send every log record to stderr (or `stream`) in the configured format."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    secrets = list(secret_values(settings))
+    formatter: logging.Formatter = (
+        JsonFormatter(secrets) if settings.log_format == "json" else TextFormatter(secrets)
+    )
+    handler.setFormatter(formatter)
+    install(handler)  # no question, response_url or token reaches a log
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level_libraries)
+    for name in _APP_LOGGERS:
+        logging.getLogger(name).setLevel(settings.log_level or default_level)
+
+
+def secret_values(settings: Settings) -> Iterable[str]:
+    """Every configured value that must never be written down."""
+    for value in (
+        settings.slack_bot_token,
+        settings.slack_app_token,
+        settings.slack_signing_secret,
+        settings.anthropic_api_key,
+        urlsplit(settings.database_url).password,
+    ):
+        if value:
+            yield value
+
+
+def database_location(url: str) -> str:
+    """A database URL fit for a log line or an error message: scheme, host, port and name,
+    never the user's password."""
+    parts = urlsplit(url)
+    if parts.scheme.startswith("sqlite"):
+        return url
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class _Redacting(logging.Formatter):
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        # Longest first, so a secret containing another is replaced whole.
+        self._secrets = sorted(set(secrets), key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return redact(text)
+
+    @staticmethod
+    def timestamp(record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TextFormatter(_Redacting):
+    """`2026-12-02T01:02:03.456Z INFO bot.slack.runs: run ended run_id=… cost_usd=0.0123`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{self.timestamp(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        extra: Mapping[str, object] = getattr(record, FIELDS, {})
+        if extra:
+            line += " " + " ".join(f"{key}={_text_value(value)}" for key, value in extra.items())
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return self.redact(line)
+
+
+class JsonFormatter(_Redacting):
+    """One JSON object per line: time, level, logger, message, then the line's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": self.timestamp(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, FIELDS, {}))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return self.redact(json.dumps(entry, default=str, ensure_ascii=False))
+
+
+def _text_value(value: object) -> str:
+    if isinstance(value, Mapping):
+        return ",".join(f"{k}:{v}" for k, v in value.items()) or "-"
+    text = "-" if value is None else str(value)
+    return json.dumps(text) if not text or any(c.isspace() or c == '"' for c in text) else text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,12 +33,14 @@ from bot.ledger import (
     StopRequests,
     ledger_for,
 )
-from bot.settings import Settings
+from bot.logs import database_location
+from bot.settings import Settings, SettingsError
 from bot.slack import server
 from bot.slack.budget_alerts import BudgetWatch
 from bot.slack.conversations import Conversations
 from bot.slack.liveness import Liveness
-from bot.slack.poster import Poster
+from bot.slack.metrics import CountingRetryHandler, Metrics
+from bot.slack.poster import Poster, describe
 from bot.slack.retry import retry_handlers
 from bot.slack.runs import Runs
 
@@ -58,6 +61,7 @@ class Services:
     poster: Poster
     runs: Runs
     conversations: Conversations
+    metrics: Metrics
 
     @property
     def reports(self) -> CostReports:
@@ -83,16 +87,21 @@ class Services:
     def feedback(self) -> Feedback:
         return self.ledger.interactions
 
+    @property
+    def database(self) -> Ledger:
+        return self.ledger
+
 
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     prices = PriceTable.load(settings.prices_file)
+    metrics = Metrics()
     async with contextlib.AsyncExitStack() as stack:
-        ledger = await stack.enter_async_context(ledger_for(settings))
+        ledger = await _open_ledger(stack, settings)
         claude = Claude.from_settings(settings, price=prices.cost)
         stack.push_async_callback(claude.aclose)
         session = await stack.enter_async_context(aiohttp.ClientSession(timeout=SLACK_CALL_TIMEOUT))
-        client = slack_client(settings, session)
+        client = slack_client(settings, session, metrics=metrics)
         poster = Poster(client, rate=settings.slack_posts_per_s)
         pipeline = Pipeline(claude, settings=settings, prices=prices)
         runs = Runs(
@@ -102,6 +111,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             poster=poster,
             settings=settings,
             stops=ledger.interactions,
+            metrics=metrics,
         )
         runs.on_finished = BudgetWatch(settings=settings, ledger=ledger.budgets, client=client)
         # Follow-ups write through the same writer as runs: their calls survive an outage too.
@@ -131,7 +141,36 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             poster=poster,
             runs=runs,
             conversations=conversations,
+            metrics=metrics,
         )
+
+
+async def _open_ledger(stack: contextlib.AsyncExitStack, settings: Settings) -> Ledger:
+    """Open the ledger; a database that cannot be used stops the process in one line."""
+    where = database_location(settings.database_url)
+    try:
+        return await stack.enter_async_context(ledger_for(settings))
+    except ModuleNotFoundError as exc:
+        if exc.name != "asyncpg":
+            raise
+        raise SettingsError(
+            "DATABASE_URL is a PostgreSQL URL but its driver is not installed: "
+            "pip install 'orchestrate[postgres]'."
+        ) from None
+    except (OSError, TimeoutError) as exc:
+        raise SettingsError(
+            f"DATABASE_URL: could not connect to {where} ({describe(exc)}); "
+            "check that the server is running and the URL is right."
+        ) from None
+    except Exception as exc:
+        if not _is_database_error(exc):
+            raise
+        raise SettingsError(f"DATABASE_URL: {where} refused the connection: {exc}.") from None
+
+
+def _is_database_error(exc: Exception) -> bool:
+    """An error the database driver raised (wrong password, no such database, …)."""
+    return isinstance(exc, sqlite3.Error) or type(exc).__module__.startswith("asyncpg")
 
 
 def longest_run(settings: Settings) -> timedelta:
@@ -143,13 +182,18 @@ def longest_run(settings: Settings) -> timedelta:
 
 
 def slack_client(
-    settings: Settings, session: aiohttp.ClientSession | None = None
+    settings: Settings,
+    session: aiohttp.ClientSession | None = None,
+    *,
+    metrics: Metrics | None = None,
 ) -> AsyncWebClient:
+    # Bolt's per-request clients copy these handlers, so their failures are counted too.
+    counting = [CountingRetryHandler(metrics)] if metrics is not None else []
     return AsyncWebClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         session=session,
-        retry_handlers=retry_handlers(),
+        retry_handlers=[*counting, *retry_handlers()],
     )
 
 
@@ -169,4 +213,4 @@ async def serve(settings: Settings, *, http: bool, port: int, host: str) -> None
     if http:
         await server.serve_http(settings, opener, port=port, host=host)
     else:
-        await server.serve_socket_mode(settings, opener)
+        await server.serve_socket_mode(settings, opener, host=host)

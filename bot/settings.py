@@ -25,6 +25,8 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_URL = "sqlite:///orchestrate.db"
 DEFAULT_MODELS = ("claude-opus-5-5", "claude-haiku-5-5", "claude-sonnet-5-5")
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 # Sane bounds: a value past these is a typo (or "1e999"), not a configuration.
 MAX_BUDGET_USD = Decimal(1_000_000)
 MAX_SECONDS_OR_RATE = 86_400.0
@@ -67,6 +69,9 @@ class Settings:
     budget_user_daily_usd: Decimal | None = None
     budget_workspace_monthly_usd: Decimal | None = None
     log_level: str | None = None  # None: INFO when serving, WARNING for the demo
+    log_level_libraries: str = "WARNING"  # slack_sdk, slack_bolt, anthropic, aiohttp, …
+    log_format: str = "text"
+    metrics_port: int | None = None  # Socket Mode's /metrics and /healthz; None: not served
 
     def __post_init__(self) -> None:
         if self.instance_ttl_s <= 2 * self.heartbeat_s:
@@ -112,7 +117,10 @@ class Settings:
             ledger_spill_file=r.parse("LEDGER_SPILL_FILE", Path, None),
             budget_user_daily_usd=r.parse("BUDGET_USER_DAILY_USD", _dollars, None),
             budget_workspace_monthly_usd=r.parse("BUDGET_WORKSPACE_MONTHLY_USD", _dollars, None),
-            log_level=r.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            log_level=r.level("LOG_LEVEL"),
+            log_level_libraries=r.level("LOG_LEVEL_LIBRARIES") or "WARNING",
+            log_format=(r.any_case_choice("LOG_FORMAT", LOG_FORMATS) or "text"),
+            metrics_port=r.parse("METRICS_PORT", _port, None),
         )
 
     def require(self, *names: str) -> None:
@@ -157,10 +165,30 @@ class _Reader:
             return default
         try:
             return parser(raw)
-        except InvalidOperation:
-            raise SettingsError(f"{name}={raw!r} is not valid: it is not a number") from None
         except ValueError as exc:
-            raise SettingsError(f"{name}={raw!r} is not valid: {exc}") from None
+            # Parsers say what to set ("set a whole number above 0"): read as "must be …".
+            expected = str(exc).removeprefix("set ").removeprefix("use ")
+            raise SettingsError(f"{name} must be {expected}, got {_quoted(raw)}") from None
+
+    def level(self, name: str) -> str | None:
+        """A logging level name, in any case."""
+
+        def pick(raw: str) -> str:
+            if raw.upper() not in LOG_LEVELS:
+                raise ValueError(f"one of {', '.join(LOG_LEVELS)} (any case)")
+            return raw.upper()
+
+        return self.parse(name, pick, None)
+
+    def any_case_choice(self, name: str, options: tuple[str, ...]) -> str | None:
+        """One of `options` (all lower case), written in any case."""
+        return self.parse(name, lambda raw: self._pick(raw.lower(), options), None)
+
+    @staticmethod
+    def _pick(value: str, options: tuple[str, ...]) -> str:
+        if value not in options:
+            raise ValueError(f"one of {', '.join(options)}")
+        return value
 
     def choice(self, name: str, options: tuple[str, ...]) -> str | None:
         def pick(raw: str) -> str:
@@ -192,6 +220,18 @@ def _whole_number(raw: str) -> int:
         return int(raw)
     except ValueError:
         raise ValueError("set a whole number, like 3") from None
+
+
+def _quoted(raw: str) -> str:
+    shown = raw if len(raw) <= 60 else raw[:57] + "..."
+    return '"' + shown.replace('"', '\\"') + '"'
+
+
+def _port(raw: str) -> int:
+    value = _whole_number(raw)
+    if not 0 < value < 65536:
+        raise ValueError("set a TCP port number from 1 to 65535")
+    return value
 
 
 def _positive_int(raw: str) -> int:
@@ -241,14 +281,17 @@ def _boolean(raw: str) -> bool:
 def _existing_file(raw: str) -> Path:
     path = Path(raw)
     if not path.is_file():
-        raise ValueError("no such file")
+        raise ValueError("set the path of an existing file")
     return path
 
 
 def _dollars(raw: str) -> Decimal:
     # Decimal reads "-0", "1e999", "Infinity" and "NaN"; a budget is none of those. A budget
     # of 0 would refuse every run: leave the variable unset for no budget instead.
-    value = Decimal(raw)
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ValueError("set a positive number of dollars") from None
     if not (value.is_finite() and 0 < value <= MAX_BUDGET_USD):
         raise ValueError(
             f"set an amount in US dollars above 0 and at most {MAX_BUDGET_USD:,}, like 25 or "

@@ -22,7 +22,7 @@ from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
 from bot.sandbox.slack.server import SlackSandbox
 from bot.services import Services, http_app, socket_mode_app
 from bot.settings import Settings
-from bot.slack.server import SERVICES
+from bot.slack.server import SERVICES, SERVING
 
 Mode = Literal["socket", "http"]
 
@@ -108,6 +108,9 @@ async def running_stack(
             yield Stack(slack, claude, services, settings)
         else:
             server = await stack.enter_async_context(TestServer(http_app(settings)))
+            started = server.app[SERVING].started
+            assert started is not None
+            await started  # ready: the Claude API and Slack checks passed
             yield Stack(
                 slack, claude, server.app[SERVICES], settings, str(server.make_url("/slack/events"))
             )

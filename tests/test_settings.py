@@ -117,11 +117,11 @@ def test_an_instance_ttl_within_two_heartbeats_is_refused_naming_both() -> None:
         ("BUDGET_USER_DAILY_USD", "0", "above 0"),
         ("BUDGET_WORKSPACE_MONTHLY_USD", "1e999", "at most 1,000,000"),
         ("BUDGET_WORKSPACE_MONTHLY_USD", "Infinity", "at most 1,000,000"),
-        ("BUDGET_USER_DAILY_USD", "ten dollars", "not a number"),
+        ("BUDGET_USER_DAILY_USD", "ten dollars", "a positive number of dollars"),
         ("ORCHESTRATE_CALL_TIMEOUT_S", "1e999", "at most 86400"),
         ("ORCHESTRATE_CALL_TIMEOUT_S", "inf", "at most 86400"),
         ("ORCHESTRATE_DRAIN_GRACE_S", "nan", "0 or more"),
-        ("ORCHESTRATE_SLACK_POSTS_PER_S", "fast", "set a number"),
+        ("ORCHESTRATE_SLACK_POSTS_PER_S", "fast", "must be a number"),
         ("ORCHESTRATE_MAX_CONCURRENT_CALLS", "many", "whole number"),
     ],
 )
@@ -137,3 +137,48 @@ def test_budgets_and_numbers_must_be_finite_positive_and_sane_said_in_plain_word
 def test_a_negative_zero_grace_is_read_as_zero() -> None:
     settings = Settings.from_env({"ORCHESTRATE_DRAIN_GRACE_S": "-0"}, dotenv=None)
     assert str(settings.drain_grace_s) == "0.0"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (
+            "BUDGET_USER_DAILY_USD",
+            "abc",
+            'BUDGET_USER_DAILY_USD must be a positive number of dollars, got "abc"',
+        ),
+        (
+            "ORCHESTRATE_CALL_TIMEOUT_S",
+            "soon",
+            'ORCHESTRATE_CALL_TIMEOUT_S must be a number, like 2 or 0.5, got "soon"',
+        ),
+        (
+            "ORCHESTRATE_MAX_CONCURRENT_CALLS",
+            "1.5",
+            'ORCHESTRATE_MAX_CONCURRENT_CALLS must be a whole number, like 3, got "1.5"',
+        ),
+        (
+            "METRICS_PORT",
+            "70000",
+            'METRICS_PORT must be a TCP port number from 1 to 65535, got "70000"',
+        ),
+        (
+            "LOG_LEVEL",
+            "loud",
+            'LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR (any case), got "loud"',
+        ),
+        ("LOG_FORMAT", "xml", 'LOG_FORMAT must be one of text, json, got "xml"'),
+    ],
+)
+def test_a_malformed_value_is_explained_in_plain_words(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({name: value}, dotenv=None)
+    assert str(error.value) == message
+    assert "decimal" not in message and "literal" not in message
+
+
+def test_log_level_and_format_are_read_in_any_case() -> None:
+    settings = Settings.from_env({"LOG_LEVEL": "debug", "LOG_FORMAT": "JSON"}, dotenv=None)
+    assert (settings.log_level, settings.log_format) == ("DEBUG", "json")
+    assert Settings.from_env({"LOG_LEVEL": "Warning"}, dotenv=None).log_level == "WARNING"
+    assert Settings.from_env({}, dotenv=None).log_level_libraries == "WARNING"

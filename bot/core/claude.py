@@ -33,7 +33,8 @@ from bot.core import prompts
 from bot.core.estimate import StreamTally
 from bot.core.models import Check, Component, Review, Strategy
 from bot.core.usage import CallRecord, Outcome, Role, TokenUsage
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
+from bot.startup import Unreachable
 
 T = TypeVar("T")
 PriceFn = Callable[[str, TokenUsage], Decimal | None]
@@ -146,6 +147,44 @@ class Claude:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+    async def check_models(self) -> None:
+        """Confirm the key and the three configured models with `GET /v1/models/{id}`
+        (authenticated, free): a refusal raises `SettingsError` naming the variable to fix;
+        a network error or a 5xx raises `Unreachable`, to be waited out."""
+        s = self._settings
+        for variable, model in (
+            ("STRATEGY_MODEL", s.strategy_model),
+            ("EXAMPLES_MODEL", s.examples_model),
+            ("REVIEW_MODEL", s.review_model),
+        ):
+            await self._check_model(variable, model)
+
+    async def _check_model(self, variable: str, model: str) -> None:
+        try:
+            info = await self._client.models.retrieve(model)
+        except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
+            raise SettingsError(
+                f"ANTHROPIC_API_KEY was refused by the Claude API ({exc.status_code}): "
+                "set a valid key from the Anthropic Console."
+            ) from None
+        except anthropic.NotFoundError:
+            raise SettingsError(
+                f'{variable} names a model the Claude API does not have, "{model}": '
+                "set a model id that GET /v1/models lists."
+            ) from None
+        except anthropic.APIConnectionError as exc:
+            raise Unreachable(f"the Claude API could not be reached ({exc})") from None
+        except anthropic.APIStatusError as exc:
+            if exc.status_code in (408, 429) or exc.status_code >= 500:
+                raise Unreachable(f"the Claude API answered {exc.status_code}") from None
+            raise SettingsError(
+                f"{variable}: the Claude API refused to look up {model!r} ({exc.status_code})."
+            ) from None
+        if info.lifecycle == "retired":
+            raise SettingsError(
+                f'{variable} names a retired model, "{model}": set a current model id.'
+            )
 
     async def plan(
         self,

@@ -32,6 +32,7 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "views.publish": (),
     "views.open": (),
     "auth.test": (),
+    "apps.connections.open": (),  # the app-level token's connections:write, not a bot scope
 }
 SHORTCUTS = (shortcuts.CALLBACK_ID,)  # manifest.yml: features.shortcuts (needs `commands`)
 

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.core.claude import Claude
 from bot.core.pricing import PriceTable
 from bot.ledger import (
     CostReports,
@@ -23,6 +24,8 @@ from bot.ledger import (
 )
 from bot.settings import Settings
 from bot.slack.conversations import Conversations
+from bot.slack.health import Database
+from bot.slack.metrics import Metrics
 from bot.slack.poster import Poster
 from bot.slack.runs import Runs
 
@@ -65,6 +68,15 @@ class Services(Protocol):
 
     @property
     def feedback(self) -> Feedback: ...
+
+    @property
+    def claude(self) -> Claude: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def database(self) -> Database: ...
 
 
 class OpenServices(Protocol):

@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -32,6 +32,7 @@ from slack_sdk.errors import SlackApiError
 import blocks
 from bot.core.events import CallFinished, Event, RunFailed, RunFinished
 from bot.core.pipeline import Pipeline, RunStop
+from bot.core.usage import CallRecord
 from bot.ledger import (
     BudgetRefusal,
     EndStatus,
@@ -43,9 +44,11 @@ from bot.ledger import (
     StopRequests,
     initial_settings,
 )
+from bot.logs import fields
 from bot.settings import Settings
 from bot.slack.admins import workspace_admins
-from bot.slack.poster import Poster, Tag, slack_error
+from bot.slack.metrics import Metrics, run_outcome, token_kinds
+from bot.slack.poster import Poster, Tag, describe, slack_error
 from bot.slack.render import ThreadRenderer
 from bot.slack.threads import run_metadata
 
@@ -90,6 +93,7 @@ class Runs:
         settings: Settings,
         stops: StopRequests | None = None,
         stop_poll_s: float = STOP_POLL_S,
+        metrics: Metrics | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._ledger = ledger
@@ -100,6 +104,8 @@ class Runs:
         self._stop_poll_s = stop_poll_s
         self._stops: dict[str, RunStop] = {}  # runs in flight in this process
         self._poller: asyncio.Task[None] | None = None
+        self.metrics = metrics or Metrics()
+        self.metrics.track_in_flight(lambda: len(self._tasks))
         self._tasks: set[asyncio.Task[None]] = set()
         self._by_thread: dict[tuple[str, str], set[asyncio.Task[None]]] = {}
         self.admitted = 0  # runs launched by this process, for the demo and tests
@@ -121,12 +127,14 @@ class Runs:
         try:
             top_ts = await self._open_thread(request, run_id)
         except ChannelUnavailable as problem:
+            _not_started(request, run_id, "not in channel", problem.error)
             await self._ledger.finish_run(
                 run_id, "failed", elapsed_s=0.0, error=f"cannot post in channel: {problem.error}"
             )
             await respond(**ephemeral(blocks.channel_unavailable_message(error=problem.error)))
             return None
-        except BaseException:
+        except BaseException as exc:
+            _not_started(request, run_id, "Slack API error", describe(exc))
             # No run row may stay `running` (and holding budget) for a run that never began.
             await self._ledger.finish_run(
                 run_id, "failed", elapsed_s=0.0, error="the first message could not be posted"
@@ -219,6 +227,7 @@ class Runs:
             request.team_id, initial_settings(self._settings)
         )
         if not current.allows(request.channel_id):
+            _not_started(request, None, "channel not allowed", "outside the admins' allow-list")
             return blocks.channel_not_allowed_message(current.allowed_channels)
         limits = Limits(
             current.user_daily_usd,
@@ -226,6 +235,8 @@ class Runs:
             current.channel_budget(request.channel_id),
         )
         if worst_case is None and limits.any:
+            _not_started(request, None, "budget", "a model is unpriced, so no worst case")
+            self.metrics.refused("unpriced")
             return blocks.unbounded_budget_message()
         result = await self._ledger.reserve_run(
             team_id=request.team_id,
@@ -240,6 +251,8 @@ class Runs:
             models=models,
         )
         if isinstance(result, BudgetRefusal):
+            _not_started(request, result.run_id, "budget", f"{result.budget} budget")
+            self.metrics.refused(result.budget)
             return blocks.budget_refused_message(result, admins=await self._admins())
         return result, limits
 
@@ -258,10 +271,23 @@ class Runs:
     async def drain(self, grace_s: float) -> None:
         """Let runs in flight finish for `grace_s`, then cancel (and so interrupt) the rest."""
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+            log.info(
+                "draining: letting %d runs finish",
+                len(self._tasks),
+                extra=fields(grace_s=grace_s),
+            )
+            done, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            log.info(
+                "drained: %d runs finished, %d interrupted",
+                len(done),
+                len(pending),
+                extra=fields(finished=len(done), interrupted=len(pending)),
+            )
+        else:
+            log.info("no runs in flight")
         if self._poller is not None:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)
@@ -331,6 +357,7 @@ class Runs:
             nonlocal closed
             await self._to_ledger(run_id, event)
             closed = closed or isinstance(event, RunFinished | RunFailed)
+            self.observe(run_id, request, event)
             await renderer(event)
 
         try:
@@ -348,7 +375,8 @@ class Runs:
                 )  # fmt: skip
             raise
         except Exception:
-            log.exception("run %s failed with a bug", run_id)
+            log.exception("run %s failed with a bug", run_id, extra=fields(run_id=run_id))
+            self.metrics.runs.labels("failed").inc()
             if not closed:
                 await self._ledger.finish_run(
                     run_id, "failed", elapsed_s=time.monotonic() - started, error="internal error"
@@ -366,6 +394,17 @@ class Runs:
             # The run is over and recorded; a failed follow-up must not end its task in error.
             log.exception("after-run check for team %s failed", team_id)
 
+    def observe(self, run_id: str, request: RunRequest, event: Event) -> None:
+        """Count the event, and write the per-call (DEBUG) and per-run (INFO) log lines."""
+        self.metrics.observe(event)
+        match event:
+            case CallFinished(call=call):
+                log.debug("model call", extra=fields(run_id=run_id, **call_fields(call)))
+            case RunFinished() | RunFailed():
+                log.info("run ended", extra=fields(**run_fields(run_id, request, event)))
+            case _:
+                pass
+
     async def _to_ledger(self, run_id: str, event: Event) -> None:
         match event:
             case CallFinished(call=call):
@@ -379,6 +418,58 @@ class Runs:
                 )
             case _:
                 pass
+
+
+def call_fields(call: CallRecord) -> dict[str, object]:
+    """One model call for a DEBUG line: model, role, latency, request-id, usage."""
+    return {
+        "model": call.model,
+        "role": call.role,
+        "outcome": call.outcome,
+        "latency_s": round(call.latency_s, 3),
+        "request_id": call.request_id,
+        "usage": token_kinds(call.usage),
+        "cost_usd": usd(call.cost_usd),
+    }
+
+
+def run_fields(run_id: str, request: RunRequest, end: RunFinished | RunFailed) -> dict[str, object]:
+    """One run for its INFO line, with the figures its cost footer shows."""
+    cost = end.cost
+    return {
+        "run_id": run_id,
+        "team": request.team_id,
+        "channel": request.channel_id,
+        "user": request.user_id,
+        "outcome": run_outcome(end),
+        "calls": {m.model: m.calls for m in cost.by_model},
+        "tokens_in": sum(m.usage.prompt_tokens for m in cost.by_model),
+        "tokens_out": sum(m.usage.output_tokens for m in cost.by_model),
+        "cost_usd": usd(cost.total_usd),
+        "elapsed_s": round(end.elapsed_s, 1),
+    }
+
+
+def usd(amount: Decimal | None) -> str:
+    """Four decimals, half up, as the cost footer rounds; `unpriced` when unknown."""
+    if amount is None:
+        return "unpriced"
+    return str(amount.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
+
+
+def _not_started(request: RunRequest, run_id: str | None, why: str, detail: str) -> None:
+    log.info(
+        "run not started: %s",
+        why,
+        extra=fields(
+            run_id=run_id,
+            team=request.team_id,
+            channel=request.channel_id,
+            user=request.user_id,
+            reason=why,
+            detail=detail,
+        ),
+    )
 
 
 def ephemeral(message: blocks.OutboundMessage) -> dict[str, Any]:

@@ -1,22 +1,31 @@
 """Serving: HTTP mode (an aiohttp app) and Socket Mode, with one start-up and shutdown.
 
+Start-up, in both modes: open the services (the database is opened here: a refusal stops
+the process), bind the port (HTTP's, or Socket Mode's `METRICS_PORT`; one in use stops the
+process), then check the Claude API key and models, the bot token, and in Socket Mode the
+app token. A refusal raises `SettingsError` (exit 2, one line); a dependency that does not
+answer is waited for (`bot.startup.until_answered`) while `/readyz` says what start-up is
+waiting for. Only then is the Bolt app built and, in Socket Mode, the WebSocket connected.
+
 HTTP mode is an aiohttp `web.Application` whose `cleanup_ctx` opens the services (keyed
-with `web.AppKey`), checks the bot token with `auth.test`, and on shutdown drains runs in
-flight before closing them. Slack posts to `/slack/events` (signature, timestamp and shape
-checked by `bot.slack.gate` before Bolt sees the request);
-`GET /healthz` answers 200 once start-up has finished. Socket Mode opens the same services
-and connects a WebSocket with the app token. Both stop on SIGTERM or SIGINT: first stop
-taking commands, then let runs finish (or mark them interrupted), then close.
+with `web.AppKey`) and on shutdown drains runs in flight before closing them; Slack posts
+to `/slack/events` (signature, timestamp and shape checked by `bot.slack.gate` before Bolt
+sees the request). Both modes stop on SIGTERM or SIGINT:
+first stop taking commands, then let runs finish (or mark them interrupted), then close.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 from aiohttp import web
@@ -25,117 +34,349 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bot.logs import fields
 from bot.settings import Settings, SettingsError
 from bot.slack import gate
+from bot.slack import health as health_routes
 from bot.slack.app import build_app
 from bot.slack.deps import OpenServices, Services
-from bot.slack.poster import describe
+from bot.slack.health import HEALTH, CachedProbe, Health
+from bot.slack.metrics import Metrics
+from bot.slack.poster import SLACK_FAILURES, describe, slack_error
+from bot.startup import Unreachable, until_answered
 
 S = TypeVar("S", bound=Services)
 
 log = logging.getLogger(__name__)
-SERVICES = web.AppKey("services", Services)
-BOLT = web.AppKey("bolt", AsyncApp)
-VERIFIER = web.AppKey("verifier", SignatureVerifier)
 EVENTS_PATH = "/slack/events"
+# How long a Slack request that arrives during start-up may wait for it (Slack gives 3 s).
+READY_WAIT_S = 2.0
+# Slack error codes that say "try again later", not "this token is wrong".
+SLACK_TRANSIENT = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+BOT_TOKEN_FIX = "set the Bot User OAuth Token (xoxb-…) from the app's OAuth & Permissions page"
+APP_TOKEN_FIX = (
+    "set an app-level token (xapp-…) with connections:write, from the app's Basic Information page"
+)
+
+
+@dataclass
+class Serving:
+    """HTTP mode's state: the services, readiness, and Bolt once start-up has finished."""
+
+    services: Services
+    health: Health
+    verifier: SignatureVerifier
+    bolt: AsyncApp | None = None
+    started: asyncio.Task[None] | None = None
+
+
+SERVICES = web.AppKey("services", Services)
+SERVING = web.AppKey("serving", Serving)
+
+
+# -- start-up checks ---------------------------------------------------------------------
+
+
+async def slack_check(
+    call: Callable[[], Awaitable[AsyncSlackResponse]], *, variable: str, fix: str
+) -> AsyncSlackResponse:
+    """`call()`; a refusal names `variable` and the fix, no answer is `Unreachable`."""
+    try:
+        return await call()
+    except SlackApiError as exc:
+        status = exc.response.status_code if exc.response is not None else 0
+        error = slack_error(exc) or f"HTTP {status}"
+        if status >= 500 or error in SLACK_TRANSIENT:
+            raise Unreachable(f"Slack answered {error}") from None
+        raise SettingsError(f"{variable} was refused by Slack ({error}): {fix}.") from None
+    except (*SLACK_FAILURES, OSError) as exc:
+        raise Unreachable(f"Slack could not be reached ({describe(exc)})") from None
+
+
+async def check_slack_auth(services: Services) -> str:
+    """The installed workspace's team id; a refused bot token names the variable."""
+    auth = await slack_check(
+        lambda: services.client.auth_test(), variable="SLACK_BOT_TOKEN", fix=BOT_TOKEN_FIX
+    )
+    return str(auth["team_id"])
+
+
+async def open_socket_url(client: AsyncWebClient, app_token: str) -> str:
+    """A Socket Mode URL from `apps.connections.open`, which checks the app token."""
+    response = await slack_check(
+        lambda: client.apps_connections_open(app_token=app_token),
+        variable="SLACK_APP_TOKEN",
+        fix=APP_TOKEN_FIX,
+    )
+    return str(response["url"])
+
+
+async def _check_dependencies(services: Services, health: Health) -> str:
+    """The Claude key and models, then the bot token (its team id is returned); waits out
+    outages, stops on refusals."""
+
+    def waiting(why: str | None) -> None:
+        health.waiting_for = why or "start-up"
+
+    await until_answered(services.claude.check_models, what="the Claude API", waiting=waiting)
+    return await until_answered(partial(check_slack_auth, services), what="Slack", waiting=waiting)
+
+
+# -- HTTP mode -----------------------------------------------------------------------------
 
 
 def http_app(open_services: OpenServices) -> web.Application:
-    """The HTTP-mode application: `/slack/events` and `/healthz`."""
+    """The HTTP-mode application: `/slack/events`, the health routes and `/metrics`."""
     app = web.Application()
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         async with open_services() as services:
-            team_id = await check_slack_auth(services)
-            app[SERVICES] = services
-            app[BOLT] = build_app(services, http=True, team_id=team_id)
-            app[VERIFIER] = SignatureVerifier(services.settings.slack_signing_secret or "")
-            yield
+            health = _health(services)
+            verifier = SignatureVerifier(services.settings.slack_signing_secret or "")
+            serving = Serving(services, health, verifier)
+            app[SERVICES], app[SERVING], app[HEALTH] = services, serving, health
+            serving.started = asyncio.create_task(_start_http(serving), name="start-up")
+            try:
+                yield
+            finally:
+                serving.started.cancel()
+                with contextlib.suppress(asyncio.CancelledError, SettingsError):
+                    await serving.started
+                log.info("stopped taking Slack events")
 
     app.cleanup_ctx.append(lifespan)
     app.router.add_post(EVENTS_PATH, _slack_events)
-    app.router.add_get("/healthz", _healthz)
+    health_routes.add_routes(app)
     return app
 
 
+def _health(services: Services) -> Health:
+    return Health(
+        metrics=services.metrics,
+        database=services.database,
+        in_flight=lambda: services.runs.in_flight,
+    )
+
+
+async def _start_http(serving: Serving) -> None:
+    services = serving.services
+    team_id = await _check_dependencies(services, serving.health)
+    serving.health.slack = CachedProbe(partial(_auth_problem, services))
+    serving.bolt = build_app(services, http=True, team_id=team_id)
+    serving.health.waiting_for = None
+    log.info("ready: taking Slack events")
+
+
+async def _auth_problem(services: Services) -> str | None:
+    try:
+        await check_slack_auth(services)
+    except (Unreachable, SettingsError) as exc:
+        return str(exc)
+    return None
+
+
 async def _slack_events(request: web.Request) -> web.Response:
-    admitted = await gate.admit(request, request.app[VERIFIER])
+    serving = request.app[SERVING]
+    if serving.bolt is None and serving.started is not None:
+        await asyncio.wait({serving.started}, timeout=READY_WAIT_S)
+    if serving.bolt is None:
+        return web.json_response({"ok": False, "status": "starting"}, status=503)
+    received = time.monotonic()
+    admitted = await gate.admit(request, serving.verifier)
     if isinstance(admitted, gate.Refused):
         return web.json_response({"error": admitted.reason}, status=admitted.status)
-    return await to_aiohttp_response(await request.app[BOLT].async_dispatch(admitted))
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    services = request.app.get(SERVICES)
-    if services is None:
-        return web.json_response({"ok": False, "status": "starting"}, status=503)
-    return web.json_response({"ok": True, "runs_in_flight": services.runs.in_flight})
-
-
-async def check_slack_auth(services: Services) -> str:
-    """The installed workspace's team id; fails at start-up, naming the variable, if Slack
-    refuses the bot token."""
-    try:
-        auth = await services.client.auth_test()
-    except SlackApiError as exc:
-        error = describe(exc)
-        raise SettingsError(f"SLACK_BOT_TOKEN was refused by Slack ({error}).") from None
-    return str(auth["team_id"])
+    bolt_response = await serving.bolt.async_dispatch(admitted)
+    serving.services.metrics.ack_latency.observe(time.monotonic() - received)
+    return await to_aiohttp_response(bolt_response)
 
 
 async def serve_http(
     settings: Settings, open_services: OpenServices, *, port: int, host: str = "0.0.0.0"
 ) -> None:
-    settings.require("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+    settings.require("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "ANTHROPIC_API_KEY")
+    app = http_app(open_services)
     # No access log: a refused request is logged once, by the gate, with its reason; a flood
     # of posts must not add a second line each.
-    runner = web.AppRunner(http_app(open_services), access_log=None)
-    await runner.setup()
+    runner = web.AppRunner(app, access_log=None)
+    async with stop_signals() as stop:
+        await runner.setup()
+        try:
+            await bind(runner, host, port, name="--port")
+            log.info("serving Slack events on http://%s:%d%s", host, port, EVENTS_PATH)
+            started = app[SERVING].started
+            assert started is not None
+            if await _first(started, stop):
+                await stop.wait()
+        finally:
+            log.info("shutting down")
+            await runner.cleanup()
+            log.info("stopped")
+
+
+async def bind(runner: web.AppRunner, host: str, port: int, *, name: str) -> None:
+    """Listen on `port`; one already in use (or not ours to take) stops the process."""
     try:
         await web.TCPSite(runner, host, port).start()
-        log.info("serving Slack events on http://%s:%d%s", host, port, EVENTS_PATH)
-        await wait_for_stop_signal()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise SettingsError(
+                f"{name} {port}: the port is already in use; stop what listens there "
+                f"or choose another port."
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise SettingsError(
+                f"{name} {port}: not allowed to listen there; choose a port above 1023."
+            ) from None
+        raise
+
+
+async def _first(started: asyncio.Task[None], stop: asyncio.Event) -> bool:
+    """Wait for start-up or a stop signal; True when start-up finished first (its error,
+    a refusal, is raised here), False when stopped while still starting."""
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({started, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await runner.cleanup()
+        stopping.cancel()
+    if not started.done():
+        log.info("stopped while starting")
+        return False
+    started.result()
+    return True
+
+
+# -- Socket Mode ---------------------------------------------------------------------------
+
+
+class _TimedHandler(AsyncSocketModeHandler):
+    """Bolt's Socket Mode handler, timing each envelope from arrival to acknowledgement."""
+
+    metrics: Metrics
+
+    async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]  # Bolt narrows it too
+        received = time.monotonic()
+        await super().handle(client, req)  # returns once the ack is sent
+        self.metrics.ack_latency.observe(time.monotonic() - received)
 
 
 @contextlib.asynccontextmanager
 async def socket_mode_app(
-    settings: Settings, open_services: Callable[[], AbstractAsyncContextManager[S]]
+    settings: Settings,
+    open_services: Callable[[], AbstractAsyncContextManager[S]],
+    *,
+    metrics_host: str = "0.0.0.0",
 ) -> AsyncIterator[S]:
-    """The app connected over Socket Mode for the duration of the `async with`."""
-    settings.require("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
+    """The app connected over Socket Mode for the duration of the `async with`, with
+    `/metrics` and the health routes on `METRICS_PORT` when it is set."""
+    settings.require("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "ANTHROPIC_API_KEY")
     async with open_services() as services:
-        team_id = await check_slack_auth(services)
-        handler = AsyncSocketModeHandler(
-            build_app(services, http=False, team_id=team_id),
-            app_token=settings.slack_app_token,
-            web_client=services.client,
-        )
-        await handler.connect_async()  # type: ignore[no-untyped-call]
-        log.info("connected to Slack in Socket Mode")
-        try:
-            yield services
-        finally:
-            # Stop taking commands first; leaving `open_services` then drains the runs.
-            await handler.close_async()  # type: ignore[no-untyped-call]
+        health = _health(services)
+        async with _health_server(settings.metrics_port, metrics_host, health):
+            handler = await _connect(services, health)
+            try:
+                yield services
+            finally:
+                # Stop taking commands first; leaving `open_services` then drains the runs.
+                await handler.close_async()  # type: ignore[no-untyped-call]
+                log.info("disconnected from Slack")
 
 
-async def serve_socket_mode(settings: Settings, open_services: OpenServices) -> None:
-    """Socket Mode until SIGTERM or SIGINT."""
-    async with socket_mode_app(settings, open_services):
-        await wait_for_stop_signal()
+async def _connect(services: Services, health: Health) -> AsyncSocketModeHandler:
+    team_id = await _check_dependencies(services, health)
+    app_token = services.settings.slack_app_token or ""
+    url = await until_answered(
+        partial(open_socket_url, services.client, app_token),
+        what="Slack",
+        waiting=lambda why: setattr(health, "waiting_for", why or "start-up"),
+    )
+    handler = _TimedHandler(
+        build_app(services, http=False, team_id=team_id),
+        app_token=app_token,
+        web_client=services.client,
+    )
+    handler.metrics = services.metrics
+    handler.client.wss_uri = url  # the URL just issued: the token check costs no ticket
+    await handler.connect_async()  # type: ignore[no-untyped-call]
+    health.slack = partial(_socket_problem, handler.client)
+    health.waiting_for = None
+    log.info("connected to Slack in Socket Mode")
+    return handler
+
+
+async def _socket_problem(client: AsyncBaseSocketModeClient) -> str | None:
+    if await client.is_connected():
+        return None
+    return "the Socket Mode connection is down (reconnecting)"
+
+
+@contextlib.asynccontextmanager
+async def _health_server(port: int | None, host: str, health: Health) -> AsyncIterator[None]:
+    if port is None:
+        yield
+        return
+    runner = web.AppRunner(health_routes.health_app(health), access_log=None)
+    await runner.setup()
+    try:
+        await bind(runner, host, port, name="METRICS_PORT")
+        log.info("serving /metrics and /healthz", extra=fields(host=host, port=port))
+        yield
+    finally:
+        await runner.cleanup()
+
+
+async def serve_socket_mode(
+    settings: Settings, open_services: OpenServices, *, host: str = "0.0.0.0"
+) -> None:
+    """Socket Mode until SIGTERM or SIGINT (which also ends a start-up still waiting)."""
+    connected = asyncio.Event()
+
+    async def run(stop: asyncio.Event) -> None:
+        async with socket_mode_app(settings, open_services, metrics_host=host):
+            connected.set()
+            await stop.wait()
+            log.info("shutting down")
+
+    async with stop_signals() as stop:
+        serving = asyncio.create_task(run(stop), name="socket-mode")
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not serving.done() and not connected.is_set():
+            log.info("stopped while starting")
+            serving.cancel()  # nothing runs yet: no run to drain
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+    log.info("stopped")
+
+
+@contextlib.asynccontextmanager
+async def stop_signals() -> AsyncIterator[asyncio.Event]:
+    """An event set on SIGTERM or SIGINT (Ctrl-C) while inside the `async with`."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def stopping(sig: signal.Signals) -> None:
+        log.info("received %s", sig.name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping, sig)
+    try:
+        yield stop
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
 
 
 async def wait_for_stop_signal() -> None:
     """Return on SIGTERM or SIGINT (Ctrl-C)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+    async with stop_signals() as stop:
         await stop.wait()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)

@@ -83,13 +83,17 @@ def free_port() -> int:
 
 
 async def test_http_mode_serves_healthz_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    async with SlackSandbox() as slack:
+    from bot.sandbox.claude.server import ClaudeSandbox
+
+    async with SlackSandbox() as slack, ClaudeSandbox() as claude:
         port = free_port()
         env = clean_env(
             tmp_path,
             SLACK_API_URL=slack.api_url,
             SLACK_BOT_TOKEN=slack.bot_token,
             SLACK_SIGNING_SECRET=slack.signing_secret,
+            ANTHROPIC_BASE_URL=claude.base_url,
+            ANTHROPIC_API_KEY=claude.api_key,
         )
         bot = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -116,13 +120,16 @@ async def test_http_mode_serves_healthz_and_stops_cleanly_on_sigterm(tmp_path: P
 
 
 async def _healthz(url: str) -> int:
+    """The health status once start-up has finished (503 while it checks its dependencies)."""
     async with asyncio.timeout(60), aiohttp.ClientSession() as session:
         while True:
             try:
                 async with session.get(url) as response:
-                    return response.status
+                    if response.status != 503:
+                        return response.status
             except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.1)
+                pass
+            await asyncio.sleep(0.1)
 
 
 @dataclass

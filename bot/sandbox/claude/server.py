@@ -1,10 +1,11 @@
 """A local stand-in for the Claude Messages API, for the demo and the tests.
 
-`ClaudeSandbox` serves `POST /v1/messages` (JSON and SSE) and `/v1/messages/count_tokens`
-on loopback, so the real `anthropic` SDK can talk to it through `base_url`. It checks the
-key and the body like the API, answers each pipeline role deterministically
-(`claude_content`), prices usage with thinking and prompt caching (`claude_usage`), and
-paces answers with a deterministic `LatencyModel`. Tests inject faults with `add_rule`
+`ClaudeSandbox` serves `POST /v1/messages` (JSON and SSE), `/v1/messages/count_tokens` and
+the model catalogue (`GET /v1/models`, `/v1/models/{id}`) on loopback, so the real
+`anthropic` SDK can talk to it through `base_url`. It checks the key and the body like the
+API, answers each pipeline role deterministically (`claude_content`), prices usage with
+thinking and prompt caching (`claude_usage`), and paces answers with a deterministic
+`LatencyModel`. Tests inject faults with `add_rule`
 (or `POST /_sandbox/rules` from another process) and inspect every call in `requests`.
 The wire format lives in `claude_wire`, latency, rules and records in `claude_rules`;
 this module owns the server and the order in which a call is checked, delayed and answered.
@@ -26,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.sandbox.claude import content
+from bot.sandbox.claude import catalogue, content
 from bot.sandbox.claude.models import is_known
 from bot.sandbox.claude.rules import (
     FAULTS,
@@ -96,6 +97,8 @@ class ClaudeSandbox:
         self.api_key = api_key
         self.latency = latency or LatencyModel()
         self.requests: list[RecordedRequest] = []
+        # `GET /v1/models…` lookups, kept apart from the calls that cost tokens.
+        self.model_lookups: list[str] = []
         self.rules: list[Rule] = []
         self.cache = PromptCache()
         self._runner: web.AppRunner | None = None
@@ -114,6 +117,8 @@ class ClaudeSandbox:
         app = web.Application(middlewares=[self._api_errors], client_max_size=64 * 1024**2)
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/v1/models/{model_id}", self._model)
         app.router.add_post("/_sandbox/rules", self._post_rule)
         app.router.add_delete("/_sandbox/rules", self._delete_rules)
         app.router.add_get("/_sandbox/requests", self._get_requests)
@@ -377,6 +382,26 @@ class ClaudeSandbox:
             return _error_response(error, record.request_id)
         finally:
             record.finished = time.monotonic()
+
+    # -- /v1/models -----------------------------------------------------------------------
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        return self._catalogue(request, "", lambda: catalogue.model_page(request.query))
+
+    async def _model(self, request: web.Request) -> web.StreamResponse:
+        model_id = request.match_info["model_id"]
+        return self._catalogue(request, model_id, lambda: catalogue.model_info(model_id))
+
+    def _catalogue(
+        self, request: web.Request, looked_up: str, answer: Callable[[], dict[str, Any]]
+    ) -> web.StreamResponse:
+        request_id = _request_id()
+        self.model_lookups.append(looked_up)
+        try:
+            self._authorize(request)
+            return web.json_response(answer(), headers={"request-id": request_id})
+        except ApiError as error:
+            return _error_response(error, request_id)
 
     # -- control API ---------------------------------------------------------------------
 
