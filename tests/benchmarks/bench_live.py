@@ -1,0 +1,129 @@
+"""Live-run benchmark: how soon the strategy shows, and what drafting costs in chat.update.
+
+Run from the repository root (not collected by pytest):
+
+    .venv/bin/python -m tests.benchmarks.bench_live            # ~3 minutes
+    .venv/bin/python -m tests.benchmarks.bench_live --reps 3 --burst 50
+
+The real app (`tests.harness.running_stack`: Bolt over Socket Mode, the SQLite ledger, the
+anthropic SDK) runs against both sandboxes in this process, the model API at realistic
+speed (latency model × 1.0) and the default Slack pacing (1 post a second per channel).
+
+(a) First visible strategy text: for single runs, the moment the first draft of the strategy
+    reaches Slack (its `chat.update`, as the Slack sandbox timed it) against the plan call's
+    time to first token and its end (as the Claude sandbox timed them), all from the moment
+    the plan request arrived. Reported: draft ÷ time to first token, and how long before the
+    plan call ended the strategy was already visible.
+(b) chat.update per run: `--burst` commands fired at once from as many channels, every run
+    to its end; calls to chat.update in total and per run (drafts apart), and the most in any
+    60 s window, against Tier 3 (about 50 a minute per workspace, short bursts tolerated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from tests.harness import Stack, running_stack
+
+QUESTION = "Design a REST API for a social network"
+OPUS = "claude-opus-5-5"
+TIER3_PER_MIN = 50
+
+
+async def first_draft(reps: int) -> list[tuple[float, float, float, float]]:
+    """(time to first token, first text token, first draft visible, plan call end), seconds
+    from the plan request. The answer's text follows the hidden thinking, which the sandbox
+    streams at the model's speed: its first token is at TTFT + thinking tokens ÷ speed."""
+    rows = []
+    for _ in range(reps):
+        with tempfile.TemporaryDirectory() as tmp:
+            async with running_stack(Path(tmp), time_scale=1.0, slack_posts_per_s=1.0) as stack:
+                await stack.command(QUESTION)
+                await stack.settle()
+                plan = next(r for r in stack.claude.requests if r.role == "plan")
+                drafts = [
+                    c
+                    for c in stack.slack.calls_to("chat.update")
+                    if "writing the strategy" in c.args.get("text", "")
+                ]
+                assert plan.first_token is not None and plan.finished is not None and drafts
+                thinking = ((plan.usage or {}).get("output_tokens_details") or {}).get(
+                    "thinking_tokens", 0
+                )
+                text_at = plan.first_token + thinking * stack.claude.latency.per_token(OPUS)
+                rows.append(
+                    (
+                        plan.first_token - plan.started,
+                        text_at - plan.started,
+                        drafts[0].at - plan.started,
+                        plan.finished - plan.started,
+                    )
+                )
+    return rows
+
+
+async def burst(runs: int) -> tuple[int, int, int, float]:
+    """(chat.update calls, of which drafts, most in any 60 s window, seconds for all runs)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        async with running_stack(Path(tmp), time_scale=1.0, slack_posts_per_s=1.0) as stack:
+            channels = _channels(stack, runs)
+            started = time.monotonic()
+            await asyncio.gather(*(stack.command(QUESTION, channel_id=c) for c in channels))
+            async with asyncio.timeout(900):  # 50 runs share 16 call slots: minutes, not s
+                while stack.services.runs.admitted < runs:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+                await stack.services.runs.wait_idle()
+            elapsed = time.monotonic() - started
+            updates = stack.slack.calls_to("chat.update")
+    drafts = sum("writing the strategy" in u.args.get("text", "") for u in updates)
+    times = sorted(u.at for u in updates)
+    window = max((sum(1 for t in times if s <= t < s + 60) for s in times), default=0)
+    return len(updates), drafts, window, elapsed
+
+
+def _channels(stack: Stack, count: int) -> list[str]:
+    members = {"U0ALICE", stack.slack.workspace.bot_user_id}
+    ids = [f"C0LIVE{i:03d}" for i in range(count)]
+    for channel_id in ids:
+        stack.slack.workspace.add_channel(channel_id, channel_id.lower(), members=members)
+    return ids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--burst", type=int, default=50)
+    args = parser.parse_args()
+    rows = asyncio.run(first_draft(args.reps))
+    print("(a) first visible strategy text, seconds from the plan request")
+    for ttft, text, draft, end in rows:
+        print(
+            f"    ttft {ttft:5.2f}  first text {text:5.2f}  first draft {draft:5.2f}"
+            f"  plan ends {end:5.2f}"
+        )
+    ratios = [draft / ttft for ttft, _, draft, _ in rows]
+    lag = [draft - text for _, text, draft, _ in rows]
+    ahead = [end - draft for _, _, draft, end in rows]
+    print(f"    draft ÷ ttft: median {statistics.median(ratios):.2f} (max {max(ratios):.2f})")
+    print(
+        f"    draft − first text token: median {statistics.median(lag):.2f} s (max {max(lag):.2f})"
+    )
+    print(f"    visible before the plan call ended by: median {statistics.median(ahead):.2f} s")
+    if not args.burst:
+        return
+    total, drafts, window, elapsed = asyncio.run(burst(args.burst))
+    print(f"(b) {args.burst} runs at once, all done in {elapsed:.0f} s")
+    print(
+        f"    chat.update: {total} ({total / args.burst:.2f} a run), of which drafts "
+        f"{drafts} ({drafts / args.burst:.2f} a run); most in any 60 s: {window} "
+        f"(Tier 3 ≈ {TIER3_PER_MIN}/min)"
+    )
+
+
+if __name__ == "__main__":
+    main()
