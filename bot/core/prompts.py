@@ -1,6 +1,6 @@
 """The three role prompts: strategy (plan), execution (example) and review.
 
-Written in the spirit of the design document's prompt patterns: Opus thinks once and
+Each role gets one job: Opus thinks once and
 briefly and delegates; Haiku illustrates one component with a small working example;
 Sonnet checks the examples against the strategy. Text that comes from a user or a model is
 placed inside XML-style tags and escaped with `html.escape`, so it reads as data, never as

@@ -15,14 +15,15 @@ pipeline, the SDK and its HTTP client. The sandbox paces answers with its `Laten
 To fix the number of components at 2, 4 and 6, the plan call answers with a JSON plan
 (a sandbox rule's `text`); each example answers with Markdown of a fixed length, from
 600 to 1,000 visible tokens across the components, so the example calls have distinct
-latencies and the issue's ~800-1,200-token budget (with thinking); the review answers
+latencies and an ~800-1,200-token budget each (with thinking); the review answers
 with ~450 visible tokens. Thinking comes from the sandbox (effort low: ~120 tokens a
 call, billed as output). For each component count, over `--runs` runs (interleaved,
 after one warm-up each), it prints median (min-max) of: wall time ÷ critical path (plan
 call + slowest example call + review call, as the sandbox timed them), wall time ÷
 sequential time (the sum of every call's duration), and CPU milliseconds per run; then the
 run's bill from `RunFinished.cost` against the same tokens all on Opus, with the token
-profile, and the design document's 87.5% claim recomputed at today's prices.
+profile, and the often-quoted 87.5% saving (Opus 200, 3 × Haiku 1,000, Sonnet 500 tokens
+against 4,000 Opus tokens, priced at input rates) recomputed at today's prices.
 """
 
 from __future__ import annotations
@@ -290,15 +291,16 @@ def profile_rows(cost: CostSummary, roles: dict[str, str]) -> list[str]:
     return rows
 
 
-def seed_comparison() -> list[str]:
-    """The design document's example (Opus 200, 3 × Haiku 1,000, Sonnet 500 tokens; all-Opus
+def quoted_example_comparison() -> list[str]:
+    """The often-quoted 87.5% example (Opus 200, 3 × Haiku 1,000, Sonnet 500 tokens; all-Opus
     4,000 tokens), priced its way and at today's list prices."""
     M = Decimal(1_000_000)
-    # (input, output) rates per million: the seed's prices, then today's REFERENCE.md table.
-    seed = {"opus": Decimal("15"), "haiku": Decimal("0.80"), "sonnet": Decimal("3")}
+    # (input, output) rates per million: the 2025 list prices the
+    # 87.5% example used, then Anthropic's list prices as of November 2026 (bot/core/prices.json).
+    prices_2025 = {"opus": Decimal("15"), "haiku": Decimal("0.80"), "sonnet": Decimal("3")}
     now_in = {"opus": Decimal("4.00"), "haiku": Decimal("0.10"), "sonnet": Decimal("2.00")}
     now_out = {"opus": Decimal("20.00"), "haiku": Decimal("0.50"), "sonnet": Decimal("10.00")}
-    # The seed's calls as (model, input tokens by its own data flow, tokens it counted).
+    # The example's calls as (model, input tokens by its own data flow, tokens it counted).
     calls = [("opus", 0, 200), *[("haiku", 200, 1000)] * 3, ("sonnet", 3200, 500)]
     counted = sum(t for _, _, t in calls)
 
@@ -323,13 +325,13 @@ def seed_comparison() -> list[str]:
         )
 
     return [
-        "| seed profile, priced as | orchestrated | all-Opus | saving |",
+        "| 87.5% example profile, priced as | orchestrated | all-Opus | saving |",
         "|---|---|---|---|",
         "| as published (its rounded sums) | $0.0075 | $0.0600 | 87.5% |",
         row(
-            "seed prices, input rates, all-Opus = its 4,000 tokens",
-            orchestrated(seed, None),
-            all_opus(seed["opus"], None, 4000),
+            "2025 prices, input rates, all-Opus = its 4,000 tokens",
+            orchestrated(prices_2025, None),
+            all_opus(prices_2025["opus"], None, 4000),
         ),
         row(
             "today, input rates only, all-Opus = its 4,000 tokens",
@@ -437,8 +439,8 @@ def report(
         f"(all-Opus {format_usd(typical.all_strategy_model_usd)}, "
         f"saving {typical.saving_pct:.1f}%) |"
     )
-    print("\nThe design document's 87.5% example, recomputed:\n")
-    print("\n".join(seed_comparison()))
+    print("\nThe often-quoted 87.5% example, recomputed:\n")
+    print("\n".join(quoted_example_comparison()))
 
 
 def main() -> None:

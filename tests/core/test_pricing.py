@@ -33,7 +33,7 @@ def call(model: str, usage: TokenUsage, role: str = "example") -> CallRecord:
 
 def test_packaged_table_is_dated_and_prices_every_reference_model(prices: PriceTable) -> None:
     assert (prices.as_of.year, prices.as_of.month) == (2026, 11)
-    assert "REFERENCE" in prices.source
+    assert prices.source.startswith("Anthropic's published list prices")
     for model in (OPUS, SONNET, HAIKU, "claude-opus-4-5", "claude-sonnet-4-6", "claude-haiku-4-5"):
         assert prices.price_of(model) is not None, model
 

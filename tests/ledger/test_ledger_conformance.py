@@ -1,6 +1,6 @@
 """One conformance suite for every ledger backend (SQLite and PostgreSQL, via `ledger_url`).
 
-Shows what the issue asks of the ledger: figures survive a restart and a SIGKILL mid-run,
+Shows what the ledger promises: figures survive a restart and a SIGKILL mid-run,
 reports equal hand-computed sums, a user's view never includes anyone else, budgets refuse
 before a run starts and hold across two racing OS processes, and the 80% alert fires once.
 """

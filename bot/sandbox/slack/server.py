@@ -207,7 +207,7 @@ class SlackSandbox:
 
     # ------------------------------------------------------------ Socket Mode
 
-    # The brief's public signature takes `timeout`; callers need not wrap it themselves.
+    # Takes `timeout` itself so that tests need not wrap every wait in asyncio.timeout.
     async def wait_connected(self, timeout: float = 5.0, *, count: int = 1) -> None:  # noqa: ASYNC109
         """Wait until at least `count` Socket Mode connections are open."""
         await self.socket.wait_connected(timeout, count=count)
