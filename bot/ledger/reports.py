@@ -152,7 +152,7 @@ def _whole_days(since: datetime, until: datetime) -> tuple[int, int]:
     return first, day_number(until)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _Group:
     """One (model, role) aggregate row from the calls table."""
 
@@ -177,7 +177,16 @@ class _Group:
             thinking_tokens=n[6],
             estimated=n[11] > 0,
         )
-        return cls(str(row[0]), str(row[1]), n[0], usage, n[7], n[8], n[9], n[10])
+        return cls(
+            model=str(row[0]),
+            role=str(row[1]),
+            calls=n[0],
+            usage=usage,
+            cost_nanos=n[7],
+            unpriced=n[8],
+            strategy_nanos=n[9],
+            strategy_unpriced=n[10],
+        )
 
 
 def _report(

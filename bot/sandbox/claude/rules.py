@@ -72,7 +72,7 @@ class LatencyModel:
         return self.ttft(model) + output_tokens * self.per_token(model)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Rule:
     """A fault and/or delay for matching calls; `remaining` None means forever."""
 

@@ -164,7 +164,15 @@ class ClaudeSandbox:
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; use one of {sorted(FAULTS)}")
         rule = Rule(
-            self._next_rule_id, role, model, contains, fault, delay_s, times, retry_after_s, text
+            id=self._next_rule_id,
+            role=role,
+            model=model,
+            contains=contains,
+            fault=fault,
+            delay_s=delay_s,
+            remaining=times,
+            retry_after_s=retry_after_s,
+            text=text,
         )
         self._next_rule_id += 1
         self.rules.append(rule)

@@ -166,7 +166,9 @@ class SocketHub:
         now, payload = time.monotonic(), data.get("payload")
         if pending.timed_out:
             del self._pending[envelope_id or ""]
-            self.late_acks.append(Ack(envelope_id or "", payload, now - pending.sent_at, True))
+            self.late_acks.append(
+                Ack(envelope_id or "", payload, now - pending.sent_at, timed_out=True)
+            )
         elif not pending.future.done():
             if pending.on_ack is not None:
                 pending.on_ack(payload)

@@ -48,7 +48,7 @@ def invalid_arguments(*messages: str) -> ApiError:
     return ApiError("invalid_arguments", extra={"response_metadata": {"messages": list(messages)}})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ApiCall:
     """One Web API call as the sandbox saw it; `at` is `time.monotonic()` on arrival."""
 
@@ -215,7 +215,12 @@ class WebApi:
             body["warning"] = ",".join(warnings)
             body.setdefault("response_metadata", {})["warnings"] = warnings
         call = ApiCall(
-            method, _public_args(args), bool(body.get("ok")), body.get("error"), status, at
+            method=method,
+            args=_public_args(args),
+            ok=bool(body.get("ok")),
+            error=body.get("error"),
+            status=status,
+            at=at,
         )
         self.calls.append(call)
         if body.get("error") == "unknown_method":
@@ -226,7 +231,16 @@ class WebApi:
     def _dropped(
         self, request: web.Request, method: str, args: dict[str, Any], at: float
     ) -> web.Response:
-        self.calls.append(ApiCall(method, _public_args(args), False, CONNECTION_DROPPED, 0, at))
+        self.calls.append(
+            ApiCall(
+                method=method,
+                args=_public_args(args),
+                ok=False,
+                error=CONNECTION_DROPPED,
+                status=0,
+                at=at,
+            )
+        )
         if request.transport is not None:
             request.transport.close()  # the client sees the server disconnect, no answer
         return web.Response(status=503)  # never reaches the client
