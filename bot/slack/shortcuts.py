@@ -4,8 +4,9 @@ Picked from a message's menu, it acknowledges at once (Slack gives 3 s), then ha
 thread to `Conversations`: a discussion is planned with the whole thread as context; in a
 run's thread it re-plans with what the team said since. A thread the bot cannot read (a
 private channel it is not in) is answered through the payload's `response_url`, which works
-where the bot cannot post. Interactive payloads are not retried by Slack the way Events API
-callbacks are, so no claim is needed here.
+where the bot cannot post. Slack never retries an interactive payload, but a captured signed
+one can be sent again within the signature's five minutes: its `trigger_id` is claimed, so a
+second delivery is acknowledged and starts no paid run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack.commands import first_delivery
 from bot.slack.conversations import Request
 from bot.slack.deps import Services
 from bot.slack.replies import private_reply
@@ -34,6 +36,8 @@ def register(app: AsyncApp, services: Services) -> None:
         client: AsyncWebClient,
     ) -> None:
         await ack()
+        if not await first_delivery(services, "action", str(shortcut.get("trigger_id") or "")):
+            return  # a replayed request: acknowledged, and nothing more
         message = shortcut.get("message") or {}
         root = str(message.get("thread_ts") or shortcut["message_ts"])
         request = Request(

@@ -296,10 +296,16 @@ class SlackSandbox:
         self, url: str, message: Message, *, callback_id: str, user_id: str = "U0ALICE"
     ) -> tuple[int, str, float]:
         """The same over HTTP: a signed form body with the JSON in `payload`."""
-        payload = self._shortcut_payload(message, callback_id, user_id)
-        body = form_body({"payload": json.dumps(payload, separators=(",", ":"))})
+        body = self.message_shortcut_body(message, callback_id=callback_id, user_id=user_id)
         status, text_body, _, latency = await post_signed(url, body, self.signed_request(body))
         return status, text_body, latency
+
+    def message_shortcut_body(
+        self, message: Message, *, callback_id: str, user_id: str = "U0ALICE"
+    ) -> str:
+        """The form body Slack posts over HTTP for a message shortcut (sign it to send it)."""
+        payload = self._shortcut_payload(message, callback_id, user_id)
+        return form_body({"payload": json.dumps(payload, separators=(",", ":"))})
 
     def _shortcut_payload(self, message: Message, callback_id: str, user_id: str) -> dict[str, Any]:
         entry = self.response_urls.issue(channel=message.channel, user=user_id)
