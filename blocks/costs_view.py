@@ -118,20 +118,21 @@ def _amount(cost_usd: Decimal, *, calls: int, unpriced_calls: int) -> str:
 
 
 def _average(report: CostReportView) -> str:
-    """`$0.0193`; `at least $0.0193` when some calls are unpriced (the figure leaves them out)."""
+    """`$0.0193`; `at least $0.0193` when some calls are unpriced (the figure leaves them out);
+    `≈$0.0193` when it includes an estimate."""
     average = report.average_per_run_usd
     if average is None or not report.runs:
         return "—"
-    if not report.unpriced_calls:
-        return format_usd(average)
     if report.unpriced_calls >= report.calls:
         return format_usd(None)
-    return f"at least {format_usd(average)}"
+    figure = approx(format_usd(average), includes_estimate(report.by_model))
+    return f"at least {figure}" if report.unpriced_calls else figure
 
 
 def _all_on_strategy_model(report: CostReportView, all_usd: Decimal) -> str:
     on = escape(model_label(report.strategy_model))
-    figure = format_usd(all_usd)
+    # The same tokens priced on another model: an estimate in, an estimate out.
+    figure = approx(format_usd(all_usd), includes_estimate(report.by_model))
     if report.saving_pct is not None:
         figure += f" · {format_saving(report.saving_pct)}"
     if report.unpriced_calls:

@@ -333,6 +333,8 @@ def test_a_report_that_includes_estimated_calls_says_approx() -> None:
     assert message.text == "Workspace orchestrate spend, November: ≈$1.2346"
     fields = [f["text"] for f in message.blocks[1]["fields"]]
     assert fields[0] == "*Total*\n≈$1.2346"
+    assert fields[2] == "*Average per run*\n≈$0.0193"
+    assert fields[4].startswith("*All on Opus*\n≈$7.5000 · ")
     assert "cut off mid-answer" in fields[-1]
     by_model = section_texts(message)[0]
     assert by_model.splitlines()[1:] == [
