@@ -28,7 +28,7 @@ from blocks.controls import (
     stopping_message,
     what_was_wrong_modal,
 )
-from blocks.cost import cost_footer
+from blocks.cost import ESTIMATE_NOTE, approx, cost_footer, includes_estimate
 from blocks.costs_view import costs_summary_message, home_view
 from blocks.ephemeral import (
     bad_period_message,
@@ -101,6 +101,7 @@ from blocks.split import clip, slack_length, split_chunks, split_mrkdwn
 
 __all__ = [
     "DOWN",
+    "ESTIMATE_NOTE",
     "FEEDBACK_ACTION",
     "FOLLOWUPS_BLOCK_ID",
     "MAX_BLOCKS",
@@ -116,6 +117,7 @@ __all__ = [
     "ThreadStatus",
     "admins_only_error",
     "already_over_message",
+    "approx",
     "bad_period_message",
     "budget_alert_message",
     "budget_refused_message",
@@ -147,6 +149,7 @@ __all__ = [
     "help_message",
     "home_view",
     "illustrating_status",
+    "includes_estimate",
     "interrupted_message",
     "interrupted_status",
     "markdown_to_mrkdwn",

@@ -78,28 +78,35 @@ def render_report(report: CostReport, *, label: str | None = None) -> str:
 
 
 def _headline(report: CostReport) -> list[str]:
+    estimated = blocks.includes_estimate(report.by_model)
+    per_run = _usd(report.average_per_run_usd, estimated) if report.runs else "-"
     return [
-        f"Total      {_cost(report.total_usd, report.unpriced_calls)}",
+        f"Total      {_cost(report.total_usd, report.unpriced_calls, estimated=estimated)}",
         f"Runs       {report.runs} ({report.refused_runs} refused by budgets), "
         f"{report.calls} calls",
-        f"Per run    {format_usd(report.average_per_run_usd) if report.runs else '-'}",
-        f"Saving     {_saving(report)}",
+        f"Per run    {per_run}",
+        f"Saving     {_saving(report, estimated=estimated)}",
+        *([f"           {blocks.ESTIMATE_NOTE}"] if estimated else []),
     ]
 
 
-def _saving(report: CostReport) -> str:
+def _saving(report: CostReport, *, estimated: bool) -> str:
     if report.all_strategy_model_usd is None:
         return f"unknown ({report.strategy_model} is unpriced)"
     pct = report.saving_pct
     shown = "-" if pct is None else f"{pct.quantize(Decimal('0.1'))}%"
-    return (
-        f"{shown} vs all on {report.strategy_model} ({format_usd(report.all_strategy_model_usd)})"
-    )
+    all_on = _usd(report.all_strategy_model_usd, estimated)
+    return f"{shown} vs all on {report.strategy_model} ({all_on})"
 
 
-def _cost(amount: Decimal, unpriced: int) -> str:
+def _usd(amount: Decimal | None, estimated: bool) -> str:
+    """`$0.0241`, or `≈$0.0241` when the figure includes a cut-off call's estimate."""
+    return blocks.approx(format_usd(amount), estimated)
+
+
+def _cost(amount: Decimal, unpriced: int, *, estimated: bool = False) -> str:
     # An unknown cost is never folded silently into a total that looks complete.
-    return format_usd(amount) + (f" + {unpriced} unpriced calls" if unpriced else "")
+    return _usd(amount, estimated) + (f" + {unpriced} unpriced calls" if unpriced else "")
 
 
 def _model_row(m: ModelCost) -> tuple[str, ...]:
@@ -108,10 +115,10 @@ def _model_row(m: ModelCost) -> tuple[str, ...]:
         m.model,
         str(m.calls),
         f"{u.input_tokens:,}",
-        f"{u.output_tokens:,}",
+        blocks.approx(f"{u.output_tokens:,}", u.estimated),
         f"{u.cache_write_5m_tokens + u.cache_write_1h_tokens:,}",
         f"{u.cache_read_tokens:,}",
-        format_usd(m.cost_usd),
+        _usd(m.cost_usd, u.estimated),
     )
 
 

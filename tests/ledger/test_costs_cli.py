@@ -167,3 +167,35 @@ async def test_an_unreachable_database_exits_1(capsys: pytest.CaptureFixture[str
 
     assert code == 1
     assert "cannot read the ledger" in capsys.readouterr().err
+
+
+async def test_figures_that_include_an_estimate_are_marked_approximate(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    async with open_ledger(url) as ledger:
+        run_id = await ledger.runs.start_run(
+            team_id="T1", channel_id="C1", user_id="U1", question="q", now=EARLIER
+        )
+        cut_off = TokenUsage(input_tokens=1_000, output_tokens=400, estimated=True)
+        await ledger.runs.record_call(
+            run_id,
+            CallRecord(
+                role="example",
+                model="claude-haiku-5-5",
+                usage=cut_off,
+                cost_usd=Decimal("0.0003"),
+                latency_s=1.0,
+                outcome="cancelled",
+            ),
+            now=EARLIER,
+        )
+    settings = Settings.from_env({"DATABASE_URL": url}, dotenv=None)
+    out = io.StringIO()
+
+    assert await costs_command(settings, since="today", csv=False, out=out, now=NOW) == 0
+
+    text = out.getvalue()
+    assert "Total      ≈$0.0003" in text
+    assert "Per run    ≈$0.0003" in text
+    assert "cut off mid-answer" in text
+    (row,) = [line for line in text.splitlines() if line.startswith("claude-haiku-5-5")]
+    assert "≈400" in row and "≈$0.0003" in row
