@@ -8,7 +8,6 @@ the bot's scopes read from manifest.yml, and text that arrives entity-escaped.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.sandbox.slack.blocks import MESSAGE_TEXT_MAX
 from bot.sandbox.slack.manifest import MANIFEST_PATH, load_manifest
 from bot.sandbox.slack.server import SlackSandbox
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackSandbox]:
-    async with SlackSandbox() as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def client(slack: SlackSandbox) -> AsyncWebClient:
-    return AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-
-
-async def error_of(call: Awaitable[Any]) -> str:
-    with pytest.raises(SlackApiError) as caught:
-        await call
-    return str(caught.value.response["error"])
+from tests.sandbox.slack_errors import error_of
 
 
 def section(text: str) -> dict[str, Any]:

@@ -10,14 +10,12 @@ transports are driven with a real Bolt app.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
-from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import (
     ActionsBlock,
     ButtonElement,
@@ -29,23 +27,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.sandbox.slack.server import SlackSandbox
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackSandbox]:
-    async with SlackSandbox() as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def client(slack: SlackSandbox) -> AsyncWebClient:
-    return AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-
-
-async def error_of(call: Awaitable[Any]) -> str:
-    with pytest.raises(SlackApiError) as caught:
-        await call
-    return str(caught.value.response["error"])
+from tests.sandbox.slack_errors import error_of
 
 
 def message_blocks() -> list[dict[str, Any]]:

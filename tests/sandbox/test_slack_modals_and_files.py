@@ -10,36 +10,19 @@ is Slack's two steps with an upload URL served by the sandbox, driven by slack_s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.sandbox.slack.files import shared_files
 from bot.sandbox.slack.manifest import load_manifest
 from bot.sandbox.slack.server import SlackSandbox
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackSandbox]:
-    async with SlackSandbox() as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def client(slack: SlackSandbox) -> AsyncWebClient:
-    return AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-
-
-async def error_of(call: Awaitable[Any]) -> str:
-    with pytest.raises(SlackApiError) as caught:
-        await call
-    return str(caught.value.response["error"])
+from tests.sandbox.slack_errors import error_of
 
 
 def modal(title: str = "Budgets", *, submit: bool = True) -> dict[str, Any]:

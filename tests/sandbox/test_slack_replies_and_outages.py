@@ -9,7 +9,6 @@ the post was made.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -20,17 +19,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.sandbox.slack.server import SlackSandbox
 
 META = {"event_type": "orchestrate_run_message", "event_payload": {"run_id": "r1", "part": "x"}}
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackSandbox]:
-    async with SlackSandbox() as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def client(slack: SlackSandbox) -> AsyncWebClient:
-    return AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
 
 
 @pytest.mark.parametrize(

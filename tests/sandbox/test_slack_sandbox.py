@@ -34,17 +34,6 @@ from bot.sandbox.slack.manifest import load_manifest
 from bot.sandbox.slack.server import SlackSandbox
 
 
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackSandbox]:
-    async with SlackSandbox() as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def client(slack: SlackSandbox) -> AsyncWebClient:
-    return AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-
-
 async def api_error(call: Awaitable[Any]) -> SlackApiError:
     with pytest.raises(SlackApiError) as caught:
         await call
