@@ -151,6 +151,14 @@ def stopped_message(*, stopped_by: str, cost: CostSummaryView, elapsed_s: float)
     )
 
 
+def retried_message(*, retried_by: str, cost: CostSummaryView, elapsed_s: float) -> OutboundMessage:
+    """Under a retried example: who asked for it, and the bill of that one call."""
+    line = f"↻ Retried by {user_mention(retried_by)} · billed to them as a follow-up of this run."
+    return OutboundMessage(
+        text=fallback(line), blocks=(context(line), *cost_footer(cost, elapsed_s))
+    )
+
+
 # The "what was wrong?" modal after a 👎 -------------------------------------------------
 
 

@@ -145,6 +145,28 @@ class Pipeline:
         run = _Run(self, question, emit, thread, gate)
         await run.execute(stop)
 
+    def example_worst_case_usd(self, question: str) -> Decimal | None:
+        """The most one more example call for `question` can cost (None if unpriced)."""
+        tokens = _tokens(prompts.EXAMPLE_SYSTEM, question) + STRATEGY_TOKENS
+        out = max_tokens_for("example", efforts(self._settings)["example"])
+        return self._prices.cost(self._settings.examples_model, TokenUsage(tokens, out))
+
+    async def example_again(
+        self, question: str, strategy: Strategy, index: int, *, emit: Emit
+    ) -> None:
+        """Illustrate component `index` of `strategy` once more (a Retry): its call, then
+        `ExampleReady` or `ExampleFailed`, then `RunFinished` with the bill of that call."""
+        run = _Run(self, question, emit)
+        try:
+            await run._example(strategy, index, strategy.components[index], _ignore, False)
+        except asyncio.CancelledError:
+            await run._interrupted(INTERRUPTED_REASON)
+            raise
+        await self.emit_finished(run)
+
+    async def emit_finished(self, run: _Run) -> None:
+        await run.emit(RunFinished(run._bill(), run._elapsed()))
+
     async def followup_answer(
         self, thread: str, request: str, *, on_cancel: CancelSink | None = None
     ) -> Reply[str]:
@@ -183,6 +205,10 @@ class _Stopped(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def _ignore(index: int, outcome: prompts.ExampleOutcome) -> None:
+    """An example's outcome nobody waits for (a retried component has no review)."""
 
 
 class _Run:

@@ -40,6 +40,11 @@ def register(app: AsyncApp, services: Services) -> None:
         await ack()
         await vote(services, client, body=body, respond=respond)
 
+    @app.action(blocks.RETRY_ACTION)
+    async def on_retry(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        await retry(services, body=body, respond=respond)
+
     @app.view(blocks.WRONG_CALLBACK)
     async def on_what_was_wrong(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
@@ -86,6 +91,21 @@ async def stop(services: Services, *, body: dict[str, Any], respond: AsyncRespon
     services.runs.stop_here(run_id, by=user_id)  # at once if this instance owns the run
     if first:
         await _say(respond, blocks.stopping_message())
+
+
+async def retry(services: Services, *, body: dict[str, Any], respond: AsyncRespond) -> None:
+    team_id, user_id, value = _clicked(body)
+    parsed = blocks.parse_retry(value)
+    run = await _run_of(services, parsed[0], team_id) if parsed else None
+    if parsed is None or run is None:
+        await _say(respond, blocks.retry_unavailable_message())
+        return
+    if not await _may_control(services, run, user_id):
+        await _say(respond, blocks.only_asker_message(asker_id=run.user_id, action="retry"))
+        return
+    reply = await services.runs.retry(run.id, parsed[1], by=user_id)
+    if reply is not None:
+        await _say(respond, reply)
 
 
 async def vote(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -30,7 +31,15 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 import blocks
-from bot.core.events import CallFinished, Event, RunFailed, RunFinished
+from bot.core.events import (
+    CallFinished,
+    Event,
+    ExampleFailed,
+    ExampleReady,
+    RunFailed,
+    RunFinished,
+)
+from bot.core.models import Strategy
 from bot.core.pipeline import Pipeline, RunStop
 from bot.core.usage import CallRecord
 from bot.ledger import (
@@ -54,6 +63,7 @@ from bot.slack.threads import run_metadata
 
 log = logging.getLogger(__name__)
 Respond = Callable[..., Awaitable[Any]]
+RECENT_RUNS = 500  # finished runs whose strategy is kept for a Retry of a failed example
 STOP_POLL_S = 1.0  # a Stop pressed on another instance takes effect within about this long
 
 
@@ -103,6 +113,9 @@ class Runs:
         self._stop_requests = stops
         self._stop_poll_s = stop_poll_s
         self._stops: dict[str, RunStop] = {}  # runs in flight in this process
+        # What a Retry needs of a run this process ran: who asked what, where, the strategy.
+        self._recent: OrderedDict[str, tuple[RunRequest, str, Strategy]] = OrderedDict()
+        self._retrying: set[tuple[str, int]] = set()
         self._poller: asyncio.Task[None] | None = None
         self.metrics = metrics or Metrics()
         self.metrics.track_in_flight(lambda: len(self._tasks))
@@ -383,7 +396,64 @@ class Runs:
                 )
             await renderer.bug()
             return
+        self._remember(run_id, request, renderer)
         await self._after(request.team_id)
+
+    def _remember(self, run_id: str, request: RunRequest, renderer: ThreadRenderer) -> None:
+        strategy = renderer.state.strategy
+        if strategy is not None and renderer.state.failed:
+            self._recent[run_id] = (request, renderer.thread_ts, strategy)
+            while len(self._recent) > RECENT_RUNS:
+                self._recent.popitem(last=False)
+
+    async def retry(self, run_id: str, index: int, *, by: str) -> blocks.OutboundMessage | None:
+        """Illustrate component `index` of a finished run once more, for `by`: admitted under
+        the budgets as a follow-up of the run (billed to `by`), posted in its thread. Returns
+        the reply for `by`; None for a click on a retry already under way."""
+        held = self._recent.get(run_id)
+        if held is None or not 0 <= index < len(held[2].components):
+            return blocks.retry_unavailable_message()
+        if (run_id, index) in self._retrying:
+            return None
+        original, thread_ts, strategy = held
+        request = RunRequest(
+            team_id=original.team_id,
+            channel_id=original.channel_id,
+            user_id=by,
+            question=original.question,
+            thread_ts=thread_ts,
+            parent_run_id=run_id,
+        )
+        # Claimed before anything is awaited, so a double click admits one retry, not two.
+        self._retrying.add((run_id, index))
+        worst_case = self._pipeline.example_worst_case_usd(original.question)
+        try:
+            admitted = await self.admit(request, worst_case)
+        except BaseException:
+            self._retrying.discard((run_id, index))
+            raise
+        if isinstance(admitted, blocks.OutboundMessage):
+            self._retrying.discard((run_id, index))
+            return admitted
+        work = self._retry(admitted.run_id, run_id, request, strategy, index)
+        task = self.own(work, name=f"retry-{admitted.run_id}")
+        task.add_done_callback(lambda _: self._retrying.discard((run_id, index)))
+        return blocks.retry_started_message(name=strategy.components[index].name)
+
+    async def _retry(
+        self, retry_id: str, run_id: str, request: RunRequest, strategy: Strategy, index: int
+    ) -> None:
+        async def emit(event: Event) -> None:
+            await self._to_ledger(retry_id, event)
+            for message in blocks_for_retry(event, run_id=run_id, by=request.user_id, total=total):
+                await self._poster.post(request.channel_id, message, thread_ts=request.thread_ts)
+
+        total = len(strategy.components)
+        try:
+            await self._pipeline.example_again(request.question, strategy, index, emit=emit)
+        except Exception:
+            log.exception("retry %s of run %s failed with a bug", retry_id, run_id)
+            await self._ledger.finish_run(retry_id, "failed", elapsed_s=0.0, error="internal error")
 
     async def _after(self, team_id: str) -> None:
         if self.on_finished is None:
@@ -470,6 +540,32 @@ def _not_started(request: RunRequest, run_id: str | None, why: str, detail: str)
             detail=detail,
         ),
     )
+
+
+def blocks_for_retry(
+    event: Event, *, run_id: str, by: str, total: int
+) -> list[blocks.OutboundMessage]:
+    """What a retried component posts in its run's thread: the example (or its failure, with
+    Retry again), then who retried it and what it cost."""
+    match event:
+        case ExampleReady(index=i, component=component, markdown=markdown, model=model):
+            return blocks.example_messages(
+                index=i + 1, total=total, component=component, markdown=markdown, model=model
+            )
+        case ExampleFailed(index=i, component=component, reason=reason, model=model):
+            failed = blocks.example_failed_message(
+                index=i + 1,
+                total=total,
+                component=component,
+                reason=reason,
+                model=model,
+                retry_run_id=run_id,
+            )
+            return [failed]
+        case RunFinished(cost=cost, elapsed_s=elapsed):
+            return [blocks.retried_message(retried_by=by, cost=cost, elapsed_s=elapsed)]
+        case _:
+            return []
 
 
 def ephemeral(message: blocks.OutboundMessage) -> dict[str, Any]:

@@ -129,3 +129,60 @@ async def test_a_double_click_on_stop_is_counted_once(tmp_path: Path) -> None:
         told = stack.slack.ephemerals("U0ALICE")
     assert [e.text for e in told].count(told[0].text) == 1 and "Stopping" in told[0].text
     assert sum("Stopped by" in r.text for r in replies) == 1
+
+
+async def a_failed_example(stack: Stack) -> Any:
+    """Run a question whose first example call is refused; the failure reply it posts."""
+    stack.claude.add_rule(role="example", fault="refusal", times=1)
+    await stack.command(QUESTION)
+    await stack.settle()
+    _, replies = stack.thread()
+    failed = next(r for r in replies if "could not be illustrated" in r.text)
+    assert "orchestrate_retry" in str(failed.blocks)
+    return failed
+
+
+@pytest.mark.parametrize("mode", ["socket", "http"])
+async def test_retry_re_runs_the_failed_component_billed_to_the_clicker(
+    tmp_path: Path, mode: Mode
+) -> None:
+    async with running_stack(tmp_path, mode=mode) as stack:
+        failed = await a_failed_example(stack)
+        examples_before = sum(r.role == "example" for r in stack.claude.requests)
+        await stack.slack.click(
+            "C0GENERAL", failed.ts, "orchestrate_retry", user_id="U0ADMIN", url=stack.events_url
+        )
+        told = await ephemeral_for(stack, "U0ADMIN")
+        await stack.services.runs.wait_idle()
+        _, replies = stack.thread()
+        examples_after = sum(r.role == "example" for r in stack.claude.requests)
+    path = stack.settings.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:
+        retry = db.execute(
+            "SELECT user_id, status, calls, cost_nanos FROM runs WHERE parent_run_id IS NOT NULL"
+        ).fetchall()
+    assert "Retrying" in told[0].text
+    assert examples_after == examples_before + 1  # that one component, nothing else
+    assert "Illustrated by Haiku" in str(replies[-2].blocks)
+    assert "Retried by <@U0ADMIN>" in replies[-1].text
+    assert retry == [("U0ADMIN", "finished", 1, retry[0][3])] and retry[0][3] > 0
+
+
+async def test_retry_is_for_the_asker_or_an_admin_and_a_double_click_retries_once(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path) as stack:
+        failed = await a_failed_example(stack)
+        await stack.slack.click("C0GENERAL", failed.ts, "orchestrate_retry", user_id="U0BOB")
+        refused = await ephemeral_for(stack, "U0BOB")
+        examples_before = sum(r.role == "example" for r in stack.claude.requests)
+        stack.claude.add_rule(role="example", delay_s=0.5, times=1)
+        click = stack.slack.click_payload("C0GENERAL", failed.ts, "orchestrate_retry")
+        await asyncio.gather(
+            stack.slack.send_interactive(click), stack.slack.send_interactive(click)
+        )
+        await ephemeral_for(stack, "U0ALICE")
+        await stack.services.runs.wait_idle()
+        examples_after = sum(r.role == "example" for r in stack.claude.requests)
+    assert "Only <@U0ALICE> or an admin can retry this run" in refused[0].text
+    assert examples_after == examples_before + 1
