@@ -7,6 +7,7 @@ inert, `mrkdwn` converts Markdown, `split` keeps text inside Slack's limits, `me
 blocks and `format` writes figures. Everything a caller needs is re-exported here.
 """
 
+from blocks.alerts import budget_alert_message, weekly_digest_message
 from blocks.controls import (
     DOWN,
     FEEDBACK_ACTION,
@@ -33,7 +34,6 @@ from blocks.cost import ESTIMATE_NOTE, approx, cost_footer, includes_estimate
 from blocks.costs_view import costs_summary_message, home_view
 from blocks.ephemeral import (
     bad_period_message,
-    budget_alert_message,
     budget_refused_message,
     budget_stop_reason,
     channel_not_allowed_message,
@@ -48,6 +48,12 @@ from blocks.ephemeral import (
     wrong_workspace_message,
 )
 from blocks.escape import channel_mention, escape, escape_code, user_mention
+from blocks.exports import (
+    csv_admins_only_message,
+    csv_comment,
+    csv_failed_message,
+    csv_sent_message,
+)
 from blocks.followup import (
     FOLLOWUPS_BLOCK_ID,
     followup_answer_messages,
@@ -132,6 +138,10 @@ __all__ = [
     "command_failed_message",
     "cost_footer",
     "costs_summary_message",
+    "csv_admins_only_message",
+    "csv_comment",
+    "csv_failed_message",
+    "csv_sent_message",
     "done_status",
     "drafting_status",
     "error_message",
@@ -192,6 +202,7 @@ __all__ = [
     "undelivered_message",
     "unreachable_message",
     "user_mention",
+    "weekly_digest_message",
     "what_was_wrong_modal",
     "wrong_workspace_message",
 ]

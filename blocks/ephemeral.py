@@ -9,7 +9,6 @@ escaped like any other, so an error that quotes user input cannot ping or link.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 
 from blocks.escape import channel_mention, escape, user_mention
 from blocks.format import format_usd
@@ -41,6 +40,8 @@ def help_message(*, command: str = "/orchestrate", max_chars: int) -> OutboundMe
             f"`{cmd} costs [today|week|month|last-month|7d|2026-11-01..2026-11-15]` — what "
             "runs cost: your own, or the whole workspace for admins (default: this month; "
             "week is the last 7 days)",
+            f"`{cmd} costs csv [period]` — admins: every call of the period as a CSV file "
+            "in your DM",
         ]
     )
     examples = "*Examples*\n" + "\n".join(f"• `{cmd} {escape(q)}`" for q in EXAMPLE_QUESTIONS)
@@ -218,18 +219,3 @@ def channel_not_allowed_message(allowed: Sequence[str]) -> OutboundMessage:
     where = ", ".join(channel_mention(c) for c in list(allowed)[:20])
     line = f"⚠ orchestrate is not enabled in this channel. It works in {where}."
     return OutboundMessage(text=fallback(line), blocks=tuple(sections(line)))
-
-
-def budget_alert_message(
-    *, spent_usd: Decimal, budget_usd: Decimal, month_label: str, command: str = "/orchestrate"
-) -> OutboundMessage:
-    """The one DM each admin gets when the workspace passes 80% of its monthly budget."""
-    share = int(spent_usd * 100 / budget_usd) if budget_usd else 100
-    line = (
-        f"⚠ orchestrate has spent {format_usd(spent_usd)} of this workspace's "
-        f"{format_usd(budget_usd)} budget for {escape(month_label)} ({share}%). "
-        "Runs that would pass the budget will be refused until next month or until "
-        "BUDGET_WORKSPACE_MONTHLY_USD is raised."
-    )
-    detail = f"See who and where with `{escape(command)} costs month`."
-    return OutboundMessage(text=fallback(line), blocks=(*sections(line), context(detail)))

@@ -8,6 +8,7 @@ through it, so nothing is a module-level singleton and shutdown is the same ever
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sqlite3
@@ -24,6 +25,7 @@ from bot.core.claude import Claude
 from bot.core.pipeline import Pipeline
 from bot.core.pricing import PriceTable
 from bot.ledger import (
+    CallsExport,
     CostReports,
     EventClaims,
     Feedback,
@@ -36,7 +38,7 @@ from bot.ledger import (
 from bot.logs import database_location
 from bot.settings import Settings, SettingsError
 from bot.slack import server
-from bot.slack.budget_alerts import BudgetWatch
+from bot.slack.budget_alerts import BudgetWatch, Delivery, Digest, digest_clock
 from bot.slack.conversations import Conversations
 from bot.slack.liveness import Liveness
 from bot.slack.metrics import CountingRetryHandler, Metrics
@@ -62,6 +64,7 @@ class Services:
     runs: Runs
     conversations: Conversations
     metrics: Metrics
+    digest: Digest
 
     @property
     def reports(self) -> CostReports:
@@ -91,6 +94,10 @@ class Services:
     def database(self) -> Ledger:
         return self.ledger
 
+    @property
+    def export(self) -> CallsExport:
+        return self.ledger.export
+
 
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
@@ -113,7 +120,15 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             stops=ledger.interactions,
             metrics=metrics,
         )
-        runs.on_finished = BudgetWatch(settings=settings, ledger=ledger.budgets, client=client)
+        deliver = Delivery(settings=settings, client=client)
+        runs.on_finished = BudgetWatch(
+            settings=settings, ledger=ledger.budgets, governance=ledger.governance, deliver=deliver
+        )
+        digest = Digest(
+            settings=settings, reports=ledger.reports, governance=ledger.governance, deliver=deliver
+        )
+        clock = asyncio.create_task(digest_clock(digest), name="weekly-digest")
+        stack.push_async_callback(_stop, clock)
         # Follow-ups write through the same writer as runs: their calls survive an outage too.
         conversations = Conversations(
             runs=runs, pipeline=pipeline, ledger=ledger.writer, poster=poster, settings=settings
@@ -142,6 +157,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             runs=runs,
             conversations=conversations,
             metrics=metrics,
+            digest=digest,
         )
 
 
@@ -171,6 +187,11 @@ async def _open_ledger(stack: contextlib.AsyncExitStack, settings: Settings) -> 
 def _is_database_error(exc: Exception) -> bool:
     """An error the database driver raised (wrong password, no such database, …)."""
     return isinstance(exc, sqlite3.Error) or type(exc).__module__.startswith("asyncpg")
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def longest_run(settings: Settings) -> timedelta:

@@ -41,7 +41,7 @@ async def costs_command(
     try:
         async with ledger_for(settings) as ledger:
             if csv:
-                await ledger.export.calls_csv(None, period.since, out)
+                await ledger.export.calls_csv(None, period.since, out, until=period.until)
                 return EXIT_OK
             report = await ledger.reports.summary(None, since=period.since, until=period.until)
     except (LedgerError, OSError, ValueError) as exc:

@@ -1,6 +1,6 @@
 """The finance export: every call since a moment, as CSV, streamed from the database.
 
-`CallExport.calls_csv` writes one row per call made since `since` (by call time), with its
+`CallExport.calls_csv` writes one row per call made in a period (by call time), with its
 run's team, channel and user, every usage bucket, and the cost as an exact 9-decimal dollar
 string (empty when unpriced, never 0). Rows are streamed, so a year of calls never sits in
 memory.
@@ -30,10 +30,16 @@ class CallExport:
     def __init__(self, db: Driver) -> None:
         self._db = db
 
-    async def calls_csv(self, team_id: str | None, since: datetime, out: TextIO) -> int:
-        """Every call made since `since` (by call time) as CSV for finance; returns the rows."""
+    async def calls_csv(
+        self, team_id: str | None, since: datetime, out: TextIO, *, until: datetime | None = None
+    ) -> int:
+        """Every call made in [since, until) (by call time; no end: up to now) as CSV for
+        finance; returns the rows."""
         sql = _EXPORT + " WHERE c.created_at >= ?"
         args: list[Any] = [self._db.to_db_time(since)]
+        if until is not None:
+            sql += " AND c.created_at < ?"
+            args.append(self._db.to_db_time(until))
         if team_id is not None:
             sql += " AND c.team_id = ?"
             args.append(team_id)

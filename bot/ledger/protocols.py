@@ -115,6 +115,8 @@ class CostReports(Protocol):
         today: date | None = None,
     ) -> tuple[DayCost, ...]: ...
 
+    async def teams_with_runs(self, *, since: datetime, until: datetime) -> list[str]: ...
+
 
 class BudgetAlerts(Protocol):
     """The 80% watch (`bot/slack/budget_alerts.py`): the month's spend, a once-only claim."""
@@ -136,7 +138,9 @@ class EventClaims(Protocol):
 class CallsExport(Protocol):
     """The operator CLI's `costs --csv`: every call since a moment, for finance."""
 
-    async def calls_csv(self, team_id: str | None, since: datetime, out: TextIO) -> int: ...
+    async def calls_csv(
+        self, team_id: str | None, since: datetime, out: TextIO, *, until: datetime | None = None
+    ) -> int: ...
 
 
 class GovernanceStore(Protocol):

@@ -56,6 +56,17 @@ class Reports:
             strategy_model=self._strategy_model,
         )
 
+    async def teams_with_runs(self, *, since: datetime, until: datetime) -> list[str]:
+        """The teams with a run started in [since, until) (the weekly digest's recipients)."""
+        async with self._db.read() as c:
+            rows = await c.fetch(
+                "SELECT DISTINCT team_id FROM runs WHERE started_at >= ? AND started_at < ?"
+                " AND status <> 'refused' ORDER BY team_id",
+                self._db.to_db_time(since),
+                self._db.to_db_time(until),
+            )
+        return [str(row[0]) for row in rows]
+
     async def daily(
         self,
         team_id: str,
@@ -73,7 +84,7 @@ class Reports:
         async with self._db.read() as c:
             rows = await c.fetch(
                 f"SELECT {day} AS day, COUNT(*), SUM(cost_nanos) FROM runs WHERE {where}"
-                " AND status <> 'refused' GROUP BY day",
+                f" AND status <> 'refused' AND {_POSTED} GROUP BY day",
                 *args,
             )
         found = {EPOCH + timedelta(days=int(d)): (int(n), int(cost)) for d, n, cost in rows}
@@ -128,8 +139,12 @@ _BY_MODEL_ROLE = (
     " SUM(strategy_unpriced_calls), SUM(estimated_calls)"
     " FROM ({branches}) AS t GROUP BY model, role"
 )
+# A run counts once it posted its thread or made a call: one that failed before its first
+# message (a channel the bot cannot post in) cost nothing and showed nothing.
+_POSTED = "(thread_ts IS NOT NULL OR calls > 0)"
 _RUN_COUNTS = (
-    "SELECT SUM(CASE WHEN status <> 'refused' AND parent_run_id IS NULL THEN 1 ELSE 0 END),"
+    "SELECT SUM(CASE WHEN status <> 'refused' AND parent_run_id IS NULL"
+    f" AND {_POSTED} THEN 1 ELSE 0 END),"
     " SUM(CASE WHEN status = 'refused' THEN 1 ELSE 0 END),"
     " SUM(CASE WHEN status <> 'refused' AND parent_run_id IS NOT NULL THEN 1 ELSE 0 END)"
     " FROM runs WHERE "
@@ -139,7 +154,7 @@ _RUN_COUNTS = (
 def _top(column: str, where: str) -> str:
     return (
         f"SELECT {column}, COUNT(*) AS n, COALESCE(SUM(cost_nanos), 0) AS cost FROM runs"
-        f" WHERE {where} AND status <> 'refused' GROUP BY {column}"
+        f" WHERE {where} AND status <> 'refused' AND {_POSTED} GROUP BY {column}"
         f" ORDER BY cost DESC, n DESC, {column} LIMIT {TOP_N}"
     )
 

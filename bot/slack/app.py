@@ -31,6 +31,10 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "users.list": ("users:read",),
     "views.publish": (),
     "views.open": (),
+    "conversations.open": ("im:write",),
+    # slack_sdk's helper for the external upload: files.getUploadURLExternal, the POST to
+    # the upload URL, files.completeUploadExternal.
+    "files.upload.v2": ("files:write",),
     "auth.test": (),
     "apps.connections.open": (),  # the app-level token's connections:write, not a bot scope
 }

@@ -1,63 +1,143 @@
-"""The 80% warning: one DM to each admin when a workspace nears its monthly budget.
+"""Alerts where admins look: the soft thresholds of the monthly budget, and the weekly digest.
 
-After every run, `BudgetWatch` compares the workspace's spending this month with
-`BUDGET_WORKSPACE_MONTHLY_USD`. Past 80%, it claims the month's alert in the ledger (true
-exactly once per team and month, even across instances) and only then DMs each admin:
-ORCHESTRATE_ADMINS and the workspace's admins and owners (`users.list`).
+After every run, `BudgetWatch` reads the team's settings (from the ledger, each time) and
+compares the month's spend with the workspace's monthly budget. Every alert threshold crossed
+(50/80/100% unless admins chose others) is claimed in the ledger, true once per team, month
+and threshold across every instance; when one was newly claimed, one alert naming the highest
+goes out. `Digest` posts last week's digest (spend by model, the top channels and people, the
+saving against running everything on the strategy model) once per team and ISO week, claimed
+the same way; the services run it after runs and on a clock, so a quiet week still gets one.
+
+Both go to the admins' alert channel; without one (or when the bot cannot post there), to each
+admin's DM, which the manifest's Messages tab shows: ORCHESTRATE_ADMINS and the workspace's
+admins and owners (`users.list`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, date, datetime, timedelta
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 import blocks
-from bot.ledger import BudgetAlerts
+from bot.ledger import BudgetAlerts, CostReports, GovernanceStore, initial_settings
+from bot.ledger.periods import week_bounds
 from bot.settings import Settings
 from bot.slack.admins import workspace_admins
 from bot.slack.poster import describe
 
 log = logging.getLogger(__name__)
-ALERT_AT_PCT = 80
+DIGEST_CHECK_EVERY_S = 3600.0
+
+
+class Delivery:
+    """Posts an alert where the team's admins look: the alert channel, else their DMs."""
+
+    def __init__(self, *, settings: Settings, client: AsyncWebClient) -> None:
+        self._settings = settings
+        self._client = client
+
+    async def __call__(self, message: blocks.OutboundMessage, alert_channel: str | None) -> int:
+        """Post `message`; returns how many conversations got it."""
+        if alert_channel and await self._post(alert_channel, message):
+            return 1
+        told = 0
+        for user_id in await workspace_admins(self._settings, self._client):
+            told += await self._post(user_id, message)
+        return told
+
+    async def _post(self, channel: str, message: blocks.OutboundMessage) -> bool:
+        try:
+            await self._client.chat_postMessage(channel=channel, **message.post_kwargs())
+        except SlackApiError as exc:
+            log.warning("could not post an alert to %s: %s", channel, describe(exc))
+            return False
+        return True
 
 
 class BudgetWatch:
-    """Called with a team id after each run; DMs admins once a month past the threshold."""
+    """Called with a team id after each run; alerts once per month and threshold crossed."""
 
-    def __init__(self, *, settings: Settings, ledger: BudgetAlerts, client: AsyncWebClient) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        ledger: BudgetAlerts,
+        governance: GovernanceStore,
+        deliver: Delivery,
+    ) -> None:
         self._settings = settings
         self._ledger = ledger
-        self._client = client
+        self._governance = governance
+        self._deliver = deliver
 
     async def __call__(self, team_id: str, *, now: datetime | None = None) -> int:
-        """Check `team_id`; returns how many admins were told (0 almost always)."""
-        budget = self._settings.budget_workspace_monthly_usd
-        if not budget:
+        """Check `team_id`; returns how many conversations were told (0 almost always)."""
+        current = await self._governance.budget_settings(team_id, initial_settings(self._settings))
+        budget = current.workspace_monthly_usd
+        if not budget or not current.alert_thresholds_pct:
             return 0
         now = now or datetime.now(UTC)
         spent = await self._ledger.workspace_month_spent(team_id, now)
-        if spent * 100 < budget * ALERT_AT_PCT:
-            return 0
+        crossed = [t for t in current.alert_thresholds_pct if spent * 100 >= budget * t]
         month = date(now.year, now.month, 1)
-        if not await self._ledger.claim_budget_alert(team_id, month, ALERT_AT_PCT):
+        claimed = [t for t in crossed if await self._ledger.claim_budget_alert(team_id, month, t)]
+        if not claimed:
             return 0
-        return await self._tell_admins(spent, budget, month)
-
-    async def _tell_admins(self, spent: Decimal, budget: Decimal, month: date) -> int:
         message = blocks.budget_alert_message(
-            spent_usd=spent, budget_usd=budget, month_label=month.strftime("%B %Y")
+            spent_usd=spent,
+            budget_usd=budget,
+            month_label=month.strftime("%B %Y"),
+            threshold_pct=max(claimed),
         )
-        told = 0
-        for user_id in await workspace_admins(self._settings, self._client):
-            try:
-                await self._client.chat_postMessage(
-                    channel=user_id, text=message.text, blocks=list(message.blocks)
-                )
-                told += 1
-            except SlackApiError as exc:
-                log.warning("could not DM admin %s: %s", user_id, describe(exc))
-        return told
+        return await self._deliver(message, current.alert_channel)
+
+
+class Digest:
+    """Last week's digest, posted once per team and ISO week across instances."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        reports: CostReports,
+        governance: GovernanceStore,
+        deliver: Delivery,
+    ) -> None:
+        self._settings = settings
+        self._reports = reports
+        self._governance = governance
+        self._deliver = deliver
+
+    async def post_due(self, *, now: datetime | None = None) -> int:
+        """Post the digest of the week before `now` for every team that ran something then,
+        unless another instance already has; returns how many digests this call posted."""
+        since, until = week_bounds((now or datetime.now(UTC)) - timedelta(days=7))
+        posted = 0
+        for team_id in await self._reports.teams_with_runs(since=since, until=until):
+            posted += await self._post(team_id, since, until)
+        return posted
+
+    async def _post(self, team_id: str, since: datetime, until: datetime) -> int:
+        year, week, _ = since.isocalendar()
+        if not await self._governance.claim_notice(team_id, f"digest:{year}-W{week:02d}"):
+            return 0
+        report = await self._reports.summary(team_id, since=since, until=until)
+        current = await self._governance.budget_settings(team_id, initial_settings(self._settings))
+        last_day = (until - timedelta(days=1)).date()
+        message = blocks.weekly_digest_message(report, first=since.date(), last=last_day)
+        return min(1, await self._deliver(message, current.alert_channel))
+
+
+async def digest_clock(digest: Digest, *, every_s: float = DIGEST_CHECK_EVERY_S) -> None:
+    """Post due digests now and then every `every_s` seconds, until cancelled."""
+    while True:
+        try:
+            await digest.post_due()
+        except Exception:
+            # The clock must outlive a bad hour (the database away, Slack refusing).
+            log.exception("the weekly digest check failed; trying again later")
+        await asyncio.sleep(every_s)

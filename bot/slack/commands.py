@@ -28,6 +28,7 @@ from bot.ledger import LedgerError, read_period
 from bot.ledger.claims import Kind, replay_key
 from bot.slack.admins import is_admin
 from bot.slack.deps import Services
+from bot.slack.exports import send_calls_csv
 from bot.slack.replies import PrivateReply, private_reply
 from bot.slack.runs import RunRequest, ephemeral
 from bot.slack.threads import decode
@@ -44,6 +45,11 @@ class Help:
 
 @dataclass(frozen=True, slots=True)
 class Costs:
+    period: str
+
+
+@dataclass(frozen=True, slots=True)
+class CostsCsv:
     period: str
 
 
@@ -67,7 +73,7 @@ class Mistyped:
     typed: str
 
 
-Command = Help | Costs | Ask | TooLong | Mistyped
+Command = Help | Costs | CostsCsv | Ask | TooLong | Mistyped
 
 
 def parse_command(text: str, *, max_chars: int) -> Command:
@@ -80,6 +86,9 @@ def parse_command(text: str, *, max_chars: int) -> Command:
     # words ("costs of running Kafka?") it is a question, unless the next word is a period
     # ("costs month extra"): a paid run would answer a report request nobody meant to ask.
     after = rest.split()
+    # `costs csv [period]`: the period's calls as a file (admins).
+    if word.lower() == "costs" and after and after[0].lower() == "csv" and len(after) <= 2:
+        return CostsCsv(after[1] if len(after) == 2 else "month")
     if word.lower() == "costs" and len(after) <= 1:
         return Costs(rest.strip() or "month")
     if word.lower() == "costs" and _is_period(after[0]):
@@ -138,6 +147,10 @@ def register(app: AsyncApp, services: Services) -> None:
                     await reply(**ephemeral(message))
                 case Costs(period=period):
                     await _costs(services, client, command=command, period=period, respond=reply)
+                case CostsCsv(period=period):
+                    await send_calls_csv(
+                        services, client, command=command, period=period, respond=reply
+                    )
                 case Ask(question=question):
                     await _ask(services, command=command, question=question, respond=reply)
         except Exception:
@@ -148,7 +161,7 @@ def register(app: AsyncApp, services: Services) -> None:
 
 def _what(parsed: Command) -> str:
     match parsed:
-        case Costs():
+        case Costs() | CostsCsv():
             return "the costs command"
         case Ask():
             return "a question"

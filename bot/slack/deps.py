@@ -15,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core.claude import Claude
 from bot.core.pricing import PriceTable
 from bot.ledger import (
+    CallsExport,
     CostReports,
     EventClaims,
     Feedback,
@@ -44,6 +45,9 @@ class Services(Protocol):
 
     @property
     def governance(self) -> GovernanceStore: ...
+
+    @property
+    def export(self) -> CallsExport: ...
 
     @property
     def client(self) -> AsyncWebClient: ...

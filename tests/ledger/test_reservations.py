@@ -120,3 +120,17 @@ async def test_a_run_is_stopped_once_real_spend_reaches_what_the_budget_has_left
     # Nothing stops a run without budgets, or one in a budget with room.
     roomy = Limits(user_daily=Decimal("1"), workspace_monthly=None)
     assert await ledger.runs.budget_stop(first.run_id, roomy) is None
+
+
+async def test_runs_that_never_posted_are_not_counted_as_runs(ledger: Ledger) -> None:
+    posted = await reserve(ledger, user="U1")
+    never = await reserve(ledger, user="U2")  # its first message could not be posted
+    assert isinstance(posted, Reservation) and isinstance(never, Reservation)
+    await ledger.runs.set_thread(posted.run_id, "C1", "1.000001")
+    for run in (posted, never):
+        await ledger.runs.finish_run(run.run_id, "finished", elapsed_s=1.0, now=NOW)
+    day = (NOW.replace(hour=0, minute=30), NOW.replace(hour=23))
+    report = await ledger.reports.summary("T1", since=day[0], until=day[1])
+    daily = await ledger.reports.daily("T1", days=1, today=NOW.date())
+    assert report.runs == 1 and [s.id for s in report.top_users] == ["U1"]
+    assert daily[0].runs == 1
