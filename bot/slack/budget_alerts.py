@@ -1,10 +1,10 @@
 """Alerts where admins look: the soft thresholds of the monthly budget, and the weekly digest.
 
 After every run, `BudgetWatch` reads the team's settings (from the ledger, each time) and
-compares the month's spend with the workspace's monthly budget. Every alert threshold crossed
-(50/80/100% unless admins chose others) is claimed in the ledger, true once per team, month
-and threshold across every instance; when one was newly claimed, one alert naming the highest
-goes out. `Digest` posts last week's digest (spend by model, the top channels and people, the
+compares the month's spend with the workspace's monthly budget. The highest alert threshold
+crossed (of 50/80/100% unless admins chose others) is claimed in the ledger, true once per
+team, month and threshold across every instance, and only the instance that claimed it posts
+the alert. `Digest` posts last week's digest (spend by model, the top channels and people, the
 saving against running everything on the strategy model) once per team and ISO week, claimed
 the same way; the services run it after runs and on a clock, so a quiet week still gets one.
 
@@ -83,15 +83,19 @@ class BudgetWatch:
         now = now or datetime.now(UTC)
         spent = await self._ledger.workspace_month_spent(team_id, now)
         crossed = [t for t in current.alert_thresholds_pct if spent * 100 >= budget * t]
-        month = date(now.year, now.month, 1)
-        claimed = [t for t in crossed if await self._ledger.claim_budget_alert(team_id, month, t)]
-        if not claimed:
+        if not crossed:
+            return 0
+        # Only the highest threshold crossed is claimed: two instances claiming one each of
+        # several thresholds crossed at once would both post. Lower ones passed over stay
+        # unclaimed, and never fire later (spend does not go down within a month).
+        top, month = max(crossed), date(now.year, now.month, 1)
+        if not await self._ledger.claim_budget_alert(team_id, month, top):
             return 0
         message = blocks.budget_alert_message(
             spent_usd=spent,
             budget_usd=budget,
             month_label=month.strftime("%B %Y"),
-            threshold_pct=max(claimed),
+            threshold_pct=top,
         )
         return await self._deliver(message, current.alert_channel)
 

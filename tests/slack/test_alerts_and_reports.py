@@ -101,7 +101,7 @@ async def test_alerts_and_the_digest_are_posted_once_with_two_instances_running(
     alerts = [p for p in posted if "passed" in p and "budget" in p]
     weekly = [p for p in posted if "Weekly digest" in p]
     assert len(alerts) == 1 and sum(told) == 1
-    # 85% spent: the 50% and 80% thresholds are claimed, one alert names the highest.
+    # 85% spent: 50% and 80% are both passed; one alert, for the highest, whoever claims it.
     assert "passed 80%" in alerts[0] and "$0.8500" in alerts[0] and "$1.0000" in alerts[0]
     assert len(weekly) == 1 and sum(digests) == 1
     assert "<@U0ALICE>" in weekly[0] and "<#G0TEAM>" in weekly[0] and "$0.1000" in weekly[0]
