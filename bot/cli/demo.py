@@ -15,8 +15,10 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 
+import blocks
 from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
 from bot.sandbox.slack.server import SlackSandbox
 from bot.services import Services, socket_mode_app
@@ -91,11 +93,30 @@ async def _drive(question: str, settings: Settings, slack: SlackSandbox) -> int:
                 file=sys.stderr,
             )
             return 1
-        await asyncio.wait_for(_until_done(services, slack), RUN_TIMEOUT_S)
+        try:
+            await asyncio.wait_for(_until_done(services, slack), RUN_TIMEOUT_S)
+        except asyncio.CancelledError:
+            # Ctrl-C: the run is interrupted on the way out; say what it had cost so far.
+            spent = blocks.format_usd(_spent(services))
+            print(f"orchestrate-bot demo: interrupted; {spent} spent so far", file=sys.stderr)
+            raise
     print(slack.transcript(DEMO_CHANNEL))
     for ephemeral in slack.ephemerals(DEMO_USER):
         print(f"(only visible to you) {ephemeral.text}", file=sys.stderr)
-    return 0 if services.runs.admitted else 1
+    finished = services.metrics.registry.get_sample_value(
+        "orchestrate_runs_total", {"outcome": "finished"}
+    )
+    return 0 if finished else 1  # refused, failed or interrupted: the shell should know
+
+
+def _spent(services: Services) -> Decimal:
+    """Dollars the process's model calls have cost, as its metrics counted them."""
+    total = Decimal(0)
+    for family in services.metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == "orchestrate_model_cost_usd_total":
+                total += Decimal(str(sample.value))
+    return total
 
 
 async def _until_done(services: Services, slack: SlackSandbox) -> None:

@@ -1,0 +1,42 @@
+"""The demo as a newcomer runs it: its exit status says whether the run finished, Ctrl-C
+says what was spent, and a time scale that is not positive is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_cli import QUESTION, clean_env, run_cli
+
+
+def test_the_demo_exits_1_when_the_run_failed(tmp_path: Path) -> None:
+    # Every call times out at once: the plan never comes, so the run fails.
+    env = clean_env(tmp_path, ORCHESTRATE_CALL_TIMEOUT_S="0.001")
+    result = run_cli("demo", QUESTION, "--time-scale", "0.02", env=env, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("scale", ["0", "-1", "nan", "fast"])
+def test_a_time_scale_that_is_not_positive_is_refused(tmp_path: Path, scale: str) -> None:
+    result = run_cli("demo", QUESTION, "--time-scale", scale, env=clean_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--time-scale: must be a positive number" in result.stderr
+
+
+async def test_ctrl_c_says_what_was_spent(tmp_path: Path) -> None:
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "demo", QUESTION, "--time-scale", "3",
+        env=clean_env(tmp_path), cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    await asyncio.sleep(8)  # started, and the plan's call under way
+    demo.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(demo.communicate(), 60)
+    stderr = err.decode()
+    assert demo.returncode == 130, stderr
+    assert "orchestrate-bot demo: interrupted; $" in stderr and "spent so far" in stderr
