@@ -333,7 +333,14 @@ class Claude:
         try:
             async with asyncio.timeout(self._settings.call_timeout_s):
                 message = await self._stream(
-                    model, system, content, max_tokens, output_config, progress, started, on_text
+                    model,
+                    system=system,
+                    content=content,
+                    max_tokens=max_tokens,
+                    output_config=output_config,
+                    progress=progress,
+                    started=started,
+                    on_text=on_text,
                 )
         except TimeoutError:
             outcome, error = "timeout", f"no answer within {self._settings.call_timeout_s:g} s"
@@ -353,16 +360,23 @@ class Claude:
             # Tokens already counted were spent: hand the partial record to the caller's
             # sink (synchronously: nothing may be awaited once cancelled) and go on unwinding.
             if on_cancel is not None:
-                on_cancel(self._record(role, model, progress, clock, "cancelled", None, index))
+                cut = self._record(
+                    role, model, progress=progress, clock=clock, outcome="cancelled", index=index
+                )
+                on_cancel(cut)
             raise
         finally:
             if started is not None:
                 started.set()  # never leave a waiter hanging on a failed call
-        return message, self._record(role, model, progress, clock, outcome, error, index)
+        record = self._record(
+            role, model, progress=progress, clock=clock, outcome=outcome, error=error, index=index
+        )
+        return message, record
 
     async def _stream(
         self,
         model: str,
+        *,
         system: str,
         content: list[TextBlockParam],
         max_tokens: int,
@@ -397,10 +411,11 @@ class Claude:
         self,
         role: Role,
         model: str,
+        *,
         progress: _Progress,
         clock: float,
         outcome: Outcome,
-        error: str | None,
+        error: str | None = None,
         index: int | None,
     ) -> CallRecord:
         usage = progress.token_usage(now=time.monotonic())

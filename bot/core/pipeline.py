@@ -158,7 +158,13 @@ class Pipeline:
         `ExampleReady` or `ExampleFailed`, then `RunFinished` with the bill of that call."""
         run = _Run(self, question, emit)
         try:
-            await run._example(strategy, index, strategy.components[index], _ignore, False)
+            await run._example(
+                strategy,
+                index,
+                component=strategy.components[index],
+                returned=_ignore,
+                cache=False,
+            )
         except asyncio.CancelledError:
             await run._interrupted(INTERRUPTED_REASON)
             raise
@@ -342,11 +348,22 @@ class _Run:
                 first_started = asyncio.Event()
                 index, component = components.pop(0)
                 group.create_task(
-                    self._example(strategy, index, component, returned, True, first_started)
+                    self._example(
+                        strategy,
+                        index,
+                        component=component,
+                        returned=returned,
+                        cache=True,
+                        started=first_started,
+                    )
                 )
                 await first_started.wait()
             for index, component in components:
-                group.create_task(self._example(strategy, index, component, returned, cache))
+                group.create_task(
+                    self._example(
+                        strategy, index, component=component, returned=returned, cache=cache
+                    )
+                )
             await all_returned.wait()
             ordered = [outcomes[i] for i in sorted(outcomes)]
             # Raised inside the group, _Stopped would come out wrapped in an ExceptionGroup.
@@ -364,6 +381,7 @@ class _Run:
         self,
         strategy: Strategy,
         index: int,
+        *,
         component: Component,
         returned: Callable[[int, prompts.ExampleOutcome], None],
         cache: bool,
