@@ -193,7 +193,9 @@ def home_view(
         section(
             f"Ask a question with {command_usage(command)} in any channel I'm in: "
             "Opus plans, Haiku illustrates each part, Sonnet reviews, and the thread ends with "
-            "the bill. "
+            "the bill. Mention `@orchestrate` in a run's thread to follow up (a question, one "
+            "part redone, or a rethink), or in a discussion to plan it; the follow-ups count in "
+            "the figures below. "
             f"`{cmd} help` for more."
         ),
         divider(),

@@ -42,6 +42,10 @@ def help_message(*, command: str = "/orchestrate", max_chars: int) -> OutboundMe
             "week is the last 7 days)",
             f"`{cmd} costs csv [period]` — admins: every call of the period as a CSV file "
             "in your DM",
+            "`@orchestrate &lt;question&gt;` in a channel — the same, in that message's thread",
+            "`@orchestrate &lt;follow-up&gt;` in a run's thread — a question or critique (Sonnet), "
+            "one part redone or added (Haiku), or a rethink (Opus); billed like a run",
+            "*Orchestrate this thread* (message menu) — plan what a discussion thread says",
         ]
     )
     examples = "*Examples*\n" + "\n".join(f"• `{cmd} {escape(q)}`" for q in EXAMPLE_QUESTIONS)

@@ -72,3 +72,20 @@ def test_an_unreadable_thread_says_what_to_do() -> None:
     message = blocks.thread_unreadable_message(error="channel_not_found")
     assert_valid_messages([message])
     assert "channel_not_found" in message.text and "/invite @orchestrate" in message.text
+
+
+def test_app_home_says_how_to_follow_up_and_counts_follow_ups() -> None:
+    from dataclasses import replace
+
+    from tests.blocks.test_blocks_views import REPORT
+
+    view = blocks.home_view(report=replace(REPORT, followups=2), daily=(), is_admin=False)
+    text = str(view["blocks"])
+    assert "in a run's thread to follow up" in text and "64 + 2 follow-ups" in text
+
+
+def test_help_lists_mentions_follow_ups_and_the_shortcut() -> None:
+    message = blocks.help_message(max_chars=2000)
+    assert_valid_messages([message])
+    text = "\n".join(all_text([message]))
+    assert "@orchestrate &lt;follow-up&gt;" in text and "Orchestrate this thread" in text
