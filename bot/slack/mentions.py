@@ -6,7 +6,9 @@ does not de-duplicate Events API retries (Slack resends an event it thinks was n
 acknowledged, with the same `event_id`, possibly to another instance), so each event id is
 claimed once in the shared ledger before anything is answered. Plain thread replies without a
 mention are not answered: the bot speaks when it is asked. What the mention asks is handed to
-`bot.slack.conversations`; a bare `@orchestrate` in a channel gets the help text.
+`bot.slack.conversations` (whose admission checks the admins' channel allow-list); a bare
+`@orchestrate` in a channel gets the help text, in the thread where it is allowed, and
+elsewhere only the mentioner is told, privately, the channels where the bot works.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 import blocks
+from bot.ledger import initial_settings
 from bot.slack.commands import COMMAND
 from bot.slack.conversations import Request
 from bot.slack.deps import Services
 from bot.slack.poster import SLACK_FAILURES, describe
-from bot.slack.runs import Respond
+from bot.slack.runs import Respond, ephemeral
 from bot.slack.threads import Me, mention_request
 
 log = logging.getLogger(__name__)
@@ -39,22 +42,36 @@ def register(app: AsyncApp, services: Services) -> None:
         me = Me(context.bot_user_id or "", context.bot_id)
         text = mention_request(str(event.get("text") or ""), bot_user_id=me.user_id)
         root = str(event.get("thread_ts") or event["ts"])
+        team_id = str(body.get("team_id") or event.get("team") or "")
+        respond = _ephemeral(services, channel=event["channel"], user=event["user"], ts=root)
         if not text and root == event["ts"]:
-            await _hint(services, event["channel"], root)
+            channel = str(event["channel"])
+            await _hint(services, team_id=team_id, channel=channel, thread_ts=root, respond=respond)
             return
         request = Request(
-            team_id=str(body.get("team_id") or event.get("team") or ""),
+            team_id=team_id,
             channel=str(event["channel"]),
             user_id=str(event["user"]),
             text=text,
             root_ts=root,
             before_ts=str(event["ts"]),
-            respond=_ephemeral(services, channel=event["channel"], user=event["user"], ts=root),
+            respond=respond,
         )
         services.conversations.accept(request, me)
 
 
-async def _hint(services: Services, channel: str, thread_ts: str) -> None:
+async def _hint(
+    services: Services, *, team_id: str, channel: str, thread_ts: str, respond: Respond
+) -> None:
+    """The help text in the mention's thread; outside the admins' allow-list, a private
+    note naming the allowed channels instead (the same one a refused run gets), so the bot
+    says nothing in public where admins have not enabled it."""
+    current = await services.governance.budget_settings(
+        team_id, initial_settings(services.settings)
+    )
+    if not current.allows(channel):
+        await respond(**ephemeral(blocks.channel_not_allowed_message(current.allowed_channels)))
+        return
     hint = blocks.help_message(command=COMMAND, max_chars=services.settings.max_question_chars)
     await services.poster.post(channel, hint, thread_ts=thread_ts)
 

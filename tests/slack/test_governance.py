@@ -29,6 +29,11 @@ def shown(message: Any) -> str:
     return message.text + json.dumps(message.blocks, ensure_ascii=False)
 
 
+def said(stack: Stack, channel_id: str) -> list[Any]:
+    """What the bot posted in a channel, threads included."""
+    return [m for m in stack.slack.workspace.history.get(channel_id, []) if m.bot_id]
+
+
 async def open_home(stack: Stack, user_id: str) -> dict[str, Any]:
     before = stack.slack.workspace.home_views.get(user_id)
     event = {"type": "app_home_opened", "user": user_id, "channel": "D0HOME", "tab": "home"}
@@ -182,6 +187,28 @@ async def test_runs_work_only_in_the_channels_admins_allow(tmp_path: Path) -> No
     assert "not enabled in this channel" in elsewhere and "<#G0TEAM>" in elsewhere
     assert stack.slack.messages("C0GENERAL") == []
     assert any("Review by" in r.text for r in replies)
+
+
+async def test_a_bare_mention_outside_the_allow_list_is_answered_privately(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path) as stack:
+        view_id = await open_budgets(stack)
+        assert (await submit(stack, view_id, **{BLOCK_ALLOWED: ["G0TEAM"]})).outcome == "closed"
+        await stack.slack.mention(text="@orchestrate", channel_id="C0GENERAL")
+        await stack.slack.mention(text="@orchestrate", channel_id="G0TEAM")
+        async with asyncio.timeout(10):
+            while not stack.slack.ephemerals("U0ALICE") or not said(stack, "G0TEAM"):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        told = stack.slack.ephemerals("U0ALICE")
+        said_here = said(stack, "C0GENERAL")
+        said_there = [shown(m) for m in said(stack, "G0TEAM")]
+    # Only the mentioner hears, in private, where the bot works; the channel hears nothing.
+    assert len(told) == 1 and told[0].channel == "C0GENERAL"
+    assert "not enabled in this channel" in shown(told[0]) and "<#G0TEAM>" in shown(told[0])
+    assert said_here == []
+    # Where it is allowed, the help is posted as before.
+    assert len(said_there) == 1 and "How to use it" in said_there[0]
 
 
 async def test_budgets_survive_a_restart(tmp_path: Path) -> None:
