@@ -2,21 +2,22 @@
 
 `budget_alert_message` names the threshold, the figures and what happens next;
 `weekly_digest_message` sums up a week: total and runs, spend by model, the top channels and
-people, the saving against running everything on the strategy model, and the feedback votes
-when there are any. Both are posted in the admins' alert channel or their DMs.
+people, the saving against running everything on the strategy model, and the week's 👍/👎 votes with
+their satisfaction when anyone voted (worded as App Home and `costs` word them). Both are
+posted in the admins' alert channel or their DMs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 
 from blocks.costs_view import cost_report_blocks
 from blocks.escape import escape
+from blocks.feedback_view import feedback_blocks
 from blocks.format import format_usd
 from blocks.message import Block, OutboundMessage, context, fallback, header, section, sections
-from blocks.types import CostReportView
+from blocks.types import CostReportView, FeedbackReportView
 
 TOP_SHOWN = 5
 
@@ -46,23 +47,18 @@ def weekly_digest_message(
     *,
     first: date,
     last: date,
-    votes: tuple[int, int] | None = None,
+    feedback: FeedbackReportView | None = None,
 ) -> OutboundMessage:
-    """The week's digest for admins: the admin report's figures, top 5 lists, and votes."""
+    """The week's digest for admins: the admin report's figures, top 5 lists, and the
+    week's votes when there are any (a quiet week's digest does not nag about voting)."""
     label = f"week of {first:%Y-%m-%d} to {last:%Y-%m-%d}"
     body: list[Block] = cost_report_blocks(report, period_label=label, is_admin=True)
     # The report's own title is replaced by the digest's; its lists are cut to the top 5.
     blocks: list[Block] = [header(f"Weekly digest · {label}"), *body[1:]]
-    blocks += _votes(votes)
+    if feedback is not None and (feedback.up or feedback.down):
+        blocks += feedback_blocks(feedback, period_label=label)
     text = f"orchestrate weekly digest, {label}: {report.runs:,} runs"
     return OutboundMessage(text=fallback(text), blocks=tuple(_top5(blocks)))
-
-
-def _votes(votes: tuple[int, int] | None) -> Sequence[Block]:
-    if votes is None or not any(votes):
-        return []
-    up, down = votes
-    return [section(f"*Feedback*\n👍 {up:,} · 👎 {down:,}")]
 
 
 def _top5(blocks: list[Block]) -> list[Block]:

@@ -125,7 +125,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             settings=settings, ledger=ledger.budgets, governance=ledger.governance, deliver=deliver
         )
         digest = Digest(
-            settings=settings, reports=ledger.reports, governance=ledger.governance, deliver=deliver
+            settings=settings,
+            reports=ledger.reports,
+            feedback=ledger.interactions,
+            governance=ledger.governance,
+            deliver=deliver,
         )
         clock = asyncio.create_task(digest_clock(digest), name="weekly-digest")
         stack.push_async_callback(_stop, clock)

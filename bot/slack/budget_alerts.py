@@ -5,8 +5,9 @@ compares the month's spend with the workspace's monthly budget. The highest aler
 crossed (of 50/80/100% unless admins chose others) is claimed in the ledger, true once per
 team, month and threshold across every instance, and only the instance that claimed it posts
 the alert. `Digest` posts last week's digest (spend by model, the top channels and people, the
-saving against running everything on the strategy model) once per team and ISO week, claimed
-the same way; the services run it after runs and on a clock, so a quiet week still gets one.
+saving against running everything on the strategy model, the week's 👍/👎 votes) once per
+team and ISO week, claimed the same way; the services run it after runs and on a clock, so a
+quiet week still gets one.
 
 Both go to the admins' alert channel; without one (or when the bot cannot post there), to each
 admin's DM, which the manifest's Messages tab shows: ORCHESTRATE_ADMINS and the workspace's
@@ -23,7 +24,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 import blocks
-from bot.ledger import BudgetAlerts, CostReports, GovernanceStore, initial_settings
+from bot.ledger import BudgetAlerts, CostReports, Feedback, GovernanceStore, initial_settings
 from bot.ledger.periods import week_bounds
 from bot.settings import Settings
 from bot.slack.admins import workspace_admins
@@ -108,11 +109,13 @@ class Digest:
         *,
         settings: Settings,
         reports: CostReports,
+        feedback: Feedback,
         governance: GovernanceStore,
         deliver: Delivery,
     ) -> None:
         self._settings = settings
         self._reports = reports
+        self._feedback = feedback
         self._governance = governance
         self._deliver = deliver
 
@@ -130,9 +133,12 @@ class Digest:
         if not await self._governance.claim_notice(team_id, f"digest:{year}-W{week:02d}"):
             return 0
         report = await self._reports.summary(team_id, since=since, until=until)
+        votes = await self._feedback.feedback(team_id, since=since, until=until)
         current = await self._governance.budget_settings(team_id, initial_settings(self._settings))
         last_day = (until - timedelta(days=1)).date()
-        message = blocks.weekly_digest_message(report, first=since.date(), last=last_day)
+        message = blocks.weekly_digest_message(
+            report, first=since.date(), last=last_day, feedback=votes
+        )
         return min(1, await self._deliver(message, current.alert_channel))
 
 

@@ -40,8 +40,9 @@ async def seed_run(
     cost: Decimal,
     at: datetime | None = None,
     channel_id: str = "C0GENERAL",
-) -> None:
-    """A finished run of the configured models that cost `cost`, as the app writes one."""
+) -> str:
+    """A finished run of the configured models that cost `cost`, as the app writes one;
+    returns its id."""
     async with open_ledger(url) as ledger:
         admitted = await ledger.runs.reserve_run(
             team_id="T0SANDBOX", channel_id=channel_id, user_id=user_id, question="earlier",
@@ -60,6 +61,7 @@ async def seed_run(
         )
         await ledger.runs.record_call(admitted.run_id, call, now=at)
         await ledger.runs.finish_run(admitted.run_id, "finished", elapsed_s=1.0, now=at)
+    return admitted.run_id
 
 
 async def save(stack: Stack, settings: BudgetSettings) -> None:
@@ -88,8 +90,10 @@ async def test_alerts_and_the_digest_are_posted_once_with_two_instances_running(
         now = datetime.now(UTC)
         await seed_run(postgres_url, first.settings, user_id="U0BOB", cost=Decimal("0.85"))
         last_week = now - timedelta(days=7)
-        await seed_run(postgres_url, first.settings, user_id="U0ALICE", cost=Decimal("0.10"),
-                       at=last_week, channel_id="G0TEAM")  # fmt: skip
+        voted = await seed_run(postgres_url, first.settings, user_id="U0ALICE",
+                               cost=Decimal("0.10"), at=last_week, channel_id="G0TEAM")  # fmt: skip
+        # Bob's 👍 on Alice's answer, as the button under the review records it.
+        await first.services.feedback.vote(voted, "U0BOB", 1, now=last_week)
         # Both instances check at once, as after two runs ending together.
         told = await asyncio.gather(
             *(s.services.runs.on_finished("T0SANDBOX") for s in (first, second) * 2)  # type: ignore[misc]
@@ -106,6 +110,7 @@ async def test_alerts_and_the_digest_are_posted_once_with_two_instances_running(
     assert len(weekly) == 1 and sum(digests) == 1
     assert "<@U0ALICE>" in weekly[0] and "<#G0TEAM>" in weekly[0] and "$0.1000" in weekly[0]
     assert "Opus" in weekly[0]
+    assert "👍 1 · 👎 0 · 100% satisfied" in weekly[0]
 
 
 async def test_without_an_alert_channel_alerts_go_to_each_admins_dm(tmp_path: Path) -> None:
