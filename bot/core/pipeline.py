@@ -173,6 +173,10 @@ class Pipeline:
     async def emit_finished(self, run: _Run) -> None:
         await run.emit(RunFinished(run._bill(), run._elapsed()))
 
+    def bill(self, calls: list[CallRecord]) -> CostSummary:
+        """What `calls` (a follow-up's one call) cost, priced as a run's footer prices them."""
+        return summarize(calls, prices=self._prices, strategy_model=self._settings.strategy_model)
+
     async def followup_answer(
         self, thread: str, request: str, *, on_cancel: CancelSink | None = None
     ) -> Reply[str]:

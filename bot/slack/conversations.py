@@ -13,7 +13,9 @@ a thread the bot cannot read gets one ephemeral answer saying so. Then:
 
 Every follow-up is its own run in the ledger, for the user who asked, linked to the thread's
 run and admitted under the budgets before any model is called; its reply says which model
-answered and what it cost, and the run's footer is amended with the follow-ups' total.
+answered and what it cost, and the run's footer is amended with the follow-ups' total. Its
+events go through the run registry (`Runs.record`), so it is counted in `/metrics` and gets
+its `run ended` log line as any run does.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ import blocks
 from bot.core import prompts
 from bot.core.claude import Reply
 from bot.core.conversation import Add, Ask, Discussion, Redo, Rethink, fit, route
+from bot.core.events import CallFinished, RunFailed, RunFinished
 from bot.core.pipeline import Pipeline
 from bot.core.usage import CallRecord
-from bot.ledger import EndStatus, RunLedger
+from bot.ledger import RunLedger
 from bot.settings import Settings
 from bot.slack.poster import SLACK_FAILURES, Poster, describe
 from bot.slack.runs import Respond, RunRequest, Runs, ephemeral
@@ -189,9 +192,8 @@ class Conversations:
         """One follow-up call: admitted under the budgets, recorded, answered in the thread."""
         context = prompts.thread_context(self._fit(thread))
         worst_case = self._pipeline.followup_worst_case_usd(context, model=model)
-        admitted = await self._runs.admit(
-            _run_request(request, request.text, None, parent_run_id=run.run_id), worst_case
-        )
+        followup = _run_request(request, request.text, None, parent_run_id=run.run_id)
+        admitted = await self._runs.admit(followup, worst_case)
         if isinstance(admitted, blocks.OutboundMessage):
             await request.respond(**ephemeral(admitted))
             return
@@ -202,20 +204,28 @@ class Conversations:
             reply = await call(on_cancel=cut_off.append)
         except asyncio.CancelledError:
             # The tokens a cancelled call had already spent are recorded all the same.
-            await asyncio.shield(self._interrupted(run_id, cut_off, started))
+            await asyncio.shield(self._interrupted(run_id, followup, cut_off, started))
             raise
-        await self._ledger.record_call(run_id, reply.call)
-        elapsed = time.monotonic() - started
-        status: EndStatus = "finished" if reply.value is not None else "failed"
-        await self._ledger.finish_run(run_id, status, elapsed_s=elapsed, error=reply.problem)
+        # Through the run registry, as a run's events go: ledger, metrics, the run's log line.
+        await self._runs.record(run_id, followup, CallFinished(reply.call))
+        cost, elapsed = self._pipeline.bill([reply.call]), time.monotonic() - started
+        end: RunFinished | RunFailed = (
+            RunFinished(cost, elapsed)
+            if reply.value is not None
+            else RunFailed(reply.problem or "unknown failure", cost, elapsed)
+        )
+        await self._runs.record(run_id, followup, end)
         omitted = self._fit(thread).omitted
         await self._post(request, shape.messages(request.user_id, reply, omitted))
 
-    async def _interrupted(self, run_id: str, calls: list[CallRecord], started: float) -> None:
+    async def _interrupted(
+        self, run_id: str, followup: RunRequest, calls: list[CallRecord], started: float
+    ) -> None:
         for record in calls:
-            await self._ledger.record_call(run_id, record)
+            await self._runs.record(run_id, followup, CallFinished(record))
         elapsed = time.monotonic() - started
-        await self._ledger.finish_run(run_id, "interrupted", elapsed_s=elapsed, error="shutdown")
+        ended = RunFailed("shutdown", self._pipeline.bill(calls), elapsed, interrupted=True)
+        await self._runs.record(run_id, followup, ended)
 
     async def _post(self, request: Request, messages: list[blocks.OutboundMessage]) -> None:
         try:

@@ -444,7 +444,7 @@ class Runs:
         self, retry_id: str, run_id: str, request: RunRequest, strategy: Strategy, index: int
     ) -> None:
         async def emit(event: Event) -> None:
-            await self._to_ledger(retry_id, event)
+            await self.record(retry_id, request, event)
             for message in blocks_for_retry(event, run_id=run_id, by=request.user_id, total=total):
                 await self._poster.post(request.channel_id, message, thread_ts=request.thread_ts)
 
@@ -453,6 +453,7 @@ class Runs:
             await self._pipeline.example_again(request.question, strategy, index, emit=emit)
         except Exception:
             log.exception("retry %s of run %s failed with a bug", retry_id, run_id)
+            self.metrics.runs.labels("failed").inc()
             await self._ledger.finish_run(retry_id, "failed", elapsed_s=0.0, error="internal error")
 
     async def _after(self, team_id: str) -> None:
@@ -463,6 +464,12 @@ class Runs:
         except Exception:
             # The run is over and recorded; a failed follow-up must not end its task in error.
             log.exception("after-run check for team %s failed", team_id)
+
+    async def record(self, run_id: str, request: RunRequest, event: Event) -> None:
+        """Write the event to the ledger, then count and log it: what every run does with its
+        events, follow-ups (a Retry, a thread's question or example) included."""
+        await self._to_ledger(run_id, event)
+        self.observe(run_id, request, event)
 
     def observe(self, run_id: str, request: RunRequest, event: Event) -> None:
         """Count the event, and write the per-call (DEBUG) and per-run (INFO) log lines."""
@@ -508,6 +515,8 @@ def run_fields(run_id: str, request: RunRequest, end: RunFinished | RunFailed) -
     cost = end.cost
     return {
         "run_id": run_id,
+        "kind": "run" if request.parent_run_id is None else "follow-up",
+        "parent_run": request.parent_run_id,
         "team": request.team_id,
         "channel": request.channel_id,
         "user": request.user_id,

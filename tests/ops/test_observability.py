@@ -3,6 +3,7 @@ thread's cost footer, and DEBUG output carries no token, key or signing secret."
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -17,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot import logs
 from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
-from bot.sandbox.slack.server import SlackSandbox
+from bot.sandbox.slack.server import Message, SlackSandbox
 from bot.services import socket_mode_app
 from bot.settings import Settings
 from tests.harness import running_stack, stack_settings
@@ -168,3 +169,59 @@ async def test_debug_output_carries_no_token_key_or_secret(tmp_path: Path) -> No
     for secret in (bot_token, app_token, api_key, signing):
         assert secret not in written
     assert "secret" not in written.lower()
+
+
+async def metrics_now(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return samples(await response.text())
+
+
+async def test_a_follow_up_is_counted_and_logged_as_a_run(
+    tmp_path: Path, run_lines: pytest.LogCaptureFixture
+) -> None:
+    async with running_stack(tmp_path, mode="http") as stack:
+        await stack.command(QUESTION)
+        await stack.settle()
+        top, replies = stack.thread()
+        assert stack.events_url is not None
+        url = stack.events_url.replace("/slack/events", "/metrics")
+        before = await metrics_now(url)
+        _, event = stack.slack.typed_mention(
+            "@orchestrate what are we missing on auth?", thread_ts=top.ts, user_id="U0ALICE"
+        )
+        status, _, _ = await stack.slack.post_event_http(stack.events_url, event)
+        assert status == 200
+        bot = [r for r in replies if r.bot_id == "B0BOT"]
+
+        def answers() -> list[Message]:
+            return [r for r in stack.thread()[1] if r.bot_id == "B0BOT"][len(bot) :]
+
+        async with asyncio.timeout(30):
+            while not answers():  # noqa: ASYNC110  # the sandbox has no notification for this
+                await asyncio.sleep(0.02)
+        await stack.services.runs.wait_idle()
+        (answer,) = answers()
+        after = await metrics_now(url)
+    shown = Decimal(
+        re.findall(r"Answered by .*?\$([\d.]+)", answer.text + json.dumps(answer.blocks))[0]
+    )
+
+    def more(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    sonnet = "claude-sonnet-5-5"
+    assert more("orchestrate_runs_total", outcome="finished") == 1
+    assert more("orchestrate_model_calls_total") == 1
+    assert more("orchestrate_model_calls_total", model=sonnet, outcome="ok") == 1
+    assert more("orchestrate_model_tokens_total", model=sonnet, kind="output") > 0
+    spent = Decimal(str(more("orchestrate_model_cost_usd_total", model=sonnet)))
+    assert spent.quantize(Decimal("0.0001")) == shown > 0
+    assert total(after, "orchestrate_runs_in_flight") == 0
+
+    ended = [getattr(r, logs.FIELDS) for r in run_lines.records if r.getMessage() == "run ended"]
+    assert [f["kind"] for f in ended] == ["run", "follow-up"]
+    first, followup = ended
+    assert followup["parent_run"] == first["run_id"] and first["parent_run"] is None
+    assert followup["outcome"] == "finished" and followup["user"] == "U0ALICE"
+    assert followup["calls"] == {sonnet: 1} and Decimal(followup["cost_usd"]) == shown
+    assert followup["run_id"] != first["run_id"] and followup["channel"] == "C0GENERAL"
