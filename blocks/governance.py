@@ -37,6 +37,7 @@ _CONVERSATIONS = {"include": ["public", "private"], "exclude_bot_users": True}
 Problem = Literal[
     "not_a_number",
     "not_positive",
+    "too_large",
     "too_precise",
     "budget_without_channel",
     "channel_without_budget",
@@ -82,6 +83,7 @@ def field_error(problem: Problem) -> str:
     return {
         "not_a_number": "Enter an amount in US dollars, like 25 or 12.50, or leave it empty.",
         "not_positive": "Enter an amount above $0, or leave it empty for no budget.",
+        "too_large": "Enter at most $1,000,000, or leave it empty for no budget.",
         "too_precise": "Use at most 4 decimal places (hundredths of a cent).",
         "budget_without_channel": "Pick the channel this budget is for.",
         "channel_without_budget": "Enter this channel's monthly budget.",

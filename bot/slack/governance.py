@@ -40,6 +40,7 @@ from blocks.governance import (
     field_error,
 )
 from bot.ledger import BudgetSettings, initial_settings
+from bot.settings import MAX_BUDGET_USD
 from bot.slack.admins import is_admin
 from bot.slack.deps import Services
 from bot.slack.home import publish_home
@@ -167,6 +168,8 @@ def _money(text: str) -> tuple[Decimal | None, Problem | None]:
         return None, "not_a_number"
     if amount <= 0:
         return None, "not_positive"
+    if amount > MAX_BUDGET_USD:  # the same cap the environment's budgets have
+        return None, "too_large"
     try:
         if amount != amount.quantize(Decimal(1).scaleb(-_MONEY_PLACES)):
             return None, "too_precise"

@@ -71,6 +71,14 @@ def test_the_home_section_shows_budgets_changes_and_the_button_harmlessly() -> N
 
 
 def test_every_field_error_says_what_to_type() -> None:
-    for problem in ("not_a_number", "not_positive", "too_precise", "budget_without_channel",
-                    "channel_without_budget", "bad_thresholds"):  # fmt: skip
+    problems = (
+        "not_a_number",
+        "not_positive",
+        "too_large",
+        "too_precise",
+        "budget_without_channel",
+        "channel_without_budget",
+        "bad_thresholds",
+    )
+    for problem in problems:
         assert field_error(problem).endswith(".")  # type: ignore[arg-type]

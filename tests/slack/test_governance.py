@@ -121,12 +121,16 @@ async def test_bad_values_are_shown_under_their_inputs_and_nothing_is_saved(
             view_id,
             **{BLOCK_USER: "-5", BLOCK_WORKSPACE: "12.345678", "thresholds": "50, 150"},
         )
+        too_large = await submit(stack, view_id, **{BLOCK_WORKSPACE: "1e20"})
         still_open = stack.slack.open_modals("U0ADMIN")
         after = await saved(stack)
     assert result.outcome == "errors"
     assert set(result.errors) == {BLOCK_USER, BLOCK_WORKSPACE, "thresholds"}
     assert "above $0" in result.errors[BLOCK_USER]
     assert "4 decimal places" in result.errors[BLOCK_WORKSPACE]
+    assert (
+        too_large.outcome == "errors" and "at most $1,000,000" in too_large.errors[BLOCK_WORKSPACE]
+    )
     assert [m.id for m in still_open] == [view_id]
     assert after == BudgetSettings()
 
