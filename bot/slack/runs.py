@@ -57,7 +57,7 @@ from bot.logs import fields
 from bot.settings import Settings
 from bot.slack.admins import workspace_admins
 from bot.slack.metrics import Metrics, run_outcome, token_kinds
-from bot.slack.poster import Poster, Tag, describe, slack_error
+from bot.slack.poster import SLACK_FAILURES, Poster, Tag, describe, slack_error
 from bot.slack.render import ThreadRenderer
 from bot.slack.threads import run_metadata
 
@@ -195,6 +195,10 @@ class Runs:
                 asked = await requests.stop_requests_for(list(self._stops))
             except (LedgerError, OSError) as exc:
                 log.warning("could not check for stop requests: %s", exc)
+                continue
+            except Exception:
+                # A poller that dies would leave Stops pressed on other instances unheard.
+                log.exception("checking for stop requests failed; trying again")
                 continue
             for run_id, user_id in asked.items():
                 self.stop_here(run_id, by=user_id)
@@ -336,14 +340,34 @@ class Runs:
             )
         # A question too long for the first message continues in its thread, before the plan.
         rest = blocks.status_overflow_messages(asker_id=request.user_id, question=request.question)
-        for number, message in enumerate(rest, start=1):
-            await self._poster.post(
-                request.channel_id,
-                message,
-                thread_ts=where or top_ts,
-                tag=Tag(run_id, f"question-rest.{number}"),
-            )
+        try:
+            for number, message in enumerate(rest, start=1):
+                await self._poster.post(
+                    request.channel_id,
+                    message,
+                    thread_ts=where or top_ts,
+                    tag=Tag(run_id, f"question-rest.{number}"),
+                )
+        except BaseException:
+            # The run will not start: the first message must not stay "⏳ planning" with a
+            # Stop button that stops nothing.
+            await self._close_top(request, top_ts)
+            raise
         return top_ts
+
+    async def _close_top(self, request: RunRequest, top_ts: str) -> None:
+        problem = "the question could not be posted in full, so the run did not start"
+        message = blocks.status_message(
+            asker_id=request.user_id,
+            question=request.question,
+            status=blocks.failed_status(f"{problem}; nothing was spent"),
+        )
+        try:
+            await self._poster.update(request.channel_id, top_ts, message)
+        except SLACK_FAILURES as exc:
+            log.warning(
+                "could not close the first message of a run that did not start: %s", describe(exc)
+            )
 
     async def _join(self, channel_id: str) -> bool:
         try:

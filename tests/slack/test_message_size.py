@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 import blocks
 from blocks import markdown_to_mrkdwn
+from blocks.controls import STOP_ACTION
 from bot.core.events import ExampleReady, RunStarted, StrategyReady
 from bot.core.models import Component, Strategy
 from bot.sandbox.slack.server import SlackSandbox
@@ -111,3 +112,21 @@ async def test_a_run_whose_every_example_failed_never_says_done(tmp_path: Path) 
     assert "No example could be written" in shown
     assert re.search(r"failed: [^)]+\) · \$\d+\.\d{4} spent in", shown)
     assert sum("could not be illustrated" in json.dumps(r.blocks) for r in replies) >= 2
+
+
+async def test_a_long_question_whose_rest_cannot_be_posted_leaves_no_planning_message(
+    tmp_path: Path,
+) -> None:
+    question = "&" * 4_000  # too long for the first message once escaped: the rest is threaded
+    async with running_stack(tmp_path, max_question_chars=5_000) as stack:
+        # The first message lands; the thread reply with the rest of the question is refused.
+        stack.slack.fail_next("chat.postMessage", error="channel_not_found", times=5, after=1)
+        await stack.command(question)
+        await stack.settle()
+        top = stack.slack.messages("C0GENERAL")[-1]
+        ephemerals = stack.slack.ephemerals("U0ALICE")
+    shown = top.text + json.dumps(top.blocks, ensure_ascii=False)
+    assert "planning" not in shown and "did not start" in shown
+    assert STOP_ACTION not in shown  # no Stop button on a run that is not running
+    assert stack.claude.requests == []
+    assert ephemerals  # the asker is told too

@@ -185,10 +185,12 @@ class SlackSandbox:
         status: int = 200,
         retry_after: int | None = None,
         times: int = 1,
+        after: int = 0,
     ) -> None:
-        """Make the next `times` calls to `method` fail (429 → `ratelimited` by default)."""
+        """Make the next `times` calls to `method` fail (429 → `ratelimited` by default),
+        once `after` more calls to it have succeeded."""
         self.web_api.fail_next(
-            method, error=error, status=status, retry_after=retry_after, times=times
+            method, error=error, status=status, retry_after=retry_after, times=times, after=after
         )
 
     def drop_connections(self, seconds: float, *, landing: int = 0) -> None:

@@ -66,6 +66,7 @@ class InjectedFailure:
     status: int
     retry_after: int | None
     remaining: int
+    passing: int = 0  # calls that still succeed before the first failure
 
 
 @dataclass(slots=True)
@@ -187,10 +188,17 @@ class WebApi:
         return "before"
 
     def fail_next(
-        self, method: str, *, error: str | None, status: int, retry_after: int | None, times: int
+        self,
+        method: str,
+        *,
+        error: str | None,
+        status: int,
+        retry_after: int | None,
+        times: int,
+        after: int = 0,
     ) -> None:
         default = "ratelimited" if status == 429 else "internal_error"
-        failure = InjectedFailure(error or default, status, retry_after, times)
+        failure = InjectedFailure(error or default, status, retry_after, times, passing=after)
         self._failures.setdefault(method, []).append(failure)
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -277,6 +285,9 @@ class WebApi:
         if not queue:
             return
         failure = queue[0]
+        if failure.passing > 0:
+            failure.passing -= 1
+            return
         failure.remaining -= 1
         if failure.remaining <= 0:
             queue.pop(0)
