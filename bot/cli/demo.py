@@ -2,8 +2,10 @@
 
 Starts the Slack stand-in (and, unless `--live`, the Claude stand-in) on loopback, runs the
 real app in Socket Mode against them with a throwaway SQLite ledger, sends
-`/orchestrate <question>` as a user would, waits for the run to end, and prints the channel
-and its thread as a person would read them. `--live` talks to the real Anthropic API with
+`/orchestrate <question>` as a user would, and prints the channel and its thread as they
+happen, as a person would read them: the strategy, each example as it arrives, then the
+review. A message edited after it was printed is printed again, as its header marked
+"(edited)" and the lines that changed. `--live` talks to the real Anthropic API with
 `ANTHROPIC_API_KEY`; Slack stays local.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -21,11 +24,15 @@ from pathlib import Path
 import blocks
 from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
 from bot.sandbox.slack.server import SlackSandbox
+from bot.sandbox.slack.transcript import entries, title
 from bot.services import Services, socket_mode_app
 from bot.settings import Settings
 
 DEMO_USER, DEMO_CHANNEL = "U0ALICE", "C0GENERAL"
 RUN_TIMEOUT_S = 600.0
+# The sandbox offers no notification for new or edited messages; a tenth of a second is
+# faster than a reader notices and costs nothing beside the run.
+POLL_S = 0.1
 
 
 async def run_demo(question: str, *, settings: Settings, live: bool, time_scale: float) -> int:
@@ -93,20 +100,76 @@ async def _drive(question: str, settings: Settings, slack: SlackSandbox) -> int:
                 file=sys.stderr,
             )
             return 1
+        narrator = Narrator(slack)
         try:
-            await asyncio.wait_for(_until_done(services, slack), RUN_TIMEOUT_S)
+            async with asyncio.TaskGroup() as tasks:
+                follow = tasks.create_task(narrator.follow())
+                await asyncio.wait_for(_until_done(services, slack), RUN_TIMEOUT_S)
+                follow.cancel()
         except asyncio.CancelledError:
             # Ctrl-C: the run is interrupted on the way out; say what it had cost so far.
             spent = blocks.format_usd(_spent(services))
             print(f"orchestrate-bot demo: interrupted; {spent} spent so far", file=sys.stderr)
             raise
-    print(slack.transcript(DEMO_CHANNEL))
+    narrator.show(final=True)
+    print(flush=True)
     for ephemeral in slack.ephemerals(DEMO_USER):
         print(f"(only visible to you) {ephemeral.text}", file=sys.stderr)
     finished = services.metrics.registry.get_sample_value(
         "orchestrate_runs_total", {"outcome": "finished"}
     )
     return 0 if finished else 1  # refused, failed or interrupted: the shell should know
+
+
+class Narrator:
+    """Prints the demo channel as it changes: each message once it is whole (a stream is
+    waited for), in reading order, and again where it was edited."""
+
+    def __init__(self, slack: SlackSandbox) -> None:
+        self._slack = slack
+        self._shown: dict[str, tuple[str, ...]] = {}  # what was printed of each message
+        self._titled = False
+
+    async def follow(self) -> None:
+        while True:
+            self.show(final=False)
+            await asyncio.sleep(POLL_S)
+
+    def show(self, *, final: bool) -> None:
+        """Print what is new since the last call; `final` prints open streams too."""
+        ws = self._slack.workspace
+        if not self._titled:
+            print(title(ws, DEMO_CHANNEL), flush=True)
+            self._titled = True
+        fresh: list[str] = []
+        edits: list[str] = []
+        for entry in entries(ws, DEMO_CHANNEL, stream_ttl_s=self._slack.stream_ttl_s):
+            if entry.streaming and not final:
+                break  # later messages wait, so that the thread reads in order
+            lines = [line.removesuffix(" (edited)") for line in entry.lines]
+            before = self._shown.get(entry.key)
+            if before is None:
+                fresh += lines
+            elif tuple(lines) != before:
+                edits += _edit(before, lines)
+            self._shown[entry.key] = tuple(lines)
+        # New messages first: an edit seen in the same look happened after they arrived
+        # (the strategy's progress line moves on once its examples are posted).
+        if fresh or edits:
+            print("\n".join(fresh + edits), flush=True)
+
+
+def _edit(before: tuple[str, ...], after: list[str]) -> list[str]:
+    """An edited message as a reader notices it: its first line marked "(edited)", then
+    the lines it gained or that changed."""
+    matcher = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
+    changed = [
+        line
+        for tag, _, _, start, end in matcher.get_opcodes()
+        if tag in ("replace", "insert")
+        for line in after[max(start, 1) : end]
+    ]
+    return [f"{after[0]} (edited)", *changed]
 
 
 def _spent(services: Services) -> Decimal:

@@ -40,3 +40,45 @@ async def test_ctrl_c_says_what_was_spent(tmp_path: Path) -> None:
     stderr = err.decode()
     assert demo.returncode == 130, stderr
     assert "orchestrate-bot demo: interrupted; $" in stderr and "spent so far" in stderr
+
+
+async def read_until(stream: asyncio.StreamReader, marker: str, seen: list[str]) -> None:
+    """Collect stdout lines into `seen` until one contains `marker`."""
+    async with asyncio.timeout(90):
+        while not seen or marker not in seen[-1]:
+            line = await stream.readline()
+            assert line, f"stdout ended before {marker!r}:\n" + "".join(seen)
+            seen.append(line.decode())
+
+
+async def test_the_demo_prints_the_thread_as_it_happens(tmp_path: Path) -> None:
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "demo", QUESTION, "--time-scale", "1",
+        env=clean_env(tmp_path), cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert demo.stdout is not None
+    seen: list[str] = []
+    # The first example is on screen while the review is still being written: interrupting
+    # then leaves the strategy and the example printed, in that order, and no review.
+    await read_until(demo.stdout, "Illustrated by Haiku", seen)
+    demo.send_signal(signal.SIGINT)
+    rest, err = await asyncio.wait_for(demo.communicate(), 60)
+    assert demo.returncode == 130, err.decode()
+    out = "".join(seen) + rest.decode()
+    assert out.startswith("#general\n")
+    assert out.index("*1. ") < out.index("*1/") < out.index("Illustrated by Haiku")
+    assert "Reviewed by Sonnet" not in out
+
+
+def test_the_demo_thread_reads_strategy_then_examples_then_review(tmp_path: Path) -> None:
+    result = run_cli(
+        "demo", QUESTION, "--time-scale", "0.05", env=clean_env(tmp_path), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    strategy = out.index("*Strategy · Opus*")
+    examples = [out.index(f"*{n}/3 · ") for n in (1, 2, 3)]
+    assert strategy < min(examples) and max(examples) < out.index("Reviewed by Sonnet")
+    assert out.index("Reviewed by Sonnet") < out.index("✅ Done in")
+    assert out.count("Illustrated by Haiku") == 3  # each example printed once

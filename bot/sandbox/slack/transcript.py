@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from bot.sandbox.slack.blocks import displayed, render_blocks
@@ -21,16 +22,53 @@ INDENT = "    "
 
 
 def transcript(ws: Workspace, channel_id: str, *, stream_ttl_s: float) -> str:
-    channel = ws.channels.get(channel_id)
-    if channel is None:
-        raise KeyError(f"no channel {channel_id!r} in the sandbox")
-    title = f"DM with {_name(ws, channel.im_user)}" if channel.is_im else f"#{channel.name}"
-    lines = [title]
+    lines = [title(ws, channel_id)]
     for item in _top_level(ws, channel_id):
         lines += _entry(ws, item, "", stream_ttl_s)
         if isinstance(item, Message):
             lines += _thread(ws, item, stream_ttl_s)
     return "\n".join(lines) + "\n"
+
+
+def title(ws: Workspace, channel_id: str) -> str:
+    channel = ws.channels.get(channel_id)
+    if channel is None:
+        raise KeyError(f"no channel {channel_id!r} in the sandbox")
+    return f"DM with {_name(ws, channel.im_user)}" if channel.is_im else f"#{channel.name}"
+
+
+def entries(ws: Workspace, channel_id: str, *, stream_ttl_s: float) -> list[Entry]:
+    """The channel's messages in reading order (each thread under its parent), each as the
+    lines `transcript` writes for it; a thread's live status is left out (it is not a
+    message). For a reader that prints a channel as it changes."""
+    title(ws, channel_id)  # an unknown channel is refused as `transcript` refuses it
+    found: list[Entry] = []
+    for item in _top_level(ws, channel_id):
+        found.append(_as_entry(ws, item, "", stream_ttl_s))
+        if isinstance(item, Message):
+            replies: list[Message | Ephemeral] = [*ws.thread_replies(item.channel, item.ts)]
+            replies += [
+                e for e in ws.ephemerals if e.channel == item.channel and e.thread_ts == item.ts
+            ]
+            for reply in sorted(replies, key=lambda r: r.ts):
+                found.append(_as_entry(ws, reply, INDENT, stream_ttl_s))
+    return found
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One message as a reader sees it: `key` names it across edits."""
+
+    key: str
+    lines: tuple[str, ...]
+    streaming: bool
+
+
+def _as_entry(ws: Workspace, item: Message | Ephemeral, indent: str, ttl: float) -> Entry:
+    kind = "ephemeral" if isinstance(item, Ephemeral) else "message"
+    streaming = isinstance(item, Message) and _suffix(item, ttl) == " (streaming)"
+    lines = tuple(_entry(ws, item, indent, ttl))
+    return Entry(key=f"{kind}:{item.channel}:{item.ts}", lines=lines, streaming=streaming)
 
 
 def _top_level(ws: Workspace, channel_id: str) -> list[Message | Ephemeral]:
