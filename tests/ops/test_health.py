@@ -1,5 +1,6 @@
 """Health that means something: `/readyz` (and `/healthz`) turn 503 when the Socket Mode
-connection goes away and back to 200 when it returns; `/livez` stays 200 throughout."""
+connection or the database goes away and back to 200 when it returns; `/livez` stays 200
+throughout."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import aiohttp
 
 from tests.cli.test_cli import free_port
 from tests.harness import running_stack
+from tests.ledger.throwaway_pg import throwaway_postgres
 
 
 async def status(session: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, object]]:
@@ -44,3 +46,24 @@ async def test_losing_the_socket_mode_connection_shows_in_healthz_until_it_is_ba
         assert (await status(session, f"{base}/livez"))[0] == 200
         back = await until(session, f"{base}/healthz", 200)
         assert back["ok"] is True
+
+
+async def test_losing_the_database_shows_in_healthz_until_it_is_back(tmp_path: Path) -> None:
+    port = free_port()
+    async with (
+        throwaway_postgres() as pg,
+        running_stack(tmp_path, metrics_port=port, database_url=pg.url) as stack,
+        aiohttp.ClientSession() as session,
+    ):
+        assert stack.settings.database_url == pg.url
+        base = f"http://127.0.0.1:{port}"
+        assert (await status(session, f"{base}/healthz"))[0] == 200
+        await pg.stop()
+        down = await until(session, f"{base}/healthz", 503)
+        assert "did not answer" in str(down["database"])
+        assert (await status(session, f"{base}/readyz"))[0] == 503
+        assert (await status(session, f"{base}/livez"))[0] == 200
+        await pg.start()
+        back = await until(session, f"{base}/readyz", 200)
+        assert back["ok"] is True
+        assert (await status(session, f"{base}/healthz"))[0] == 200
