@@ -31,6 +31,7 @@ from bot.ledger.protocols import (
     RunLedger,
     RunLookup,
     StopRequests,
+    WorkClaims,
 )
 from bot.ledger.spill import default_spill_path
 from bot.ledger.types import (
@@ -41,6 +42,7 @@ from bot.ledger.types import (
     DayCost,
     EndStatus,
     FollowUpTotals,
+    KeptStrategy,
     LedgerError,
     LedgerUnavailable,
     Reservation,
@@ -68,6 +70,7 @@ __all__ = [
     "FollowUpTotals",
     "GovernanceStore",
     "InstanceLedger",
+    "KeptStrategy",
     "Ledger",
     "LedgerError",
     "LedgerUnavailable",
@@ -84,6 +87,7 @@ __all__ = [
     "Spender",
     "StopRequests",
     "VoteValue",
+    "WorkClaims",
     "initial_settings",
     "ledger_for",
     "open_ledger",

@@ -9,6 +9,12 @@ its `ttl` (a day by default, well past Slack's last retry and the signature wind
 which the key can be claimed again and `expire` deletes it, so the table stays small.
 Keys are `replay_key(kind, id)`: `command:<trigger_id>`, `event:<event_id>`,
 `action:<trigger_id>`.
+
+A claim can also mark work under way rather than a delivery seen: a Retry of a failed example
+claims `retry:<run id>:<component>` for at most as long as a retry can take, and `release`s
+it when the retry ends, so a second click (on any instance) is turned away only while the
+first one's retry runs. `release` names the moment the claim was taken, so a holder whose
+claim lapsed and was taken over can never free the new holder's.
 """
 
 from __future__ import annotations
@@ -50,6 +56,17 @@ class Claims:
                 self._db.to_db_time(moment + ttl),
             )
         return claimed == 1
+
+    async def release(self, key: str, *, claimed_at: datetime) -> bool:
+        """Give back the claim on `key` taken at `claimed_at` (the `now` given to `claim`);
+        False if it is no longer that claim (it lapsed and another caller took it)."""
+        async with self._db.write() as c:
+            released = await c.execute(
+                "DELETE FROM claims WHERE key = ? AND claimed_at = ?",
+                key,
+                self._db.to_db_time(claimed_at),
+            )
+        return released == 1
 
     async def expire(self, *, now: datetime | None = None) -> int:
         """Delete lapsed claims; returns how many."""

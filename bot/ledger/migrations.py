@@ -16,7 +16,8 @@ few thousand of its rows instead of a million calls. Version 3 links a follow-up
 run whose thread it answers (`parent_run_id`) and adds `claims`, one row per Slack event
 taken. `calls.call_key` (version 4) is unique: a call written twice (a retry after an outage,
 a spill-file replay) is recorded once. Claims expire from version 5. Version 6
-records each run's owning instance and the instances' heartbeats.
+records each run's owning instance and the instances' heartbeats. Version 10 keeps each
+run's strategy (`run_strategies`), so a Retry of a failed example works on any instance.
 """
 
 from __future__ import annotations
@@ -373,6 +374,24 @@ def _interaction_tables(time_type: str) -> tuple[str, ...]:
 
 SQLITE += (Migration(9, "stop requests and votes", _interaction_tables("REAL")),)
 POSTGRES += (Migration(9, "stop requests and votes", _interaction_tables("TIMESTAMPTZ")),)
+
+
+def _run_strategies(time_type: str) -> tuple[str, ...]:
+    """Version 10: a run's strategy (JSON: title, essence, components with name and
+    instruction), written when the plan is ready, so that a Retry of one of its examples can
+    be served by any instance, after any restart. Private text like the question it answers:
+    not kept when questions are not, and deleted with its run."""
+    return (
+        f"""CREATE TABLE run_strategies (
+            run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+            strategy TEXT NOT NULL,
+            recorded_at {time_type} NOT NULL
+        )""",
+    )
+
+
+SQLITE += (Migration(10, "run strategies", _run_strategies("REAL")),)
+POSTGRES += (Migration(10, "run strategies", _run_strategies("TIMESTAMPTZ")),)
 
 
 def pending(steps: tuple[Migration, ...], current: int) -> tuple[Migration, ...]:

@@ -5,8 +5,8 @@ a glance what the Slack run owner writes and what a report view reads, and a tes
 in a small fake where no database is wanted. Each protocol is met by one part of `Ledger`
 (`bot.ledger.database`): `RunLedger` by `ledger.writer` (or `ledger.runs`), `InstanceLedger`
 by `ledger.instances`, `BudgetAlerts` by `ledger.budgets`, `CostReports` by `ledger.reports`,
-`CallsExport` by `ledger.export`, `EventClaims` by `ledger.claims`, `RunLookup` by
-`ledger.runs`, `StopRequests` and `Feedback` by `ledger.interactions`.
+`CallsExport` by `ledger.export`, `EventClaims` and `WorkClaims` by `ledger.claims`,
+`RunLookup` by `ledger.runs`, `StopRequests` and `Feedback` by `ledger.interactions`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol, TextIO
 
+from bot.core.models import Strategy
 from bot.core.usage import CallRecord
 from bot.ledger.budgets import Limits
 from bot.ledger.interactions import FeedbackReport, VoteValue
@@ -27,6 +28,7 @@ from bot.ledger.types import (
     DayCost,
     EndStatus,
     FollowUpTotals,
+    KeptStrategy,
     Reservation,
     RunInfo,
     SettingChange,
@@ -59,6 +61,12 @@ class RunLedger(Protocol):
     async def budget_stop(self, run_id: str, limits: Limits) -> BudgetStop | None: ...
 
     async def set_thread(self, run_id: str, channel: str, ts: str) -> None: ...
+
+    async def record_strategy(
+        self, run_id: str, strategy: Strategy, *, now: datetime | None = None
+    ) -> None: ...
+
+    async def kept_strategy(self, run_id: str) -> KeptStrategy | None: ...
 
     async def record_call(
         self,
@@ -133,6 +141,17 @@ class EventClaims(Protocol):
     async def claim(
         self, key: str, *, ttl: timedelta = ..., now: datetime | None = None
     ) -> bool: ...
+
+
+class WorkClaims(Protocol):
+    """The run owner: take a piece of work (a Retry) once across instances while it runs,
+    and give it back when it ends."""
+
+    async def claim(
+        self, key: str, *, ttl: timedelta = ..., now: datetime | None = None
+    ) -> bool: ...
+
+    async def release(self, key: str, *, claimed_at: datetime) -> bool: ...
 
 
 class CallsExport(Protocol):

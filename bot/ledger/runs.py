@@ -4,18 +4,23 @@
 transaction), writes each call with its run's running totals and its `call_days` row in one
 transaction committed before `record_call` returns, closes runs (`finish_run`), and after a
 crash marks the runs a dead process left `running` as interrupted and lists their threads.
+It keeps each run's strategy (`record_strategy`) for a Retry of one of its examples
+(`kept_strategy`); the strategy is private text like the question, so it is kept only when
+questions are, and never handed back for a run whose question is gone.
 The all-strategy-model cost of a call is computed at record time with the ledger's price
 table, so a later model change does not rewrite history.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from bot.core.models import Strategy
 from bot.core.pricing import PriceTable
 from bot.core.usage import CallRecord, TokenUsage
 from bot.ledger.budgets import Budgets, Limits
@@ -26,10 +31,13 @@ from bot.ledger.types import (
     BudgetStop,
     EndStatus,
     FollowUpTotals,
+    KeptStrategy,
     LedgerError,
     Reservation,
     RunInfo,
     from_nanos,
+    strategy_from_json,
+    strategy_to_json,
     to_nanos,
 )
 
@@ -144,6 +152,51 @@ class RunBook:
                 run_id,
             )
         require_run(changed, run_id)
+
+    async def record_strategy(
+        self, run_id: str, strategy: Strategy, *, now: datetime | None = None
+    ) -> None:
+        """Keep `run_id`'s strategy (written again, it is replaced: a replayed write is
+        harmless). Nothing is kept when questions are not: it is the question's substance."""
+        if not self._store_questions:
+            return
+        text = json.dumps(strategy_to_json(strategy), ensure_ascii=False)
+        async with self._db.write() as c:
+            if not await c.fetch("SELECT 1 FROM runs WHERE id = ?", run_id):
+                raise LedgerError(f"no run {run_id!r} in the ledger: start_run first")
+            await c.execute(
+                "INSERT INTO run_strategies (run_id, strategy, recorded_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (run_id) DO UPDATE SET strategy = excluded.strategy,"
+                " recorded_at = excluded.recorded_at",
+                run_id,
+                text,
+                self._db.to_db_time(now_utc(now)),
+            )
+
+    async def kept_strategy(self, run_id: str) -> KeptStrategy | None:
+        """The question, strategy and failed components of `run_id`, or None when the ledger
+        does not have them (questions not kept, a question since erased, a run from before
+        strategies were kept, or no such run)."""
+        async with self._db.read() as c:
+            rows = await c.fetch(
+                "SELECT r.question, s.strategy FROM run_strategies s"
+                " JOIN runs r ON r.id = s.run_id"
+                " WHERE s.run_id = ? AND r.question IS NOT NULL",
+                run_id,
+            )
+            if not rows:
+                return None
+            failed = await c.fetch(
+                "SELECT DISTINCT component_index FROM calls WHERE run_id = ?"
+                " AND role = 'example' AND outcome <> 'ok' AND component_index IS NOT NULL",
+                run_id,
+            )
+        question, text = rows[0]
+        return KeptStrategy(
+            question=str(question),
+            strategy=strategy_from_json(json.loads(text)),
+            failed=frozenset(int(index) for (index,) in failed),
+        )
 
     async def record_call(
         self,

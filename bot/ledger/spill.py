@@ -1,13 +1,13 @@
 """The spill file: ledger writes that could not land before shutdown, kept on local disk.
 
 When the database is unavailable at shutdown, the run writer appends each write it still
-holds (a call's record, a run's end, a thread) as one JSON line; the next start replays them
-before serving. Replays are idempotent (a call carries its key; ends and threads are plain
-updates), so a file replayed twice, or by two processes, counts nothing twice. Appends and
-replays hold an exclusive `flock`, so two processes on one host never interleave a rewrite
-with an append. The default path is per database: next to a SQLite file, or under the XDG
-state directory for PostgreSQL, named by a hash of the URL, so a file is only ever replayed
-into the database it was written for.
+holds (a call's record, a run's end, a thread, a strategy) as one JSON line; the next start
+replays them before serving. Replays are idempotent (a call carries its key; ends and
+threads are plain updates or upserts), so a file replayed twice, or by two processes, counts
+nothing twice. Appends and replays hold an exclusive `flock`, so two processes on one host
+never interleave a rewrite with an append. The default path is per database: next to a
+SQLite file, or under the XDG state directory for PostgreSQL, named by a hash of the URL, so
+a file is only ever replayed into the database it was written for.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, get_args
 
+from bot.core.models import Strategy
 from bot.core.usage import CallRecord, TokenUsage
-from bot.ledger.types import EndStatus
+from bot.ledger.types import EndStatus, strategy_from_json, strategy_to_json
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,14 @@ class ThreadSet:
     ts: str
 
 
-PendingWrite = CallWrite | RunEnd | ThreadSet
+@dataclass(frozen=True, slots=True)
+class StrategySet:
+    run_id: str
+    strategy: Strategy
+    at: datetime
+
+
+PendingWrite = CallWrite | RunEnd | ThreadSet | StrategySet
 
 
 def default_spill_path(database_url: str) -> Path:
@@ -145,6 +153,9 @@ def to_json(write: PendingWrite) -> dict[str, Any]:
                     "error": error, "at": at.isoformat()}  # fmt: skip
         case ThreadSet(run_id=run_id, channel=channel, ts=ts):
             return {"kind": "thread", "run_id": run_id, "channel": channel, "ts": ts}
+        case StrategySet(run_id=run_id, strategy=strategy, at=at):
+            return {"kind": "strategy", "run_id": run_id, "at": at.isoformat(),
+                    "strategy": strategy_to_json(strategy)}  # fmt: skip
 
 
 def from_json(data: dict[str, Any]) -> PendingWrite:
@@ -160,6 +171,9 @@ def from_json(data: dict[str, Any]) -> PendingWrite:
         return RunEnd(data["run_id"], status, float(data["elapsed_s"]), data["error"], at)
     if kind == "thread":
         return ThreadSet(data["run_id"], data["channel"], data["ts"])
+    if kind == "strategy":
+        at = datetime.fromisoformat(data["at"])
+        return StrategySet(data["run_id"], strategy_from_json(data["strategy"]), at)
     raise ValueError(f"unknown write {kind!r} in the spill file")
 
 

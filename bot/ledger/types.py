@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Literal
+from typing import Any, Literal
 
+from bot.core.models import Component, Strategy
 from bot.core.pricing import ModelCost
 
 RunStatus = Literal["running", "finished", "failed", "interrupted", "refused"]
@@ -223,3 +224,34 @@ class BudgetStop:
     spent_usd: Decimal
     run_cost_usd: Decimal
     resets_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class KeptStrategy:
+    """What the ledger keeps of a run for a Retry of one of its examples: the question and
+    strategy the examples were written from, and the components (0-based) whose example
+    call in that run did not succeed, the only ones a Retry may redo."""
+
+    question: str
+    strategy: Strategy
+    failed: frozenset[int]
+
+
+def strategy_to_json(strategy: Strategy) -> dict[str, Any]:
+    """A strategy as JSON-able data (the ledger's column, the spill file's line)."""
+    return {
+        "title": strategy.title,
+        "essence": strategy.essence,
+        "components": [{"name": c.name, "instruction": c.instruction} for c in strategy.components],
+    }
+
+
+def strategy_from_json(data: dict[str, Any]) -> Strategy:
+    return Strategy(
+        title=str(data["title"]),
+        essence=str(data["essence"]),
+        components=tuple(
+            Component(name=str(c["name"]), instruction=str(c["instruction"]))
+            for c in data["components"]
+        ),
+    )

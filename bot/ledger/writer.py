@@ -1,16 +1,17 @@
 """A run's writes that survive an outage: written now, or kept and retried until they land.
 
-`RunWriter` is what the run owner writes through (`RunLedger`). `reserve_run` (and the reads)
-go straight to the database: a run that cannot be admitted must not start. A call's record, a
-run's end and its thread are written the moment they are handed over; if the database is
-unavailable (`LedgerUnavailable`, or no answer within `WRITE_TIMEOUT_S`), the write is kept
-in memory, the caller goes on (a run finishes for its user whatever the ledger's state), and
-one owned task retries the backlog in order with capped exponential backoff until it lands.
-While a backlog exists new writes join it, so a dead database costs a run no waiting. At
-`close`, what still has not landed after one last try goes to the spill file
-(`bot.ledger.spill`), which `open` replays. Call records carry a key, so a write whose fate
-is unknown (the connection dropped during COMMIT) is simply sent again. A write the database
-refuses for another reason (a bug) is logged whole at ERROR, never dropped silently.
+`RunWriter` is what the run owner writes through (`RunLedger`). `reserve_run` (and the
+reads) go straight to the database: a run that cannot be admitted must not start. A call's
+record, a run's end, its thread and its strategy are written the moment they are handed
+over; if the database is unavailable (`LedgerUnavailable`, or no answer within
+`WRITE_TIMEOUT_S`), the write is kept in memory, the caller goes on (a run finishes for its
+user whatever the ledger's state), and one owned task retries the backlog in order with
+capped exponential backoff until it lands. While a backlog exists new writes join it, so a
+dead database costs a run no waiting. At `close`, what still has not landed after one last
+try goes to the spill file (`bot.ledger.spill`), which `open` replays. Call records carry a
+key, so a write whose fate is unknown (the connection dropped during COMMIT) is simply sent
+again. A write the database refuses for another reason (a bug) is logged whole at ERROR,
+never dropped silently.
 """
 
 from __future__ import annotations
@@ -25,16 +26,26 @@ from collections import deque
 from datetime import datetime
 from decimal import Decimal
 
+from bot.core.models import Strategy
 from bot.core.usage import CallRecord
 from bot.ledger.budgets import Limits
 from bot.ledger.driver import now_utc
 from bot.ledger.runs import RunBook
-from bot.ledger.spill import CallWrite, PendingWrite, RunEnd, SpillFile, ThreadSet, to_json
+from bot.ledger.spill import (
+    CallWrite,
+    PendingWrite,
+    RunEnd,
+    SpillFile,
+    StrategySet,
+    ThreadSet,
+    to_json,
+)
 from bot.ledger.types import (
     BudgetRefusal,
     BudgetStop,
     EndStatus,
     FollowUpTotals,
+    KeptStrategy,
     LedgerUnavailable,
     Reservation,
     RunInfo,
@@ -125,6 +136,14 @@ class RunWriter:
     async def set_thread(self, run_id: str, channel: str, ts: str) -> None:
         await self._write(ThreadSet(run_id, channel, ts))
 
+    async def record_strategy(
+        self, run_id: str, strategy: Strategy, *, now: datetime | None = None
+    ) -> None:
+        await self._write(StrategySet(run_id, strategy, now_utc(now)))
+
+    async def kept_strategy(self, run_id: str) -> KeptStrategy | None:
+        return await self._book.kept_strategy(run_id)
+
     async def replay_spilled(self) -> int:
         """Write what an earlier process spilled; returns how many landed (the rest stay)."""
         landed = 0
@@ -193,6 +212,8 @@ class RunWriter:
                 await self._book.finish_run(run_id, status, elapsed_s=elapsed, error=error, now=at)
             case ThreadSet(run_id=run_id, channel=channel, ts=ts):
                 await self._book.set_thread(run_id, channel, ts)
+            case StrategySet(run_id=run_id, strategy=strategy, at=at):
+                await self._book.record_strategy(run_id, strategy, now=at)
 
     def _hold(self, write: PendingWrite) -> None:
         self._backlog.append(write)

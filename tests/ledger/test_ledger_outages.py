@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from bot.ledger import BudgetRefusal, Ledger, Reservation, open_ledger
-from bot.ledger.spill import CallWrite, RunEnd, SpillFile, ThreadSet
+from bot.ledger.spill import CallWrite, RunEnd, SpillFile, StrategySet, ThreadSet
 from tests.ledger.test_ledger_conformance import NOW, PLAN, REVIEW
+from tests.ledger.test_retries import STRATEGY
 from tests.ledger.throwaway_pg import throwaway_postgres
 
 
@@ -55,6 +56,7 @@ async def test_spilled_writes_are_replayed_once_at_the_next_start(
             CallWrite("k-plan", run_id, PLAN, NOW),
             CallWrite("k-review", run_id, REVIEW, NOW),
             ThreadSet(run_id, "C1", "1700000000.000100"),
+            StrategySet(run_id, STRATEGY, NOW),
             RunEnd(run_id, "finished", 9.5, None, NOW),
         ]
     )
@@ -65,6 +67,8 @@ async def test_spilled_writes_are_replayed_once_at_the_next_start(
             assert run is not None
             assert (run.status, run.calls, run.cost_usd) == ("finished", 2, Decimal("0.058"))
             assert run.thread_ts == "1700000000.000100"
+            kept = await ledger.runs.kept_strategy(run_id)
+            assert kept is not None and kept.strategy == STRATEGY
             assert await held_usd(ledger) == 0
         assert not spill.exists()
 
@@ -223,3 +227,5 @@ def test_a_spilled_call_reads_back_equal_every_field_included() -> None:
     marked = replace(PLAN, usage=usage, error="stream cut", component_index=3)
     write = CallWrite("k", "r", marked, NOW)
     assert from_json(json.loads(json.dumps(to_json(write)))) == write
+    strategy = StrategySet("r", STRATEGY, NOW)
+    assert from_json(json.loads(json.dumps(to_json(strategy)))) == strategy

@@ -1,0 +1,98 @@
+"""Conformance: what a Retry of a failed example needs from the ledger, the same on SQLite and
+PostgreSQL (`ledger_url`): a run's kept strategy with the components that failed, kept only
+while the question is, and a claim that marks a retry under way until it is released."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from bot.core.models import Component, Strategy
+from bot.ledger import Ledger, LedgerError, open_ledger
+from tests.ledger.test_ledger_conformance import EXAMPLE, NOW, PLAN, REVIEW, RawSql, run_with
+
+STRATEGY = Strategy(
+    title="Ship in slices",
+    essence="Small, reversible steps",
+    components=(
+        Component("Feature flags", "Show a flag guarding a change"),
+        Component("Canary «ünïcode»", "Roll out to 1% first; 'quotes' and \"more\""),
+        Component("Rollback", "Undo in one command"),
+    ),
+)
+
+
+async def test_a_kept_strategy_reads_back_with_the_components_that_failed(
+    ledger: Ledger,
+) -> None:
+    failed = replace(EXAMPLE, component_index=1, outcome="error", error="overloaded")
+    cut = replace(EXAMPLE, component_index=2, outcome="invalid", error="refused")
+    run_id = await run_with(ledger, [PLAN, EXAMPLE, failed, cut, REVIEW])
+    assert await ledger.runs.kept_strategy(run_id) is None  # nothing kept yet
+
+    await ledger.runs.record_strategy(run_id, STRATEGY, now=NOW)
+    await ledger.runs.record_strategy(run_id, STRATEGY, now=NOW)  # a replayed write: harmless
+
+    kept = await ledger.writer.kept_strategy(run_id)
+    assert kept is not None
+    assert (kept.question, kept.strategy, kept.failed) == ("How do we ship?", STRATEGY, {1, 2})
+    assert await ledger.runs.kept_strategy("no-such-run") is None
+    with pytest.raises(LedgerError, match="no run"):
+        await ledger.runs.record_strategy("no-such-run", STRATEGY)
+
+
+async def test_the_strategy_is_not_kept_when_questions_are_not(
+    ledger_url: str, raw_sql: RawSql
+) -> None:
+    async with open_ledger(ledger_url, store_questions=False) as ledger:
+        run_id = await run_with(ledger, [PLAN])
+        await ledger.writer.record_strategy(run_id, STRATEGY)
+    # Even with a question put back by hand, no strategy was ever written.
+    await raw_sql(ledger_url, f"UPDATE runs SET question = 'q' WHERE id = '{run_id}'")
+    async with open_ledger(ledger_url) as ledger:
+        assert await ledger.runs.kept_strategy(run_id) is None
+
+
+async def test_a_run_whose_question_was_erased_gives_no_strategy(
+    ledger: Ledger, ledger_url: str, raw_sql: RawSql
+) -> None:
+    run_id = await run_with(ledger, [PLAN])
+    await ledger.runs.record_strategy(run_id, STRATEGY)
+    await raw_sql(ledger_url, f"UPDATE runs SET question = NULL WHERE id = '{run_id}'")
+    assert await ledger.runs.kept_strategy(run_id) is None
+
+
+async def test_a_retry_claim_is_held_until_released_by_its_holder(ledger: Ledger) -> None:
+    key, ttl = "retry:run-1:0", timedelta(minutes=10)
+    assert await ledger.claims.claim(key, ttl=ttl, now=NOW)
+    assert not await ledger.claims.claim(key, ttl=ttl, now=NOW + timedelta(seconds=1))
+    # Only the claim taken at that moment is given back.
+    assert not await ledger.claims.release(key, claimed_at=NOW + timedelta(seconds=1))
+    assert not await ledger.claims.claim(key, ttl=ttl, now=NOW + timedelta(seconds=2))
+    assert await ledger.claims.release(key, claimed_at=NOW)
+    assert not await ledger.claims.release(key, claimed_at=NOW)  # released once
+    later = NOW + timedelta(seconds=3)
+    assert await ledger.claims.claim(key, ttl=ttl, now=later)  # the next Retry may go
+
+
+async def test_a_lapsed_retry_claim_is_taken_over_and_its_old_holder_cannot_free_it(
+    ledger: Ledger,
+) -> None:
+    key, ttl = "retry:run-1:2", timedelta(minutes=10)
+    assert await ledger.claims.claim(key, ttl=ttl, now=NOW)  # its holder then crashed
+    taken = NOW + ttl
+    assert await ledger.claims.claim(key, ttl=ttl, now=taken)
+    assert not await ledger.claims.release(key, claimed_at=NOW)  # the old holder, too late
+    assert not await ledger.claims.claim(key, ttl=ttl, now=taken + timedelta(seconds=1))
+    assert await ledger.claims.release(key, claimed_at=taken)
+
+
+async def test_two_instances_clicking_at_once_take_one_claim(ledger_url: str) -> None:
+    async with open_ledger(ledger_url) as first, open_ledger(ledger_url) as second:
+        taken = await asyncio.gather(
+            *(db.claims.claim("retry:run-1:1", now=NOW) for db in (first, second) * 3)
+        )
+    assert sorted(taken) == [False] * 5 + [True]
