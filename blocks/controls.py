@@ -119,11 +119,32 @@ def feedback_thanks_message(*, vote: str, previous: str | None) -> OutboundMessa
 
 
 def retry_unavailable_message() -> OutboundMessage:
+    """The run's question and strategy are not kept (or no longer): nothing to retry from."""
     line = (
-        "This example can no longer be retried here (the run's strategy is no longer held "
-        "by this bot): ask again with the command."
+        "This example can no longer be retried: the run's question and strategy are no "
+        "longer available (this bot's ledger does not keep them, or they were erased). "
+        "Ask again with `/orchestrate`."
     )
     return OutboundMessage(text=fallback(line), blocks=(section(line),))
+
+
+def retry_not_failed_message() -> OutboundMessage:
+    """A Retry naming a component whose example was written (only a forged click can)."""
+    line = "Only an example that could not be illustrated can be retried, and this one was."
+    return OutboundMessage(text=fallback(line), blocks=(section(line),))
+
+
+def retry_while_running_message() -> OutboundMessage:
+    line = "This run is still working: retry this example once it has finished."
+    return OutboundMessage(text=fallback(line), blocks=(section(line),))
+
+
+def retry_under_way_message(*, name: str) -> OutboundMessage:
+    """The answer to a second click while the first one's retry is still running."""
+    line = (
+        f"↻ *{escape(name)}* is already being retried: the new example will appear in the thread."
+    )
+    return OutboundMessage(text=fallback(line), blocks=(section(clip(line, 3000)),))
 
 
 def retry_started_message(*, name: str) -> OutboundMessage:

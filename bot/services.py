@@ -117,6 +117,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             governance=ledger.governance,
             poster=poster,
             settings=settings,
+            claims=ledger.claims,
             stops=ledger.interactions,
             metrics=metrics,
         )

@@ -6,7 +6,9 @@ ledger by the id the button carries and must belong to the clicker's workspace; 
 asker or an admin may stop or retry it, whoever sees the thread may vote. Clicks are
 idempotent: the first Stop request is the one recorded (a double click or a second person
 changes nothing), a vote is one per person and run (clicking again is counted once;
-switching replaces it). Replies are ephemeral, through the payload's `response_url`.
+switching replaces it), a Retry runs once at a time per component, whichever instances the
+clicks reach (a second click is told the first one's retry is under way). Replies are
+ephemeral, through the payload's `response_url`.
 """
 
 from __future__ import annotations
@@ -103,9 +105,7 @@ async def retry(services: Services, *, body: dict[str, Any], respond: AsyncRespo
     if not await _may_control(services, run, user_id):
         await _say(respond, blocks.only_asker_message(asker_id=run.user_id, action="retry"))
         return
-    reply = await services.runs.retry(run.id, parsed[1], by=user_id)
-    if reply is not None:
-        await _say(respond, reply)
+    await _say(respond, await services.runs.retry(run, parsed[1], by=user_id))
 
 
 async def vote(

@@ -15,6 +15,11 @@ Each run in flight has a `RunStop`. `stop_here` stops a run this process owns at
 Stop button's handler calls it after writing the request to the ledger); a request made on
 another instance is found by a poller that, while runs are in flight, asks the ledger every
 `STOP_POLL_S` which of them someone asked to stop.
+
+A Retry of a failed example (`retry`) is served from the ledger alone (the run's row, its
+kept strategy and which of its components failed), so any instance can take the click,
+after any restart; a ledger claim per run and component admits one retry at a time across
+instances, and is released however the retry ends.
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -38,6 +43,7 @@ from bot.core.events import (
     ExampleReady,
     RunFailed,
     RunFinished,
+    StrategyReady,
 )
 from bot.core.models import Strategy
 from bot.core.pipeline import Pipeline, RunStop
@@ -49,8 +55,10 @@ from bot.ledger import (
     LedgerError,
     Limits,
     Reservation,
+    RunInfo,
     RunLedger,
     StopRequests,
+    WorkClaims,
     initial_settings,
 )
 from bot.logs import fields
@@ -63,7 +71,6 @@ from bot.slack.threads import run_metadata
 
 log = logging.getLogger(__name__)
 Respond = Callable[..., Awaitable[Any]]
-RECENT_RUNS = 500  # finished runs whose strategy is kept for a Retry of a failed example
 STOP_POLL_S = 1.0  # a Stop pressed on another instance takes effect within about this long
 
 
@@ -101,6 +108,7 @@ class Runs:
         governance: GovernanceStore,
         poster: Poster,
         settings: Settings,
+        claims: WorkClaims,
         stops: StopRequests | None = None,
         stop_poll_s: float = STOP_POLL_S,
         metrics: Metrics | None = None,
@@ -110,12 +118,10 @@ class Runs:
         self._governance = governance
         self._poster = poster
         self._settings = settings
+        self._claims = claims
         self._stop_requests = stops
         self._stop_poll_s = stop_poll_s
         self._stops: dict[str, RunStop] = {}  # runs in flight in this process
-        # What a Retry needs of a run this process ran: who asked what, where, the strategy.
-        self._recent: OrderedDict[str, tuple[RunRequest, str, Strategy]] = OrderedDict()
-        self._retrying: set[tuple[str, int]] = set()
         self._poller: asyncio.Task[None] | None = None
         self.metrics = metrics or Metrics()
         self.metrics.track_in_flight(lambda: len(self._tasks))
@@ -420,49 +426,62 @@ class Runs:
                 )
             await renderer.bug()
             return
-        self._remember(run_id, request, renderer)
         await self._after(request.team_id)
 
-    def _remember(self, run_id: str, request: RunRequest, renderer: ThreadRenderer) -> None:
-        strategy = renderer.state.strategy
-        if strategy is not None and renderer.state.failed:
-            self._recent[run_id] = (request, renderer.thread_ts, strategy)
-            while len(self._recent) > RECENT_RUNS:
-                self._recent.popitem(last=False)
-
-    async def retry(self, run_id: str, index: int, *, by: str) -> blocks.OutboundMessage | None:
-        """Illustrate component `index` of a finished run once more, for `by`: admitted under
-        the budgets as a follow-up of the run (billed to `by`), posted in its thread. Returns
-        the reply for `by`; None for a click on a retry already under way."""
-        held = self._recent.get(run_id)
-        if held is None or not 0 <= index < len(held[2].components):
+    async def retry(self, run: RunInfo, index: int, *, by: str) -> blocks.OutboundMessage:
+        """Illustrate component `index` of `run` once more, for `by`, from what the ledger
+        keeps (so on any instance): admitted under the budgets as a follow-up of the run
+        (billed to `by`), posted in its thread. Only a component whose example failed, once
+        the run has ended, and one retry at a time per component across instances (a second
+        click is told the first is under way). Returns the reply for `by`."""
+        if run.status == "running":
+            return blocks.retry_while_running_message()
+        kept = await self._ledger.kept_strategy(run.id)
+        if kept is None or run.thread_ts is None:
             return blocks.retry_unavailable_message()
-        if (run_id, index) in self._retrying:
-            return None
-        original, thread_ts, strategy = held
+        if index not in kept.failed or index >= len(kept.strategy.components):
+            return blocks.retry_not_failed_message()
+        name = kept.strategy.components[index].name
+        key, claimed_at = f"retry:{run.id}:{index}", datetime.now(UTC)
+        if not await self._claims.claim(key, ttl=retry_claim_ttl(self._settings), now=claimed_at):
+            return blocks.retry_under_way_message(name=name)
         request = RunRequest(
-            team_id=original.team_id,
-            channel_id=original.channel_id,
+            team_id=run.team_id,
+            channel_id=run.thread_channel or run.channel_id,
             user_id=by,
-            question=original.question,
-            thread_ts=thread_ts,
-            parent_run_id=run_id,
+            question=kept.question,
+            thread_ts=run.thread_ts,
+            parent_run_id=run.id,
         )
-        # Claimed before anything is awaited, so a double click admits one retry, not two.
-        self._retrying.add((run_id, index))
-        worst_case = self._pipeline.example_worst_case_usd(original.question)
+        handed_over = False  # from then on the retry's task releases the claim
         try:
+            worst_case = self._pipeline.example_worst_case_usd(kept.question)
             admitted = await self.admit(request, worst_case)
-        except BaseException:
-            self._retrying.discard((run_id, index))
-            raise
-        if isinstance(admitted, blocks.OutboundMessage):
-            self._retrying.discard((run_id, index))
-            return admitted
-        work = self._retry(admitted.run_id, run_id, request, strategy, index)
-        task = self.own(work, name=f"retry-{admitted.run_id}")
-        task.add_done_callback(lambda _: self._retrying.discard((run_id, index)))
-        return blocks.retry_started_message(name=strategy.components[index].name)
+            if isinstance(admitted, blocks.OutboundMessage):
+                return admitted
+            work = self._retry(admitted.run_id, run.id, request, kept.strategy, index)
+            self.own(self._releasing(work, key, claimed_at), name=f"retry-{admitted.run_id}")
+            handed_over = True
+        finally:
+            if not handed_over:
+                await self._release(key, claimed_at)
+        return blocks.retry_started_message(name=name)
+
+    async def _releasing(
+        self, work: Coroutine[Any, Any, None], key: str, claimed_at: datetime
+    ) -> None:
+        """`work`, then the claim given back, however `work` ends (a bug and a cancellation
+        included), so the next Retry of that component may go."""
+        try:
+            await work
+        finally:
+            await self._release(key, claimed_at)
+
+    async def _release(self, key: str, claimed_at: datetime) -> None:
+        try:
+            await asyncio.shield(self._claims.release(key, claimed_at=claimed_at))
+        except (LedgerError, OSError) as exc:
+            log.warning("could not release claim %s (it lapses by itself): %s", key, exc)
 
     async def _retry(
         self, retry_id: str, run_id: str, request: RunRequest, strategy: Strategy, index: int
@@ -510,6 +529,9 @@ class Runs:
         match event:
             case CallFinished(call=call):
                 await self._ledger.record_call(run_id, call)
+            case StrategyReady(strategy=strategy):
+                # Kept so that a Retry of a failed example can be served by any instance.
+                await self._ledger.record_strategy(run_id, strategy)
             case RunFinished(elapsed_s=elapsed):
                 await self._ledger.finish_run(run_id, status="finished", elapsed_s=elapsed)
             case RunFailed(reason=reason, elapsed_s=elapsed, interrupted=interrupted):
@@ -519,6 +541,13 @@ class Runs:
                 )
             case _:
                 pass
+
+
+def retry_claim_ttl(settings: Settings) -> timedelta:
+    """The longest a Retry can hold its claim: its one call's timeout for each attempt the
+    SDK makes, and time to post. An instance that dies mid-retry frees it after this."""
+    attempts = settings.anthropic_max_retries + 1
+    return timedelta(seconds=attempts * settings.call_timeout_s + 300)
 
 
 def call_fields(call: CallRecord) -> dict[str, object]:

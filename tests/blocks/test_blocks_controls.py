@@ -62,3 +62,18 @@ def test_feedback_reads_votes_satisfaction_cost_per_up_vote_and_model_sets() -> 
     assert "• Haiku + Opus + Sonnet — 👍 3 · 👎 1 · 75% satisfied" in text
     empty = FeedbackReport(0, 0, 0, Decimal(0), ())
     assert "No votes yet" in str(feedback_blocks(empty, period_label="today"))
+
+
+def test_retry_replies_escape_the_component_name_and_say_why() -> None:
+    hostile = "<!channel> <https://evil.example|Click>"
+    under_way = blocks.retry_under_way_message(name=hostile)
+    assert "<!channel>" not in str(under_way.blocks) and "<https://" not in under_way.text
+    assert "is already being retried" in under_way.text
+    for reply in (
+        blocks.retry_unavailable_message(),
+        blocks.retry_not_failed_message(),
+        blocks.retry_while_running_message(),
+        under_way,
+    ):
+        assert block_errors(list(reply.blocks)) == []
+    assert "no longer available" in blocks.retry_unavailable_message().text

@@ -74,6 +74,7 @@ def runs_with(stack: Stack, pipeline: Any) -> Runs:
         governance=stack.services.governance,
         poster=stack.services.poster,
         settings=stack.settings,
+        claims=stack.services.ledger.claims,
     )
 
 
