@@ -498,6 +498,19 @@ class Runs:
             log.exception("retry %s of run %s failed with a bug", retry_id, run_id)
             self.metrics.runs.labels("failed").inc()
             await self._ledger.finish_run(retry_id, "failed", elapsed_s=0.0, error="internal error")
+            await self._retry_bug(request, strategy.components[index].name)
+
+    async def _retry_bug(self, request: RunRequest, name: str) -> None:
+        """Say in the thread that a retry died of a bug, rather than leave it unanswered."""
+        problem = (
+            f"an internal error stopped the retry of {name}; it has been logged for the operators"
+        )
+        try:
+            await self._poster.post(
+                request.channel_id, blocks.error_message(problem), thread_ts=request.thread_ts
+            )
+        except SLACK_FAILURES as exc:
+            log.warning("could not say that a retry failed: %s", describe(exc))
 
     async def _after(self, team_id: str) -> None:
         if self.on_finished is None:

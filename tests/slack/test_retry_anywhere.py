@@ -280,5 +280,7 @@ async def test_a_retry_ended_by_a_bug_gives_its_claim_back(tmp_path: Path) -> No
         await runs.wait_idle()
         retried = await services.ledger.runs.followups(run_id)
         free = await services.ledger.claims.claim(f"retry:{run_id}:{index}")
+        _, replies = stack.thread()
     assert "Retrying" in started.text
     assert retried.count == 1 and free  # the retry ended (failed) and let go of its claim
+    assert "an internal error stopped the retry of" in replies[-1].text  # not left unanswered
