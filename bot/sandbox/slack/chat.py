@@ -24,6 +24,14 @@ from bot.sandbox.slack.blocks import (
     message_text_length,
     slack_length,
 )
+from bot.sandbox.slack.chunks import (
+    TASKS_MAX,
+    chunk_errors,
+    chunks_text_length,
+    display_mode_errors,
+    shown_chunks,
+    task_ids,
+)
 from bot.sandbox.slack.web import ApiError, CallContext, Method, WebApi, invalid_arguments
 from bot.sandbox.slack.workspace import (
     Channel,
@@ -259,8 +267,13 @@ class ChatMethods:
         channel = postable_channel(self.ws, self.api, ctx.text("channel"))
         thread_ts = self._thread(channel, ctx.required("thread_ts"))
         recipient_user, recipient_team = self._recipient(ctx, channel)
+        mode = ctx.args.get("task_display_mode")
+        if errors := display_mode_errors(mode):
+            raise invalid_arguments(*errors)
         message = self._bot_message(channel, thread_ts, Content(None, None, ""))
-        message.stream = StreamState(time.monotonic(), recipient_user, recipient_team)
+        message.stream = StreamState(
+            time.monotonic(), recipient_user, recipient_team, task_display_mode=mode or "timeline"
+        )
         self._append_chunks(message, ctx)
         self.ws.post(message)
         return {"channel": channel.id, "ts": message.ts}
@@ -369,17 +382,22 @@ class ChatMethods:
         text = ctx.text("markdown_text")
         if text is not None and slack_length(text) > MARKDOWN_TEXT_MAX:
             raise ApiError("msg_too_long")
-        chunks = ctx.structured("chunks", format_error="invalid_chunks_format") or []
-        if not isinstance(chunks, list):
-            raise ApiError("invalid_chunks_format")
-        pieces = [text or ""] + [
-            c.get("text", "")
-            for c in chunks
-            if isinstance(c, dict) and c.get("type") == "markdown_text"
-        ]
+        chunks = ctx.structured("chunks", format_error="invalid_chunks_format")
+        if chunks is not None and text is not None:
+            # A live probe saw Slack refuse the two together (vercel/chat#886).
+            raise invalid_arguments("[ERROR] markdown_text cannot be combined with chunks")
+        chunks = [] if chunks is None else chunks
+        if errors := chunk_errors(chunks):
+            raise invalid_arguments(*errors)
+        pieces = [text or ""] + [c["text"] for c in chunks if c["type"] == "markdown_text"]
         if any(slack_length(p) > MARKDOWN_TEXT_MAX for p in pieces):
             raise ApiError("msg_too_long")
-        message.markdown_text = (message.markdown_text or "") + "".join(pieces)
-        message.chunks += [
-            c for c in chunks if isinstance(c, dict) and c.get("type") != "markdown_text"
-        ]
+        structured = [c for c in chunks if c["type"] != "markdown_text"]
+        if len(task_ids(message.chunks + structured)) > TASKS_MAX:
+            raise invalid_arguments(f"[ERROR] a message shows at most {TASKS_MAX} tasks")
+        markdown = (message.markdown_text or "") + "".join(pieces)
+        shown = shown_chunks(message.chunks + structured)
+        if slack_length(markdown) + chunks_text_length(shown) > MESSAGE_TEXT_MAX:
+            raise ApiError("msg_too_long")
+        message.markdown_text = markdown
+        message.chunks += structured

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.sandbox.slack.blocks import displayed, render_blocks
+from bot.sandbox.slack.chunks import shown_chunks
 from bot.sandbox.slack.workspace import BOT_NAME, Ephemeral, Message, Workspace
 
 INDENT = "    "
@@ -124,7 +125,10 @@ def _suffix(message: Message, stream_ttl_s: float) -> str:
 
 def _message_body(message: Message) -> list[str]:
     lines = (message.markdown_text or "").splitlines()
-    lines += [_chunk_line(c) for c in message.chunks]
+    stopped = message.stream is not None and message.stream.stopped
+    chunks = [_chunk_line(c, stopped=stopped) for c in shown_chunks(message.chunks)]
+    # Slack shows a stream's plan and tasks above the text streamed with them.
+    lines = chunks + lines
     return lines + _body("" if message.markdown_text else message.text, message.blocks)
 
 
@@ -133,9 +137,15 @@ def _body(text: str, blocks: list[dict[str, Any]]) -> list[str]:
     return render_blocks(blocks) if blocks else displayed(text).splitlines()
 
 
-def _chunk_line(chunk: dict[str, Any]) -> str:
+def _chunk_line(chunk: dict[str, Any], *, stopped: bool) -> str:
+    """A plan's title, or one task card as its latest update left it. Slack shows a task still
+    open when its stream stopped as failed, so the transcript says `error (left open)`."""
     if chunk.get("type") == "task_update":
-        return f"[task {chunk.get('status', '')}] {chunk.get('title', '')}"
+        status = str(chunk.get("status", ""))
+        if stopped and status in ("pending", "in_progress"):
+            status = "error (left open)"
+        details = " · ".join(str(chunk[k]) for k in ("details", "output") if chunk.get(k))
+        return f"[{status}] {chunk.get('title', '')}" + (f" — {details}" if details else "")
     if chunk.get("type") == "plan_update":
         return f"[plan] {chunk.get('title', '')}"
     return f"[{chunk.get('type')}]"

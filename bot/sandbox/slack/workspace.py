@@ -137,6 +137,7 @@ class StreamState:
     recipient_user_id: str | None
     recipient_team_id: str | None
     stopped: bool = False
+    task_display_mode: str = "timeline"
 
 
 @dataclass(slots=True)

@@ -1,0 +1,134 @@
+"""Contract tests: the Slack stand-in refuses the stream chunks Slack refuses.
+
+Shapes from slack_sdk's chunk models (`slack_sdk/models/messages/chunk.py`) and Slack's method
+reference; limits where only reports settle them are the stricter reading (docs/sandbox.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from slack_sdk.models.messages.chunk import PlanUpdateChunk, TaskUpdateChunk
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.sandbox.slack.server import SlackSandbox
+from bot.sandbox.slack.transcript import transcript
+from tests.sandbox.slack_errors import error_of
+
+
+async def _stream(client: AsyncWebClient, **kwargs: Any) -> str:
+    parent = await client.chat_postMessage(channel="C0GENERAL", text="q")
+    started = await client.chat_startStream(
+        channel="C0GENERAL",
+        thread_ts=parent["ts"],
+        recipient_user_id="U0ALICE",
+        recipient_team_id="T0SANDBOX",
+        **kwargs,
+    )
+    return str(started["ts"])
+
+
+def task(**fields: Any) -> dict[str, Any]:
+    return {"type": "task_update", "id": "t1", "title": "Opus: strategy", "status": "pending"} | (
+        fields
+    )
+
+
+async def test_the_sdk_chunk_models_are_accepted_and_each_task_shows_its_latest_state(
+    client: AsyncWebClient, slack: SlackSandbox
+) -> None:
+    ts = await _stream(
+        client,
+        task_display_mode="plan",
+        chunks=[
+            PlanUpdateChunk(title="Working"),
+            TaskUpdateChunk(id="a", title="A", status="in_progress"),
+        ],
+    )
+    await client.chat_appendStream(
+        channel="C0GENERAL",
+        ts=ts,
+        chunks=[
+            TaskUpdateChunk(id="a", title="A", status="complete", details="$0.0100"),
+            TaskUpdateChunk(id="b", title="B", status="in_progress"),
+        ],
+    )
+    await client.chat_stopStream(channel="C0GENERAL", ts=ts, chunks=[PlanUpdateChunk(title="Done")])
+    shown = transcript(slack.workspace, "C0GENERAL", stream_ttl_s=slack.stream_ttl_s)
+    assert "[plan] Done" in shown
+    assert "[complete] A — $0.0100" in shown
+    # Slack shows a task still open when its stream stops as failed.
+    assert "[error (left open)] B" in shown
+    assert "[plan] Working" not in shown and "[in_progress] A" not in shown
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        task(status="done"),  # not one of pending, in_progress, complete, error
+        task(status=None),
+        {"type": "task_update", "title": "no id", "status": "pending"},
+        task(id=""),
+        task(title="x" * 257),  # task and plan fields: 256 at most
+        task(details="x" * 257),
+        task(colour="red"),  # unknown field
+        task(sources=[{"type": "url", "text": "no url"}]),
+        {"type": "plan_update"},
+        {"type": "plan_update", "title": "x" * 257},
+        {"type": "thinking", "text": "?"},  # unknown chunk type
+        "not an object",
+    ],
+)
+async def test_malformed_chunks_are_refused(client: AsyncWebClient, chunk: Any) -> None:
+    ts = await _stream(client)
+    assert (
+        await error_of(client.chat_appendStream(channel="C0GENERAL", ts=ts, chunks=[chunk]))
+        == "invalid_arguments"
+    )
+
+
+async def test_a_bad_chunk_is_refused_when_starting_and_stopping_too(
+    client: AsyncWebClient,
+) -> None:
+    parent = await client.chat_postMessage(channel="C0GENERAL", text="q")
+    start = client.chat_startStream(
+        channel="C0GENERAL",
+        thread_ts=parent["ts"],
+        recipient_user_id="U0ALICE",
+        recipient_team_id="T0SANDBOX",
+        chunks=[task(status="stopped")],
+    )
+    assert await error_of(start) == "invalid_arguments"
+    ts = await _stream(client)
+    stop = client.chat_stopStream(channel="C0GENERAL", ts=ts, chunks=[task(status="stopped")])
+    assert await error_of(stop) == "invalid_arguments"
+
+
+async def test_only_timeline_and_plan_are_display_modes(client: AsyncWebClient) -> None:
+    assert await _stream(client, task_display_mode="plan")
+    assert await _stream(client, task_display_mode="timeline")
+    assert await error_of(_stream(client, task_display_mode="list")) == "invalid_arguments"
+
+
+async def test_markdown_text_and_chunks_cannot_share_a_request(client: AsyncWebClient) -> None:
+    ts = await _stream(client)
+    both = client.chat_appendStream(channel="C0GENERAL", ts=ts, markdown_text="a", chunks=[task()])
+    assert await error_of(both) == "invalid_arguments"
+
+
+async def test_a_message_shows_at_most_fifty_tasks(client: AsyncWebClient) -> None:
+    ts = await _stream(client, chunks=[task(id=f"t{i}") for i in range(50)])
+    # Updating a task already shown is fine; a fifty-first is not.
+    await client.chat_appendStream(channel="C0GENERAL", ts=ts, chunks=[task(id="t0")])
+    extra = client.chat_appendStream(channel="C0GENERAL", ts=ts, chunks=[task(id="t50")])
+    assert await error_of(extra) == "invalid_arguments"
+
+
+async def test_too_much_text_across_tasks_is_msg_too_long(client: AsyncWebClient) -> None:
+    ts = await _stream(client)
+    cards = [task(id=f"t{i}", title="x" * 250, details="y" * 250) for i in range(23)]
+    assert (
+        await error_of(client.chat_appendStream(channel="C0GENERAL", ts=ts, chunks=cards))
+        == "msg_too_long"
+    )
