@@ -81,6 +81,14 @@ from blocks.message import (
     text_size,
 )
 from blocks.mrkdwn import markdown_to_mrkdwn
+from blocks.progress import (
+    ProgressStep,
+    ProgressView,
+    progress_chunks,
+    progress_message,
+    progress_summary,
+    task_chunk,
+)
 from blocks.run import (
     ThreadStatus,
     done_status,
@@ -124,6 +132,8 @@ __all__ = [
     "WRONG_CALLBACK",
     "WRONG_INPUT",
     "OutboundMessage",
+    "ProgressStep",
+    "ProgressView",
     "ThreadStatus",
     "admins_only_error",
     "already_over_message",
@@ -175,6 +185,9 @@ __all__ = [
     "parse_vote",
     "period_label",
     "planning_status",
+    "progress_chunks",
+    "progress_message",
+    "progress_summary",
     "question_too_long_messages",
     "resplit",
     "retried_message",
@@ -199,6 +212,7 @@ __all__ = [
     "stopping_message",
     "strategy_message",
     "strategy_overflow_messages",
+    "task_chunk",
     "text_size",
     "thread_illustrating",
     "thread_planning",

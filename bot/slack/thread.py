@@ -8,6 +8,11 @@ clears that indicator whenever the app posts in the thread, so it is set again a
 post while work remains, and cleared when the run ends. No I/O happens here, so the whole
 rendering of a run is tested without Slack; the shell in `bot.slack.render` performs the
 effects.
+
+With progress on, the fold also keeps one task per model step (the strategy, each example,
+the review) with what its calls cost, and says `ShowProgress` with the whole progress each
+time a step starts or ends, and once more, closed, when the run ends: a stopped or failed
+run ends every step still open in error, so no task is ever left spinning.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from bot.core.events import (
 )
 from bot.core.models import Review, Strategy
 from bot.core.pricing import CostSummary
+from bot.core.usage import CallRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +71,15 @@ class SetStatus:
     status: blocks.ThreadStatus | None
 
 
-Effect = Post | UpdateTop | DraftTop | SetStatus
+@dataclass(frozen=True, slots=True)
+class ShowProgress:
+    """Show the run's progress message as `progress` says (closing it if the run ended).
+    Each supersedes the last, so the shell may coalesce them."""
+
+    progress: blocks.ProgressView
+
+
+Effect = Post | UpdateTop | DraftTop | SetStatus | ShowProgress
 CLEAR = SetStatus(None)
 
 
@@ -83,6 +97,8 @@ class ThreadState:
     examples_done: int = 0
     run_id: str | None = None  # names the run in its buttons (Stop, 👍/👎, Retry)
     over: bool = False  # the run has ended: its first message loses the Stop button
+    progress: bool = False  # keep and show the progress message's steps
+    steps: tuple[blocks.ProgressStep, ...] = ()
 
     @property
     def total(self) -> int:
@@ -99,9 +115,15 @@ def advance(state: ThreadState, event: Event) -> tuple[ThreadState, tuple[Effect
                 examples_model=examples_model,
                 review_model=review_model,
             )
-            return state, (SetStatus(blocks.thread_planning(strategy_model)),)
-        case CallFinished():
-            return state, ()  # calls are the ledger's business
+            planning = SetStatus(blocks.thread_planning(strategy_model))
+            if not state.progress:
+                return state, (planning,)
+            plan = blocks.ProgressStep("plan", "plan", strategy_model, state="in_progress")
+            state = replace(state, steps=(plan,))
+            return state, (_progress(state), planning)
+        case CallFinished(call=call):
+            # Calls are the ledger's business; the progress only adds up what each step cost.
+            return _costed(state, call), ()
         case StrategyDraft(strategy=draft, model=model):
             if state.strategy is not None:
                 return state, ()  # a late draft must never hide the final strategy
@@ -113,16 +135,19 @@ def advance(state: ThreadState, event: Event) -> tuple[ThreadState, tuple[Effect
                 asker_id=state.asker_id, question=state.question, strategy=strategy, model=model
             )
             more = (Post(tuple(rest), "the rest of the strategy", "strategy-rest"),) if rest else ()
-            return state, (top(state, status), *more, _working(state))
+            state = _planned(state, strategy, model)
+            return state, (top(state, status), *more, *_shown(state), _working(state))
         case ExampleReady(index=i, component=component, markdown=markdown, model=model):
             messages = blocks.example_messages(
                 index=i + 1, total=state.total, component=component, markdown=markdown, model=model
             )
+            state = _step(state, f"example-{i + 1}", to="complete")
             return _example_done(
                 state, Post(tuple(messages), f"example {i + 1}", f"example-{i + 1}")
             )
         case ExampleFailed(index=i, component=component, reason=reason, model=model):
             state = replace(state, failed=(*state.failed, component.name))
+            state = _step(state, f"example-{i + 1}", to="error", problem=reason)
             message = blocks.example_failed_message(
                 index=i + 1,
                 total=state.total,
@@ -133,15 +158,17 @@ def advance(state: ThreadState, event: Event) -> tuple[ThreadState, tuple[Effect
             )
             return _example_done(state, Post((message,), f"example {i + 1}", f"example-{i + 1}"))
         case ReviewReady(review=review, model=model):
-            return replace(state, review=review, review_model=model), ()
+            state = _step(state, "review", to="complete")
+            return replace(state, review=review, review_model=model), _shown(state)
         case ReviewFailed(reason=reason, model=model):
-            return replace(state, review_problem=reason, review_model=model), ()
+            state = _step(state, "review", to="error", problem=reason)
+            return replace(state, review_problem=reason, review_model=model), _shown(state)
         case RunFinished(cost=cost, elapsed_s=elapsed):
             state = replace(state, over=True)
-            return state, _finished(state, cost, elapsed)
+            return state, (*_finished(state, cost, elapsed), *_closed(state, event))
         case RunFailed():
             state = replace(state, over=True)
-            return state, _failed(state, event)
+            return state, (*_failed(state, event), *_closed(state, event))
         case _:
             assert_never(event)
 
@@ -192,9 +219,10 @@ def _working(state: ThreadState) -> SetStatus:
 def _example_done(state: ThreadState, post: Post) -> tuple[ThreadState, tuple[Effect, ...]]:
     state = replace(state, examples_done=state.examples_done + 1)
     if state.examples_done == state.total and len(state.failed) < state.total:
+        state = _step(state, "review", to="in_progress")  # it starts as the last returns
         reviewing = top(state, blocks.reviewing_status(state.review_model))
-        return state, (post, reviewing, _working(state))
-    return state, (post, _working(state))
+        return state, (post, reviewing, *_shown(state), _working(state))
+    return state, (post, *_shown(state), _working(state))
 
 
 def _finished(state: ThreadState, cost: CostSummary, elapsed: float) -> tuple[Effect, ...]:
@@ -240,3 +268,109 @@ def _failed(state: ThreadState, failed: RunFailed) -> tuple[Effect, ...]:
     messages = blocks.run_failed_message(reason=failed.reason, cost=cost, elapsed_s=elapsed)
     failure = top(state, blocks.failed_status(failed.reason))
     return Post(tuple(messages), "the failure notice", "failed", closes_run=True), failure, CLEAR
+
+
+# The progress message ------------------------------------------------------------------------
+
+STEP_OF_ROLE = {"plan": "plan", "review": "review"}
+
+
+def _progress(state: ThreadState) -> ShowProgress:
+    return ShowProgress(blocks.ProgressView(state.steps))
+
+
+def _shown(state: ThreadState) -> tuple[Effect, ...]:
+    return (_progress(state),) if state.progress else ()
+
+
+def _step(
+    state: ThreadState,
+    step_id: str,
+    *,
+    to: blocks.progress.StepState,
+    problem: str = "",
+    model: str | None = None,
+) -> ThreadState:
+    """`step_id` moved to `to` (a no-op without progress: there are no steps)."""
+    steps = tuple(
+        replace(step, state=to, problem=problem, model=model or step.model)
+        if step.id == step_id
+        else step
+        for step in state.steps
+    )
+    return replace(state, steps=steps)
+
+
+def _costed(state: ThreadState, call: CallRecord) -> ThreadState:
+    """The step `call` belongs to, with its cost added (follow-up calls belong to none)."""
+    if call.role == "example" and call.component_index is not None:
+        step_id = f"example-{call.component_index + 1}"
+    else:
+        step_id = STEP_OF_ROLE.get(call.role, "")
+    steps = tuple(
+        step.with_call(call.cost_usd, estimated=call.usage.estimated)
+        if step.id == step_id
+        else step
+        for step in state.steps
+    )
+    return replace(state, steps=steps)
+
+
+def _planned(state: ThreadState, strategy: Strategy, model: str) -> ThreadState:
+    """The strategy is done: one step per example (all started at once), then the review."""
+    if not state.progress:
+        return state
+    state = _step(state, "plan", to="complete", model=model)
+    total = len(strategy.components)
+    examples = tuple(
+        blocks.ProgressStep(
+            f"example-{n}",
+            "example",
+            state.examples_model,
+            state="in_progress",
+            number=n,
+            of=total,
+            name=component.name,
+        )
+        for n, component in enumerate(strategy.components, start=1)
+    )
+    review = blocks.ProgressStep("review", "review", state.review_model)
+    return replace(state, steps=(*state.steps, *examples, review))
+
+
+def _closed(state: ThreadState, end: RunFinished | RunFailed) -> tuple[Effect, ...]:
+    """The progress once the run has ended: every step still open ends in error, with who
+    stopped the run or why it ended."""
+    if not state.progress:
+        return ()
+    cost, elapsed = end.cost, end.elapsed_s
+    if isinstance(end, RunFinished):
+        nothing = state.total > 0 and len(state.failed) == state.total
+        outcome: blocks.progress.Outcome = "nothing" if nothing else "done"
+        problem, stopped_by = "ended before this step", None
+    else:
+        outcome = "stopped" if end.stopped_by else "interrupted" if end.interrupted else "failed"
+        problem, stopped_by = end.reason, end.stopped_by
+    steps = tuple(
+        replace(step, state="error", problem=problem, stopped_by=stopped_by) if step.open else step
+        for step in state.steps
+    )
+    view = blocks.ProgressView(
+        steps,
+        outcome=outcome,
+        cost=cost,
+        elapsed_s=elapsed,
+        stopped_by=stopped_by,
+        reason=end.reason if isinstance(end, RunFailed) else "",
+    )
+    return (ShowProgress(view),)
+
+
+def abandoned(state: ThreadState, problem: str) -> tuple[Effect, ...]:
+    """The progress of a run that died of a bug: its open steps end in error."""
+    if not state.progress:
+        return ()
+    steps = tuple(
+        replace(step, state="error", problem=problem) if step.open else step for step in state.steps
+    )
+    return (ShowProgress(blocks.ProgressView(steps, outcome="failed", reason=problem)),)
