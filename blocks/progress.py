@@ -125,7 +125,7 @@ def progress_title(view: ProgressView) -> str:
     elapsed = format_elapsed(view.elapsed_s)
     match view.outcome:
         case None:
-            title = f"Working: {done} of {format_count(total, 'step')} done"
+            title = _working_title(view.steps) or f"{done} of {format_count(total, 'step')} done"
         case "done":
             title = f"Done in {elapsed} · {spent}"
         case "nothing":
@@ -137,6 +137,22 @@ def progress_title(view: ProgressView) -> str:
         case "failed":
             title = f"Failed · {spent} spent in {elapsed}"
     return clip(plain_label(title), FIELD_LIMIT)
+
+
+def _working_title(steps: tuple[ProgressStep, ...]) -> str:
+    """What is being worked on: `Haiku is writing 2 of 4 examples…`; '' between steps."""
+    working = [step for step in steps if step.state == "in_progress"]
+    if not working:
+        return ""
+    who = model_label(working[0].model)
+    match working[0].role:
+        case "plan":
+            return f"{who} is writing the strategy…"
+        case "review":
+            return f"{who} is reviewing…"
+        case "example":
+            writing = sum(step.role == "example" for step in working)
+            return f"{who} is writing {writing} of {format_count(working[0].of, 'example')}…"
 
 
 def task_chunk(step: ProgressStep) -> dict[str, Any]:

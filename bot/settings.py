@@ -59,6 +59,7 @@ class Settings:
     max_concurrent_calls: int = 16
     call_timeout_s: float = 120.0
     slack_posts_per_s: float = 1.0
+    progress: bool = True  # the progress message in each run's thread
     drain_grace_s: float = 20.0
     heartbeat_s: float = 10.0
     instance_ttl_s: float = 45.0
@@ -108,6 +109,7 @@ class Settings:
             max_concurrent_calls=r.parse("ORCHESTRATE_MAX_CONCURRENT_CALLS", _positive_int, 16),
             call_timeout_s=r.parse("ORCHESTRATE_CALL_TIMEOUT_S", _positive_float, 120.0),
             slack_posts_per_s=r.parse("ORCHESTRATE_SLACK_POSTS_PER_S", _positive_float, 1.0),
+            progress=r.parse("ORCHESTRATE_PROGRESS", _boolean, True),
             drain_grace_s=r.parse("ORCHESTRATE_DRAIN_GRACE_S", _non_negative_float, 20.0),
             heartbeat_s=r.parse("ORCHESTRATE_HEARTBEAT_S", _positive_float, 10.0),
             instance_ttl_s=r.parse("ORCHESTRATE_INSTANCE_TTL_S", _positive_float, 45.0),

@@ -81,6 +81,9 @@ def stack_settings(
         database_url=f"sqlite:///{tmp / 'ledger.db'}",
         slack_posts_per_s=50.0,
         call_timeout_s=10.0,
+        # Scenario tests count and index a thread's replies: the progress message (on in
+        # production) is asked for by the tests about it (tests/slack/test_progress.py).
+        progress=False,
     )
     return replace(base, **overrides)
 

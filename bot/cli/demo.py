@@ -122,8 +122,8 @@ async def _drive(question: str, settings: Settings, slack: SlackSandbox) -> int:
 
 
 class Narrator:
-    """Prints the demo channel as it changes: each message once it is whole (a stream is
-    waited for), in reading order, and again where it was edited."""
+    """Prints the demo channel as it changes: each message as it appears, in reading order,
+    and again where it was edited (a stream, as its content changes)."""
 
     def __init__(self, slack: SlackSandbox) -> None:
         self._slack = slack
@@ -136,7 +136,7 @@ class Narrator:
             await asyncio.sleep(POLL_S)
 
     def show(self, *, final: bool) -> None:
-        """Print what is new since the last call; `final` prints open streams too."""
+        """Print what is new since the last call (`final`: the last look, after the run)."""
         ws = self._slack.workspace
         if not self._titled:
             print(title(ws, DEMO_CHANNEL), flush=True)
@@ -144,9 +144,11 @@ class Narrator:
         fresh: list[str] = []
         edits: list[str] = []
         for entry in entries(ws, DEMO_CHANNEL, stream_ttl_s=self._slack.stream_ttl_s):
-            if entry.streaming and not final:
-                break  # later messages wait, so that the thread reads in order
-            lines = [line.removesuffix(" (edited)") for line in entry.lines]
+            # A stream (the run's progress) is shown as it goes, its changes as edits: it
+            # stays open for the whole run, and the thread must not wait for it.
+            lines = [
+                line.removesuffix(" (edited)").removesuffix(" (streaming)") for line in entry.lines
+            ]
             before = self._shown.get(entry.key)
             if before is None:
                 fresh += lines

@@ -16,6 +16,11 @@ spare. A draft that comes too soon is skipped rather than queued: the next one s
 and the final strategy replaces them all. The loading status belongs to the thread's root;
 a draft or a status Slack refuses is only logged (the next one, or the end, supersedes it).
 
+The progress message (`bot.slack.progress`, when on) is handed each `ShowProgress` without
+waiting: its own task streams it, coalescing what arrives meanwhile. Its first reply clears
+the loading status, which it then sets again as it last was. When the run ends the renderer
+waits, a bounded time, for the progress to be closed.
+
 Each message also carries its part of the run (a `Tag` joined to its metadata), so a post
 whose answer was lost is looked for before it is sent again (`Poster`), and a Slack call
 is retried through an outage by the client (`bot.slack.retry`). What Slack still could not
@@ -36,13 +41,16 @@ from slack_sdk.errors import SlackApiError
 import blocks
 from bot.core.events import Event, RunFailed, RunFinished
 from bot.slack.poster import SLACK_FAILURES, Poster, Tag, Undelivered, describe, slack_error
+from bot.slack.progress import ProgressMessage, ProgressTarget
 from bot.slack.thread import (
     DraftTop,
     Effect,
     Post,
     SetStatus,
+    ShowProgress,
     ThreadState,
     UpdateTop,
+    abandoned,
     advance,
     top,
 )
@@ -67,13 +75,29 @@ class ThreadRenderer:
         top_ts: str | None = None,
         run_id: str | None = None,
         draft_interval_s: float = DRAFT_INTERVAL_S,
+        progress: ProgressTarget | None = None,
     ) -> None:
         self._poster = poster
         self.channel = channel
         self.thread_ts = thread_ts
         self.top_ts = top_ts or thread_ts
         self.run_id = run_id
-        self.state = ThreadState(asker_id=asker_id, question=question, run_id=run_id)
+        self.state = ThreadState(
+            asker_id=asker_id, question=question, run_id=run_id, progress=progress is not None
+        )
+        self._status_now: blocks.ThreadStatus | None = None
+        self.progress = (
+            None
+            if progress is None
+            else ProgressMessage(
+                poster,
+                progress,
+                channel=channel,
+                thread_ts=thread_ts,
+                tag=self._tag("progress.1"),
+                restore_status=self._restore_status,
+            )
+        )
         self._draft_interval_s = draft_interval_s
         self._last_update = float("-inf")
         self.drafts_shown = 0  # for tests and benchmarks
@@ -84,6 +108,7 @@ class ThreadRenderer:
         for effect in effects:
             await self._perform(effect)
         if isinstance(event, RunFinished | RunFailed):
+            await self._close_progress()
             await self._report_unreachable()
 
     async def _perform(self, effect: Effect) -> None:
@@ -96,6 +121,9 @@ class ThreadRenderer:
                 await self._passing(self._draft(message), "a draft of the first message")
             case SetStatus(status=status):
                 await self._passing(self._status(status), "the loading status")
+            case ShowProgress(progress=view):
+                if self.progress is not None:
+                    self.progress.show(view)  # sent by its own task: never holds up the run
             case _:
                 assert_never(effect)
 
@@ -192,7 +220,17 @@ class ThreadRenderer:
             self._last_update = time.monotonic()
             self.drafts_shown += 1
 
+    async def _restore_status(self) -> None:
+        """Set the loading status again after the progress message's reply cleared it."""
+        if self._status_now is not None:
+            await self._passing(self._status(self._status_now), "the loading status")
+
+    async def _close_progress(self) -> None:
+        if self.progress is not None:
+            await self.progress.close()
+
     async def _status(self, status: blocks.ThreadStatus | None) -> None:
+        self._status_now = status
         text, loading = (status.status, status.loading_messages) if status else ("", ())
         await self._poster.set_status(self.channel, self.thread_ts, text, loading)
 
@@ -203,4 +241,7 @@ class ThreadRenderer:
         self.state = replace(self.state, over=True)
         await self._perform(top(self.state, blocks.failed_status(problem)))
         await self._perform(SetStatus(None))
+        for effect in abandoned(self.state, problem):
+            await self._perform(effect)
+        await self._close_progress()
         await self._report_unreachable()

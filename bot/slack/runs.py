@@ -66,6 +66,7 @@ from bot.settings import Settings
 from bot.slack.admins import workspace_admins
 from bot.slack.metrics import Metrics, run_outcome, token_kinds
 from bot.slack.poster import SLACK_FAILURES, Poster, Tag, describe, slack_error
+from bot.slack.progress import ProgressTarget, StreamPacing
 from bot.slack.render import ThreadRenderer
 from bot.slack.threads import run_metadata
 
@@ -122,6 +123,7 @@ class Runs:
         self._stop_requests = stops
         self._stop_poll_s = stop_poll_s
         self._stops: dict[str, RunStop] = {}  # runs in flight in this process
+        self._stream_pacing = StreamPacing()  # every run's progress stream shares the limits
         self._poller: asyncio.Task[None] | None = None
         self.metrics = metrics or Metrics()
         self.metrics.track_in_flight(lambda: len(self._tasks))
@@ -169,6 +171,7 @@ class Runs:
             question=request.question,
             top_ts=top_ts,
             run_id=run_id,
+            progress=self._progress_target(request),
         )
         self._stops[run_id] = RunStop()
         task = self.own(self._run(run_id, request, renderer, limits), name=f"run-{run_id}")
@@ -179,6 +182,12 @@ class Runs:
         self._by_thread.setdefault(key, set()).add(task)
         task.add_done_callback(lambda done: self._forget(key, done))
         return task
+
+    def _progress_target(self, request: RunRequest) -> ProgressTarget | None:
+        """Where the run's progress message streams to (the asker), unless it is off."""
+        if not self._settings.progress:
+            return None
+        return ProgressTarget(request.user_id, request.team_id, self._stream_pacing)
 
     def stop_here(self, run_id: str, *, by: str) -> bool:
         """Stop `run_id` now if this process runs it; False if it does not (or it ended)."""

@@ -341,7 +341,7 @@ def _planned(state: ThreadState, strategy: Strategy, model: str) -> ThreadState:
 def _closed(state: ThreadState, end: RunFinished | RunFailed) -> tuple[Effect, ...]:
     """The progress once the run has ended: every step still open ends in error, with who
     stopped the run or why it ended."""
-    if not state.progress:
+    if not state.steps:  # without progress, or nothing shown yet
         return ()
     cost, elapsed = end.cost, end.elapsed_s
     if isinstance(end, RunFinished):
@@ -368,8 +368,8 @@ def _closed(state: ThreadState, end: RunFinished | RunFailed) -> tuple[Effect, .
 
 def abandoned(state: ThreadState, problem: str) -> tuple[Effect, ...]:
     """The progress of a run that died of a bug: its open steps end in error."""
-    if not state.progress:
-        return ()
+    if not state.steps:
+        return ()  # nothing was shown: nothing to close
     steps = tuple(
         replace(step, state="error", problem=problem) if step.open else step for step in state.steps
     )

@@ -1,0 +1,310 @@
+"""A run's progress message in its thread: a Slack stream, or an ordinary message where
+streaming is refused or has expired, kept current without ever holding up the run.
+
+`ProgressMessage` takes the fold's `ShowProgress` views (`show`, which never waits) and a
+task of its own sends them: the first opens the message with `chat.startStream`
+(`task_display_mode` plan, the asker as recipient) carrying a `plan_update` and one
+`task_update` per step; later ones append only the chunks that changed, at most one
+`chat.appendStream` per `interval_s` per run and within this process's share of the method's
+rate limit (`StreamPacing`), so views that arrive meanwhile are coalesced into one call; the
+view that ends the run stops the stream with its last chunks and a plain summary. Opening
+the message posts a reply, which clears the thread's loading status: it is set again at once.
+
+Where Slack refuses the stream (an org or workspace without AI features, a missing scope, a
+conversation that does not take streams: whatever `chat.startStream` answers), the progress is
+posted as Block Kit (`blocks.progress_message`) and kept current with `chat.update`; where a
+stream expires under a run (`message_not_in_streaming_state`, about five minutes after it
+began), its own message is turned into that form the same way. Those updates are scarce
+(`chat.update` is Tier 3 and shared with every run's top message), so only the final one is
+required; the rest are sent only when the update budget has room to spare.
+
+`chat.startStream` is Tier 2: a run that finds this process's start budget spent shows no
+progress message (the thread and its loading status still show the work). Nothing here can
+fail a run or cost a thread its messages: a Slack failure is logged and the progress
+degrades; a bug is logged with its traceback and the progress stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from slack_sdk.errors import SlackApiError
+
+import blocks
+from bot.slack.poster import SLACK_FAILURES, Poster, Tag, Undelivered, describe, slack_error
+
+log = logging.getLogger(__name__)
+EXPIRED = "message_not_in_streaming_state"
+INTERVAL_S = 1.0  # appends per run: about one a second at most
+CLOSE_TIMEOUT_S = 15.0  # how long a run's end waits for its progress to be closed
+STARTS_PER_MIN = 20  # chat.startStream (and chat.stopStream) are Tier 2: 20+ a minute
+APPENDS_PER_MIN = 100  # chat.appendStream is Tier 4: 100+ a minute
+Mode = Literal["new", "stream", "message", "off"]
+
+
+@dataclass
+class Budget:
+    """A token bucket for one Web API method's rate limit in this process."""
+
+    per_min: float
+    burst: float
+    tokens: float = -1.0
+    stamp: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0:
+            self.tokens = self.burst
+
+    def take_now(self) -> bool:
+        self._refill()
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    async def take(self) -> None:
+        """Take a token, waiting for it if none is left: each waiter reserves the next one
+        (the bucket goes into debt), so waiters are served in turn."""
+        self._refill()
+        self.tokens -= 1
+        if self.tokens < 0:
+            await asyncio.sleep(-self.tokens * 60 / self.per_min)
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.per_min / 60)
+        self.stamp = now
+
+
+@dataclass
+class StreamPacing:
+    """This process's share of the stream methods' limits (Slack counts them per workspace
+    and app; one install is one workspace). Shared by every run of the process."""
+
+    starts: Budget = field(default_factory=lambda: Budget(STARTS_PER_MIN, burst=10))
+    appends: Budget = field(default_factory=lambda: Budget(APPENDS_PER_MIN, burst=20))
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressTarget:
+    """Where a run's progress message goes: its thread, and who the stream is for."""
+
+    recipient_user_id: str
+    recipient_team_id: str
+    pacing: StreamPacing
+    interval_s: float = INTERVAL_S
+
+
+class ProgressMessage:
+    """One run's progress message; `show` each view, `close` once the run has ended."""
+
+    def __init__(
+        self,
+        poster: Poster,
+        target: ProgressTarget,
+        *,
+        channel: str,
+        thread_ts: str,
+        tag: Tag | None,
+        restore_status: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._poster = poster
+        self._target = target
+        self._channel = channel
+        self._thread_ts = thread_ts
+        self._tag = tag
+        self._restore_status = restore_status
+        self._latest: blocks.ProgressView | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sent: dict[str, dict[str, Any]] = {}  # the chunks Slack shows, by task id
+        self._last_send = float("-inf")
+        self.mode: Mode = "new"
+        self.ts: str | None = None
+        self.calls: dict[str, int] = {}  # Web API calls made, by method (tests, benchmarks)
+
+    def show(self, view: blocks.ProgressView) -> None:
+        """Make `view` the progress to show; sent by the message's own task, never waited for."""
+        self._latest = view
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._pump(), name=f"progress-{self._thread_ts}")
+
+    async def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Wait (at most `timeout_s`) for the final view to be sent; then give up on it."""
+        task = self._task
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout_s)
+        except TimeoutError:
+            log.warning("progress of run thread %s not closed in time", self._thread_ts)
+            task.cancel()
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+
+    async def _pump(self) -> None:
+        try:
+            while self.mode != "off":
+                await self._wake.wait()
+                view = self._latest
+                if self.mode != "new" and view is not None and view.outcome is None:
+                    await self._pace()
+                self._wake.clear()
+                view = self._latest  # what arrived while pacing is sent in the same call
+                assert view is not None  # the task starts with the first view
+                await self._send(view)
+                if view.outcome is not None:
+                    return
+        except Exception:
+            log.exception("the progress of run thread %s failed", self._thread_ts)
+
+    async def _pace(self) -> None:
+        wait = self._last_send + self._target.interval_s - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def _send(self, view: blocks.ProgressView) -> None:
+        opening = self.mode == "new"
+        try:
+            if opening:
+                await self._open(view)
+            if view.outcome is not None:
+                await self._finish(view)
+            elif not opening:
+                await self._change(view)
+        except SLACK_FAILURES as exc:
+            # The next view sends every chunk Slack has not shown yet; the last one closes it.
+            log.warning("progress in run thread %s: %s", self._thread_ts, describe(exc))
+        self._last_send = time.monotonic()
+
+    # ---------------------------------------------------------------- opening
+
+    async def _open(self, view: blocks.ProgressView) -> None:
+        if not self._target.pacing.starts.take_now():
+            log.info("no progress stream in run thread %s: start budget spent", self._thread_ts)
+            self.mode = "off"
+            return
+        chunks = blocks.progress_chunks(view)
+        try:
+            response = await self._call(
+                "chat_startStream",
+                channel=self._channel,
+                thread_ts=self._thread_ts,
+                recipient_user_id=self._target.recipient_user_id,
+                recipient_team_id=self._target.recipient_team_id,
+                task_display_mode="plan",
+                chunks=chunks,
+            )
+        except SlackApiError as exc:
+            # Refused (no AI features here, a scope, the conversation): an ordinary message.
+            log.info("streaming refused in run thread %s (%s)", self._thread_ts, slack_error(exc))
+            await self._post(view)
+        except SLACK_FAILURES as exc:
+            log.warning("no progress in run thread %s: %s", self._thread_ts, describe(exc))
+            self.mode = "off"
+            return
+        else:
+            self.ts, self.mode = str(response["ts"]), "stream"
+            self._remember(chunks)
+        await self._restore_status()  # the new reply cleared the loading status
+
+    async def _post(self, view: blocks.ProgressView) -> None:
+        try:
+            self.ts = await self._poster.post(
+                self._channel,
+                blocks.progress_message(view),
+                thread_ts=self._thread_ts,
+                tag=self._tag,
+            )
+            self.mode = "message"
+            self._count("chat_postMessage")
+        except (Undelivered, *SLACK_FAILURES) as exc:
+            log.warning("no progress in run thread %s: %s", self._thread_ts, describe(exc))
+            self.mode = "off"
+
+    # ---------------------------------------------------------------- changing
+
+    async def _change(self, view: blocks.ProgressView) -> None:
+        if self.mode == "message":
+            await self._update(view, required=False)
+            return
+        if self.mode != "stream":
+            return
+        chunks = self._changed(blocks.progress_chunks(view))
+        if not chunks:
+            return
+        await self._target.pacing.appends.take()
+        try:
+            await self._call("chat_appendStream", channel=self._channel, ts=self.ts, chunks=chunks)
+        except SlackApiError as exc:
+            if slack_error(exc) != EXPIRED:
+                raise
+            self._expired()
+            await self._update(view, required=False)
+            return
+        self._remember(chunks)
+
+    async def _finish(self, view: blocks.ProgressView) -> None:
+        if self.mode == "message":
+            await self._update(view, required=True)
+            return
+        if self.mode != "stream":
+            return
+        summary = {"type": "markdown_text", "text": blocks.progress_summary(view)}
+        chunks = [*self._changed(blocks.progress_chunks(view)), summary]
+        try:
+            await self._call("chat_stopStream", channel=self._channel, ts=self.ts, chunks=chunks)
+        except SlackApiError as exc:
+            if slack_error(exc) != EXPIRED:
+                raise
+            self._expired()
+            await self._update(view, required=True)
+
+    def _expired(self) -> None:
+        log.info("progress stream of run thread %s expired: updating it instead", self._thread_ts)
+        self.mode = "message"
+
+    async def _update(self, view: blocks.ProgressView, *, required: bool) -> None:
+        """The progress as Block Kit in place of the message: the final update always, the
+        others only while the update budget has room to spare (the top message's come
+        first)."""
+        assert self.ts is not None
+        message = blocks.progress_message(view)
+        try:
+            if required:
+                await self._poster.update(self._channel, self.ts, message)
+            elif not await self._poster.update_if_spare(self._channel, self.ts, message):
+                return
+            self._count("chat_update")
+        except SLACK_FAILURES as exc:
+            log.warning(
+                "could not update the progress in run thread %s: %s",
+                self._thread_ts,
+                describe(exc),
+            )
+
+    # ---------------------------------------------------------------- helpers
+
+    async def _call(self, method: str, **kwargs: Any) -> Any:
+        self._count(method)
+        return await getattr(self._poster.client, method)(**kwargs)
+
+    def _count(self, method: str) -> None:
+        self.calls[method] = self.calls.get(method, 0) + 1
+
+    def _changed(self, chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [c for c in chunks if self._sent.get(_key(c)) != c]
+
+    def _remember(self, chunks: list[dict[str, Any]]) -> None:
+        self._sent.update((_key(c), c) for c in chunks)
+
+
+def _key(chunk: dict[str, Any]) -> str:
+    return str(chunk.get("id", chunk["type"]))
