@@ -50,6 +50,7 @@ def test_values_are_read_and_parsed() -> None:
         ("BUDGET_USER_DAILY_USD", "-5"),
         ("BUDGET_USER_DAILY_USD", "NaN"),
         ("LEDGER_STORE_QUESTIONS", "maybe"),
+        ("ORCHESTRATE_PROGRESS", "sometimes"),
         ("STRATEGY_EFFORT", "extreme"),
         ("EXAMPLES_EFFORT", "none"),
         ("REVIEW_EFFORT", "High"),
@@ -59,6 +60,12 @@ def test_values_are_read_and_parsed() -> None:
 def test_a_malformed_value_fails_naming_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value}, dotenv=None)
+
+
+def test_the_progress_message_is_on_unless_turned_off() -> None:
+    assert Settings.from_env({}, dotenv=None).progress is True
+    assert Settings.from_env({"ORCHESTRATE_PROGRESS": "off"}, dotenv=None).progress is False
+    assert Settings.from_env({"ORCHESTRATE_PROGRESS": "on"}, dotenv=None).progress is True
 
 
 def test_each_role_reads_its_own_effort() -> None:

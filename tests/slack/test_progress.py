@@ -178,13 +178,6 @@ async def test_a_stream_that_expires_mid_run_is_updated_in_place_instead(tmp_pat
     assert "Done in" in top.text and "Reviewed by" in str(replies[-1].blocks)
 
 
-async def test_with_progress_off_no_stream_is_started(tmp_path: Path) -> None:
-    async with running_stack(tmp_path, progress=False) as stack:
-        await stack.command(QUESTION)
-        await stack.settle()
-    assert not stream_calls(stack)
-
-
 async def test_a_progress_stream_that_slack_cannot_take_never_fails_the_run(
     tmp_path: Path,
 ) -> None:
@@ -194,4 +187,8 @@ async def test_a_progress_stream_that_slack_cannot_take_never_fails_the_run(
         await stack.command(QUESTION)
         await asyncio.wait_for(stack.settle(), 30)
         top, replies = stack.thread()
+        refused = [c for c in stack.slack.calls if c.error == "messaging_processing_failed"]
+    assert any(c.method == "chat.startStream" and c.ok for c in stack.slack.calls)
+    assert {c.method for c in refused} == {"chat.appendStream", "chat.stopStream"}
+    # The run and its thread are whole all the same.
     assert "Done in" in top.text and "Reviewed by" in str(replies[-1].blocks)
