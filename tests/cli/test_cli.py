@@ -206,7 +206,8 @@ async def test_a_killed_bot_loses_no_recorded_call_and_its_run_is_interrupted_at
             )
         top = mid.slack.messages("C0GENERAL")[-1]
         replies = mid.slack.replies("C0GENERAL", top.ts)
-    assert [("interrupted" in r.text) for r in replies] == [True]  # the thread says so
+    # The thread says so (besides the progress stream the killed bot left open).
+    assert [("interrupted" in r.text) for r in replies if r.stream is None] == [True]
     assert statuses_before == ["running"]
     assert run_statuses(tmp_path / "cli.db") == ["interrupted"]
     assert before.calls == 1 and before.by_role[0].role == "plan"  # written when it returned
