@@ -45,6 +45,7 @@ from bot.slack.metrics import CountingRetryHandler, Metrics
 from bot.slack.poster import Poster, describe
 from bot.slack.retry import retry_handlers
 from bot.slack.runs import Runs
+from bot.slack.updates import UpdateLimit
 
 log = logging.getLogger(__name__)
 # A Slack call that hangs is given up after this long (and retried by bot.slack.retry when
@@ -109,7 +110,14 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         stack.push_async_callback(claude.aclose)
         session = await stack.enter_async_context(aiohttp.ClientSession(timeout=SLACK_CALL_TIMEOUT))
         client = slack_client(settings, session, metrics=metrics)
-        poster = Poster(client, rate=settings.slack_posts_per_s)
+        poster = Poster(
+            client,
+            rate=settings.slack_posts_per_s,
+            update_limit=UpdateLimit(settings.slack_update_limit, settings.slack_update_window_s),
+        )
+        # Closed after the runs have drained (and before the session): their last edits of
+        # their first messages may still be queued, and are sent or named then.
+        stack.push_async_callback(poster.close, settings.drain_grace_s)
         pipeline = Pipeline(claude, settings=settings, prices=prices)
         runs = Runs(
             pipeline=pipeline,

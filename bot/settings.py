@@ -60,6 +60,8 @@ class Settings:
     call_timeout_s: float = 120.0
     slack_posts_per_s: float = 1.0
     progress: bool = True  # the progress message in each run's thread
+    slack_update_limit: int = 50  # chat.update calls per workspace in any window (Tier 3)
+    slack_update_window_s: float = 60.0
     drain_grace_s: float = 20.0
     heartbeat_s: float = 10.0
     instance_ttl_s: float = 45.0
@@ -110,6 +112,10 @@ class Settings:
             call_timeout_s=r.parse("ORCHESTRATE_CALL_TIMEOUT_S", _positive_float, 120.0),
             slack_posts_per_s=r.parse("ORCHESTRATE_SLACK_POSTS_PER_S", _positive_float, 1.0),
             progress=r.parse("ORCHESTRATE_PROGRESS", _boolean, True),
+            slack_update_limit=r.parse("ORCHESTRATE_SLACK_UPDATE_LIMIT", _positive_int, 50),
+            slack_update_window_s=r.parse(
+                "ORCHESTRATE_SLACK_UPDATE_WINDOW_S", _positive_float, 60.0
+            ),
             drain_grace_s=r.parse("ORCHESTRATE_DRAIN_GRACE_S", _non_negative_float, 20.0),
             heartbeat_s=r.parse("ORCHESTRATE_HEARTBEAT_S", _positive_float, 10.0),
             instance_ttl_s=r.parse("ORCHESTRATE_INSTANCE_TTL_S", _positive_float, 45.0),

@@ -21,10 +21,10 @@ for as long as the outage budget lasts. If the thread cannot be read (the bot po
 public channel it is not a member of) the post is sent again: a rare duplicate is better
 than a lost review. (Of a message re-split for size, only the first part carries the tag.)
 
-`chat.update` is Tier 3 (about 50 a minute per workspace, short bursts tolerated). Updates
-that say something new (a run's strategy, its progress, its end) are always sent; drafts
-(the strategy as it is being written) are sent only while this process's update budget has
-room to spare, so live drafting never pushes the updates that matter into 429s.
+Edits (`chat.update`, Tier 3: about 50 a minute per workspace) go through the poster's
+`UpdateScheduler` (`bot.slack.updates`): one pending edit per message, the latest content
+winning, paced so that no minute holds more than Slack allows; informational edits (drafts)
+are offered and taken only when there is room to spare.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from blocks import OutboundMessage, resplit, shorten_fallback
 from bot.slack.retry import OUTAGE_BUDGET_S, may_have_landed
+from bot.slack.updates import UpdateLimit, UpdateScheduler
 
 log = logging.getLogger(__name__)
 # What a Slack call can fail with: refused (SlackApiError), or not answered at all.
@@ -97,13 +98,10 @@ class Undelivered(Exception):
         self.lost = tuple(lost)
 
 
-UPDATES_PER_MIN = 50  # chat.update is Tier 3: 50+ a minute per workspace
 # Slack counts a channel's posts as they arrive, and we pace them as they leave: a post
 # delayed on the way lands the next one just inside the limit. Pacing 5% under the rate
 # absorbs that jitter (about 50 ms a post at one a second).
 PACING_MARGIN = 0.95
-UPDATE_BURST = 20
-DRAFT_RESERVE = 10  # drafts leave this many updates in hand for the ones that matter
 
 
 @dataclass
@@ -128,35 +126,6 @@ class _Bucket:
             self.tokens -= 1
 
 
-@dataclass
-class UpdateBudget:
-    """This process's share of `chat.update`'s rate limit, as a token bucket that may go
-    into debt: required updates always spend, drafts only take what is spare."""
-
-    rate: float = UPDATES_PER_MIN / 60
-    burst: float = UPDATE_BURST
-    reserve: float = DRAFT_RESERVE
-    tokens: float = UPDATE_BURST
-    stamp: float = field(default_factory=time.monotonic)
-
-    def spend(self) -> None:
-        self._refill()
-        self.tokens -= 1
-
-    def spare(self) -> bool:
-        """Take one update if more than `reserve` are left; False leaves the budget alone."""
-        self._refill()
-        if self.tokens < self.reserve + 1:
-            return False
-        self.tokens -= 1
-        return True
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-
-
 class Poster:
     """Paced, split-on-overflow posting for one workspace client."""
 
@@ -167,13 +136,14 @@ class Poster:
         rate: float = 1.0,
         burst: int = 3,
         replies_page: int = REPLIES_PAGE,
+        update_limit: UpdateLimit | None = None,
     ) -> None:
         self.client = client
         self._rate = rate
         self._burst = burst
         self._replies_page = replies_page
         self._buckets: dict[str, _Bucket] = {}
-        self.updates = UpdateBudget()
+        self.updates = UpdateScheduler(client, limit=update_limit)
 
     async def post(
         self,
@@ -344,19 +314,41 @@ class Poster:
         message: OutboundMessage,
         *,
         metadata: dict[str, Any] | None = None,
+        what: str = "a message",
     ) -> None:
-        """Replace a message: always sent (a 429 is retried by the client's handler)."""
-        self.updates.spend()
-        await self.client.chat_update(
-            channel=channel, ts=ts, metadata=metadata, **message.update_kwargs()
-        )
+        """Replace a message and wait until Slack has answered (paced with every other
+        edit: under load this can take a while; `enqueue_update` does not wait)."""
+        await self.updates.enqueue(channel, ts, message, metadata=metadata, what=what)
 
-    async def update_if_spare(self, channel: str, ts: str, message: OutboundMessage) -> bool:
-        """Replace a message only if the update budget has room to spare; True if sent."""
-        if not self.updates.spare():
-            return False
-        await self.client.chat_update(channel=channel, ts=ts, **message.update_kwargs())
-        return True
+    def enqueue_update(
+        self,
+        channel: str,
+        ts: str,
+        message: OutboundMessage,
+        *,
+        metadata: dict[str, Any] | None = None,
+        what: str = "a message",
+    ) -> asyncio.Future[None]:
+        """Queue the replacement of a message (replacing one still queued for it); the
+        future is done once Slack answered for this content or newer."""
+        return self.updates.enqueue(channel, ts, message, metadata=metadata, what=what)
+
+    def offer_update(
+        self,
+        channel: str,
+        ts: str,
+        message: OutboundMessage,
+        *,
+        metadata: dict[str, Any] | None = None,
+        what: str = "a draft",
+    ) -> asyncio.Future[None] | None:
+        """Queue an informational replacement only if there is room to spare (or it can
+        replace one already queued for the message); None if it was not taken."""
+        return self.updates.offer(channel, ts, message, metadata=metadata, what=what)
+
+    async def close(self, grace_s: float) -> None:
+        """Send the edits still queued for up to `grace_s`; the rest are logged as lost."""
+        await self.updates.close(grace_s)
 
     async def set_status(
         self, channel: str, thread_ts: str, status: str, loading_messages: Sequence[str] = ()

@@ -15,8 +15,9 @@ conversation that does not take streams: whatever `chat.startStream` answers), t
 posted as Block Kit (`blocks.progress_message`) and kept current with `chat.update`; where a
 stream expires under a run (`message_not_in_streaming_state`, about five minutes after it
 began), its own message is turned into that form the same way. Those updates are scarce
-(`chat.update` is Tier 3 and shared with every run's top message), so only the final one is
-required; the rest are sent only when the update budget has room to spare.
+(`chat.update` is Tier 3 and shared with every run's top message: they go through the
+poster's scheduler), so only the final one is required; the rest are offered, and sent only
+when nothing is queued and the rate has room to spare.
 
 `chat.startStream` is Tier 2: a run that finds this process's start budget spent shows no
 progress message (the thread and its loading status still show the work). Nothing here can
@@ -277,11 +278,12 @@ class ProgressMessage:
         first)."""
         assert self.ts is not None
         message = blocks.progress_message(view)
+        what = "the progress message"
         try:
             if required:
-                await self._poster.update(self._channel, self.ts, message)
-            elif not await self._poster.update_if_spare(self._channel, self.ts, message):
-                return
+                await self._poster.update(self._channel, self.ts, message, what=what)
+            elif self._poster.offer_update(self._channel, self.ts, message, what=what) is None:
+                return  # queued edits come first; the scheduler logs a failure of this one
             self._count("chat_update")
         except SLACK_FAILURES as exc:
             log.warning(

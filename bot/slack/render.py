@@ -10,11 +10,16 @@ records every call, and one lost message must not cost the rest of the thread. N
 dropped silently: a message Slack refused (even cut smaller by the poster) is named in the
 thread with how much of it is missing and how it began.
 
-Drafts of the first message (the strategy as it streams) are coalesced: at most one every
-`draft_interval_s` per run and only while the process's `chat.update` budget has room to
-spare. A draft that comes too soon is skipped rather than queued: the next one says more,
-and the final strategy replaces them all. The loading status belongs to the thread's root;
-a draft or a status Slack refuses is only logged (the next one, or the end, supersedes it).
+Edits of the first message are queued with the poster's `chat.update` scheduler, never
+awaited on the way: a run's events do not wait for a minute-long queue. Only at the run's
+end does the renderer wait for its last edit (the final status, which replaced any edit
+still queued) and report it if Slack refused it or could not be reached; an edit replaced
+before it was sent is not a failure. Drafts of the first message (the strategy as it
+streams) and the informational "reviewing" edit are offered: at most one draft every
+`draft_interval_s` per run, and only while the rate has room to spare. A draft that comes
+too soon is skipped rather than queued: the next one says more, and the final strategy
+replaces them all. The loading status belongs to the thread's root; a draft or a status
+Slack refuses is only logged (the next one, or the end, supersedes it).
 
 The progress message (`bot.slack.progress`, when on) is handed each `ShowProgress` without
 waiting: its own task streams it, coalescing what arrives meanwhile. Its first reply clears
@@ -30,6 +35,7 @@ or missing its review without a word.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable
@@ -102,6 +108,9 @@ class ThreadRenderer:
         self._last_update = float("-inf")
         self.drafts_shown = 0  # for tests and benchmarks
         self.unreachable: list[str] = []  # what Slack could not be reached for, in order
+        # The first message's latest queued edit (its outcome is what counts) and content.
+        self._top_update: asyncio.Future[None] | None = None
+        self._top_message: blocks.OutboundMessage | None = None
 
     async def __call__(self, event: Event) -> None:
         self.state, effects = advance(self.state, event)
@@ -109,14 +118,15 @@ class ThreadRenderer:
             await self._perform(effect)
         if isinstance(event, RunFinished | RunFailed):
             await self._close_progress()
+            await self._settle_top()
             await self._report_unreachable()
 
     async def _perform(self, effect: Effect) -> None:
         match effect:
             case Post(messages=messages, what=what, part=part, closes_run=closes_run):
                 await self._post(messages, what=what, part=part, closes_run=closes_run)
-            case UpdateTop(message=message):
-                await self._update_top(message)
+            case UpdateTop(message=message, informational=informational):
+                self._update_top(message, informational=informational)
             case DraftTop(message=message):
                 await self._passing(self._draft(message), "a draft of the first message")
             case SetStatus(status=status):
@@ -170,21 +180,36 @@ class ThreadRenderer:
         if lost:
             await self._report_lost(what, error, lost)
 
-    async def _update_top(self, message: blocks.OutboundMessage) -> None:
+    def _update_top(self, message: blocks.OutboundMessage, *, informational: bool) -> None:
+        """Queue the edit; its outcome is looked at when the run ends (`_settle_top`)."""
         self._last_update = time.monotonic()
         metadata = None
         if self.run_id is not None:
             metadata = run_metadata(self.run_id, self.state.strategy)
+        queue = self._poster.offer_update if informational else self._poster.enqueue_update
+        update = queue(self.channel, self.top_ts, message, metadata=metadata, what=TOP)
+        if update is not None:
+            self._top_update, self._top_message = update, message
+
+    async def _settle_top(self) -> None:
+        """Wait for the first message's last edit; report it if Slack refused it."""
+        update, message = self._top_update, self._top_message
+        if update is None or message is None:
+            return
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # Shutting down (the run was cancelled): the edit stays queued for the poster's
+            # close to send or name, and the drain is not held up by the queue.
+            return
         try:
-            await self._poster.update(self.channel, self.top_ts, message, metadata=metadata)
+            # Shielded: a run cancelled while waiting leaves the edit queued, and the
+            # scheduler still sends it (or names it at shutdown).
+            await asyncio.shield(update)
         except SlackApiError as exc:
             await self._report_lost("the update of the first message", slack_error(exc), [message])
         except SLACK_FAILURES as exc:
             log.error("could not update run thread %s: %s", self.thread_ts, describe(exc))
             self._unreachable(TOP)
-        else:
-            if TOP in self.unreachable:  # a later update made the status current again
-                self.unreachable.remove(TOP)
 
     def _tag(self, part: str) -> Tag | None:
         return None if self.run_id is None else Tag(self.run_id, part)
@@ -216,7 +241,8 @@ class ThreadRenderer:
     async def _draft(self, message: blocks.OutboundMessage) -> None:
         if time.monotonic() - self._last_update < self._draft_interval_s:
             return  # a newer draft, or the final strategy, will come
-        if await self._poster.update_if_spare(self.channel, self.top_ts, message):
+        what = "a draft of the first message"
+        if self._poster.offer_update(self.channel, self.top_ts, message, what=what) is not None:
             self._last_update = time.monotonic()
             self.drafts_shown += 1
 
@@ -244,4 +270,5 @@ class ThreadRenderer:
         for effect in abandoned(self.state, problem):
             await self._perform(effect)
         await self._close_progress()
+        await self._settle_top()
         await self._report_unreachable()

@@ -51,9 +51,11 @@ class Post:
 
 @dataclass(frozen=True, slots=True)
 class UpdateTop:
-    """Replace the thread's first message."""
+    """Replace the thread's first message. An `informational` update (the thread's loading
+    status already says it) is shown only when `chat.update`'s rate has room to spare."""
 
     message: blocks.OutboundMessage
+    informational: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +223,8 @@ def _example_done(state: ThreadState, post: Post) -> tuple[ThreadState, tuple[Ef
     if state.examples_done == state.total and len(state.failed) < state.total:
         state = _step(state, "review", to="in_progress")  # it starts as the last returns
         reviewing = top(state, blocks.reviewing_status(state.review_model))
-        return state, (post, reviewing, *_shown(state), _working(state))
+        informational = replace(reviewing, informational=True)
+        return state, (post, informational, *_shown(state), _working(state))
     return state, (post, *_shown(state), _working(state))
 
 
