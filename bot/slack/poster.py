@@ -318,7 +318,11 @@ class Poster:
     ) -> None:
         """Replace a message and wait until Slack has answered (paced with every other
         edit: under load this can take a while; `enqueue_update` does not wait)."""
-        await self.updates.enqueue(channel, ts, message, metadata=metadata, what=what)
+        # Shielded: a caller that stops waiting leaves the edit queued (and its future to
+        # whoever else shares it).
+        await asyncio.shield(
+            self.updates.enqueue(channel, ts, message, metadata=metadata, what=what)
+        )
 
     def enqueue_update(
         self,

@@ -234,13 +234,13 @@ class UpdateScheduler:
         try:
             await self._client.chat_update(channel=channel, ts=ts, **pending.kwargs)
         except asyncio.CancelledError:
-            pending.future.set_exception(UpdateNotSent(f"{pending.what}: cancelled unanswered"))
+            _settle(pending.future, UpdateNotSent(f"{pending.what}: cancelled unanswered"))
             raise
         except Exception as exc:
             log.warning("could not update %s in %s: %s", pending.what, channel, _describe(exc))
-            pending.future.set_exception(exc)
+            _settle(pending.future, exc)
         else:
-            pending.future.set_result(None)
+            _settle(pending.future, None)
         finally:
             del self._in_flight[key]
             self._wake.set()
@@ -268,8 +268,18 @@ class UpdateScheduler:
                 ts,
                 channel,
             )
-            pending.future.set_exception(UpdateNotSent(f"{pending.what}: not sent at shutdown"))
+            _settle(pending.future, UpdateNotSent(f"{pending.what}: not sent at shutdown"))
         self._pending.clear()
+
+
+def _settle(future: asyncio.Future[None], outcome: BaseException | None) -> None:
+    """Give the future its outcome, unless someone cancelled it meanwhile."""
+    if future.done():
+        return
+    if outcome is None:
+        future.set_result(None)
+    else:
+        future.set_exception(outcome)
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:
