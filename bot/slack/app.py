@@ -21,6 +21,10 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "chat.postMessage": ("chat:write",),
     "chat.update": ("chat:write",),
     "assistant.threads.setStatus": ("chat:write",),
+    # A run's progress message (bot.slack.progress).
+    "chat.startStream": ("chat:write",),
+    "chat.appendStream": ("chat:write",),
+    "chat.stopStream": ("chat:write",),
     "chat.postEphemeral": ("chat:write",),
     # Threads in channels, private channels, DMs and group DMs (the conversation's type
     # decides which): read to follow a conversation, and to find a post whose answer was lost.

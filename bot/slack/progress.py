@@ -194,8 +194,8 @@ class ProgressMessage:
             return
         chunks = blocks.progress_chunks(view)
         try:
-            response = await self._call(
-                "chat_startStream",
+            self._count("chat.startStream")
+            response = await self._poster.client.chat_startStream(
                 channel=self._channel,
                 thread_ts=self._thread_ts,
                 recipient_user_id=self._target.recipient_user_id,
@@ -225,7 +225,7 @@ class ProgressMessage:
                 tag=self._tag,
             )
             self.mode = "message"
-            self._count("chat_postMessage")
+            self._count("chat.postMessage")
         except (Undelivered, *SLACK_FAILURES) as exc:
             log.warning("no progress in run thread %s: %s", self._thread_ts, describe(exc))
             self.mode = "off"
@@ -243,7 +243,10 @@ class ProgressMessage:
             return
         await self._target.pacing.appends.take()
         try:
-            await self._call("chat_appendStream", channel=self._channel, ts=self.ts, chunks=chunks)
+            self._count("chat.appendStream")
+            await self._poster.client.chat_appendStream(
+                channel=self._channel, ts=str(self.ts), chunks=chunks
+            )
         except SlackApiError as exc:
             if slack_error(exc) != EXPIRED:
                 raise
@@ -261,7 +264,10 @@ class ProgressMessage:
         summary = {"type": "markdown_text", "text": blocks.progress_summary(view)}
         chunks = [*self._changed(blocks.progress_chunks(view)), summary]
         try:
-            await self._call("chat_stopStream", channel=self._channel, ts=self.ts, chunks=chunks)
+            self._count("chat.stopStream")
+            await self._poster.client.chat_stopStream(
+                channel=self._channel, ts=str(self.ts), chunks=chunks
+            )
         except SlackApiError as exc:
             if slack_error(exc) != EXPIRED:
                 raise
@@ -284,7 +290,7 @@ class ProgressMessage:
                 await self._poster.update(self._channel, self.ts, message, what=what)
             elif self._poster.offer_update(self._channel, self.ts, message, what=what) is None:
                 return  # queued edits come first; the scheduler logs a failure of this one
-            self._count("chat_update")
+            self._count("chat.update")
         except SLACK_FAILURES as exc:
             log.warning(
                 "could not update the progress in run thread %s: %s",
@@ -293,10 +299,6 @@ class ProgressMessage:
             )
 
     # ---------------------------------------------------------------- helpers
-
-    async def _call(self, method: str, **kwargs: Any) -> Any:
-        self._count(method)
-        return await getattr(self._poster.client, method)(**kwargs)
 
     def _count(self, method: str) -> None:
         self.calls[method] = self.calls.get(method, 0) + 1
