@@ -15,6 +15,7 @@ import pytest
 
 from bot.sandbox.slack.chunks import shown_chunks
 from bot.sandbox.slack.server import SlackSandbox
+from bot.slack.progress import Budget
 from tests.harness import Mode, Stack, running_stack
 from tests.slack.test_run_controls import examples_in_flight
 
@@ -192,3 +193,26 @@ async def test_a_progress_stream_that_slack_cannot_take_never_fails_the_run(
     assert {c.method for c in refused} == {"chat.appendStream", "chat.stopStream"}
     # The run and its thread are whole all the same.
     assert "Done in" in top.text and "Reviewed by" in str(replies[-1].blocks)
+
+
+async def test_a_spent_start_budget_delays_the_stream_to_the_next_step_or_leaves_it_out(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, time_scale=0.25, progress=True) as stack:
+        # No start left now; the next comes in about a second (the plan takes longer).
+        stack.services.runs._stream_pacing.starts = Budget(60, burst=1, tokens=0)
+        await stack.command(QUESTION)
+        await stack.settle()
+        _, replies = stack.thread()
+        (start,) = [c for c in stream_calls(stack) if c.method == "chat.startStream"]
+    first = {c["id"]: c["status"] for c in start.args["chunks"] if c["type"] == "task_update"}
+    assert first["plan"] == "complete"  # opened with the step after the one it missed
+    assert replies[0].stream is not None and replies[0].stream.stopped
+
+    async with running_stack(tmp_path / "none", time_scale=0.25, progress=True) as stack:
+        stack.services.runs._stream_pacing.starts = Budget(0.001, burst=1, tokens=0)
+        await stack.command(QUESTION)
+        await stack.settle()
+        top, replies = stack.thread()
+    assert not stream_calls(stack)  # none to be had: no progress message, the run whole
+    assert all(r.stream is None for r in replies) and "Done in" in top.text
