@@ -286,9 +286,9 @@ class ProgressMessage:
         self.mode = "message"
 
     async def _update(self, view: blocks.ProgressView, *, required: bool) -> None:
-        """The progress as Block Kit in place of the message: the final update always, the
-        others only while the update budget has room to spare (the top message's come
-        first)."""
+        """The progress as Block Kit in place of the message: the final update always (through
+        the poster's scheduler), the others only offered (queued edits, the top messages',
+        come first)."""
         assert self.ts is not None
         message = blocks.progress_message(view)
         what = "the progress message"
