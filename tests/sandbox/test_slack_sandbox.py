@@ -333,6 +333,40 @@ async def test_posting_faster_than_the_channel_rate_is_refused_after_a_burst() -
         assert (await client.chat_postMessage(channel="G0TEAM", text="other channel"))["ok"]
 
 
+async def test_chat_update_past_tier_3_is_refused_across_channels_until_the_window_passes(
+    client: AsyncWebClient, slack: SlackSandbox
+) -> None:
+    # By default, Slack's Tier 3: 50 edits in any minute for the workspace, in any channels.
+    posted = [await client.chat_postMessage(channel=c, text="v1") for c in ("C0GENERAL", "G0TEAM")]
+    for n in range(50):
+        await client.chat_update(
+            channel=posted[n % 2]["channel"], ts=posted[n % 2]["ts"], text=f"v{n}"
+        )
+    error = await api_error(client.chat_update(channel="G0TEAM", ts=posted[1]["ts"], text="x"))
+    assert (error.response.status_code, error.response["error"]) == (429, "ratelimited")
+    assert 55 <= int(error.response.headers["Retry-After"]) <= 60
+    assert slack.messages("G0TEAM")[-1].text == "v49"  # the refused edit changed nothing
+    assert (await client.chat_postMessage(channel="C0GENERAL", text="posts are apart"))["ok"]
+
+
+async def test_chat_update_is_accepted_again_once_the_oldest_edit_leaves_the_window() -> None:
+    async with SlackSandbox(update_limit=2, update_window_s=0.5) as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        ts = (await client.chat_postMessage(channel="C0GENERAL", text="v0"))["ts"]
+        for n in (1, 2):
+            await client.chat_update(channel="C0GENERAL", ts=ts, text=f"v{n}")
+        error = await api_error(client.chat_update(channel="C0GENERAL", ts=ts, text="v3"))
+        assert error.response.status_code == 429
+        assert int(error.response.headers["Retry-After"]) == 1  # whole seconds, rounded up
+        await asyncio.sleep(0.6)
+        assert (await client.chat_update(channel="C0GENERAL", ts=ts, text="v3"))["ok"]
+    async with SlackSandbox(update_limit=None) as unlimited:
+        client = AsyncWebClient(token=unlimited.bot_token, base_url=unlimited.api_url)
+        ts = (await client.chat_postMessage(channel="C0GENERAL", text="v0"))["ts"]
+        for n in range(60):
+            await client.chat_update(channel="C0GENERAL", ts=ts, text=f"v{n}")
+
+
 async def test_unknown_methods_are_answered_and_flagged(
     client: AsyncWebClient, slack: SlackSandbox
 ) -> None:

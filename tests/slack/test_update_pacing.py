@@ -242,3 +242,27 @@ async def test_shutdown_sends_the_last_edits_of_the_runs_it_interrupts(tmp_path:
         shown = top.text + json.dumps(top.blocks, ensure_ascii=False)
         assert "Interrupted" in shown and STOP_ACTION not in shown
     assert all(c.ok for c in stack.slack.calls_to("chat.update"))
+
+
+async def test_runs_at_once_against_a_small_tier_3_make_no_429_and_all_end_in_their_final_state(
+    tmp_path: Path,
+) -> None:
+    # Slack's Tier 3 scaled down (4 edits in any second), and the app told the same.
+    slack = SlackSandbox(update_limit=4, update_window_s=1.0)
+    pacing = {"slack_update_limit": 4, "slack_update_window_s": 1.0}
+    channels = [f"C0PACE{i}" for i in range(6)]
+    async with running_stack(tmp_path, slack=slack, **pacing) as stack:
+        for channel in channels:
+            members = {"U0ALICE", slack.workspace.bot_user_id}
+            slack.workspace.add_channel(channel, channel.lower(), members=members)
+        await asyncio.gather(*(stack.command(QUESTION, channel_id=c) for c in channels))
+        async with asyncio.timeout(60):
+            await stack.settle(runs=len(channels))
+        updates = slack.calls_to("chat.update")
+        tops = [slack.messages(c)[-1] for c in channels]
+    assert [c.status for c in updates if not c.ok] == []  # never a 429 (nor anything else)
+    times = sorted(c.at for c in updates)
+    assert all(sum(s <= t < s + 1.0 for t in times) <= 4 for s in times)
+    for top in tops:
+        shown = top.text + json.dumps(top.blocks, ensure_ascii=False)
+        assert "Done in" in shown and STOP_ACTION not in shown

@@ -67,11 +67,13 @@ from bot.sandbox.slack.views import (
     find_button,
     view_submission_payload,
 )
-from bot.sandbox.slack.web import ApiCall, WebApi
+from bot.sandbox.slack.web import ApiCall, WebApi, WindowLimit
 from bot.sandbox.slack.workspace import Ephemeral, Message, Workspace
 
 __all__ = ["Ack", "ApiCall", "AppManifest", "Ephemeral", "Message", "SlackSandbox", "Workspace"]
 
+# chat.update is Tier 3: "50+ per minute", read as at most 50 in any 60 s.
+UPDATE_LIMIT = 50
 # Slack gives up on a slash command, and tells the user so, after three seconds.
 COMMAND_TIMEOUT_S = 3.0
 
@@ -89,10 +91,15 @@ class SlackSandbox:
         manifest: AppManifest | None = None,
         scopes: frozenset[str] | None = None,
         post_rate_per_channel: float | None = None,
+        update_limit: int | None = UPDATE_LIMIT,
+        update_window_s: float = 60.0,
         stream_ttl_s: float = 300.0,
         ack_timeout_s: float = COMMAND_TIMEOUT_S,
     ) -> None:
         """`ack_timeout_s` replaces Slack's 3 s wait for an ack, to keep timeout tests short.
+
+        `chat.update` answers 429 `ratelimited` past `update_limit` calls in any
+        `update_window_s` (Slack's Tier 3: 50 a minute); None lifts the limit.
 
         `manifest` defaults to manifest.yml; `scopes` (the bot token's grants) to its scopes.
         """
@@ -107,6 +114,7 @@ class SlackSandbox:
             app_token=app_token,
             scopes=self.manifest.bot_scopes if scopes is None else scopes,
             post_rate_per_channel=post_rate_per_channel,
+            update_limit=WindowLimit(update_limit, update_window_s) if update_limit else None,
         )
         self.socket = SocketHub(app_id=self.workspace.app_id, ack_timeout_s=ack_timeout_s)
         self.response_urls = ResponseUrls(self.workspace)

@@ -4,10 +4,10 @@ It does what Slack does around every method: reads arguments from the query stri
 form-encoded body or a JSON body; finds the token in `Authorization: Bearer` or a `token`
 argument (never in a JSON body, which Slack refuses); checks the token type and answers
 `not_authed`, `invalid_auth` or `not_allowed_token_type`; applies injected failures
-(`fail_next`) and the per-channel posting rate; answers `unknown_method` for anything it does
-not know; records every call; and shapes answers as `{"ok": …}` JSON with `warning` and
-`response_metadata.warnings` where Slack sends them. The methods themselves live in
-`slack_methods.py`.
+(`fail_next`), the per-channel posting rate and `chat.update`'s Tier 3 limit; answers
+`unknown_method` for anything it does not know; records every call; and shapes answers as
+`{"ok": …}` JSON with `warning` and `response_metadata.warnings` where Slack sends them.
+The methods themselves live in `slack_methods.py`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import math
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -152,6 +153,27 @@ class TokenBucket:
         return max(1, math.ceil((1.0 - tokens) / self.rate))
 
 
+class WindowLimit:
+    """Slack's Tier 3 for one method, read strictly: at most `limit` calls in any
+    `window_s` seconds (a sliding window; a burst of up to `limit` at once is allowed)."""
+
+    def __init__(self, limit: int, window_s: float = 60.0) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._accepted: deque[float] = deque()
+
+    def retry_after(self) -> int | None:
+        """None when the call is accepted (and counted); otherwise whole seconds until the
+        oldest call in the window leaves it. A refused call is not counted."""
+        now = time.monotonic()
+        while self._accepted and self._accepted[0] <= now - self.window_s:
+            self._accepted.popleft()
+        if len(self._accepted) < self.limit:
+            self._accepted.append(now)
+            return None
+        return max(1, math.ceil(self._accepted[0] + self.window_s - now))
+
+
 class WebApi:
     """Routes `/api/{method}` to handlers, with Slack's auth, errors and bookkeeping."""
 
@@ -162,6 +184,7 @@ class WebApi:
         app_token: str,
         scopes: frozenset[str],
         post_rate_per_channel: float | None,
+        update_limit: WindowLimit | None = None,
     ) -> None:
         self.bot_token = bot_token
         self.app_token = app_token
@@ -171,6 +194,7 @@ class WebApi:
         self.unknown_calls: list[ApiCall] = []
         self._failures: dict[str, list[InjectedFailure]] = {}
         self._post_bucket = TokenBucket(post_rate_per_channel) if post_rate_per_channel else None
+        self._update_limit = update_limit
         self._outage: Outage | None = None
 
     def drop_connections(self, seconds: float, *, landing: int = 0) -> None:
@@ -263,6 +287,10 @@ class WebApi:
         self._injected_failure(method)
         if method == "chat.postMessage":
             self._rate_limit(args)
+        if method == "chat.update" and self._update_limit is not None:
+            wait = self._update_limit.retry_after()
+            if wait is not None:
+                raise ApiError("ratelimited", status=429, headers={"Retry-After": str(wait)})
         ctx = CallContext(method, args, kind, warnings)
         return {"ok": True, **spec.handler(ctx)}
 
