@@ -43,6 +43,13 @@ class Instances:
                 self.id, self.host, self.pid, moment, moment,
             )  # fmt: skip
 
+    async def live(self, *, ttl: timedelta, now: datetime | None = None) -> int:
+        """How many instances (this one included) have beaten within `ttl`."""
+        since = self._db.to_db_time(now_utc(now) - ttl)
+        async with self._db.read() as c:
+            rows = await c.fetch("SELECT COUNT(*) FROM instances WHERE heartbeat_at >= ?", since)
+        return max(1, int(rows[0][0]))
+
     async def leave(self) -> None:
         """A clean stop: forget this instance (its runs have been drained by now)."""
         async with self._db.write() as c:

@@ -9,6 +9,16 @@ An instance that has just regained the database waits one TTL before reaping, so
 siblings, cut off by the same outage, have beaten again first. The loop is a task this
 object owns: `start` beats, reaps once and starts it; `stop` ends it and removes this
 instance's row.
+
+Each beat also counts the live instances and gives this one its share of `chat.update`'s
+workspace limit (`Poster.updates.share`): Slack counts edits per workspace, and the
+instances of one deployment share it. A count per beat, not per edit (no database round
+trip per edit). An instance that joins others is counted by them within a heartbeat, and
+until then they spend their larger share: so it makes no edit for its first heartbeat.
+With two instances and the defaults, the minute around a join then holds at most about
+49 edits (the first's burst of 10 and 10 s at its full rate, then both at half). An
+instance that dies silently keeps its share reserved until its heartbeat is older than the
+TTL (the others are slower for that long, never faster).
 """
 
 from __future__ import annotations
@@ -52,6 +62,7 @@ class Liveness:
     async def start(self) -> None:
         """Beat, close what dead instances left, then keep beating in the background."""
         await self._instances.beat()
+        await self._share(quiet_s=self._interval_s)
         self._connected_since = time.monotonic() - self._ttl.total_seconds()
         await self.reap()
         self._task = asyncio.create_task(self._loop(), name="liveness")
@@ -81,6 +92,9 @@ class Liveness:
                 log.warning("could not mark thread %s interrupted: %s", ts, describe(exc))
         return len(threads)
 
+    async def _share(self, *, quiet_s: float = 0.0) -> None:
+        self._poster.updates.share(await self._instances.live(ttl=self._ttl), quiet_s=quiet_s)
+
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self._interval_s)
@@ -96,6 +110,7 @@ class Liveness:
 
     async def _tick(self) -> None:
         await self._instances.beat()
+        await self._share()
         if self._connected_since is None:
             self._connected_since = time.monotonic()
         # Just back from an outage: siblings that lost the database too have not beaten yet.

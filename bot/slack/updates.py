@@ -137,18 +137,26 @@ class UpdateScheduler:
     def queued(self) -> int:
         return len(self._pending)
 
-    def share(self, instances: int) -> None:
+    @property
+    def rate(self) -> float:
+        """Edits a second this process may send now (its share of the workspace's)."""
+        return self._bucket.rate
+
+    def share(self, instances: int, *, quiet_s: float = 0.0) -> None:
         """This process is one of `instances` sharing the workspace: take 1/n of the rate
-        and of the burst (at least one token, or nothing could ever be sent)."""
+        and of the burst (at least one token, or nothing could ever be sent). `quiet_s`:
+        this process has just joined others, which still spend their larger share until
+        they count it; its next edit waits that long."""
         instances = max(1, instances)
-        if instances == self.instances:
-            return
         self._bucket.refill()
-        self.instances = instances
-        self._bucket.rate = self.limit.rate / instances
-        self._bucket.burst = max(1.0, self.limit.burst / instances)
-        self._bucket.tokens = min(self._bucket.tokens, self._bucket.burst)
-        log.info("chat.update pacing shared by %d instances", instances)
+        if instances != self.instances:
+            self.instances = instances
+            self._bucket.rate = self.limit.rate / instances
+            self._bucket.burst = max(1.0, self.limit.burst / instances)
+            self._bucket.tokens = min(self._bucket.tokens, self._bucket.burst)
+            log.info("chat.update pacing shared by %d instances", instances)
+        if instances > 1 and quiet_s > 0:
+            self._bucket.tokens = min(self._bucket.tokens, 1.0 - quiet_s * self._bucket.rate)
 
     def enqueue(
         self,

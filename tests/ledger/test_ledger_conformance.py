@@ -396,6 +396,19 @@ async def test_a_silent_instances_runs_are_interrupted_after_the_ttl_and_release
         assert await held_at(lives, NOW) == 0
 
 
+async def test_live_instances_are_those_that_beat_within_the_ttl(ledger_url: str) -> None:
+    async with open_ledger(ledger_url) as first, open_ledger(ledger_url) as second:
+        await first.instances.beat(now=NOW)
+        assert await first.instances.live(ttl=TTL, now=NOW) == 1
+        await second.instances.beat(now=NOW + timedelta(seconds=5))
+        assert await first.instances.live(ttl=TTL, now=NOW + timedelta(seconds=5)) == 2
+        # The first falls silent: once its beat is older than the TTL it no longer counts.
+        later = NOW + TTL + timedelta(seconds=1)
+        assert await second.instances.live(ttl=TTL, now=later) == 1
+        await second.instances.leave()
+        assert await first.instances.live(ttl=TTL, now=NOW) == 1  # never less than itself
+
+
 async def test_a_starting_instance_never_touches_runs_whose_owner_beats(ledger_url: str) -> None:
     async with open_ledger(ledger_url) as first, open_ledger(ledger_url) as second:
         await first.instances.beat(now=NOW)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
+import blocks
 from bot.ledger import LedgerUnavailable
 from bot.slack.liveness import Liveness
+from bot.slack.poster import Poster
 
 
 class FlakyInstances:
@@ -39,17 +41,43 @@ class FlakyInstances:
             raise RuntimeError("a bug in the reap")
         return []
 
+    async def live(self, *, ttl: timedelta, now: datetime | None = None) -> int:
+        return 1
+
     async def leave(self) -> None:
         self.left = True
+
+
+class CountedInstances(FlakyInstances):
+    """Beats without failing; `alive` instances answer the count."""
+
+    def __init__(self, alive: int) -> None:
+        super().__init__()
+        self.alive = alive
+
+    async def beat(self, *, now: datetime | None = None) -> None:
+        self.beats += 1
+
+    async def reap(
+        self, *, ttl: timedelta, ownerless_before: datetime, now: datetime | None = None
+    ) -> list[tuple[str, str]]:
+        return []
+
+    async def live(self, *, ttl: timedelta, now: datetime | None = None) -> int:
+        return self.alive
+
+
+def idle_poster() -> Poster:
+    """A poster that is never asked to call Slack (no thread is reported here)."""
+    return Poster(AsyncWebClient(token="xoxb-unused"))
 
 
 async def test_the_heartbeat_goes_on_after_an_outage_and_a_failing_reap(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     instances = FlakyInstances()
-    poster: Any = None  # no thread is ever reported, so nothing is posted
     liveness = Liveness(
-        instances=instances, poster=poster, interval_s=0.01, ttl_s=0.05,
+        instances=instances, poster=idle_poster(), interval_s=0.01, ttl_s=0.05,
         longest_run=timedelta(hours=1),
     )  # fmt: skip
 
@@ -61,3 +89,26 @@ async def test_the_heartbeat_goes_on_after_an_outage_and_a_failing_reap(
     assert instances.left
     assert "a bug in the reap" in caplog.text
     assert "the ledger is unavailable" in caplog.text
+
+
+async def test_each_instance_paces_chat_update_at_its_share_of_the_workspace_limit() -> None:
+    instances = CountedInstances(alive=2)
+    poster = idle_poster()
+    full = poster.updates.limit
+    liveness = Liveness(
+        instances=instances, poster=poster, interval_s=0.01, ttl_s=0.05,
+        longest_run=timedelta(hours=1),
+    )  # fmt: skip
+    await liveness.start()
+    # Joining a live instance: half the rate, and no edit before the other has counted it.
+    assert poster.updates.rate == pytest.approx(full.rate / 2)
+    assert poster.updates.offer("C1", "1.0", blocks.error_message("draft")) is None
+    instances.alive = 4  # two more came: the next beat takes a quarter
+    async with asyncio.timeout(5):
+        while poster.updates.rate != pytest.approx(full.rate / 4):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    instances.alive = 1
+    async with asyncio.timeout(5):
+        while poster.updates.rate != pytest.approx(full.rate):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    await liveness.stop()
