@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 import blocks
 from blocks.controls import STOP_ACTION
 from bot.core.events import (
+    Event,
     ExampleReady,
     ReviewReady,
     RunFinished,
@@ -28,6 +29,7 @@ from bot.core.events import (
 from bot.sandbox.slack.server import SlackSandbox
 from bot.slack.poster import Poster
 from bot.slack.render import ThreadRenderer
+from bot.slack.thread import ThreadState, UpdateTop, advance
 from bot.slack.updates import UpdateLimit, UpdateNotSent, UpdateScheduler
 from tests.blocks.blocks_sample_data import HAIKU, OPUS, SONNET, cost, review, strategy
 from tests.harness import running_stack
@@ -266,3 +268,25 @@ async def test_runs_at_once_against_a_small_tier_3_make_no_429_and_all_end_in_th
     for top in tops:
         shown = top.text + json.dumps(top.blocks, ensure_ascii=False)
         assert "Done in" in shown and STOP_ACTION not in shown
+
+
+def test_only_the_reviewing_edit_of_the_first_message_is_informational() -> None:
+    plan = strategy(components=1)
+    events: list[Event] = [
+        RunStarted("q", (OPUS, HAIKU, SONNET)),
+        StrategyReady(plan, OPUS),
+        ExampleReady(0, plan.components[0], "an example", HAIKU),
+        ReviewReady(review(), SONNET),
+        RunFinished(cost(), 3.0),
+    ]
+    state, tops = ThreadState(asker_id="U0ALICE", question="q", run_id="r1"), []
+    for event in events:
+        state, effects = advance(state, event)
+        tops += [e for e in effects if isinstance(e, UpdateTop)]
+    # The strategy and the end must reach Slack; "reviewing" is what the loading status says.
+    assert [(t.informational, "reviewing" in t.message.text) for t in tops] == [
+        (False, False),
+        (True, True),
+        (False, False),
+    ]
+    assert STOP_ACTION in json.dumps(tops[0].message.blocks)  # Stop stays while it works
