@@ -52,6 +52,10 @@ def test_the_demo_prints_the_whole_thread_and_exits_0(tmp_path: Path) -> None:
     assert out.count("Illustrated by Haiku") >= 2
     assert "Reviewed by Sonnet" in out
     assert "all on Opus" in out and "Total $" in out
+    # The progress message, shown as it changes while the run works, then closed.
+    assert "[in_progress] Opus: strategy" in out and "[complete] Sonnet: review" in out
+    assert out.index("[in_progress] Opus: strategy") < out.index("Illustrated by Haiku")
+    assert "examples written." in out
     assert list(tmp_path.glob("*.db")) == []  # the demo's ledger is a throwaway
 
 
