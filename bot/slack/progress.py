@@ -6,8 +6,9 @@ task of its own sends them: the first opens the message with `chat.startStream`
 (`task_display_mode` plan, the asker as recipient) carrying a `plan_update` and one
 `task_update` per step; later ones append only the chunks that changed, at most one
 `chat.appendStream` per `interval_s` per run and within this process's share of the method's
-rate limit (`StreamPacing`), so views that arrive meanwhile are coalesced into one call; the
-view that ends the run stops the stream with its last chunks and a plain summary. Opening
+rate limit (`StreamPacing`), so views that arrive meanwhile are coalesced into one call (with
+no append free, the message looks again once one is, never waiting in line); the view that
+ends the run stops the stream with its last chunks and a plain summary. Opening
 the message posts a reply, which clears the thread's loading status: it is set again at once.
 
 Where Slack refuses the stream (an org or workspace without AI features, a missing scope, a
@@ -72,13 +73,10 @@ class Budget:
         self.tokens -= 1
         return True
 
-    async def take(self) -> None:
-        """Take a token, waiting for it if none is left: each waiter reserves the next one
-        (the bucket goes into debt), so waiters are served in turn."""
+    def wait_s(self) -> float:
+        """Seconds until a token will be free."""
         self._refill()
-        self.tokens -= 1
-        if self.tokens < 0:
-            await asyncio.sleep(-self.tokens * 60 / self.per_min)
+        return max(0.0, (1 - self.tokens) * 60 / self.per_min)
 
     def _refill(self) -> None:
         now = time.monotonic()
@@ -248,7 +246,12 @@ class ProgressMessage:
         chunks = self._changed(blocks.progress_chunks(view))
         if not chunks:
             return
-        await self._target.pacing.appends.take()
+        appends = self._target.pacing.appends
+        if not appends.take_now():
+            # Never wait in line: look again once a token is free, with whatever is newest
+            # then (the run's last view, which stops the stream, never waits behind this).
+            asyncio.get_running_loop().call_later(appends.wait_s(), self._wake.set)
+            return
         try:
             self._count("chat.appendStream")
             await self._poster.client.chat_appendStream(

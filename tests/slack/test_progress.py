@@ -216,3 +216,15 @@ async def test_a_spent_start_budget_delays_the_stream_to_the_next_step_or_leaves
         top, replies = stack.thread()
     assert not stream_calls(stack)  # none to be had: no progress message, the run whole
     assert all(r.stream is None for r in replies) and "Done in" in top.text
+
+
+async def test_a_spent_append_budget_never_holds_up_the_end_of_the_stream(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, time_scale=0.25, progress=True) as stack:
+        stack.services.runs._stream_pacing.appends = Budget(0.001, burst=1, tokens=0)
+        await stack.command(QUESTION)
+        await asyncio.wait_for(stack.settle(), 20)
+        progress = progress_reply(stack)
+        methods = [c.method for c in stream_calls(stack)]
+    assert methods == ["chat.startStream", "chat.stopStream"]  # what changed went with the stop
+    assert progress.stream.stopped
+    assert all(t["status"] == "complete" for t in final_tasks(progress).values())
