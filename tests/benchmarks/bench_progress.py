@@ -12,10 +12,10 @@ anthropic SDK) runs against both sandboxes in this process, the model API at rea
 
 (a) One run at a time, with the progress message and without: the run's wall time (command
     to the run's end) and its Web API calls by method. Compared within one run of the script.
-(b) `--burst` runs at once from as many channels, progress on: stream calls in total and per
-    run, the most `chat.appendStream` calls in any 60 s window against Tier 4 (about 100 a
-    minute per workspace), how many runs got a stream (`chat.startStream` is Tier 2, about 20
-    a minute), and `chat.update` calls.
+(b) `--burst` runs at once from as many channels, without and with progress: the time for
+    all of them, stream calls in total and per run, the most `chat.appendStream` calls in
+    any 60 s window against Tier 4 (about 100 a minute per workspace), how many runs got a
+    stream (`chat.startStream` is Tier 2, about 20 a minute), and `chat.update` calls.
 """
 
 from __future__ import annotations
@@ -54,11 +54,11 @@ async def single(*, progress: bool) -> tuple[float, Counter[str]]:
     return elapsed, calls
 
 
-async def burst(runs: int) -> tuple[Counter[str], int, int, float]:
+async def burst(runs: int, *, progress: bool) -> tuple[Counter[str], int, int, float]:
     """(calls by method, most appends in any 60 s, failed stream calls, seconds for all)."""
     with tempfile.TemporaryDirectory() as tmp:
         async with running_stack(
-            Path(tmp), time_scale=1.0, slack_posts_per_s=1.0, progress=True
+            Path(tmp), time_scale=1.0, slack_posts_per_s=1.0, progress=progress
         ) as stack:
             channels = _channels(stack, runs)
             started = time.monotonic()
@@ -100,13 +100,18 @@ def main() -> None:
         )
     if not args.burst:
         return
-    calls, window, failed, elapsed = asyncio.run(burst(args.burst))
     n = args.burst
-    print(f"(b) {n} runs at once, progress on, all done in {elapsed:.0f} s")
-    for method in METHODS:
-        print(f"    {method}: {calls[method]} ({calls[method] / n:.2f} a run)")
-    print(f"    most chat.appendStream in any 60 s: {window} (Tier 4 ≈ 100/min)")
-    print(f"    refused stream calls: {failed}")
+    for progress in (False, True):
+        calls, window, failed, elapsed = asyncio.run(burst(n, progress=progress))
+        print(
+            f"(b) {n} runs at once, progress {'on' if progress else 'off'}: "
+            f"all done in {elapsed:.0f} s"
+        )
+        for method in METHODS:
+            print(f"    {method}: {calls[method]} ({calls[method] / n:.2f} a run)")
+        if progress:
+            print(f"    most chat.appendStream in any 60 s: {window} (Tier 4 ≈ 100/min)")
+            print(f"    refused stream calls: {failed}")
 
 
 if __name__ == "__main__":
