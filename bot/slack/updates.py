@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 UPDATE_LIMIT = 50  # chat.update is Tier 3: 50+ a minute per workspace and app
 UPDATE_WINDOW_S = 60.0
 # Slack counts calls as they arrive, we pace them as they leave: 5% under the rate absorbs
-# a call delayed on the way (at 0.63 a second, over a second of delay before it matters).
+# calls delayed on the way (with the defaults at most 48 leave in any minute, and delays may
+# differ by up to 3 s before a minute of arrivals could hold 51).
 PACING_MARGIN = 0.95
 Key = tuple[str, str]  # (channel, ts) of the message being edited
 
@@ -181,6 +182,9 @@ class UpdateScheduler:
         future.add_done_callback(_retrieve)
         pending = _Pending(kwargs, what, future)
         if self._closed:
+            log.error(
+                "shut down: %s (message %s in %s) was not updated in Slack", what, ts, channel
+            )
             future.set_exception(UpdateNotSent(f"{what}: the process is shutting down"))
             return future
         self._pending[key] = pending
@@ -242,6 +246,12 @@ class UpdateScheduler:
         try:
             await self._client.chat_update(channel=channel, ts=ts, **pending.kwargs)
         except asyncio.CancelledError:
+            log.error(
+                "shutting down: %s (message %s in %s) was left unanswered",
+                pending.what,
+                ts,
+                channel,
+            )
             _settle(pending.future, UpdateNotSent(f"{pending.what}: cancelled unanswered"))
             raise
         except Exception as exc:
