@@ -15,19 +15,24 @@ speed (latency model × 1.0) and the default Slack pacing (1 post a second per c
     the plan request arrived. Reported: draft ÷ time to first token, and how long before the
     plan call ended the strategy was already visible.
 (b) chat.update per run: `--burst` commands fired at once from as many channels, every run
-    to its end; calls to chat.update in total and per run (drafts apart), and the most in any
-    60 s window, against Tier 3 (about 50 a minute per workspace, short bursts tolerated).
+    to its end; calls to chat.update in total and per run (drafts apart), the most in any
+    60 s window, against Tier 3 (50 a minute per workspace, which the Slack sandbox
+    enforces), the 429s the sandbox answered for chat.update, and how late each run's first
+    message reaches its final state after its review was posted (the cost of pacing).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from blocks.controls import STOP_ACTION
 from tests.harness import Stack, running_stack
 
 QUESTION = "Design a REST API for a social network"
@@ -67,23 +72,60 @@ async def first_draft(reps: int) -> list[tuple[float, float, float, float]]:
     return rows
 
 
-async def burst(runs: int) -> tuple[int, int, int, float]:
-    """(chat.update calls, of which drafts, most in any 60 s window, seconds for all runs)."""
+@dataclass(frozen=True, slots=True)
+class Burst:
+    updates: int  # chat.update calls Slack accepted
+    drafts: int  # of which drafts of the strategy
+    window: int  # the most accepted in any 60 s
+    refused: int  # chat.update answered 429
+    lags: list[float]  # per run: final first message after its review was posted, seconds
+    stale: int  # runs whose first message never reached its final state (Stop still there)
+    elapsed: float  # seconds from the commands to the last run's end
+
+
+async def burst(runs: int) -> Burst:
     with tempfile.TemporaryDirectory() as tmp:
         async with running_stack(Path(tmp), time_scale=1.0, slack_posts_per_s=1.0) as stack:
             channels = _channels(stack, runs)
             started = time.monotonic()
             await asyncio.gather(*(stack.command(QUESTION, channel_id=c) for c in channels))
-            async with asyncio.timeout(900):  # 50 runs share 16 call slots: minutes, not s
+            async with asyncio.timeout(1800):  # 50 runs share 16 call slots: minutes, not s
                 while stack.services.runs.admitted < runs:  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
                 await stack.services.runs.wait_idle()
             elapsed = time.monotonic() - started
-            updates = stack.slack.calls_to("chat.update")
+            calls = stack.slack.calls_to("chat.update")
+            ends = [_lag(stack, c) for c in channels]
+    lags = [lag for lag in ends if lag is not None]
+    updates = [c for c in calls if c.ok]
     drafts = sum("writing the strategy" in u.args.get("text", "") for u in updates)
     times = sorted(u.at for u in updates)
     window = max((sum(1 for t in times if s <= t < s + 60) for s in times), default=0)
-    return len(updates), drafts, window, elapsed
+    refused = sum(c.status == 429 for c in calls)
+    return Burst(len(updates), drafts, window, refused, lags, len(ends) - len(lags), elapsed)
+
+
+def _lag(stack: Stack, channel: str) -> float | None:
+    """Seconds from the run's review reaching Slack to its first message's final edit; None
+    if the first message never got there (its Stop button is still on it)."""
+    first = stack.slack.messages(channel)[0]
+    if STOP_ACTION in json.dumps(first.blocks):
+        return None
+    top = first.ts
+    review = next(
+        c
+        for c in stack.slack.calls
+        if c.method == "chat.postMessage"
+        and c.ok
+        and c.args.get("channel") == channel
+        and "orchestrate_footer" in json.dumps(c.args.get("metadata"))
+    )
+    final = [
+        c
+        for c in stack.slack.calls_to("chat.update")
+        if c.ok and c.args.get("channel") == channel and c.args.get("ts") == top
+    ][-1]
+    return final.at - review.at
 
 
 def _channels(stack: Stack, count: int) -> list[str]:
@@ -116,12 +158,20 @@ def main() -> None:
     print(f"    visible before the plan call ended by: median {statistics.median(ahead):.2f} s")
     if not args.burst:
         return
-    total, drafts, window, elapsed = asyncio.run(burst(args.burst))
-    print(f"(b) {args.burst} runs at once, all done in {elapsed:.0f} s")
+    result = asyncio.run(burst(args.burst))
+    runs = args.burst
+    lags = sorted(result.lags)
+    p95 = lags[min(len(lags) - 1, round(0.95 * (len(lags) - 1)))]
+    print(f"(b) {runs} runs at once, all done in {result.elapsed:.0f} s")
     print(
-        f"    chat.update: {total} ({total / args.burst:.2f} a run), of which drafts "
-        f"{drafts} ({drafts / args.burst:.2f} a run); most in any 60 s: {window} "
-        f"(Tier 3 ≈ {TIER3_PER_MIN}/min)"
+        f"    chat.update: {result.updates} ({result.updates / runs:.2f} a run), of which "
+        f"drafts {result.drafts} ({result.drafts / runs:.2f} a run); most in any 60 s: "
+        f"{result.window} (Tier 3: {TIER3_PER_MIN}/min); answered 429: {result.refused}"
+    )
+    print(
+        f"    first message final after the review was posted: p50 "
+        f"{statistics.median(lags):.1f} s, p95 {p95:.1f} s, max {lags[-1]:.1f} s; "
+        f"never final (still showing Stop): {result.stale} of {runs}"
     )
 
 
