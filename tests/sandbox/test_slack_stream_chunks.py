@@ -6,6 +6,7 @@ reference; limits where only reports settle them are the stricter reading (docs/
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -132,3 +133,14 @@ async def test_too_much_text_across_tasks_is_msg_too_long(client: AsyncWebClient
         await error_of(client.chat_appendStream(channel="C0GENERAL", ts=ts, chunks=cards))
         == "msg_too_long"
     )
+
+
+async def test_an_expired_stream_updated_with_blocks_shows_them_instead_of_its_tasks() -> None:
+    async with SlackSandbox(stream_ttl_s=0.05) as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        ts = await _stream(client, chunks=[task(title="Opus: strategy", status="in_progress")])
+        await asyncio.sleep(0.1)
+        section = {"type": "section", "text": {"type": "mrkdwn", "text": "✓ strategy"}}
+        await client.chat_update(channel="C0GENERAL", ts=ts, text="progress", blocks=[section])
+        shown = transcript(slack.workspace, "C0GENERAL", stream_ttl_s=slack.stream_ttl_s)
+    assert "✓ strategy" in shown and "Opus: strategy" not in shown

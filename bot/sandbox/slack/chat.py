@@ -209,6 +209,9 @@ class ChatMethods:
             message.text = content.text if content.text is not None else message.text
             # Slack keeps a message's blocks when an update omits them; [] removes them.
             message.blocks = content.blocks if content.blocks is not None else message.blocks
+        if content.blocks is not None or content.markdown_text is not None:
+            # A streamed message's plan and tasks are blocks of it: new content replaces them.
+            message.chunks = []
         message.metadata = message_metadata(ctx) or message.metadata
         message.edited_ts = self.ws.clock.next()
         return {
