@@ -81,10 +81,17 @@ def parse_vote(value: str) -> tuple[str, str] | None:
     return (vote, run_id) if vote in (UP, DOWN) and run_id else None
 
 
+MAX_INDEX_DIGITS = 6  # far past the few components a strategy has
+
+
 def parse_retry(value: str) -> tuple[str, int] | None:
     """(run id, 0-based component index) from a Retry button's value; None if malformed."""
     run_id, _, index = value.rpartition(":")
-    return (run_id, int(index)) if run_id and index.isdigit() else None
+    # ASCII digits only, and few of them: str.isdigit() accepts '²' (which int() refuses) and
+    # int() refuses over 4300 digits; a forged value must be refused, not raise.
+    if not run_id or not (index.isascii() and index.isdigit()) or len(index) > MAX_INDEX_DIGITS:
+        return None
+    return run_id, int(index)
 
 
 # Replies to clicks (ephemeral) ----------------------------------------------------------

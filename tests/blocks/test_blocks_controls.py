@@ -77,3 +77,9 @@ def test_retry_replies_escape_the_component_name_and_say_why() -> None:
     ):
         assert block_errors(list(reply.blocks)) == []
     assert "no longer available" in blocks.retry_unavailable_message().text
+
+
+def test_a_retry_value_that_is_not_a_small_ascii_number_is_malformed() -> None:
+    for index in ("-1", "²", "٣", "1.0", " 1", "9" * 5000, "1234567", ""):
+        assert blocks.parse_retry(f"{RUN}:{index}") is None, index
+    assert blocks.parse_retry(f"{RUN}:0") == (RUN, 0)

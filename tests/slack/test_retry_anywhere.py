@@ -284,3 +284,46 @@ async def test_a_retry_ended_by_a_bug_gives_its_claim_back(tmp_path: Path) -> No
     assert "Retrying" in started.text
     assert retried.count == 1 and free  # the retry ended (failed) and let go of its claim
     assert "an internal error stopped the retry of" in replies[-1].text  # not left unanswered
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        "{run}:-1",  # a negative index
+        "{run}:99999999999999999999",  # past any strategy
+        "{run}:" + "9" * 5000,  # past what int() will parse
+        "{run}:²",  # a digit to str.isdigit, not to int()
+        "{run}:one",  # not a number
+        "{run}:",  # no index
+        "{other}:0",  # a failed run of another workspace
+    ],
+)
+async def test_a_forged_retry_value_is_refused_with_a_reply_and_costs_nothing(
+    tmp_path: Path, forged: str
+) -> None:
+    async with running_stack(tmp_path) as stack:
+        failed = await a_failed_example(stack)
+        run_id = retry_target(failed)
+        other = await a_failed_run_of_another_workspace(stack)
+        payload = stack.slack.click_payload("C0GENERAL", failed.ts, RETRY)
+        payload["actions"][0]["value"] = forged.format(run=run_id, other=other)
+        before = examples(stack)
+        await stack.slack.send_interactive(payload)
+        told = await ephemeral_for(stack, "U0ALICE")
+        await stack.settle()
+        after = examples(stack)
+        free = await stack.services.ledger.claims.claim(f"retry:{other}:0")
+    assert len(told) == 1
+    assert "can be retried" in told[0].text or "no longer available" in told[0].text
+    assert after == before and follow_up_count(stack) == 0 and free
+
+
+async def a_failed_run_of_another_workspace(stack: Stack) -> str:
+    """A second run whose first example failed, moved in the ledger to another workspace
+    (as if a click from there had named it)."""
+    failed = await a_failed_example(stack)
+    run_id = retry_target(failed)
+    with sqlite3.connect(ledger_file(stack)) as db:
+        db.execute("UPDATE runs SET team_id = 'T0OTHER' WHERE id = ?", (run_id,))
+    db.close()
+    return run_id
