@@ -153,6 +153,11 @@ class RunBook:
             )
         require_run(changed, run_id)
 
+    @property
+    def stores_questions(self) -> bool:
+        """Whether questions (and so strategies, their substance) are kept."""
+        return self._store_questions
+
     async def record_strategy(
         self, run_id: str, strategy: Strategy, *, now: datetime | None = None
     ) -> None:

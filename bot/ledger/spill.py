@@ -142,6 +142,14 @@ def _locked(f: IO[str]) -> Iterator[None]:
         fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def for_log(write: PendingWrite) -> str:
+    """A write as a log line may show it: whole, except a strategy's text, which is private
+    like the question it answers (a lost strategy costs only the Retry of that run)."""
+    if isinstance(write, StrategySet):
+        return json.dumps({"kind": "strategy", "run_id": write.run_id, "at": write.at.isoformat()})
+    return json.dumps(to_json(write))
+
+
 def to_json(write: PendingWrite) -> dict[str, Any]:
     """A JSON-able dict of one pending write (also what a last-resort log line shows)."""
     match write:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import uuid
@@ -38,7 +37,7 @@ from bot.ledger.spill import (
     SpillFile,
     StrategySet,
     ThreadSet,
-    to_json,
+    for_log,
 )
 from bot.ledger.types import (
     BudgetRefusal,
@@ -139,7 +138,10 @@ class RunWriter:
     async def record_strategy(
         self, run_id: str, strategy: Strategy, *, now: datetime | None = None
     ) -> None:
-        await self._write(StrategySet(run_id, strategy, now_utc(now)))
+        # Dropped here rather than by the book, so that with questions not kept the text is
+        # never held in memory, spilled to disk or logged through an outage either.
+        if self._book.stores_questions:
+            await self._write(StrategySet(run_id, strategy, now_utc(now)))
 
     async def kept_strategy(self, run_id: str) -> KeptStrategy | None:
         return await self._book.kept_strategy(run_id)
@@ -201,7 +203,7 @@ class RunWriter:
             return False
         except Exception:
             # Not an outage, so retrying cannot help: keep the record in the log instead.
-            log.exception("ledger refused a write; the record: %s", json.dumps(to_json(write)))
+            log.exception("ledger refused a write; the record: %s", for_log(write))
         return True
 
     async def _apply(self, write: PendingWrite) -> None:
@@ -239,7 +241,7 @@ class RunWriter:
         except OSError:
             # The last resort: the records in the log, where an operator can replay them.
             for write in writes:
-                log.error("ledger write lost to disk, kept here: %s", json.dumps(to_json(write)))
+                log.error("ledger write lost to disk, kept here: %s", for_log(write))
             raise
         log.warning(
             "%d ledger writes spilled to %s for the next start", len(writes), self._spill.path

@@ -229,3 +229,22 @@ def test_a_spilled_call_reads_back_equal_every_field_included() -> None:
     assert from_json(json.loads(json.dumps(to_json(write)))) == write
     strategy = StrategySet("r", STRATEGY, NOW)
     assert from_json(json.loads(json.dumps(to_json(strategy)))) == strategy
+
+
+async def test_with_questions_not_kept_no_strategy_is_held_or_spilled_through_an_outage(
+    tmp_path: Path,
+) -> None:
+    spill = tmp_path / "spill.jsonl"
+    with small_tmpfs() as disk:
+        url = f"sqlite:///{disk / 'ledger.db'}"
+        async with open_ledger(url, spill_file=spill, store_questions=False) as ledger:
+            run_id = await reserved_run(ledger)
+            filler = fill(disk)
+            await ledger.writer.record_call(run_id, PLAN, now=NOW)
+            await ledger.writer.record_strategy(run_id, STRATEGY, now=NOW)
+            await ledger.writer.finish_run(run_id, "finished", elapsed_s=4.0, now=NOW)
+            assert ledger.writer.pending == 2
+        filler.unlink()
+    spilled = spill.read_text()
+    assert len(spilled.splitlines()) == 2 and "strategy" not in spilled
+    assert STRATEGY.title not in spilled

@@ -96,3 +96,14 @@ async def test_two_instances_clicking_at_once_take_one_claim(ledger_url: str) ->
             *(db.claims.claim("retry:run-1:1", now=NOW) for db in (first, second) * 3)
         )
     assert sorted(taken) == [False] * 5 + [True]
+
+
+async def test_a_strategy_the_database_refuses_is_logged_without_its_text(
+    ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    await ledger.writer.record_strategy("no-such-run", STRATEGY)  # refused: a bug, not an outage
+    refused = [r for r in caplog.records if "refused a write" in r.getMessage()]
+    assert refused and "no-such-run" in refused[0].getMessage()
+    assert not any(
+        secret in caplog.text for secret in ("Ship in slices", "Feature flags", "Undo in one")
+    )
