@@ -111,12 +111,17 @@ class ThreadRenderer:
         # The first message's latest queued edit (its outcome is what counts) and content.
         self._top_update: asyncio.Future[None] | None = None
         self._top_message: blocks.OutboundMessage | None = None
+        # Set once the run's last message is in its thread: what a follow-up in the thread
+        # waits for. The first message's last edit may still wait in the update queue (a
+        # minute under load), and the thread's conversation need not wait for it.
+        self.posted = asyncio.Event()
 
     async def __call__(self, event: Event) -> None:
         self.state, effects = advance(self.state, event)
         for effect in effects:
             await self._perform(effect)
         if isinstance(event, RunFinished | RunFailed):
+            self.posted.set()
             await self._close_progress()
             await self._settle_top()
             await self._report_unreachable()
@@ -264,6 +269,7 @@ class ThreadRenderer:
         """The run died of a bug in our code: say so in the thread instead of going quiet."""
         problem = "an internal error stopped this run; it has been logged for the operators"
         await self._perform(Post((blocks.error_message(problem),), "the failure notice", "bug"))
+        self.posted.set()
         self.state = replace(self.state, over=True)
         await self._perform(top(self.state, blocks.failed_status(problem)))
         await self._perform(SetStatus(None))

@@ -128,7 +128,9 @@ class Runs:
         self.metrics = metrics or Metrics()
         self.metrics.track_in_flight(lambda: len(self._tasks))
         self._tasks: set[asyncio.Task[None]] = set()
-        self._by_thread: dict[tuple[str, str], set[asyncio.Task[None]]] = {}
+        # Runs in flight per thread, each with the event its renderer sets once the run's
+        # last message is posted (set too when the task ends, however it ends).
+        self._by_thread: dict[tuple[str, str], dict[asyncio.Task[None], asyncio.Event]] = {}
         self.admitted = 0  # runs launched by this process, for the demo and tests
         # Told the team id after each run that ends (the budget watch uses it).
         self.on_finished: Callable[[str], Awaitable[object]] | None = None
@@ -179,8 +181,10 @@ class Runs:
         self._watch_stops()
         self.admitted += 1
         key = (request.channel_id, thread_ts)
-        self._by_thread.setdefault(key, set()).add(task)
+        posted = renderer.posted
+        self._by_thread.setdefault(key, {})[task] = posted
         task.add_done_callback(lambda done: self._forget(key, done))
+        task.add_done_callback(lambda _: posted.set())
         return task
 
     def _progress_target(self, request: RunRequest) -> ProgressTarget | None:
@@ -226,15 +230,17 @@ class Runs:
         return task
 
     async def wait_thread(self, channel: str, thread_ts: str) -> None:
-        """Return once this process has no run in flight in that thread."""
+        """Return once every run of this process in that thread has posted its last
+        message (its first message's final edit may still be queued: a follow-up's answer
+        need not wait a minute of Tier 3 pacing for it)."""
         running = self._by_thread.get((channel, thread_ts))
         if running:
-            await asyncio.gather(*(asyncio.shield(t) for t in set(running)), return_exceptions=True)
+            await asyncio.gather(*(posted.wait() for posted in list(running.values())))
 
     def _forget(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
         running = self._by_thread.get(key)
         if running is not None:
-            running.discard(task)
+            running.pop(task, None)
             if not running:
                 del self._by_thread[key]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from blocks import FOLLOWUPS_BLOCK_ID, format_usd
+from blocks import FOLLOWUPS_BLOCK_ID, STOP_ACTION, format_usd
 from bot.core.usage import CallRecord, TokenUsage
 from bot.sandbox.slack.server import Message
 from bot.slack.shortcuts import CALLBACK_ID
@@ -336,6 +336,29 @@ async def test_follow_ups_in_one_thread_are_answered_one_at_a_time_in_order(
     assert order == sorted(order) == [0, 1, 2]
     # One at a time: no call started before the previous one's answer was in.
     assert all(b.started >= (a.finished or 0) for a, b in itertools.pairwise(calls))
+
+
+async def test_a_follow_up_does_not_wait_for_the_first_messages_queued_last_edit(
+    tmp_path: Path,
+) -> None:
+    # chat.update is paced per workspace: under load a run's last edit of its first message
+    # can wait a minute in the queue after its review is posted. The thread's conversation
+    # waits for the run's messages, not for that edit. Here the workspace's edits are scaled
+    # down (5 in any 20 s: a burst of one, then one every ~5 s).
+    async with running_stack(tmp_path, slack_update_limit=5, slack_update_window_s=20.0) as stack:
+        await stack.command(QUESTION)
+        await until(lambda: any("Review" in all_text(m) for m in stack.thread()[1]))
+        top = stack.thread()[0]
+        before = len(bot_replies(stack, top.ts))
+        await mention(stack, "what about auth?", thread_ts=top.ts)
+        await until(lambda: len(bot_replies(stack, top.ts)) > before)
+        answered = stack.thread()[0]
+        # The answer is in while the first message's final edit is still queued.
+        assert STOP_ACTION in json.dumps(answered.blocks)
+        assert "asked: _what about auth?_" in all_text(bot_replies(stack, top.ts)[before])
+        await stack.services.runs.wait_idle()
+        # And that edit still lands: the run's first message ends in its final state.
+        assert STOP_ACTION not in json.dumps(stack.thread()[0].blocks)
 
 
 @pytest.mark.parametrize("mode", MODES)
