@@ -144,6 +144,8 @@ async def test_a_retry_that_failed_again_can_be_retried_from_either_instance(
         failed = await a_failed_example(first)
         second.claude.add_rule(role="example", fault="refusal", times=1)
         await click(first, second, failed)
+        # The click is acked before it is handled: wait until the retry has begun.
+        await ephemeral_for(first, "U0ALICE")
         await second.services.runs.wait_idle()
         _, replies = first.thread()
         failed_again = replies[-2]
