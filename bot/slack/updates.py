@@ -7,8 +7,10 @@ welcome). Every edit of a message the bot makes goes through one `UpdateSchedule
   a strategy update still waiting when the run ends is replaced by the final one, which
   shows the strategy too. Callers get a future per pending update; an update replaced
   before it was sent shares the future of the one that replaced it, so its caller learns
-  the outcome of what Slack was actually sent. A message with an update in flight gets a
-  new pending one, sent after the first has answered (edits of one message stay in order).
+  the outcome of what Slack was actually sent; the replacement keeps the metadata of the
+  one it replaced unless it brings its own (a draft replacing the run's marked edit must
+  not drop the mark). A message with an update in flight gets a new pending one, sent
+  after the first has answered (edits of one message stay in order).
 * Pending updates go out in the order they were first queued, through a token bucket whose
   burst plus a minute's refill stays under the limit (`burst + rate × window ≤ limit`), so
   no 60 s window can hold more than the limit, however the sends fall. The rate is taken
@@ -174,6 +176,10 @@ class UpdateScheduler:
         key = (channel, ts)
         waiting = self._pending.get(key)
         if waiting is not None:
+            if metadata is None:
+                # Slack keeps a message's metadata through an edit that sends none: the
+                # edit replacing this one must carry what this one would have set.
+                kwargs["metadata"] = waiting.kwargs["metadata"]
             waiting.kwargs = kwargs
             waiting.what = what
             self.coalesced += 1

@@ -290,3 +290,24 @@ def test_only_the_reviewing_edit_of_the_first_message_is_informational() -> None
         (False, False),
     ]
     assert STOP_ACTION in json.dumps(tops[0].message.blocks)  # Stop stays while it works
+
+
+async def test_an_edit_replacing_a_queued_one_keeps_its_metadata_unless_it_brings_its_own(
+    slack: SlackSandbox, client: Observed, clock: FakeClock
+) -> None:
+    updates = scheduler(client, clock, UpdateLimit(limit=5, window_s=60.0))  # burst 1
+    busy, marked, remarked = await post(client, 3)
+    await updates.enqueue("C0GENERAL", busy, text("takes the only token"))
+    run = {"event_type": "orchestrate_run", "event_payload": {"run_id": "r1"}}
+    newer = {"event_type": "orchestrate_run", "event_payload": {"run_id": "r2"}}
+    updates.enqueue("C0GENERAL", marked, text("strategy"), metadata=run)
+    updates.enqueue("C0GENERAL", remarked, text("strategy"), metadata=run)
+    # A draft (no metadata) folded into the marked edit; a marked edit into the other.
+    first = updates.offer("C0GENERAL", marked, text("a draft"))
+    second = updates.enqueue("C0GENERAL", remarked, text("final"), metadata=newer)
+    assert first is not None
+    await clock.advance(60.0)
+    await asyncio.gather(first, second)
+    shown = {m.ts: m for m in slack.messages("C0GENERAL")}
+    assert shown[marked].text == "⚠ a draft" and shown[marked].metadata == run
+    assert shown[remarked].text == "⚠ final" and shown[remarked].metadata == newer
