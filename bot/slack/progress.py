@@ -147,10 +147,19 @@ class ProgressMessage:
             await asyncio.wait_for(asyncio.shield(task), timeout_s)
         except TimeoutError:
             log.warning("progress of run thread %s not closed in time", self._thread_ts)
-            task.cancel()
+            await self.abandon()
         except asyncio.CancelledError:
-            task.cancel()
+            await self.abandon()
             raise
+
+    async def abandon(self) -> None:
+        """Stop sending (a run cancelled before it could say how it ended, or a close that
+        timed out): the task is cancelled and awaited, never left pending behind its run."""
+        task = self._task
+        if task is None or task.done():
+            return
+        task.cancel()
+        await asyncio.wait({task})
 
     async def _pump(self) -> None:
         try:

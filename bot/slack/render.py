@@ -256,6 +256,12 @@ class ThreadRenderer:
         if self._status_now is not None:
             await self._passing(self._status(self._status_now), "the loading status")
 
+    async def abandon(self) -> None:
+        """The run is over without a word to the renderer (cancelled before it could say
+        how it ended): its progress task is stopped and awaited, not left waiting."""
+        if self.progress is not None:
+            await self.progress.abandon()
+
     async def _close_progress(self) -> None:
         if self.progress is not None:
             await self.progress.close()

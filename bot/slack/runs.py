@@ -431,6 +431,7 @@ class Runs:
                         error="cancelled",
                     )
                 )  # fmt: skip
+            await renderer.abandon()  # a progress message the run never closed
             raise
         except Exception:
             log.exception("run %s failed with a bug", run_id, extra=fields(run_id=run_id))

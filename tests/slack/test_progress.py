@@ -228,3 +228,19 @@ async def test_a_spent_append_budget_never_holds_up_the_end_of_the_stream(tmp_pa
     assert methods == ["chat.startStream", "chat.stopStream"]  # what changed went with the stop
     assert progress.stream.stopped
     assert all(t["status"] == "complete" for t in final_tasks(progress).values())
+
+
+async def test_a_run_cancelled_before_it_could_end_leaves_no_progress_task_behind(
+    tmp_path: Path,
+) -> None:
+    # The run's first loading status waits out a 429 when the bot shuts down: the run is
+    # cancelled before the pipeline has said anything that ends it, its progress already open.
+    async with running_stack(tmp_path, progress=True, drain_grace_s=0.2) as stack:
+        stack.slack.fail_next("assistant.threads.setStatus", status=429, retry_after=30)
+        await stack.command(QUESTION)
+        async with asyncio.timeout(10):
+            while not any(c.method == "chat.startStream" for c in stack.slack.calls):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+    left = [t for t in asyncio.all_tasks() if t.get_name().startswith("progress-")]
+    assert left == []
