@@ -112,7 +112,7 @@ class Settings:
             call_timeout_s=r.parse("ORCHESTRATE_CALL_TIMEOUT_S", _positive_float, 120.0),
             slack_posts_per_s=r.parse("ORCHESTRATE_SLACK_POSTS_PER_S", _positive_float, 1.0),
             progress=r.parse("ORCHESTRATE_PROGRESS", _boolean, True),
-            slack_update_limit=r.parse("ORCHESTRATE_SLACK_UPDATE_LIMIT", _positive_int, 50),
+            slack_update_limit=r.parse("ORCHESTRATE_SLACK_UPDATE_LIMIT", _update_limit, 50),
             slack_update_window_s=r.parse(
                 "ORCHESTRATE_SLACK_UPDATE_WINDOW_S", _positive_float, 60.0
             ),
@@ -246,6 +246,15 @@ def _positive_int(raw: str) -> int:
     value = _whole_number(raw)
     if value <= 0:
         raise ValueError("set a whole number above 0")
+    return value
+
+
+def _update_limit(raw: str) -> int:
+    # Edits go as a burst then at a rate, both within the limit: with one edit a window there
+    # would be no rate left after the burst, and nothing past the first edit would ever go.
+    value = _whole_number(raw)
+    if value < 2:
+        raise ValueError("set a whole number, 2 or more")
     return value
 
 

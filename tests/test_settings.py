@@ -51,6 +51,7 @@ def test_values_are_read_and_parsed() -> None:
         ("BUDGET_USER_DAILY_USD", "NaN"),
         ("LEDGER_STORE_QUESTIONS", "maybe"),
         ("ORCHESTRATE_PROGRESS", "sometimes"),
+        ("ORCHESTRATE_SLACK_UPDATE_LIMIT", "1"),
         ("STRATEGY_EFFORT", "extreme"),
         ("EXAMPLES_EFFORT", "none"),
         ("REVIEW_EFFORT", "High"),

@@ -65,6 +65,12 @@ class UpdateLimit:
     limit: int = UPDATE_LIMIT
     window_s: float = UPDATE_WINDOW_S
 
+    def __post_init__(self) -> None:
+        if self.limit < 2 or self.window_s <= 0:
+            # The burst takes at least one edit: with a limit of 1 no rate would be left,
+            # and the edits after the first would wait forever.
+            raise ValueError(f"chat.update limit {self.limit} in {self.window_s} s: too small")
+
     @property
     def burst(self) -> float:
         """A fifth of the limit may go at once (10 of 50); the rest is paced."""
@@ -228,6 +234,20 @@ class UpdateScheduler:
         return next((key for key in self._pending if key not in self._in_flight), None)
 
     async def _work(self) -> None:
+        try:
+            await self._pace()
+        except Exception:
+            # A bug here must not leave every run's end waiting on an edit that will never
+            # be sent: each one queued is failed (and named), and the next enqueue restarts.
+            log.exception("chat.update pacing failed")
+            for (channel, ts), pending in self._pending.items():
+                log.error(
+                    "%s (message %s in %s) was not updated in Slack", pending.what, ts, channel
+                )
+                _settle(pending.future, UpdateNotSent(f"{pending.what}: the pacing failed"))
+            self._pending.clear()
+
+    async def _pace(self) -> None:
         while True:
             if self._next() is None:
                 if self._closed and not self._pending and not self._in_flight:

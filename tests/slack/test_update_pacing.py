@@ -311,3 +311,25 @@ async def test_an_edit_replacing_a_queued_one_keeps_its_metadata_unless_it_bring
     shown = {m.ts: m for m in slack.messages("C0GENERAL")}
     assert shown[marked].text == "⚠ a draft" and shown[marked].metadata == run
     assert shown[remarked].text == "⚠ final" and shown[remarked].metadata == newer
+
+
+async def test_a_bug_in_the_pacing_fails_the_queued_edits_instead_of_leaving_them_waiting(
+    client: Observed, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken_sleep(seconds: float) -> None:
+        raise RuntimeError("a bug in the pacing")
+
+    limit = UpdateLimit(limit=5, window_s=60.0)  # burst 1
+    updates = UpdateScheduler(client, limit=limit, clock=clock, sleep=broken_sleep)
+    first, second = await post(client, 2)
+    await updates.enqueue("C0GENERAL", first, text("takes the only token"))
+    with caplog.at_level(logging.ERROR, logger="bot.slack.updates"):
+        waiting = updates.enqueue("C0GENERAL", second, text("final"), what="run r2's end")
+        with pytest.raises(UpdateNotSent):
+            await asyncio.wait_for(waiting, 5)
+    assert "run r2's end" in caplog.text and "pacing failed" in caplog.text
+
+
+def test_a_limit_leaving_no_rate_after_its_burst_is_refused() -> None:
+    with pytest.raises(ValueError, match="too small"):
+        UpdateLimit(limit=1, window_s=60.0)
