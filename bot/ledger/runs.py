@@ -179,9 +179,9 @@ class RunBook:
             )
 
     async def kept_strategy(self, run_id: str) -> KeptStrategy | None:
-        """The question, strategy and failed components of `run_id`, or None when the ledger
-        does not have them (questions not kept, a question since erased, a run from before
-        strategies were kept, or no such run)."""
+        """The question, strategy and failed components (not illustrated by a Retry since) of
+        `run_id`, or None when the ledger does not have them (questions not kept, a question
+        since erased, a run from before strategies were kept, or no such run)."""
         async with self._db.read() as c:
             rows = await c.fetch(
                 "SELECT r.question, s.strategy FROM run_strategies s"
@@ -191,9 +191,18 @@ class RunBook:
             )
             if not rows:
                 return None
+            # Failed in the run, and not illustrated since by a Retry (a follow-up with no
+            # plan call of its own: a question asked in the thread plans anew, so its
+            # component numbers are another strategy's). A Retry that failed again leaves
+            # the component open; one that succeeded closes it, so its button cannot re-bill.
             failed = await c.fetch(
-                "SELECT DISTINCT component_index FROM calls WHERE run_id = ?"
-                " AND role = 'example' AND outcome <> 'ok' AND component_index IS NOT NULL",
+                "SELECT component_index FROM calls WHERE role = 'example'"
+                " AND component_index IS NOT NULL AND (run_id = ? OR run_id IN ("
+                "  SELECT f.id FROM runs f WHERE f.parent_run_id = ? AND NOT EXISTS ("
+                "   SELECT 1 FROM calls p WHERE p.run_id = f.id AND p.role = 'plan')))"
+                " GROUP BY component_index"
+                " HAVING SUM(CASE WHEN outcome = 'ok' THEN 1 ELSE 0 END) = 0",
+                run_id,
                 run_id,
             )
         question, text = rows[0]

@@ -230,7 +230,8 @@ class BudgetStop:
 class KeptStrategy:
     """What the ledger keeps of a run for a Retry of one of its examples: the question and
     strategy the examples were written from, and the components (0-based) whose example
-    call in that run did not succeed, the only ones a Retry may redo."""
+    call in that run did not succeed and that no Retry has illustrated since, the only ones
+    a Retry may redo."""
 
     question: str
     strategy: Strategy

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 
 from bot.core.models import Component, Strategy
-from bot.ledger import Ledger, LedgerError, open_ledger
+from bot.core.usage import CallRecord
+from bot.ledger import Ledger, LedgerError, Reservation, open_ledger
 from tests.ledger.test_ledger_conformance import EXAMPLE, NOW, PLAN, REVIEW, RawSql, run_with
 
 STRATEGY = Strategy(
@@ -107,3 +109,31 @@ async def test_a_strategy_the_database_refuses_is_logged_without_its_text(
     assert not any(
         secret in caplog.text for secret in ("Ship in slices", "Feature flags", "Undo in one")
     )
+
+
+async def follow_up(ledger: Ledger, run_id: str, calls: list[CallRecord]) -> None:
+    """A follow-up of `run_id` (a Retry, or a question asked in its thread) with `calls`."""
+    reserved = await ledger.runs.reserve_run(
+        team_id="T1", channel_id="C1", user_id="U2", question="How do we ship?",
+        worst_case_usd=Decimal("0.01"), user_budget=None, workspace_budget=None,
+        parent_run_id=run_id, now=NOW,
+    )  # fmt: skip
+    assert isinstance(reserved, Reservation)
+    for record in calls:
+        await ledger.runs.record_call(reserved.run_id, record, now=NOW)
+    await ledger.runs.finish_run(reserved.run_id, "finished", elapsed_s=1.0, now=NOW)
+
+
+async def test_a_component_a_retry_illustrated_is_no_longer_failed(ledger: Ledger) -> None:
+    first = replace(EXAMPLE, component_index=0, outcome="error", error="overloaded")
+    second = replace(EXAMPLE, component_index=1, outcome="invalid", error="refused")
+    run_id = await run_with(ledger, [PLAN, first, second, REVIEW])
+    await ledger.runs.record_strategy(run_id, STRATEGY, now=NOW)
+
+    await follow_up(ledger, run_id, [replace(EXAMPLE, component_index=0)])  # retried: written
+    await follow_up(ledger, run_id, [second])  # retried: failed again
+    # A question asked in the thread plans anew: its examples are another strategy's.
+    await follow_up(ledger, run_id, [PLAN, replace(EXAMPLE, component_index=1), REVIEW])
+
+    kept = await ledger.runs.kept_strategy(run_id)
+    assert kept is not None and kept.failed == {1}

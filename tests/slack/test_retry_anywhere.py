@@ -297,7 +297,7 @@ async def test_a_retry_ended_by_a_bug_gives_its_claim_back(tmp_path: Path) -> No
         "{run}:²",  # a digit to str.isdigit, not to int()
         "{run}:one",  # not a number
         "{run}:",  # no index
-        "{other}:0",  # a failed run of another workspace
+        "{failed}@T0OTHER",  # the very click, but the run belongs to another workspace
     ],
 )
 async def test_a_forged_retry_value_is_refused_with_a_reply_and_costs_nothing(
@@ -305,27 +305,38 @@ async def test_a_forged_retry_value_is_refused_with_a_reply_and_costs_nothing(
 ) -> None:
     async with running_stack(tmp_path) as stack:
         failed = await a_failed_example(stack)
-        run_id = retry_target(failed)
-        other = await a_failed_run_of_another_workspace(stack)
+        run_id, value = retry_target(failed), retry_value(failed)
         payload = stack.slack.click_payload("C0GENERAL", failed.ts, RETRY)
-        payload["actions"][0]["value"] = forged.format(run=run_id, other=other)
+        if forged.endswith("@T0OTHER"):
+            with sqlite3.connect(ledger_file(stack)) as db:
+                db.execute("UPDATE runs SET team_id = 'T0OTHER' WHERE id = ?", (run_id,))
+            db.close()
+        payload["actions"][0]["value"] = forged.format(run=run_id, failed=value).split("@")[0]
         before = examples(stack)
         await stack.slack.send_interactive(payload)
         told = await ephemeral_for(stack, "U0ALICE")
         await stack.settle()
         after = examples(stack)
-        free = await stack.services.ledger.claims.claim(f"retry:{other}:0")
+        free = await stack.services.ledger.claims.claim(f"retry:{value}")
     assert len(told) == 1
     assert "can be retried" in told[0].text or "no longer available" in told[0].text
     assert after == before and follow_up_count(stack) == 0 and free
 
 
-async def a_failed_run_of_another_workspace(stack: Stack) -> str:
-    """A second run whose first example failed, moved in the ledger to another workspace
-    (as if a click from there had named it)."""
-    failed = await a_failed_example(stack)
-    run_id = retry_target(failed)
-    with sqlite3.connect(ledger_file(stack)) as db:
-        db.execute("UPDATE runs SET team_id = 'T0OTHER' WHERE id = ?", (run_id,))
-    db.close()
-    return run_id
+async def test_a_retry_button_clicked_again_after_its_retry_illustrated_it_costs_nothing(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path) as stack:
+        failed = await a_failed_example(stack)
+        await click(stack, stack, failed)
+        await ephemeral_for(stack, "U0ALICE")
+        await stack.services.runs.wait_idle()
+        before = examples(stack)
+        # The failure's button is still in the thread; a click on it later, a stale double
+        # click, or one reaching another instance after the first retry ended.
+        await click(stack, stack, failed)
+        told = await ephemeral_for(stack, "U0ALICE", count=2)
+        await stack.settle()
+        after = examples(stack)
+    assert "Only an example that could not be illustrated can be retried" in told[1].text
+    assert after == before and follow_up_count(stack) == 1
