@@ -340,3 +340,15 @@ async def test_a_retry_button_clicked_again_after_its_retry_illustrated_it_costs
         after = examples(stack)
     assert "Only an example that could not be illustrated can be retried" in told[1].text
     assert after == before and follow_up_count(stack) == 1
+
+
+async def test_a_retry_cut_off_at_shutdown_gives_its_claim_back(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        failed = await a_failed_example(stack)
+        stack.claude.add_rule(role="example", delay_s=30.0, times=1)
+        await click(stack, stack, failed)
+        told = await ephemeral_for(stack, "U0ALICE")
+        await stack.services.runs.drain(0.0)  # shutdown: the retry in flight is cancelled
+        free = await stack.services.ledger.claims.claim(f"retry:{retry_value(failed)}")
+    assert "Retrying" in told[0].text
+    assert free  # the next click, on any instance, may retry at once
