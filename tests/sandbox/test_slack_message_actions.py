@@ -66,7 +66,24 @@ async def test_buttons_and_feedback_buttons_are_checked_as_slack_checks_them(
         "elements": [{k: v for k, v in feedback["elements"][0].items() if k != "negative_button"}],
     }
     six = {**feedback, "elements": [feedback["elements"][0]] * 6}
-    for bad in (long_text, wrong_element, one_sided, six):
+    element = feedback["elements"][0]
+    nameless = {**feedback, "elements": [{k: v for k, v in element.items() if k != "action_id"}]}
+    styled = {
+        **feedback,
+        "elements": [
+            {**element, "positive_button": {**element["positive_button"], "style": "primary"}}
+        ],
+    }
+    long_label = {
+        **feedback,
+        "elements": [
+            {
+                **element,
+                "negative_button": {**element["negative_button"], "accessibility_label": "x" * 76},
+            }
+        ],
+    }
+    for bad in (long_text, wrong_element, one_sided, six, nameless, styled, long_label):
         posting = client.chat_postMessage(channel="C0GENERAL", text="x", blocks=[bad])
         assert await error_of(posting) == "invalid_blocks"
 

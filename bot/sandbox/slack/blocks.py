@@ -254,13 +254,27 @@ def _button(element: dict[str, Any], pointer: str) -> list[str]:
     return errors
 
 
+FEEDBACK_BUTTON_KEYS = frozenset({"text", "value", "accessibility_label"})
+
+
 def _feedback_buttons(element: dict[str, Any], pointer: str) -> list[str]:
+    """Slack's reference marks the element's `action_id` required and gives each button only
+    text (≤ 75), value (≤ 2,000) and accessibility_label (≤ 75, as a button's); the
+    stricter reading is enforced (a feedback button has no style or url)."""
     errors: list[str] = []
+    if not isinstance(element.get("action_id"), str) or not element["action_id"]:
+        errors.append(error("must provide a string", f"{pointer}/action_id"))
     for side in ("positive_button", "negative_button"):
         button = element.get(side)
         if not isinstance(button, dict):
             errors.append(error("must provide an object", f"{pointer}/{side}"))
             continue
+        for key in sorted(set(button) - FEEDBACK_BUTTON_KEYS):
+            errors.append(error("is not a valid property", f"{pointer}/{side}/{key}"))
+        label = button.get("accessibility_label")
+        if label is not None and (not isinstance(label, str) or len(label) > BUTTON_TEXT_MAX):
+            at = f"{pointer}/{side}/accessibility_label"
+            errors.append(error(f"must be less than {BUTTON_TEXT_MAX + 1} characters", at))
         if not isinstance(button.get("value"), str) or not button["value"]:
             errors.append(error("must be more than 0 characters", f"{pointer}/{side}/value"))
         errors += _button({**button, "type": "button"}, f"{pointer}/{side}")
