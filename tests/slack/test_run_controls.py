@@ -77,6 +77,25 @@ async def test_the_asker_stops_a_run_mid_examples_and_the_thread_shows_the_bill(
     assert run.total_usd > Decimal(0)
 
 
+async def test_the_asker_s_stop_cuts_a_run_this_instance_owns_without_waiting_for_the_poll(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, time_scale=1.0) as stack:
+        # The ledger poll (for Stops asked on other instances) is made too slow to help: the
+        # click must reach the run here directly.
+        stack.services.runs._stop_poll_s = 60.0
+        await stack.command(QUESTION)
+        await examples_in_flight(stack)
+        top, _ = stack.thread()
+        await stack.slack.click("C0GENERAL", top.ts, "orchestrate_stop")
+        clicked = time.monotonic()
+        await stack.settle()
+        _, replies = stack.thread()
+        examples = [r for r in stack.claude.requests if r.role == "example"]
+    assert "Stopped by <@U0ALICE>" in replies[-1].text
+    assert all(r.finished is not None and r.finished - clicked < 5.0 for r in examples)
+
+
 def run_statuses(stack: Stack) -> list[tuple[str, str | None]]:
     """Every run's status and error, read straight from the SQLite ledger file."""
     path = stack.settings.database_url.removeprefix("sqlite:///")
