@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from bot.sandbox.slack.server import SlackSandbox
 from bot.slack.runs import Runs
 from tests.harness import Stack, running_stack
 from tests.ledger.conftest import fresh_postgres_schema
+from tests.slack.test_costs_and_budgets import seed_spending
 from tests.slack.test_run_controls import QUESTION, a_failed_example, ephemeral_for
 
 RETRY = "orchestrate_retry"
@@ -352,3 +354,19 @@ async def test_a_retry_cut_off_at_shutdown_gives_its_claim_back(tmp_path: Path) 
         free = await stack.services.ledger.claims.claim(f"retry:{retry_value(failed)}")
     assert "Retrying" in told[0].text
     assert free  # the next click, on any instance, may retry at once
+
+
+async def test_a_retry_over_the_clickers_budget_is_refused_costs_nothing_and_frees_its_claim(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, budget_user_daily_usd=Decimal("1.00")) as stack:
+        failed = await a_failed_example(stack)
+        await seed_spending(stack, user_id="U0ALICE", cost_usd=Decimal("1.00"))
+        before = examples(stack)
+        await click(stack, stack, failed)
+        told = await ephemeral_for(stack, "U0ALICE")
+        await stack.settle()
+        after = examples(stack)
+        free = await stack.services.ledger.claims.claim(f"retry:{retry_value(failed)}")
+    assert "daily" in told[0].text and "$1.0000" in told[0].text
+    assert after == before and free  # refused before any call; a later click may go
