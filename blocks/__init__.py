@@ -31,6 +31,7 @@ from blocks.controls import (
     stopped_message,
     stopped_status,
     stopping_message,
+    vote_unavailable_message,
     what_was_wrong_modal,
 )
 from blocks.cost import ESTIMATE_NOTE, approx, cost_footer, includes_estimate
@@ -222,6 +223,7 @@ __all__ = [
     "undelivered_message",
     "unreachable_message",
     "user_mention",
+    "vote_unavailable_message",
     "weekly_digest_message",
     "what_was_wrong_modal",
     "wrong_workspace_message",

@@ -125,6 +125,12 @@ def feedback_thanks_message(*, vote: str, previous: str | None) -> OutboundMessa
     return OutboundMessage(text=fallback(line), blocks=(section(line),))
 
 
+def vote_unavailable_message() -> OutboundMessage:
+    """A feedback click naming no run of the clicker's workspace (only a forged one can)."""
+    line = "This vote could not be counted: the run it names is not one of this workspace's."
+    return OutboundMessage(text=fallback(line), blocks=(section(line),))
+
+
 def retry_unavailable_message() -> OutboundMessage:
     """The run's question and strategy are not kept (or no longer): nothing to retry from."""
     line = (

@@ -116,6 +116,7 @@ async def vote(
     run = await _run_of(services, parsed[1], team_id) if parsed else None
     if parsed is None or run is None:
         log.warning("a feedback click named no run of its workspace")
+        await _say(respond, blocks.vote_unavailable_message())
         return
     chosen: VoteValue = 1 if parsed[0] == blocks.UP else -1
     previous = await services.feedback.vote(run.id, user_id, chosen)

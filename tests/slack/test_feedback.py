@@ -125,3 +125,26 @@ async def costs_reply(stack: Stack) -> str:
     texts = await told(stack, "U0ADMIN", before + 1)
     last = stack.slack.ephemerals("U0ADMIN")[-1]
     return texts[-1] + json.dumps(last.blocks, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("forged", ["up:no-such-run", "sideways:{run}", "up:", "@T0OTHER"])
+async def test_a_forged_vote_is_refused_with_a_reply_and_counts_nothing(
+    tmp_path: Path, forged: str
+) -> None:
+    async with running_stack(tmp_path) as stack:
+        review = await finished_run(stack)
+        click = stack.slack.click_payload(
+            "C0GENERAL", review.ts, VOTE, user_id="U0BOB", choice="positive"
+        )
+        value = click["actions"][0]["value"]  # up:<run id>
+        if forged.endswith("@T0OTHER"):  # the very click, on a run of another workspace
+            path = stack.settings.database_url.removeprefix("sqlite:///")
+            with sqlite3.connect(path) as db:
+                db.execute("UPDATE runs SET team_id = 'T0OTHER'")
+            db.close()
+        else:
+            click["actions"][0]["value"] = forged.format(run=value.partition(":")[2])
+        await stack.slack.send_interactive(click)
+        replies = await told(stack, "U0BOB", 1)
+    assert "could not be counted" in replies[0]
+    assert votes(stack) == []
