@@ -125,6 +125,15 @@ def feedback_thanks_message(*, vote: str, previous: str | None) -> OutboundMessa
     return OutboundMessage(text=fallback(line), blocks=(section(line),))
 
 
+def click_not_recorded_message() -> OutboundMessage:
+    """The ledger cannot be reached, so a click could not be checked or recorded."""
+    line = (
+        "This click could not be acted on: the bot cannot reach its ledger right now, and "
+        "nothing was changed or spent. Try again in a minute."
+    )
+    return OutboundMessage(text=fallback(line), blocks=(section(line),))
+
+
 def vote_unavailable_message() -> OutboundMessage:
     """A feedback click naming no run of the clicker's workspace (only a forged one can)."""
     line = "This vote could not be counted: the run it names is not one of this workspace's."

@@ -8,12 +8,14 @@ idempotent: the first Stop request is the one recorded (a double click or a seco
 changes nothing), a vote is one per person and run (clicking again is counted once;
 switching replaces it), a Retry runs once at a time per component, whichever instances the
 clicks reach (a second click is told the first one's retry is under way). Replies are
-ephemeral, through the payload's `response_url`.
+ephemeral, through the payload's `response_url`; a click that names no run of the
+clicker's workspace, or arrives while the ledger cannot be reached, is answered too.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -21,7 +23,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 import blocks
-from bot.ledger import RunInfo, VoteValue
+from bot.ledger import LedgerUnavailable, RunInfo, VoteValue
 from bot.slack.admins import is_admin
 from bot.slack.deps import Services
 from bot.slack.poster import describe
@@ -33,24 +35,34 @@ def register(app: AsyncApp, services: Services) -> None:
     @app.action(blocks.STOP_ACTION)
     async def on_stop(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        await stop(services, body=body, respond=respond)
+        await _answered(respond, stop(services, body=body, respond=respond))
 
     @app.action(blocks.FEEDBACK_ACTION)
     async def on_feedback(
         ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
     ) -> None:
         await ack()
-        await vote(services, client, body=body, respond=respond)
+        await _answered(respond, vote(services, client, body=body, respond=respond))
 
     @app.action(blocks.RETRY_ACTION)
     async def on_retry(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        await retry(services, body=body, respond=respond)
+        await _answered(respond, retry(services, body=body, respond=respond))
 
     @app.view(blocks.WRONG_CALLBACK)
     async def on_what_was_wrong(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         await what_was_wrong(services, body=body)
+
+
+async def _answered(respond: AsyncRespond, handling: Coroutine[Any, Any, None]) -> None:
+    """Handle a click; if the ledger cannot be reached (every click is checked and recorded
+    there), tell the clicker so instead of leaving the click unanswered."""
+    try:
+        await handling
+    except LedgerUnavailable as exc:
+        log.warning("a click was not acted on, the ledger is unavailable: %s", exc)
+        await _say(respond, blocks.click_not_recorded_message())
 
 
 async def _say(respond: AsyncRespond, message: blocks.OutboundMessage) -> None:

@@ -136,3 +136,28 @@ async def test_a_follow_up_answered_while_the_disk_is_full_is_recorded_once_ther
             await ledger.writer.flushed()
         served = sorted(r.request_id for r in stack.claude.messages())
         assert await ledger_request_ids(ledger) == served
+
+
+@pytest.mark.parametrize("button", ["orchestrate_retry", "orchestrate_feedback"])
+async def test_a_click_while_the_ledger_cannot_write_is_answered_and_costs_nothing(
+    tmp_path: Path, button: str
+) -> None:
+    async with (
+        full_disk_outage(tmp_path) as (url, fail, _),
+        running_stack(tmp_path, database_url=url) as stack,
+    ):
+        stack.claude.add_rule(role="example", fault="refusal", times=1)
+        await stack.command(QUESTION)
+        await stack.settle()
+        _, replies = stack.thread()
+        target = next(r for r in replies if button in json.dumps(r.blocks))
+        calls = len(stack.claude.requests)
+        await fail()  # a Retry's claim and a vote are writes
+        choice = "positive" if button == "orchestrate_feedback" else None
+        await stack.slack.click("C0GENERAL", target.ts, button, choice=choice)
+        async with asyncio.timeout(10):
+            while not stack.slack.ephemerals("U0ALICE"):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        told = stack.slack.ephemerals("U0ALICE")
+    assert "cannot reach its ledger" in told[0].text and len(told) == 1
+    assert len(stack.claude.requests) == calls  # no call was made
