@@ -205,3 +205,21 @@ async def test_retry_is_for_the_asker_or_an_admin_and_a_double_click_retries_onc
         examples_after = sum(r.role == "example" for r in stack.claude.requests)
     assert "Only <@U0ALICE> or an admin can retry this run" in refused[0].text
     assert examples_after == examples_before + 1
+
+
+async def test_a_click_with_a_forged_signature_is_refused_over_http_and_does_nothing(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, mode="http") as stack:
+        failed = await a_failed_example(stack)
+        calls = len(stack.claude.requests)
+        click = stack.slack.click_payload("C0GENERAL", failed.ts, "orchestrate_retry")
+        genuine = stack.slack.signing_secret
+        stack.slack.signing_secret = "not-the-secret"  # signed by someone without the secret
+        try:
+            with pytest.raises(TimeoutError, match="HTTP 401"):
+                await stack.slack.send_interactive(click, url=stack.events_url)
+        finally:
+            stack.slack.signing_secret = genuine
+        await stack.settle()
+    assert len(stack.claude.requests) == calls and stack.slack.ephemerals("U0ALICE") == []
