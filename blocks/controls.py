@@ -103,6 +103,12 @@ def only_asker_message(*, asker_id: str, action: str) -> OutboundMessage:
     return OutboundMessage(text=fallback(line), blocks=(section(line),))
 
 
+def not_a_run_message(*, action: str) -> OutboundMessage:
+    """A click naming no run of the clicker's workspace (a forged value, or a run deleted)."""
+    line = f"There is nothing to {escape(action)}: this button names no run of this workspace."
+    return OutboundMessage(text=fallback(line), blocks=(section(line),))
+
+
 def already_over_message(*, action: str) -> OutboundMessage:
     line = f"This run has already ended: there is nothing to {escape(action)}."
     return OutboundMessage(text=fallback(line), blocks=(section(line),))

@@ -95,7 +95,10 @@ async def _may_control(services: Services, run: RunInfo, user_id: str) -> bool:
 async def stop(services: Services, *, body: dict[str, Any], respond: AsyncRespond) -> None:
     team_id, user_id, run_id = _clicked(body)
     run = await _run_of(services, run_id, team_id)
-    if run is None or run.status != "running":
+    if run is None:
+        await _say(respond, blocks.not_a_run_message(action="stop"))
+        return
+    if run.status != "running":
         await _say(respond, blocks.already_over_message(action="stop"))
         return
     if not await _may_control(services, run, user_id):

@@ -223,3 +223,24 @@ async def test_a_click_with_a_forged_signature_is_refused_over_http_and_does_not
             stack.slack.signing_secret = genuine
         await stack.settle()
     assert len(stack.claude.requests) == calls and stack.slack.ephemerals("U0ALICE") == []
+
+
+@pytest.mark.parametrize("forged", ["no-such-run", "", "@T0OTHER"])
+async def test_a_stop_naming_no_run_of_the_workspace_is_told_so(
+    tmp_path: Path, forged: str
+) -> None:
+    async with running_stack(tmp_path) as stack:
+        failed = await a_failed_example(stack)
+        click = stack.slack.click_payload("C0GENERAL", failed.ts, "orchestrate_retry")
+        run_id = click["actions"][0]["value"].rpartition(":")[0]
+        click["actions"][0]["action_id"] = "orchestrate_stop"  # a Stop, forged
+        click["actions"][0]["value"] = run_id if forged == "@T0OTHER" else forged
+        if forged == "@T0OTHER":  # the run belongs to another workspace
+            path = stack.settings.database_url.removeprefix("sqlite:///")
+            with sqlite3.connect(path) as db:
+                db.execute("UPDATE runs SET team_id = 'T0OTHER' WHERE id = ?", (run_id,))
+            db.close()
+        await stack.slack.send_interactive(click)
+        told = await ephemeral_for(stack, "U0ALICE")
+    assert "this button names no run of this workspace" in told[0].text
+    assert run_statuses(stack) == [("finished", None)]
