@@ -65,7 +65,7 @@ from bot.logs import fields
 from bot.settings import Settings
 from bot.slack.admins import workspace_admins
 from bot.slack.metrics import Metrics, run_outcome, token_kinds
-from bot.slack.poster import SLACK_FAILURES, Poster, Tag, describe, slack_error
+from bot.slack.poster import SLACK_FAILURES, Poster, Tag, Undelivered, describe, slack_error
 from bot.slack.progress import ProgressTarget, StreamPacing
 from bot.slack.render import ThreadRenderer
 from bot.slack.threads import run_metadata
@@ -496,7 +496,7 @@ class Runs:
     async def _release(self, key: str, claimed_at: datetime) -> None:
         try:
             await asyncio.shield(self._claims.release(key, claimed_at=claimed_at))
-        except (LedgerError, OSError) as exc:
+        except (LedgerError, OSError, TimeoutError) as exc:
             log.warning("could not release claim %s (it lapses by itself): %s", key, exc)
 
     async def _retry(
@@ -505,7 +505,7 @@ class Runs:
         async def emit(event: Event) -> None:
             await self.record(retry_id, request, event)
             for message in blocks_for_retry(event, run_id=run_id, by=request.user_id, total=total):
-                await self._poster.post(request.channel_id, message, thread_ts=request.thread_ts)
+                await self._post_retry(request, message)
 
         total = len(strategy.components)
         try:
@@ -515,6 +515,28 @@ class Runs:
             self.metrics.runs.labels("failed").inc()
             await self._ledger.finish_run(retry_id, "failed", elapsed_s=0.0, error="internal error")
             await self._retry_bug(request, strategy.components[index].name)
+
+    async def _post_retry(self, request: RunRequest, message: blocks.OutboundMessage) -> None:
+        """Post one of a retry's messages. The call behind it is billed and recorded already:
+        a message Slack refuses must not end the retry as a bug (and close its ledger row as
+        failed); what Slack refused, even cut smaller, is named in the thread."""
+        channel, thread_ts = request.channel_id, request.thread_ts
+        try:
+            await self._poster.post(channel, message, thread_ts=thread_ts)
+            return
+        except Undelivered as exc:
+            lost, error = list(exc.lost), exc.error
+        except SlackApiError as exc:
+            lost, error = [message], slack_error(exc)
+        except SLACK_FAILURES as exc:
+            log.error("could not post a retry's reply in thread %s: %s", thread_ts, describe(exc))
+            return
+        log.error("Slack refused a retry's reply in thread %s: %s", thread_ts, error)
+        notice = blocks.undelivered_message(what="the retried example", error=error, lost=lost)
+        try:
+            await self._poster.post(channel, notice, thread_ts=thread_ts)
+        except (Undelivered, *SLACK_FAILURES) as exc:
+            log.error("could not say so in thread %s: %s", thread_ts, describe(exc))
 
     async def _retry_bug(self, request: RunRequest, name: str) -> None:
         """Say in the thread that a retry died of a bug, rather than leave it unanswered."""

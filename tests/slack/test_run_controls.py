@@ -244,3 +244,27 @@ async def test_a_stop_naming_no_run_of_the_workspace_is_told_so(
         told = await ephemeral_for(stack, "U0ALICE")
     assert "this button names no run of this workspace" in told[0].text
     assert run_statuses(stack) == [("finished", None)]
+
+
+async def test_a_retry_whose_example_slack_refuses_is_still_recorded_as_finished(
+    tmp_path: Path,
+) -> None:
+    # The retry's call is made, billed and recorded; Slack then refuses its example (the
+    # channel was archived meanwhile, say). That is not a bug in the retry: its ledger row
+    # closes as finished with its call, and no "internal error" is claimed in the thread.
+    async with running_stack(tmp_path) as stack:
+        failed = await a_failed_example(stack)
+        stack.slack.fail_next("chat.postMessage", error="is_archived")
+        await stack.slack.click("C0GENERAL", failed.ts, "orchestrate_retry")
+        await ephemeral_for(stack, "U0ALICE")
+        await stack.services.runs.wait_idle()
+        _, replies = stack.thread()
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        rows = db.execute(
+            "SELECT status, calls, error FROM runs WHERE parent_run_id IS NOT NULL"
+        ).fetchall()
+    db.close()
+    assert rows == [("finished", 1, None)]
+    assert not any("internal error" in r.text for r in replies)
+    assert any("is_archived" in str(r.blocks) + r.text for r in replies)  # the loss is named
+    assert "Retried by <@U0ALICE>" in replies[-1].text  # the rest of the retry still posted
