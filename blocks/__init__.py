@@ -35,6 +35,7 @@ from blocks.controls import (
     stopping_message,
     vote_unavailable_message,
     what_was_wrong_modal,
+    without_stop,
 )
 from blocks.cost import ESTIMATE_NOTE, approx, cost_footer, includes_estimate
 from blocks.costs_view import costs_summary_message, home_view
@@ -230,5 +231,6 @@ __all__ = [
     "vote_unavailable_message",
     "weekly_digest_message",
     "what_was_wrong_modal",
+    "without_stop",
     "wrong_workspace_message",
 ]

@@ -45,6 +45,30 @@ def stop_actions(run_id: str) -> Block:
     return {"type": "actions", "elements": [_button("⏹ Stop", STOP_ACTION, run_id, style="danger")]}
 
 
+def without_stop(blocks: Any) -> tuple[Block, ...] | None:
+    """A message's `blocks` (as Slack sent them back in a click) without its Stop button, an
+    actions block left empty dropped; None when it shows no Stop button (or is not blocks)."""
+    if not isinstance(blocks, list):
+        return None
+    kept: list[Block] = []
+    for block in blocks:
+        if not isinstance(block, dict):
+            return None
+        elements = block.get("elements") if block.get("type") == "actions" else None
+        if isinstance(elements, list):
+            rest = [e for e in elements if not _is_stop(e)]
+            if len(rest) != len(elements):
+                if rest:
+                    kept.append({**block, "elements": rest})
+                continue
+        kept.append(block)
+    return tuple(kept) if kept != blocks and kept else None
+
+
+def _is_stop(element: Any) -> bool:
+    return isinstance(element, dict) and element.get("action_id") == STOP_ACTION
+
+
 def feedback_actions(run_id: str) -> Block:
     """👍/👎 under the review; the chosen button's value is `up:<run>` or `down:<run>`."""
 

@@ -10,12 +10,19 @@ switching replaces it), a Retry runs once at a time per component, whichever ins
 clicks reach (a second click is told the first one's retry is under way). Replies are
 ephemeral, through the payload's `response_url`; a click that names no run of the
 clicker's workspace, or arrives while the ledger cannot be reached, is answered too.
+
+A run's first message loses its Stop button with the run's final edit. Where that edit never
+reached Slack (refused, Slack unreachable past the retries, the instance gone), a Stop click
+on the ended run, once Slack answers again, takes the button off: only `STALE_STOP_S` after
+the run ended, when its own final edit has long been sent or given up on (an older view
+queued after it would overwrite the final one).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Coroutine
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -29,6 +36,9 @@ from bot.slack.deps import Services
 from bot.slack.poster import describe
 
 log = logging.getLogger(__name__)
+# Well past the final edit's worst case: its place in the paced queue (about 80 s with 50
+# runs ending at once) plus the retries through an outage (60 s) and the call's timeout.
+STALE_STOP_S = 300.0
 
 
 def register(app: AsyncApp, services: Services) -> None:
@@ -100,6 +110,8 @@ async def stop(services: Services, *, body: dict[str, Any], respond: AsyncRespon
         return
     if run.status != "running":
         await _say(respond, blocks.already_over_message(action="stop"))
+        if _long_ended(run):
+            _drop_stale_stop(services, body)
         return
     if not await _may_control(services, run, user_id):
         await _say(respond, blocks.only_asker_message(asker_id=run.user_id, action="stop"))
@@ -108,6 +120,23 @@ async def stop(services: Services, *, body: dict[str, Any], respond: AsyncRespon
     services.runs.stop_here(run_id, by=user_id)  # at once if this instance owns the run
     if first:
         await _say(respond, blocks.stopping_message())
+
+
+def _long_ended(run: RunInfo) -> bool:
+    ended = run.finished_at
+    return ended is not None and (datetime.now(UTC) - ended).total_seconds() >= STALE_STOP_S
+
+
+def _drop_stale_stop(services: Services, body: dict[str, Any]) -> None:
+    """Take the Stop button off the clicked message (an ended run's, which lost its final
+    edit). Queued with every other edit; the scheduler logs it if Slack refuses this too."""
+    message, container = body.get("message") or {}, body.get("container") or {}
+    channel, ts = container.get("channel_id"), container.get("message_ts")
+    kept = blocks.without_stop(message.get("blocks"))
+    if kept is None or not channel or not ts:
+        return
+    edit = blocks.OutboundMessage(text=str(message.get("text") or ""), blocks=kept)
+    services.poster.enqueue_update(channel, ts, edit, what="an ended run's Stop button")
 
 
 async def retry(services: Services, *, body: dict[str, Any], respond: AsyncRespond) -> None:
