@@ -54,11 +54,16 @@ def plain_label(text: str) -> str:
 
     Slack shows plain_text exactly as sent, so entities would show as `&amp;`: nothing is
     entity-encoded. Should any client parse it anyway, the start of every control sequence
-    (`<!`, `<@`, `<#`, `<http…`) gets a word joiner after its `<`, which no parser reads as
-    markup and no reader sees, and broadcast words are neutralised as everywhere else.
+    (`<!`, `<@`, `<#`, `<http…`) gets a word joiner after its `<`, and a Markdown link's
+    `](` one between its brackets, which no parser reads as markup and no reader sees, and
+    broadcast words are neutralised as everywhere else.
     """
     one_line = " ".join(text.split())
-    return neutralise_broadcasts(_CONTROL_START.sub("<" + WORD_JOINER, one_line))
+    inert = _CONTROL_START.sub("<" + WORD_JOINER, one_line)
+    # Markdown's `[label](url)` would be a link whose words hide where it goes, wherever the
+    # text is read as Markdown (a stream's task fields, a `markdown_text` summary).
+    inert = inert.replace("](", "]" + WORD_JOINER + "(")
+    return neutralise_broadcasts(inert)
 
 
 def user_mention(user_id: str) -> str:

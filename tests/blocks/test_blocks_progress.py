@@ -86,3 +86,14 @@ def test_the_block_kit_form_lists_each_step_with_its_mark() -> None:
     shown = str(blocks.progress_message(stopped).blocks)
     assert "✗ *Sonnet*: review · stopped by <@U0BOB>" in shown
     assert "■ Stopped by <@U0BOB> after 2.0 s" in shown
+
+
+def test_a_component_name_cannot_forge_a_markdown_link_in_a_task_or_the_summary() -> None:
+    forged = "[the docs](https://evil.example/login)"
+    step = ProgressStep(
+        "example-1", "example", HAIKU, state="error", number=1, of=1, name=forged, problem=forged
+    )
+    chunk = blocks.task_chunk(step)
+    view = ProgressView((step,), outcome="failed", reason=forged, cost=cost())
+    for shown in (chunk["title"], chunk["details"], blocks.progress_summary(view)):
+        assert "the docs" in shown and "](" not in shown
