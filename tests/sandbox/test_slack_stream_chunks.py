@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.sandbox.slack.server import SlackSandbox
 from bot.sandbox.slack.transcript import transcript
 from tests.sandbox.slack_errors import error_of
+from tests.sandbox.test_slack_sandbox import api_error
 
 
 async def _stream(client: AsyncWebClient, **kwargs: Any) -> str:
@@ -144,3 +145,24 @@ async def test_an_expired_stream_updated_with_blocks_shows_them_instead_of_its_t
         await client.chat_update(channel="C0GENERAL", ts=ts, text="progress", blocks=[section])
         shown = transcript(slack.workspace, "C0GENERAL", stream_ttl_s=slack.stream_ttl_s)
     assert "✓ strategy" in shown and "Opus: strategy" not in shown
+
+
+async def test_the_stream_methods_are_held_to_their_tiers_per_workspace(
+    client: AsyncWebClient, slack: SlackSandbox
+) -> None:
+    # chat.startStream and chat.stopStream are Tier 2, chat.appendStream Tier 4: read as
+    # 20 and 100 calls in any 60 s, each method counted apart, in any channel or thread.
+    streams = [await _stream(client) for _ in range(20)]
+    error = await api_error(_stream(client))
+    assert (error.response.status_code, error.response["error"]) == (429, "ratelimited")
+    assert 55 <= int(error.response.headers["Retry-After"]) <= 60
+    for n in range(100):
+        await client.chat_appendStream(channel="C0GENERAL", ts=streams[n % 20], chunks=[task()])
+    error = await api_error(
+        client.chat_appendStream(channel="C0GENERAL", ts=streams[0], chunks=[task()])
+    )
+    assert error.response.status_code == 429
+    for ts in streams:  # the stops have a budget of their own
+        await client.chat_stopStream(channel="C0GENERAL", ts=ts)
+    stopped = [slack.workspace.find("C0GENERAL", ts) for ts in streams]
+    assert all(m is not None and m.stream is not None and m.stream.stopped for m in stopped)

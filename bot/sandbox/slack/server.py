@@ -74,6 +74,9 @@ __all__ = ["Ack", "ApiCall", "AppManifest", "Ephemeral", "Message", "SlackSandbo
 
 # chat.update is Tier 3: "50+ per minute", read as at most 50 in any 60 s.
 UPDATE_LIMIT = 50
+# The stream methods' tiers, read the same way: chat.startStream and chat.stopStream are
+# Tier 2 ("20+ per minute"), chat.appendStream Tier 4 ("100+ per minute").
+STREAM_LIMITS = {"chat.startStream": 20, "chat.stopStream": 20, "chat.appendStream": 100}
 # Slack gives up on a slash command, and tells the user so, after three seconds.
 COMMAND_TIMEOUT_S = 3.0
 
@@ -93,13 +96,15 @@ class SlackSandbox:
         post_rate_per_channel: float | None = None,
         update_limit: int | None = UPDATE_LIMIT,
         update_window_s: float = 60.0,
+        stream_limits: bool = True,
         stream_ttl_s: float = 300.0,
         ack_timeout_s: float = COMMAND_TIMEOUT_S,
     ) -> None:
         """`ack_timeout_s` replaces Slack's 3 s wait for an ack, to keep timeout tests short.
 
         `chat.update` answers 429 `ratelimited` past `update_limit` calls in any
-        `update_window_s` (Slack's Tier 3: 50 a minute); None lifts the limit.
+        `update_window_s` (Slack's Tier 3: 50 a minute); None lifts the limit. The stream
+        methods answer the same past their tiers in any 60 s (`stream_limits=False` lifts them).
 
         `manifest` defaults to manifest.yml; `scopes` (the bot token's grants) to its scopes.
         """
@@ -115,6 +120,11 @@ class SlackSandbox:
             scopes=self.manifest.bot_scopes if scopes is None else scopes,
             post_rate_per_channel=post_rate_per_channel,
             update_limit=WindowLimit(update_limit, update_window_s) if update_limit else None,
+            method_limits=(
+                {method: WindowLimit(n) for method, n in STREAM_LIMITS.items()}
+                if stream_limits
+                else None
+            ),
         )
         self.socket = SocketHub(app_id=self.workspace.app_id, ack_timeout_s=ack_timeout_s)
         self.response_urls = ResponseUrls(self.workspace)

@@ -4,7 +4,8 @@ It does what Slack does around every method: reads arguments from the query stri
 form-encoded body or a JSON body; finds the token in `Authorization: Bearer` or a `token`
 argument (never in a JSON body, which Slack refuses); checks the token type and answers
 `not_authed`, `invalid_auth` or `not_allowed_token_type`; applies injected failures
-(`fail_next`), the per-channel posting rate and `chat.update`'s Tier 3 limit; answers
+(`fail_next`), the per-channel posting rate and the tier limits of `chat.update` and the
+stream methods; answers
 `unknown_method` for anything it does not know; records every call; and shapes answers as
 `{"ok": …}` JSON with `warning` and `response_metadata.warnings` where Slack sends them.
 The methods themselves live in `slack_methods.py`.
@@ -185,6 +186,7 @@ class WebApi:
         scopes: frozenset[str],
         post_rate_per_channel: float | None,
         update_limit: WindowLimit | None = None,
+        method_limits: dict[str, WindowLimit] | None = None,
     ) -> None:
         self.bot_token = bot_token
         self.app_token = app_token
@@ -194,7 +196,10 @@ class WebApi:
         self.unknown_calls: list[ApiCall] = []
         self._failures: dict[str, list[InjectedFailure]] = {}
         self._post_bucket = TokenBucket(post_rate_per_channel) if post_rate_per_channel else None
-        self._update_limit = update_limit
+        # Per method, as Slack counts its tiers: "per API method per app per workspace".
+        self._limits = dict(method_limits or {})
+        if update_limit is not None:
+            self._limits["chat.update"] = update_limit
         self._outage: Outage | None = None
 
     def drop_connections(self, seconds: float, *, landing: int = 0) -> None:
@@ -287,8 +292,9 @@ class WebApi:
         self._injected_failure(method)
         if method == "chat.postMessage":
             self._rate_limit(args)
-        if method == "chat.update" and self._update_limit is not None:
-            wait = self._update_limit.retry_after()
+        limit = self._limits.get(method)
+        if limit is not None:
+            wait = limit.retry_after()
             if wait is not None:
                 raise ApiError("ratelimited", status=429, headers={"Retry-After": str(wait)})
         ctx = CallContext(method, args, kind, warnings)
