@@ -129,7 +129,8 @@ async def test_three_updates_to_one_message_while_the_bucket_is_empty_send_the_l
     futures.append(updates.enqueue("C0GENERAL", second, text("second, v3")))
     assert updates.queued == 1 and len(client.sent) == 1  # waiting for a token
     await clock.advance(60.0)
-    await asyncio.gather(*futures)
+    # Bounded: an edit dropped instead of coalesced would leave its future pending for ever.
+    await asyncio.wait_for(asyncio.gather(*futures), 5)
     assert [(ts, words) for _, ts, words in client.sent] == [
         (first, "⚠ first, v1"),
         (second, "⚠ second, v3"),
@@ -218,7 +219,8 @@ async def test_close_sends_what_is_queued_and_names_what_it_cannot(
         await futures[1]
         await clock.advance(grace)
         await closing
-    results = await asyncio.gather(*futures, return_exceptions=True)
+    # Bounded: an edit close neither sent nor failed would leave its future pending for ever.
+    results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 5)
     assert results[:2] == [None, None]
     assert isinstance(results[2], UpdateNotSent)
     assert f"run {messages[2]}" in caplog.text and "never updated" in caplog.text
