@@ -32,13 +32,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from blocks import OutboundMessage, resplit, shorten_fallback
 from bot.slack.retry import OUTAGE_BUDGET_S, may_have_landed
@@ -262,50 +263,21 @@ class Poster:
     async def find(self, channel: str, thread_ts: str, tag: Tag) -> str | None:
         """The `ts` of the message tagged `tag` in the thread, or None if it is not there
         (or the thread cannot be read: then it is posted again)."""
-        cursor: str | None = None
-        while True:
-            try:
-                page = await self.client.conversations_replies(
-                    channel=channel,
-                    ts=thread_ts,
-                    include_all_metadata=True,
-                    limit=self._replies_page,
-                    cursor=cursor,
-                )
-            except SlackApiError as exc:
-                log.warning(
-                    "cannot read thread %s to look for %s: %s", thread_ts, tag.part, describe(exc)
-                )
-                return None
-            for found in page.get("messages") or []:
-                if tag.marks(found.get("metadata")):
-                    return str(found["ts"])
-            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
-            if cursor is None:
-                return None
+        pages = self.client.conversations_replies(
+            channel=channel, ts=thread_ts, include_all_metadata=True, limit=self._replies_page
+        )
+        return await _first_tagged(pages, tag, where=f"thread {thread_ts}")
 
     async def find_in_channel(self, channel: str, tag: Tag, *, since: float) -> str | None:
         """The `ts` of the top-level message tagged `tag` posted after `since` (epoch
         seconds), newest first, or None (also when the channel cannot be read)."""
-        cursor: str | None = None
-        while True:
-            try:
-                page = await self.client.conversations_history(
-                    channel=channel,
-                    oldest=f"{since:.6f}",
-                    include_all_metadata=True,
-                    limit=self._replies_page,
-                    cursor=cursor,
-                )
-            except SlackApiError as exc:
-                log.warning("cannot read %s to look for %s: %s", channel, tag.part, describe(exc))
-                return None
-            for found in page.get("messages") or []:
-                if tag.marks(found.get("metadata")):
-                    return str(found["ts"])
-            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
-            if cursor is None:
-                return None
+        pages = self.client.conversations_history(
+            channel=channel,
+            oldest=f"{since:.6f}",
+            include_all_metadata=True,
+            limit=self._replies_page,
+        )
+        return await _first_tagged(pages, tag, where=channel)
 
     async def update(
         self,
@@ -371,6 +343,21 @@ class Poster:
             bucket = _Bucket(self._rate * PACING_MARGIN, self._burst, float(self._burst))
             self._buckets[channel] = bucket
         await bucket.take()
+
+
+async def _first_tagged(
+    pages: Awaitable[AsyncSlackResponse], tag: Tag, *, where: str
+) -> str | None:
+    """The `ts` of the first message tagged `tag` in a paginated listing (the SDK's response
+    follows `next_cursor` when iterated), or None if none is, or the listing is refused."""
+    try:
+        async for page in await pages:
+            for found in page.get("messages") or []:
+                if tag.marks(found.get("metadata")):
+                    return str(found["ts"])
+    except SlackApiError as exc:
+        log.warning("cannot read %s to look for %s: %s", where, tag.part, describe(exc))
+    return None
 
 
 def _smaller(message: OutboundMessage, error: str) -> list[OutboundMessage] | None:
