@@ -104,6 +104,11 @@ def _money_input(block_id: str, label: str, amount: Decimal | None, hint: str) -
     }
     if amount is not None:
         element["initial_value"] = str(amount)
+    return _optional_input(block_id, label, hint, element)
+
+
+def _optional_input(block_id: str, label: str, hint: str, element: dict[str, Any]) -> Block:
+    """An input block the admin may leave empty, with its label and hint."""
     return {
         "type": "input",
         "block_id": block_id,
@@ -123,14 +128,7 @@ def _conversation_input(block_id: str, label: str, initial: str | None, hint: st
     }
     if initial:
         element["initial_conversation"] = initial
-    return {
-        "type": "input",
-        "block_id": block_id,
-        "optional": True,
-        "label": _plain(label),
-        "hint": _plain(hint),
-        "element": element,
-    }
+    return _optional_input(block_id, label, hint, element)
 
 
 def budgets_modal(settings: BudgetSettingsView) -> dict[str, Any]:
@@ -153,18 +151,12 @@ def budgets_modal(settings: BudgetSettingsView) -> dict[str, Any]:
                             "Pick a channel and enter its monthly budget below."),
         _money_input(BLOCK_NEW_CHANNEL_BUDGET, "Add a channel budget: per month", None,
                      "The monthly budget for the channel picked above."),
-        {
-            "type": "input",
-            "block_id": BLOCK_THRESHOLDS,
-            "optional": True,
-            "label": _plain("Alert at these shares of the monthly budget (%)"),
-            "hint": _plain("Each is posted once a month. Empty: no alerts."),
-            "element": {
-                "type": "plain_text_input",
-                "action_id": VALUE_ACTION,
-                "initial_value": ", ".join(str(t) for t in settings.alert_thresholds_pct),
-            },
-        },
+        _optional_input(BLOCK_THRESHOLDS, "Alert at these shares of the monthly budget (%)",
+                        "Each is posted once a month. Empty: no alerts.", {
+            "type": "plain_text_input",
+            "action_id": VALUE_ACTION,
+            "initial_value": ", ".join(str(t) for t in settings.alert_thresholds_pct),
+        }),
         _conversation_input(BLOCK_ALERT_CHANNEL, "Alert channel", settings.alert_channel,
                             "Alerts and the weekly digest go here; none: admins' DMs."),
         _allowed_input(settings.allowed_channels),
@@ -188,14 +180,12 @@ def _allowed_input(allowed: Sequence[str]) -> Block:
     }
     if allowed:
         element["initial_conversations"] = list(allowed)
-    return {
-        "type": "input",
-        "block_id": BLOCK_ALLOWED,
-        "optional": True,
-        "label": _plain("Channels where orchestrate may be used"),
-        "hint": _plain("Empty: every channel it is in."),
-        "element": element,
-    }
+    return _optional_input(
+        BLOCK_ALLOWED,
+        "Channels where orchestrate may be used",
+        "Empty: every channel it is in.",
+        element,
+    )
 
 
 def budgets_home_blocks(
