@@ -28,11 +28,11 @@ import asyncio
 import json
 import statistics
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from blocks.controls import STOP_ACTION
+from tests.benchmarks.burst import add_channels, most_in_any_window, run_burst
 from tests.harness import Stack, running_stack
 
 QUESTION = "Design a REST API for a social network"
@@ -86,21 +86,15 @@ class Burst:
 async def burst(runs: int) -> Burst:
     with tempfile.TemporaryDirectory() as tmp:
         async with running_stack(Path(tmp), time_scale=1.0, slack_posts_per_s=1.0) as stack:
-            channels = _channels(stack, runs)
-            started = time.monotonic()
-            await asyncio.gather(*(stack.command(QUESTION, channel_id=c) for c in channels))
-            async with asyncio.timeout(1800):  # 50 runs share 16 call slots: minutes, not s
-                while stack.services.runs.admitted < runs:  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
-                await stack.services.runs.wait_idle()
-            elapsed = time.monotonic() - started
+            channels = add_channels(stack, runs, prefix="C0LIVE")
+            # 50 runs share 16 call slots: minutes, not seconds.
+            elapsed = await run_burst(stack, QUESTION, channels, timeout_s=1800)
             calls = stack.slack.calls_to("chat.update")
             ends = [_lag(stack, c) for c in channels]
     lags = [lag for lag in ends if lag is not None]
     updates = [c for c in calls if c.ok]
     drafts = sum("writing the strategy" in u.args.get("text", "") for u in updates)
-    times = sorted(u.at for u in updates)
-    window = max((sum(1 for t in times if s <= t < s + 60) for s in times), default=0)
+    window = most_in_any_window(u.at for u in updates)
     refused = sum(c.status == 429 for c in calls)
     return Burst(len(updates), drafts, window, refused, lags, len(ends) - len(lags), elapsed)
 
@@ -126,14 +120,6 @@ def _lag(stack: Stack, channel: str) -> float | None:
         if c.ok and c.args.get("channel") == channel and c.args.get("ts") == top
     ][-1]
     return final.at - review.at
-
-
-def _channels(stack: Stack, count: int) -> list[str]:
-    members = {"U0ALICE", stack.slack.workspace.bot_user_id}
-    ids = [f"C0LIVE{i:03d}" for i in range(count)]
-    for channel_id in ids:
-        stack.slack.workspace.add_channel(channel_id, channel_id.lower(), members=members)
-    return ids
 
 
 def main() -> None:

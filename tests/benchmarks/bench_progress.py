@@ -28,7 +28,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.harness import Stack, running_stack
+from tests.benchmarks.burst import add_channels, most_in_any_window, run_burst
+from tests.harness import running_stack
 
 QUESTION = "Design a REST API for a social network"
 METHODS = (
@@ -60,27 +61,12 @@ async def burst(runs: int, *, progress: bool) -> tuple[Counter[str], int, int, f
         async with running_stack(
             Path(tmp), time_scale=1.0, slack_posts_per_s=1.0, progress=progress
         ) as stack:
-            channels = _channels(stack, runs)
-            started = time.monotonic()
-            await asyncio.gather(*(stack.command(QUESTION, channel_id=c) for c in channels))
-            async with asyncio.timeout(900):
-                while stack.services.runs.admitted < runs:  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
-                await stack.services.runs.wait_idle()
-            elapsed = time.monotonic() - started
+            channels = add_channels(stack, runs, prefix="C0PROG")
+            elapsed = await run_burst(stack, QUESTION, channels, timeout_s=900)
             calls = [c for c in stack.slack.calls if c.method in METHODS]
-    appends = sorted(c.at for c in calls if c.method == "chat.appendStream")
-    window = max((sum(1 for t in appends if s <= t < s + 60) for s in appends), default=0)
+    window = most_in_any_window(c.at for c in calls if c.method == "chat.appendStream")
     failed = sum(not c.ok for c in calls if "Stream" in c.method)
     return Counter(c.method for c in calls if c.ok), window, failed, elapsed
-
-
-def _channels(stack: Stack, count: int) -> list[str]:
-    members = {"U0ALICE", stack.slack.workspace.bot_user_id}
-    ids = [f"C0PROG{i:03d}" for i in range(count)]
-    for channel_id in ids:
-        stack.slack.workspace.add_channel(channel_id, channel_id.lower(), members=members)
-    return ids
 
 
 def main() -> None:
