@@ -40,6 +40,7 @@ from slack_sdk.errors import SlackApiError
 
 import blocks
 from bot.slack.poster import SLACK_FAILURES, Poster, Tag, Undelivered, describe, slack_error
+from bot.slack.updates import TokenBucket
 
 log = logging.getLogger(__name__)
 EXPIRED = "message_not_in_streaming_state"
@@ -54,43 +55,16 @@ Mode = Literal["new", "stream", "message", "off"]
 
 
 @dataclass
-class Budget:
-    """A token bucket for one Web API method's rate limit in this process."""
-
-    per_min: float
-    burst: float
-    tokens: float = -1.0
-    stamp: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        if self.tokens < 0:
-            self.tokens = self.burst
-
-    def take_now(self) -> bool:
-        self._refill()
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-    def wait_s(self) -> float:
-        """Seconds until a token will be free."""
-        self._refill()
-        return max(0.0, (1 - self.tokens) * 60 / self.per_min)
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.per_min / 60)
-        self.stamp = now
-
-
-@dataclass
 class StreamPacing:
     """This process's share of the stream methods' limits (Slack counts them per workspace
     and app; one install is one workspace). Shared by every run of the process."""
 
-    starts: Budget = field(default_factory=lambda: Budget(STARTS_PER_MIN, burst=STARTS_BURST))
-    appends: Budget = field(default_factory=lambda: Budget(APPENDS_PER_MIN, burst=APPENDS_BURST))
+    starts: TokenBucket = field(
+        default_factory=lambda: TokenBucket(STARTS_PER_MIN / 60, STARTS_BURST)
+    )
+    appends: TokenBucket = field(
+        default_factory=lambda: TokenBucket(APPENDS_PER_MIN / 60, APPENDS_BURST)
+    )
 
 
 @dataclass(frozen=True, slots=True)

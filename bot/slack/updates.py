@@ -34,7 +34,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from slack_sdk.errors import SlackClientError
@@ -88,14 +88,20 @@ class UpdateLimit:
 
 
 @dataclass
-class _Bucket:
-    """A token bucket on an injectable clock (tests drive it without waiting)."""
+class TokenBucket:
+    """A token bucket on an injectable clock (tests drive it without waiting): `burst`
+    calls at once, then `rate` a second. Starts full unless told how many are in hand."""
 
     rate: float
     burst: float
-    clock: Callable[[], float]
-    tokens: float = 0.0
-    stamp: float = 0.0
+    clock: Callable[[], float] = time.monotonic
+    start: float | None = None  # tokens in hand at first (None: a full burst)
+    tokens: float = field(init=False)
+    stamp: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = self.burst if self.start is None else self.start
+        self.stamp = self.clock()
 
     def refill(self) -> float:
         now = self.clock()
@@ -108,6 +114,13 @@ class _Bucket:
         missing = 1.0 - self.refill()
         # A hair short of a token is a token: float rounding must not spin on a 1e-16 s wait.
         return 0.0 if missing <= 1e-9 else missing / self.rate
+
+    def take_now(self) -> bool:
+        """Take a token if one is free now; False leaves the bucket as it was."""
+        if self.wait_s() > 0:
+            return False
+        self.tokens -= 1
+        return True
 
 
 @dataclass(eq=False)
@@ -132,7 +145,7 @@ class UpdateScheduler:
         self.limit = limit or UpdateLimit()
         self._clock = clock
         self._sleep = sleep
-        self._bucket = _Bucket(self.limit.rate, self.limit.burst, clock, self.limit.burst, clock())
+        self._bucket = TokenBucket(self.limit.rate, self.limit.burst, clock)
         self.instances = 1
         self._pending: OrderedDict[Key, _Pending] = OrderedDict()
         self._in_flight: dict[Key, asyncio.Task[None]] = {}

@@ -15,7 +15,7 @@ import pytest
 
 from bot.sandbox.slack.chunks import shown_chunks
 from bot.sandbox.slack.server import SlackSandbox
-from bot.slack.progress import Budget
+from bot.slack.updates import TokenBucket
 from tests.harness import Mode, Stack, running_stack
 from tests.slack.test_run_controls import examples_in_flight
 
@@ -203,7 +203,7 @@ async def test_a_spent_start_budget_delays_the_stream_to_the_next_step_or_leaves
 ) -> None:
     async with running_stack(tmp_path, time_scale=0.25, progress=True) as stack:
         # No start left now; the next comes in about a second (the plan takes longer).
-        stack.services.runs._stream_pacing.starts = Budget(60, burst=1, tokens=0)
+        stack.services.runs._stream_pacing.starts = TokenBucket(60 / 60, 1, start=0)
         await stack.command(QUESTION)
         await stack.settle()
         _, replies = stack.thread()
@@ -213,7 +213,7 @@ async def test_a_spent_start_budget_delays_the_stream_to_the_next_step_or_leaves
     assert replies[0].stream is not None and replies[0].stream.stopped
 
     async with running_stack(tmp_path / "none", time_scale=0.25, progress=True) as stack:
-        stack.services.runs._stream_pacing.starts = Budget(0.001, burst=1, tokens=0)
+        stack.services.runs._stream_pacing.starts = TokenBucket(0.001 / 60, 1, start=0)
         await stack.command(QUESTION)
         await stack.settle()
         top, replies = stack.thread()
@@ -223,7 +223,7 @@ async def test_a_spent_start_budget_delays_the_stream_to_the_next_step_or_leaves
 
 async def test_a_spent_append_budget_never_holds_up_the_end_of_the_stream(tmp_path: Path) -> None:
     async with running_stack(tmp_path, time_scale=0.25, progress=True) as stack:
-        stack.services.runs._stream_pacing.appends = Budget(0.001, burst=1, tokens=0)
+        stack.services.runs._stream_pacing.appends = TokenBucket(0.001 / 60, 1, start=0)
         await stack.command(QUESTION)
         await asyncio.wait_for(stack.settle(), 20)
         progress = progress_reply(stack)
