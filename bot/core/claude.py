@@ -346,16 +346,11 @@ class Claude:
             outcome, error = "timeout", f"no answer within {self._settings.call_timeout_s:g} s"
         except anthropic.APIStatusError as exc:
             outcome, error = "error", _status_problem(exc)
-        except anthropic.APITimeoutError:
-            outcome, error = "timeout", "the Claude API did not answer in time"
-        except anthropic.APIConnectionError:
-            outcome, error = "error", "the Claude API could not be reached"
-        except httpx2.TimeoutException:
-            outcome, error = "timeout", "the Claude API stopped sending mid-answer"
-        except (httpx2.TransportError, _StreamCutOff):
-            # The SDK retries only before a stream begins; one broken mid-way ends here,
-            # failing this call alone with what it had streamed so far.
-            outcome, error = "error", "the connection to the Claude API broke mid-answer"
+        except (anthropic.APIConnectionError, httpx2.TransportError, _StreamCutOff) as exc:
+            # Which class a broken connection arrives as depends on the SDK's version
+            # (2.17 wraps a mid-stream cut in APIConnectionError, 2.16 let the transport
+            # error through): what matters is whether the answer had begun.
+            outcome, error = _broken(exc, begun=progress.begun)
         except asyncio.CancelledError:
             # Tokens already counted were spent: hand the partial record to the caller's
             # sink (synchronously: nothing may be awaited once cancelled) and go on unwinding.
@@ -436,6 +431,19 @@ class _StreamCutOff(Exception):
     """The stream ended without `message_stop`."""
 
 
+def _broken(exc: Exception, *, begun: bool) -> tuple[Outcome, str]:
+    """Name a connection that failed by what happened: before any event (the SDK has
+    already retried it) or mid-answer (never retried: the call fails with what it had)."""
+    timed_out = isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException)
+    if begun:
+        if timed_out:
+            return "timeout", "the Claude API stopped sending mid-answer"
+        return "error", "the connection to the Claude API broke mid-answer"
+    if timed_out:
+        return "timeout", "the Claude API did not answer in time"
+    return "error", "the Claude API could not be reached"
+
+
 @dataclass(slots=True)
 class _Progress:
     """What a streamed call has reported so far, so a cut-off call still has its usage:
@@ -449,9 +457,11 @@ class _Progress:
     thinking_tokens: int | None = None
     request_id: str | None = None
     complete: bool = False
+    begun: bool = False  # any event arrived: a break from here on is mid-answer
     tally: StreamTally = field(default_factory=StreamTally)
 
     def observe(self, event: ParsedMessageStreamEvent[Any], *, at: float) -> None:
+        self.begun = True
         if event.type == "message_start":
             self.usage = event.message.usage
         elif event.type == "content_block_start":

@@ -758,10 +758,15 @@ async def test_disconnect_cuts_a_stream_half_way_and_the_sdk_sees_a_broken_conne
 ) -> None:
     sandbox.add_rule(fault="disconnect", times=1)
     received: list[str] = []
-    with pytest.raises(httpx2.RemoteProtocolError):
+    # anthropic ≤ 2.16 lets the transport error through; 2.17 wraps it (its cause).
+    with pytest.raises((httpx2.RemoteProtocolError, anthropic.APIConnectionError)) as caught:
         async with client.messages.stream(**example_args()) as stream:
             async for event in stream:
                 received.append(event.type)
+    broken = caught.value
+    if isinstance(broken, anthropic.APIConnectionError):
+        broken = broken.__cause__
+    assert isinstance(broken, httpx2.RemoteProtocolError)
     whole = await client.messages.create(**example_args())
 
     assert "message_start" in received and "message_delta" not in received
