@@ -40,7 +40,14 @@ async def test_the_sandbox_script_in_the_readme_drives_both_stand_ins(tmp_path: 
 
 def test_the_first_two_commands_install_and_demo_then_test() -> None:
     first, second = re.findall(r"```sh\n(.*?)```", README.read_text(), flags=re.S)[:2]
-    assert 'pip install -e ".[dev]"' in first and "orchestrate-bot demo" in first
+    assert "\n" not in first.strip(), "the first command is one line a person pastes"
+    assert "--require-hashes -r requirements.lock" in first and "orchestrate-bot demo" in first
     assert "pytest" in second
     ci = (README.parent / ".ci" / "run").read_text()
     assert "-m pytest" in ci
+
+
+def test_ci_installs_from_the_same_lock_as_the_quick_start() -> None:
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert "--require-hashes -r requirements.lock" in ci
+    assert '".[dev]"' not in ci, "CI must not resolve the dev tools afresh"

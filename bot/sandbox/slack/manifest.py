@@ -6,8 +6,10 @@ api.slack.com: a call that needs a scope the manifest lacks answers `missing_sco
 as it would in production. The manifest also decides how slash-command text arrives
 (`should_escape`) and whether the App Home Messages tab exists (`messages_tab_enabled`).
 
-The file lives at the root of the source tree; the sandbox is a development tool, run from a
-checkout. A missing or malformed manifest is an error naming the file, never a silent default.
+The file lives at the root of the source tree; `bot/sandbox/slack/manifest.yml` is a link to it
+inside the package, which a built wheel carries as a copy, so an installed sandbox (`pip
+install .`, run from any directory) reads the same manifest as a checkout. A missing or
+malformed manifest is an error naming the file, never a silent default.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 
 import yaml
 
-MANIFEST_PATH = Path(__file__).resolve().parents[3] / "manifest.yml"
+# Not resolved: in a checkout the link leads to the top-level file, in a wheel it is the copy.
+MANIFEST_PATH = Path(__file__).parent / "manifest.yml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +43,7 @@ def load_manifest(path: Path = MANIFEST_PATH) -> AppManifest:
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: the Slack sandbox grants the scopes manifest.yml declares "
-            "(run from a source checkout, or pass scopes= to SlackSandbox)"
+            "(reinstall the package, or pass scopes= to SlackSandbox)"
         )
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
