@@ -11,7 +11,8 @@ writes them as `key=value` after the message, the JSON format as keys of one obj
 `bot.*` logs at `LOG_LEVEL` (INFO when serving); every other logger stays at
 `LOG_LEVEL_LIBRARIES` (WARNING) unless asked. Whatever the level, the configured secrets
 (tokens, API key, signing secret, a database password) and anything shaped like a Slack or
-Anthropic credential are replaced by `[redacted]` in the formatted line.
+Anthropic credential are replaced by `[redacted]` in the formatted line: whole values only,
+never a piece of a longer word (settings refuse secrets too short to be real).
 
 ## Privacy
 
@@ -30,6 +31,15 @@ request bodies, aiosqlite logs statement results. None of it may reach a log fil
   and the other `xox?-` kinds), Anthropic keys (`sk-ant-…`), `Authorization` header values
   and `response_url`s (Slack's `hooks.slack.com/commands/…` and any `/commands/T…/…/…`
   URL), tracebacks included.
+
+## Start-up
+
+A refusal at start (a token Slack refuses, a port in use) is one line on stderr, not the
+last of several: `hold_start_up_lines()` keeps INFO lines back while `serve` starts. They
+are written when start-up finishes (`start_up_done()`), or as soon as a warning needs
+them for context (waiting for a dependency), and dropped when start-up ends in a refusal
+(`drop_start_up_lines()`). At `LOG_LEVEL=DEBUG` nothing is held: whoever asked for DEBUG
+wants every line, in order, as it comes.
 
 `install(handler)` puts the filter on a handler; `configure` installs it on the one handler
 it gives the root logger. Libraries' DEBUG lines are dropped by the filter whatever
@@ -90,6 +100,62 @@ class PrivacyFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
+
+
+class HoldStartUpLines(logging.Filter):
+    """Keeps records below WARNING back (see "Start-up" above) until released or dropped."""
+
+    def __init__(self, handler: logging.Handler) -> None:
+        super().__init__()
+        self._handler = handler
+        self._held: list[logging.LogRecord] | None = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._held is None:
+            return True
+        if record.levelno < logging.WARNING:
+            self._held.append(record)
+            return False
+        self.release()  # a warning reads with what came before it
+        return True
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        for record in held or ():
+            self._handler.handle(record)
+
+    def drop(self) -> None:
+        self._held = None
+
+
+def hold_start_up_lines() -> None:
+    """Hold INFO lines back until start-up is done (unless orchestrate logs at DEBUG)."""
+    if logging.getLogger("bot").getEffectiveLevel() <= logging.DEBUG:
+        return
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, HoldStartUpLines) for f in handler.filters):
+            handler.addFilter(HoldStartUpLines(handler))
+
+
+def start_up_done() -> None:
+    """Write the lines held back at start, and hold no more."""
+    for hold in _holds():
+        hold.release()
+
+
+def drop_start_up_lines() -> None:
+    """Start-up was refused: its one line says it all; the lines held back are dropped."""
+    for hold in _holds():
+        hold.drop()
+
+
+def _holds() -> list[HoldStartUpLines]:
+    return [
+        f
+        for handler in logging.getLogger().handlers
+        for f in handler.filters
+        if isinstance(f, HoldStartUpLines)
+    ]
 
 
 def install(handler: logging.Handler) -> None:
@@ -157,15 +223,26 @@ def database_location(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
+def whole_values(secrets: Iterable[str]) -> re.Pattern[str] | None:
+    """A pattern matching any of `secrets` where it stands whole: not inside a longer
+    word or token, so a secret that happens to be a common string is never cut out of
+    other words ("e" out of "bot.slack.server"). Longest first, so a secret containing
+    another is replaced whole."""
+    ordered = sorted({s for s in secrets if s}, key=len, reverse=True)
+    if not ordered:
+        return None
+    alternatives = "|".join(re.escape(secret) for secret in ordered)
+    return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])")
+
+
 class _Redacting(logging.Formatter):
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
-        # Longest first, so a secret containing another is replaced whole.
-        self._secrets = sorted(set(secrets), key=len, reverse=True)
+        self._secrets = whole_values(secrets)
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
+        if self._secrets is not None:
+            text = self._secrets.sub(REDACTED, text)
         return redact(text)
 
     @staticmethod

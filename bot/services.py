@@ -236,9 +236,14 @@ def http_app(settings: Settings) -> web.Application:
     return server.http_app(partial(open_services, settings))
 
 
-def socket_mode_app(settings: Settings) -> contextlib.AbstractAsyncContextManager[Services]:
-    """The app connected over Socket Mode for the duration of the `async with`."""
-    return server.socket_mode_app(settings, partial(open_services, settings))
+def socket_mode_app(
+    settings: Settings, *, give_up_after_s: float | None = None
+) -> contextlib.AbstractAsyncContextManager[Services]:
+    """The app connected over Socket Mode for the duration of the `async with`; a
+    dependency away at start is waited for (`give_up_after_s` at most, when given)."""
+    return server.socket_mode_app(
+        settings, partial(open_services, settings), give_up_after_s=give_up_after_s
+    )
 
 
 async def serve(settings: Settings, *, http: bool, port: int, host: str) -> None:

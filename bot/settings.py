@@ -30,6 +30,10 @@ LOG_FORMATS = ("text", "json")
 # Sane bounds: a value past these is a typo (or "1e999"), not a configuration.
 MAX_BUDGET_USD = Decimal(1_000_000)
 MAX_SECONDS_OR_RATE = 86_400.0
+# Real tokens, keys and signing secrets run to 32 characters and more. A shorter value is a
+# paste gone wrong, and redacting a one-letter "secret" from every log line would blank
+# that letter out of whole words it happens to match.
+MIN_SECRET_CHARS = 8
 
 
 class SettingsError(ValueError):
@@ -92,11 +96,11 @@ class Settings:
         source = _merged(os.environ if env is None else env, dotenv)
         r = _Reader(source)
         return cls(
-            slack_bot_token=r.text("SLACK_BOT_TOKEN"),
-            slack_app_token=r.text("SLACK_APP_TOKEN"),
-            slack_signing_secret=r.text("SLACK_SIGNING_SECRET"),
+            slack_bot_token=r.secret("SLACK_BOT_TOKEN"),
+            slack_app_token=r.secret("SLACK_APP_TOKEN"),
+            slack_signing_secret=r.secret("SLACK_SIGNING_SECRET"),
             slack_api_url=r.url("SLACK_API_URL") or DEFAULT_SLACK_API_URL,
-            anthropic_api_key=r.text("ANTHROPIC_API_KEY"),
+            anthropic_api_key=r.secret("ANTHROPIC_API_KEY"),
             anthropic_base_url=r.url("ANTHROPIC_BASE_URL"),
             database_url=r.database_url("DATABASE_URL") or DEFAULT_DATABASE_URL,
             strategy_model=r.text("STRATEGY_MODEL") or DEFAULT_MODELS[0],
@@ -111,7 +115,7 @@ class Settings:
             max_concurrent_calls=r.parse("ORCHESTRATE_MAX_CONCURRENT_CALLS", _positive_int, 16),
             call_timeout_s=r.parse("ORCHESTRATE_CALL_TIMEOUT_S", _positive_float, 120.0),
             slack_posts_per_s=r.parse("ORCHESTRATE_SLACK_POSTS_PER_S", _positive_float, 1.0),
-            progress=r.parse("ORCHESTRATE_PROGRESS", _boolean, True),
+            progress=r.parse("ORCHESTRATE_PROGRESS", _on_off, True),
             slack_update_limit=r.parse("ORCHESTRATE_SLACK_UPDATE_LIMIT", _update_limit, 50),
             slack_update_window_s=r.parse(
                 "ORCHESTRATE_SLACK_UPDATE_WINDOW_S", _positive_float, 60.0
@@ -177,6 +181,17 @@ class _Reader:
             # Parsers say what to set ("set a whole number above 0"): read as "must be …".
             expected = str(exc).removeprefix("set ").removeprefix("use ")
             raise SettingsError(f"{name} must be {expected}, got {_quoted(raw)}") from None
+
+    def secret(self, name: str) -> str | None:
+        """A token, key or signing secret: refused when too short to be a real one."""
+        value = self.text(name)
+        if value is not None and len(value) < MIN_SECRET_CHARS:
+            raise SettingsError(
+                f"{name} is {len(value)} character{'s' if len(value) != 1 else ''} long, too "
+                f"short to be a real one (they are {MIN_SECRET_CHARS} or more): copy the whole "
+                "value from the app's settings page, or leave the variable unset"
+            )
+        return value
 
     def level(self, name: str) -> str | None:
         """A logging level name, in any case."""
@@ -293,6 +308,14 @@ def _boolean(raw: str) -> bool:
     if lowered in {"0", "false", "no", "off"}:
         return False
     raise ValueError("set true or false")
+
+
+def _on_off(raw: str) -> bool:
+    """A switch written on/off, as the README gives it (true/false, yes/no, 1/0 read too)."""
+    try:
+        return _boolean(raw)
+    except ValueError:
+        raise ValueError("set on or off") from None
 
 
 def _existing_file(raw: str) -> Path:

@@ -49,3 +49,22 @@ def test_tokens_keys_and_response_urls_are_scrubbed_from_messages_and_tracebacks
         assert leak not in shown
     assert shown.count("[redacted]") >= 12
     assert redact("nothing secret here") == "nothing secret here"
+
+
+def test_configured_secrets_are_redacted_as_whole_values_never_inside_other_words() -> None:
+    from bot.logs import TextFormatter
+
+    formatter = TextFormatter(["e", "server12", "pa55-word!"])
+    line = formatter.format(
+        record(
+            "bot.slack.server",
+            logging.INFO,
+            "secret %s, in a URL postgresql://u:%s@db/x, glued server123 and xserver12",
+            "server12",
+            "pa55-word!",
+        )
+    )
+    assert "bot.slack.server:" in line  # not bot.slack.s[redacted]rv[redacted]r
+    assert "secret [redacted], in a URL postgresql://u:[redacted]@db/x" in line
+    assert "glued server123 and xserver12" in line  # other tokens that merely contain it
+    assert "server12," not in line and "pa55-word!" not in line

@@ -65,8 +65,26 @@ def test_a_malformed_value_fails_naming_the_variable(name: str, value: str) -> N
 
 def test_the_progress_message_is_on_unless_turned_off() -> None:
     assert Settings.from_env({}, dotenv=None).progress is True
-    assert Settings.from_env({"ORCHESTRATE_PROGRESS": "off"}, dotenv=None).progress is False
-    assert Settings.from_env({"ORCHESTRATE_PROGRESS": "on"}, dotenv=None).progress is True
+    for off in ("off", "OFF", "false", "0"):
+        assert Settings.from_env({"ORCHESTRATE_PROGRESS": off}, dotenv=None).progress is False
+    for on in ("on", "true", "True", "1"):
+        assert Settings.from_env({"ORCHESTRATE_PROGRESS": on}, dotenv=None).progress is True
+
+
+def test_a_progress_switch_that_is_neither_asks_for_on_or_off() -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({"ORCHESTRATE_PROGRESS": "maybe"}, dotenv=None)
+    assert str(error.value) == 'ORCHESTRATE_PROGRESS must be on or off, got "maybe"'
+
+
+@pytest.mark.parametrize(
+    "name", ["SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "ANTHROPIC_API_KEY"]
+)
+def test_a_secret_too_short_to_be_real_is_refused_naming_the_variable(name: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({name: "e"}, dotenv=None)
+    assert str(error.value).startswith(f"{name} is 1 character long, too short to be a real one")
+    assert Settings.from_env({name: "e" * 8}, dotenv=None) is not None
 
 
 def test_each_role_reads_its_own_effort() -> None:
@@ -91,7 +109,7 @@ def test_a_dotenv_file_fills_what_the_environment_does_not_set(tmp_path: Path) -
 
 
 def test_require_names_every_missing_variable() -> None:
-    settings = Settings.from_env({"SLACK_BOT_TOKEN": "xoxb-1"}, dotenv=None)
+    settings = Settings.from_env({"SLACK_BOT_TOKEN": "xoxb-1234"}, dotenv=None)
     with pytest.raises(SettingsError) as error:
         settings.require("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")
     assert "SLACK_APP_TOKEN, SLACK_SIGNING_SECRET" in str(error.value)
@@ -103,7 +121,7 @@ def test_secrets_never_appear_in_the_repr() -> None:
         {
             "SLACK_BOT_TOKEN": "xoxb-secret",
             "ANTHROPIC_API_KEY": "sk-ant-secret",
-            "SLACK_SIGNING_SECRET": "shh",
+            "SLACK_SIGNING_SECRET": "shh-quiet",
         },
         dotenv=None,
     )

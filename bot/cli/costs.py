@@ -3,20 +3,26 @@
 `costs_command` reads the ledger named by DATABASE_URL across every workspace: a summary for
 the period (`--since today|week|month|Nd|YYYY-MM-DD`, parsed by the same `parse_period` the
 Slack `/orchestrate costs` command uses) or, with `--csv`, every call since then for finance.
-It returns the process exit code: 0 done, 1 the ledger could not be read, 2 a bad period.
+It returns the process exit code: 0 done, 1 the ledger could not be read (or there is none
+at a SQLite path: the command reads, it never creates an empty ledger to report $0 from),
+2 a bad period. A reader that leaves early (`--csv | head -1`) raises `BrokenPipeError` to
+the command, which exits quietly; it is never reported as a database that cannot write.
 """
 
 from __future__ import annotations
 
+import errno
 import sys
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TextIO
+from pathlib import Path
+from typing import TextIO, cast
 
 import blocks
 from blocks import format_usd
 from bot.core.pricing import ModelCost
 from bot.ledger import CostReport, LedgerError, ledger_for, parse_period, read_period
+from bot.ledger.sqlite import path_from_url
 from bot.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -38,18 +44,54 @@ async def costs_command(
     except ValueError as exc:
         print(f"orchestrate-bot costs: --since {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if (missing := _missing_sqlite_file(settings.database_url)) is not None:
+        print(
+            f"orchestrate-bot costs: there is no ledger at {missing} (DATABASE_URL="
+            f"{settings.database_url}); set DATABASE_URL to the database the bot writes to.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     try:
         async with ledger_for(settings) as ledger:
             if csv:
-                await ledger.export.calls_csv(None, period.since, out, until=period.until)
+                csv_out = cast(TextIO, _Output(out))  # the CSV writer needs only write()
+                await ledger.export.calls_csv(None, period.since, csv_out, until=period.until)
                 return EXIT_OK
             report = await ledger.reports.summary(None, since=period.since, until=period.until)
+    except _ReaderLeft:
+        raise BrokenPipeError(errno.EPIPE, "the reader of the output left") from None
     except (LedgerError, OSError, ValueError) as exc:
         # ValueError: a malformed PRICES_FILE; OSError: the database cannot be reached.
         print(f"orchestrate-bot costs: cannot read the ledger: {exc}", file=sys.stderr)
         return EXIT_FAILED
     out.write(render_report(report, label=blocks.period_label(period)))
     return EXIT_OK
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The SQLite file `url` names when there is none (SQLite would create it)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = path_from_url(url)
+    return None if path.exists() else path
+
+
+class _ReaderLeft(Exception):
+    """stdout's reader has gone. Not an OSError on purpose: the ledger would take a
+    BrokenPipeError raised inside its transaction for a database that cannot write."""
+
+
+class _Output:
+    """`out` for the CSV writer, turning a broken pipe into `_ReaderLeft`."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def write(self, text: str) -> int:
+        try:
+            return self._out.write(text)
+        except BrokenPipeError:
+            raise _ReaderLeft from None
 
 
 def render_report(report: CostReport, *, label: str | None = None) -> str:

@@ -6,7 +6,10 @@ real app in Socket Mode against them with a throwaway SQLite ledger, sends
 happen, as a person would read them: the strategy, each example as it arrives, then the
 review. A message edited after it was printed is printed again, as its header marked
 "(edited)" and the lines that changed. `--live` talks to the real Anthropic API with
-`ANTHROPIC_API_KEY`; Slack stays local.
+`ANTHROPIC_API_KEY`; Slack stays local. A Claude API that does not answer (no network) is
+waited for `START_PATIENCE_S` at most, then the demo stops with the cause (exit 1). SIGTERM,
+like Ctrl-C, interrupts the run (marked so in its thread), says what was spent, and exits
+143 once everything is closed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -27,9 +31,14 @@ from bot.sandbox.slack.server import SlackSandbox
 from bot.sandbox.slack.transcript import entries, title
 from bot.services import Services, socket_mode_app
 from bot.settings import Settings
+from bot.startup import GaveUp
 
 DEMO_USER, DEMO_CHANNEL = "U0ALICE", "C0GENERAL"
 RUN_TIMEOUT_S = 600.0
+# How long the demo waits at start for a dependency that does not answer (the real Claude
+# API with --live and no network): a first command should not hang in silence.
+START_PATIENCE_S = 30.0
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TERMINATED = 0, 1, 2, 128 + signal.SIGTERM
 # The sandbox offers no notification for new or edited messages; a tenth of a second is
 # faster than a reader notices and costs nothing beside the run.
 POLL_S = 0.1
@@ -43,20 +52,55 @@ async def run_demo(question: str, *, settings: Settings, live: bool, time_scale:
             '`orchestrate-bot demo "Design a REST API for a social network"`',
             file=sys.stderr,
         )
-        return 2
+        return EXIT_USAGE
     if len(question) > settings.max_question_chars:
         print(
             f"orchestrate-bot demo: the question is {len(question):,} characters; the limit "
             f"is {settings.max_question_chars:,} (ORCHESTRATE_MAX_QUESTION_CHARS).",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_USAGE
     if live:
         settings.require("ANTHROPIC_API_KEY")
-    with tempfile.TemporaryDirectory(prefix="orchestrate-demo-") as tmp:
-        async with _sandboxes(live, time_scale) as (slack, claude):
-            demo_settings = _demo_settings(settings, slack, claude, Path(tmp))
-            return await _drive(question, demo_settings, slack)
+    async with _terminated_by_sigterm() as terminated:
+        try:
+            with tempfile.TemporaryDirectory(prefix="orchestrate-demo-") as tmp:
+                async with _sandboxes(live, time_scale) as (slack, claude):
+                    demo_settings = _demo_settings(settings, slack, claude, Path(tmp))
+                    return await _drive(question, demo_settings, slack)
+        except GaveUp as exc:
+            hint = " (check the network and ANTHROPIC_BASE_URL)" if live else ""
+            print(f"orchestrate-bot demo: {exc}{hint}; stopped.", file=sys.stderr)
+            return EXIT_FAILED
+        except asyncio.CancelledError:
+            if not terminated.is_set():
+                raise  # Ctrl-C: asyncio.run raises KeyboardInterrupt, exit 130
+            return EXIT_TERMINATED
+
+
+@contextlib.asynccontextmanager
+async def _terminated_by_sigterm() -> AsyncIterator[asyncio.Event]:
+    """SIGTERM cancels the demo as Ctrl-C does (so the run is interrupted and everything
+    closed on the way out); the event says it came. Without this a SIGTERM kills the
+    process where it stands, without a word."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    terminated = asyncio.Event()
+
+    def stop() -> None:
+        if not terminated.is_set():
+            print("orchestrate-bot demo: received SIGTERM; stopping", file=sys.stderr)
+            terminated.set()
+            task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, stop)
+    try:
+        yield terminated
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        if terminated.is_set():
+            task.uncancel()
 
 
 @contextlib.asynccontextmanager
@@ -89,7 +133,7 @@ def _demo_settings(
 
 
 async def _drive(question: str, settings: Settings, slack: SlackSandbox) -> int:
-    async with socket_mode_app(settings) as services:
+    async with socket_mode_app(settings, give_up_after_s=START_PATIENCE_S) as services:
         await slack.wait_connected()
         ack = await slack.send_slash_command(
             text=question, user_id=DEMO_USER, channel_id=DEMO_CHANNEL
@@ -99,7 +143,7 @@ async def _drive(question: str, settings: Settings, slack: SlackSandbox) -> int:
                 "orchestrate-bot demo: the app did not acknowledge the command in 3 s",
                 file=sys.stderr,
             )
-            return 1
+            return EXIT_FAILED
         narrator = Narrator(slack)
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -107,9 +151,14 @@ async def _drive(question: str, settings: Settings, slack: SlackSandbox) -> int:
                 await asyncio.wait_for(_until_done(services, slack), RUN_TIMEOUT_S)
                 follow.cancel()
         except asyncio.CancelledError:
-            # Ctrl-C: the run is interrupted on the way out; say what it had cost so far.
+            # Ctrl-C or SIGTERM: the run is interrupted on the way out (its thread says so);
+            # say what it had cost so far.
             spent = blocks.format_usd(_spent(services))
-            print(f"orchestrate-bot demo: interrupted; {spent} spent so far", file=sys.stderr)
+            print(
+                f"orchestrate-bot demo: interrupted; the run is marked interrupted in its "
+                f"thread; {spent} spent so far",
+                file=sys.stderr,
+            )
             raise
     narrator.show(final=True)
     print(flush=True)

@@ -4,8 +4,10 @@
 kind of period it is, so a report can be named for what it covers (`week` is the last 7 days,
 not a calendar week; `month` is this calendar month so far): `today`, `week`, `month`,
 `last-month` (the whole previous calendar month), `Nd` (N days including today, 1–3660), an ISO
-date (from that day until now) or an inclusive range `YYYY-MM-DD..YYYY-MM-DD`. The operator CLI
-and the Slack `/orchestrate costs …` command share it; `parse_period` gives just the bounds.
+date (from that day until now) or an inclusive range `YYYY-MM-DD..YYYY-MM-DD` (a range
+still under way, this month's say, counts up to now; one that starts tomorrow is refused).
+The operator CLI and the Slack `/orchestrate costs …` command share it; `parse_period`
+gives just the bounds.
 `day_bounds`, `month_bounds` and `week_bounds` are the budget and digest windows (a user's day,
 a workspace's calendar month, an ISO week from Monday). A run belongs to the period in which it
 started. Naive datetimes are read as UTC.
@@ -112,7 +114,9 @@ def _days(count: int, now: datetime) -> Period:
 
 def _range(start_text: str, end_text: str, now: datetime) -> Period:
     today = now.date()
-    first, last = _past_date(start_text, today), _past_date(end_text, today)
+    # The end may lie ahead (2026-12-01..2026-12-31 asked on the 7th): what has happened
+    # so far is what there is to count, so the range is cut at now below.
+    first, last = _past_date(start_text, today), _date(end_text)
     if last < first:
         raise ValueError(f"{first}..{last} ends before it starts: put the earlier date first")
     if (last - first).days + 1 > MAX_DAYS:
@@ -128,11 +132,15 @@ def _day_count(digits: str) -> int:
     return days
 
 
-def _past_date(word: str, today: date) -> date:
+def _date(word: str) -> date:
     try:
-        day = date.fromisoformat(word)
+        return date.fromisoformat(word)
     except ValueError:
         raise ValueError(f"{word!r} is not a period: {PERIOD_HELP}") from None
+
+
+def _past_date(word: str, today: date) -> date:
+    day = _date(word)
     if day > today:
         raise ValueError(f"{word} is in the future: {PERIOD_HELP}")
     return day

@@ -8,7 +8,10 @@ Mode there is no signature to check (the WebSocket is authenticated by the app t
 
 from __future__ import annotations
 
+import logging
+
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 
 from bot.slack import actions, commands, governance, home, mentions, shortcuts
 from bot.slack.deps import Services
@@ -45,6 +48,26 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
 SHORTCUTS = (shortcuts.CALLBACK_ID,)  # manifest.yml: features.shortcuts (needs `commands`)
 
 
+class _GivenClient(logging.Filter):
+    """Drops Bolt's "As you gave `client` as well, `token` will be unused" warning.
+
+    AsyncApp reads SLACK_BOT_TOKEN from the environment itself when no `token` is passed
+    (and `""` counts as none), so with our client it warns at every start that the token it
+    found is unused: it is, by design, the client carries the same token. Bolt copies a
+    base logger's filters to the loggers it makes, and this one drops only that line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+def bolt_logger() -> logging.Logger:
+    """Bolt's usual framework logger, with `_GivenClient` on it (once)."""
+    logger = logging.getLogger("slack_bolt.AsyncApp")
+    if not any(isinstance(f, _GivenClient) for f in logger.filters):
+        logger.addFilter(_GivenClient())
+    return logger
+
+
 def build_app(services: Services, *, http: bool, team_id: str) -> AsyncApp:
     """The Bolt app serving the workspace `team_id` (from `auth.test`) and no other."""
     settings = services.settings
@@ -52,6 +75,7 @@ def build_app(services: Services, *, http: bool, team_id: str) -> AsyncApp:
         client=services.client,
         signing_secret=settings.slack_signing_secret or "",
         request_verification_enabled=http,
+        logger=bolt_logger(),
     )
     only_workspace(app, team_id)
     for entry_point in (commands, home, mentions, shortcuts, governance, actions):

@@ -310,8 +310,8 @@ class Runs:
         """Let runs in flight finish for `grace_s`, then cancel (and so interrupt) the rest."""
         if self._tasks:
             log.info(
-                "draining: letting %d runs finish",
-                len(self._tasks),
+                "draining: letting %s finish",
+                _runs(len(self._tasks)),
                 extra=fields(grace_s=grace_s),
             )
             done, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
@@ -319,8 +319,8 @@ class Runs:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             log.info(
-                "drained: %d runs finished, %d interrupted",
-                len(done),
+                "drained: %s finished, %d interrupted",
+                _runs(len(done)),
                 len(pending),
                 extra=fields(finished=len(done), interrupted=len(pending)),
             )
@@ -684,3 +684,8 @@ def blocks_for_retry(
 def ephemeral(message: blocks.OutboundMessage) -> dict[str, Any]:
     """Keyword arguments for Bolt's `respond`: a reply only the asker sees."""
     return {"text": message.text, "blocks": list(message.blocks), "response_type": "ephemeral"}
+
+
+def _runs(count: int) -> str:
+    """ "1 run", "2 runs": the drain's log lines read as written."""
+    return f"{count} run" if count == 1 else f"{count} runs"

@@ -5,7 +5,10 @@ the process), bind the port (HTTP's, or Socket Mode's `METRICS_PORT`; one in use
 process), then check the Claude API key and models, the bot token, and in Socket Mode the
 app token. A refusal raises `SettingsError` (exit 2, one line); a dependency that does not
 answer is waited for (`bot.startup.until_answered`) while `/readyz` says what start-up is
-waiting for. Only then is the Bolt app built and, in Socket Mode, the WebSocket connected.
+waiting for. Those Slack checks (and readiness's recheck of the bot token) make one attempt
+each, on a client without the outage retries: retried for a minute underneath, an outage
+would go unlogged that long and each "next try in 1 s" would be a minute late. Only then is
+the Bolt app built and, in Socket Mode, the WebSocket connected.
 
 HTTP mode is an aiohttp `web.Application` whose `cleanup_ctx` opens the services (keyed
 with `web.AppKey`) and on shutdown drains runs in flight before closing them; Slack posts
@@ -40,7 +43,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.logs import fields
+from bot.logs import fields, start_up_done
 from bot.settings import Settings, SettingsError
 from bot.slack import gate
 from bot.slack import health as health_routes
@@ -65,6 +68,9 @@ BOT_TOKEN_FIX = "set the Bot User OAuth Token (xoxb-…) from the app's OAuth & 
 APP_TOKEN_FIX = (
     "set an app-level token (xapp-…) with connections:write, from the app's Basic Information page"
 )
+# A start-up check that hangs is an unanswered try after this long (the services' client
+# would wait 30 s); the next try then comes when the warning says.
+CHECK_TIMEOUT_S = 10
 
 
 @dataclass
@@ -101,11 +107,20 @@ async def slack_check(
         raise Unreachable(f"Slack could not be reached ({describe(exc)})") from None
 
 
-async def check_slack_auth(services: Services) -> str:
-    """The installed workspace's team id; a refused bot token names the variable."""
-    auth = await slack_check(
-        lambda: services.client.auth_test(), variable="SLACK_BOT_TOKEN", fix=BOT_TOKEN_FIX
+def one_attempt(client: AsyncWebClient) -> AsyncWebClient:
+    """`client`'s token, URL and session, without retry handlers: a start-up check's call."""
+    return AsyncWebClient(
+        token=client.token,
+        base_url=client.base_url,
+        session=client.session,
+        timeout=CHECK_TIMEOUT_S,
+        retry_handlers=[],  # None would mean slack_sdk's default: a retry on connection errors
     )
+
+
+async def check_slack_auth(client: AsyncWebClient) -> str:
+    """The installed workspace's team id; a refused bot token names the variable."""
+    auth = await slack_check(client.auth_test, variable="SLACK_BOT_TOKEN", fix=BOT_TOKEN_FIX)
     return str(auth["team_id"])
 
 
@@ -119,15 +134,27 @@ async def open_socket_url(client: AsyncWebClient, app_token: str) -> str:
     return str(response["url"])
 
 
-async def _check_dependencies(services: Services, health: Health) -> str:
+async def _check_dependencies(
+    services: Services, health: Health, *, give_up_after_s: float | None = None
+) -> str:
     """The Claude key and models, then the bot token (its team id is returned); waits out
-    outages, stops on refusals."""
+    outages (for `give_up_after_s` each at most, when given), stops on refusals."""
 
     def waiting(why: str | None) -> None:
         health.waiting_for = why or "start-up"
 
-    await until_answered(services.claude.check_models, what="the Claude API", waiting=waiting)
-    return await until_answered(partial(check_slack_auth, services), what="Slack", waiting=waiting)
+    await until_answered(
+        services.claude.check_models,
+        what="the Claude API",
+        waiting=waiting,
+        give_up_after_s=give_up_after_s,
+    )
+    return await until_answered(
+        partial(check_slack_auth, one_attempt(services.client)),
+        what="Slack",
+        waiting=waiting,
+        give_up_after_s=give_up_after_s,
+    )
 
 
 # -- HTTP mode -----------------------------------------------------------------------------
@@ -173,11 +200,12 @@ async def _start_http(serving: Serving) -> None:
     serving.bolt = build_app(services, http=True, team_id=team_id)
     serving.health.waiting_for = None
     log.info("ready: taking Slack events")
+    start_up_done()
 
 
 async def _auth_problem(services: Services) -> str | None:
     try:
-        await check_slack_auth(services)
+        await check_slack_auth(one_attempt(services.client))
     except (Unreachable, SettingsError) as exc:
         return str(exc)
     return None
@@ -273,14 +301,16 @@ async def socket_mode_app(
     open_services: Callable[[], AbstractAsyncContextManager[S]],
     *,
     metrics_host: str = "0.0.0.0",
+    give_up_after_s: float | None = None,
 ) -> AsyncIterator[S]:
     """The app connected over Socket Mode for the duration of the `async with`, with
-    `/metrics` and the health routes on `METRICS_PORT` when it is set."""
+    `/metrics` and the health routes on `METRICS_PORT` when it is set. A dependency that
+    does not answer is waited for, for `give_up_after_s` at most when given (`GaveUp`)."""
     settings.require("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "ANTHROPIC_API_KEY")
     async with open_services() as services:
         health = _health(services)
         async with _health_server(settings.metrics_port, metrics_host, health):
-            handler = await _connect(services, health)
+            handler = await _connect(services, health, give_up_after_s=give_up_after_s)
             try:
                 yield services
             finally:
@@ -289,13 +319,16 @@ async def socket_mode_app(
                 log.info("disconnected from Slack")
 
 
-async def _connect(services: Services, health: Health) -> AsyncSocketModeHandler:
-    team_id = await _check_dependencies(services, health)
+async def _connect(
+    services: Services, health: Health, *, give_up_after_s: float | None = None
+) -> AsyncSocketModeHandler:
+    team_id = await _check_dependencies(services, health, give_up_after_s=give_up_after_s)
     app_token = services.settings.slack_app_token or ""
     url = await until_answered(
-        partial(open_socket_url, services.client, app_token),
+        partial(open_socket_url, one_attempt(services.client), app_token),
         what="Slack",
         waiting=lambda why: setattr(health, "waiting_for", why or "start-up"),
+        give_up_after_s=give_up_after_s,
     )
     handler = _TimedHandler(
         build_app(services, http=False, team_id=team_id),
@@ -308,6 +341,7 @@ async def _connect(services: Services, health: Health) -> AsyncSocketModeHandler
     health.slack = partial(_socket_problem, handler.client)
     health.waiting_for = None
     log.info("connected to Slack in Socket Mode")
+    start_up_done()
     return handler
 
 

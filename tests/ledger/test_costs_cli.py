@@ -40,6 +40,11 @@ def test_periods_run_from_a_utc_midnight_to_now(text: str, since: datetime) -> N
     assert parse_period(text, NOW) == (since, NOW)
 
 
+def test_a_range_still_under_way_counts_up_to_now() -> None:
+    # Asked on 2026-11-18: this month as a range is the month so far, not a refusal.
+    assert parse_period("2026-11-01..2026-11-30", NOW) == (utc(2026, 11, 1), NOW)
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
@@ -47,7 +52,7 @@ def test_periods_run_from_a_utc_midnight_to_now(text: str, since: datetime) -> N
         ("2026-12-01", "in the future"),
         ("", "is not a period"),
         ("2026-11-10..2026-11-01", "ends before it starts"),
-        ("2026-11-01..2026-12-01", "in the future"),
+        ("2026-12-01..2026-12-31", "in the future"),
         ("2026-11-01..soon", "is not a period"),
     ],
 )

@@ -88,6 +88,8 @@ async def serve_until_exit(
 def assert_one_line_failure(ended: Ended, *expected: str) -> None:
     assert ended.code == 2, ended.stderr
     assert "Traceback" not in ended.stderr, ended.stderr
+    # The refusal alone: the INFO lines of a start-up that did not happen are not written.
+    assert ended.stderr.strip() == ended.last_line, ended.stderr
     assert ended.last_line.startswith("orchestrate-bot: "), ended.stderr
     for words in expected:
         assert words in ended.last_line, ended.stderr
@@ -227,4 +229,55 @@ async def test_an_unreachable_claude_api_is_waited_for_while_healthz_says_so(
     stderr = err.decode()
     assert bot.returncode == 0, stderr
     assert "WARNING bot.startup: the Claude API did not answer; retrying" in stderr
+    assert "Traceback" not in stderr
+
+
+async def test_an_unreachable_slack_is_named_at_once_and_retried_when_the_warning_says(
+    tmp_path: Path,
+) -> None:
+    slack_port, metrics_port = free_port(), free_port()
+    slack = SlackSandbox()  # started later, on the port the bot was told
+    async with ClaudeSandbox(latency=LatencyModel(time_scale=0.01)) as claude:
+        env = clean_env(
+            tmp_path,
+            SLACK_API_URL=f"http://127.0.0.1:{slack_port}/api/",
+            SLACK_BOT_TOKEN=slack.bot_token,
+            SLACK_APP_TOKEN=slack.app_token,
+            ANTHROPIC_BASE_URL=claude.base_url,
+            ANTHROPIC_API_KEY=claude.api_key,
+            METRICS_PORT=str(metrics_port),
+        )
+        bot = await start(env, "--host", "127.0.0.1", cwd=tmp_path)
+        assert bot.stderr is not None
+        try:
+            warnings: list[tuple[float, str]] = []
+            # Three tries' warnings, each logged as its try fails (not after a minute of
+            # retries underneath), each next try coming when the one before said.
+            async with asyncio.timeout(45):
+                while len(warnings) < 3:
+                    line = (await bot.stderr.readline()).decode()
+                    if "WARNING bot.startup" in line:
+                        warnings.append((asyncio.get_running_loop().time(), line))
+            readyz = f"http://127.0.0.1:{metrics_port}/readyz"
+            waiting = str((await until_status(readyz, 503))["start-up"])
+            await slack.start(port=slack_port)
+            await slack.wait_connected(timeout=60)
+            assert (await until_status(readyz, 200))["ok"] is True
+        finally:
+            bot.send_signal(signal.SIGTERM)
+            _, rest = await asyncio.wait_for(bot.communicate(), 30)
+            await slack.stop()
+    lines = [line for _, line in warnings]
+    assert all("Slack did not answer; retrying in" in line for line in lines), lines
+    assert "dependency=Slack" in lines[0] and "Slack could not be reached" in lines[0]
+    assert ["retry_in_s=1.0" in lines[0], "retry_in_s=2.0" in lines[1]] == [True, True]
+    first_gap, second_gap = warnings[1][0] - warnings[0][0], warnings[2][0] - warnings[1][0]
+    assert 0.9 <= first_gap < 1.0 + 5, first_gap
+    assert 1.9 <= second_gap < 2.0 + 5, second_gap
+    assert waiting.startswith("waiting for Slack: Slack could not be reached"), waiting
+    assert "next try at" in waiting
+    assert bot.returncode == 0
+    stderr = "".join(lines) + rest.decode()
+    assert "connected to Slack in Socket Mode" in stderr
+    assert "token will be unused" not in stderr  # Bolt's warning, at every start before
     assert "Traceback" not in stderr

@@ -99,8 +99,13 @@ class SlackSandbox:
         stream_limits: bool = True,
         stream_ttl_s: float = 300.0,
         ack_timeout_s: float = COMMAND_TIMEOUT_S,
+        events_url: str | None = None,
     ) -> None:
         """`ack_timeout_s` replaces Slack's 3 s wait for an ack, to keep timeout tests short.
+
+        `events_url` is an HTTP-mode app's Request URL (`https://<host>/slack/events`): the
+        control API's `POST /_sandbox/slash` then posts a signed request there, as Slack does
+        for an app with Socket Mode off, instead of delivering it over Socket Mode.
 
         `chat.update` answers 429 `ratelimited` past `update_limit` calls in any
         `update_window_s` (Slack's Tier 3: 50 a minute); None lifts the limit. The stream
@@ -112,6 +117,7 @@ class SlackSandbox:
         self.bot_token = bot_token
         self.app_token = app_token
         self.signing_secret = signing_secret
+        self.events_url = events_url
         self.stream_ttl_s = stream_ttl_s
         self.workspace = Workspace.seeded(team_id)
         self.web_api = WebApi(
