@@ -118,9 +118,11 @@ async def test_http_mode_serves_healthz_and_stops_cleanly_on_sigterm(tmp_path: P
             status = await _healthz(f"http://127.0.0.1:{port}/healthz")
         finally:
             bot.send_signal(signal.SIGTERM)
-            code = await asyncio.wait_for(bot.wait(), 30)
+            _, err = await asyncio.wait_for(bot.communicate(), 30)
     assert status == 200
-    assert code == 0
+    assert bot.returncode == 0
+    assert "ready: taking Slack events" in err.decode()
+    assert "token will be unused" not in err.decode()  # Bolt's warning, at every start before
 
 
 async def _healthz(url: str) -> int:
@@ -143,6 +145,11 @@ class MidRun:
     slack: SlackSandbox
     env: dict[str, str]
     bot: asyncio.subprocess.Process
+
+    async def stderr(self) -> str:
+        """What the bot wrote to stderr, once it has exited."""
+        assert self.bot.stderr is not None
+        return (await self.bot.stderr.read()).decode()
 
 
 @contextlib.asynccontextmanager
@@ -173,7 +180,7 @@ async def bot_mid_run(tmp_path: Path, **extra_env: str) -> AsyncIterator[MidRun]
             env=env,
             cwd=tmp_path,
             stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,  # a few INFO lines: the pipe never fills
         )
         try:
             await slack.wait_connected(timeout=60)
@@ -226,9 +233,12 @@ async def test_sigterm_with_a_run_in_flight_interrupts_it_in_its_thread_and_exit
     async with bot_mid_run(tmp_path, ORCHESTRATE_DRAIN_GRACE_S="0.5") as mid:
         mid.bot.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(mid.bot.wait(), 30)
+        stderr = await mid.stderr()
         top = mid.slack.messages("C0GENERAL")[-1]
         replies = mid.slack.replies("C0GENERAL", top.ts)
     assert code == 0
+    assert "draining: letting 1 run finish" in stderr
+    assert "drained: 0 runs finished, 1 interrupted" in stderr
     assert "interrupted" in replies[-1].text.lower()
     assert "Interrupted" in top.text + str(top.blocks)
     assert run_statuses(tmp_path / "cli.db") == ["interrupted"]
