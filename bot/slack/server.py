@@ -120,7 +120,9 @@ def one_attempt(client: AsyncWebClient) -> AsyncWebClient:
 
 async def check_slack_auth(client: AsyncWebClient) -> str:
     """The installed workspace's team id; a refused bot token names the variable."""
-    auth = await slack_check(client.auth_test, variable="SLACK_BOT_TOKEN", fix=BOT_TOKEN_FIX)
+    auth = await slack_check(
+        lambda: client.auth_test(), variable="SLACK_BOT_TOKEN", fix=BOT_TOKEN_FIX
+    )
     return str(auth["team_id"])
 
 

@@ -4,6 +4,7 @@ process started as a person would start it, its exit status and what it printed.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import aiohttp
 
 from bot.core.usage import CallRecord, TokenUsage
 from bot.ledger import open_ledger
+from bot.sandbox.slack.payloads import signature_headers
 from tests.cli.test_cli import QUESTION, clean_env, free_port, run_cli
 
 PYTHON_CLI = (sys.executable, "-m", "bot")
@@ -206,6 +208,11 @@ async def test_the_sandbox_delivers_a_slash_command_to_an_http_mode_bot(tmp_path
         )  # fmt: skip
         async with aiohttp.ClientSession() as session:
             await _until_ready(session, f"http://127.0.0.1:{bot_port}/readyz")
+            # What Slack sends to the events URL manifest.http.yml names, before anything else.
+            challenge = json.dumps({"type": "url_verification", "challenge": "c-42", "token": "t"})
+            headers = signature_headers(challenge, secret=secret, content_type="application/json")
+            async with session.post(events_url, data=challenge, headers=headers) as response:
+                verified = (response.status, await response.json())
             async with session.post(
                 f"{slack_api}/_sandbox/slash", json={"text": "Design a REST API"}
             ) as response:
@@ -217,6 +224,7 @@ async def test_the_sandbox_delivers_a_slash_command_to_an_http_mode_bot(tmp_path
             if process is not None and process.returncode is None:
                 process.send_signal(signal.SIGTERM)
                 await asyncio.wait_for(process.wait(), 30)
+    assert verified == (200, {"challenge": "c-42"})
     assert ack["ok"] is True and ack["status"] == 200 and ack["url"] == events_url
     assert "Strategy · Opus" in transcript and "Reviewed by Sonnet" in transcript
 
