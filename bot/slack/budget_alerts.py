@@ -28,7 +28,7 @@ from bot.ledger import BudgetAlerts, CostReports, Feedback, GovernanceStore, ini
 from bot.ledger.periods import week_bounds
 from bot.settings import Settings
 from bot.slack.admins import workspace_admins
-from bot.slack.poster import describe
+from bot.slack.poster import describe, slack_error
 
 log = logging.getLogger(__name__)
 DIGEST_CHECK_EVERY_S = 3600.0
@@ -50,11 +50,25 @@ class Delivery:
             told += await self._post(user_id, message)
         return told
 
-    async def _post(self, channel: str, message: blocks.OutboundMessage) -> bool:
+    async def _post(
+        self, channel: str, message: blocks.OutboundMessage, *, may_join: bool = True
+    ) -> bool:
         try:
             await self._client.chat_postMessage(channel=channel, **message.post_kwargs())
         except SlackApiError as exc:
+            # A public alert channel the bot is not in is joined, as a run's channel is
+            # (the app asks for no chat:write.public: it would post where it cannot read).
+            if may_join and slack_error(exc) == "not_in_channel" and await self._join(channel):
+                return await self._post(channel, message, may_join=False)
             log.warning("could not post an alert to %s: %s", channel, describe(exc))
+            return False
+        return True
+
+    async def _join(self, channel: str) -> bool:
+        try:
+            await self._client.conversations_join(channel=channel)
+        except SlackApiError as exc:
+            log.info("could not join the alert channel %s: %s", channel, slack_error(exc))
             return False
         return True
 

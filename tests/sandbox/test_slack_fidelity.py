@@ -157,7 +157,8 @@ async def test_a_message_that_is_still_streaming_cannot_be_updated(
 
 
 async def test_updating_outside_the_channel_needs_what_posting_there_needed() -> None:
-    async with SlackSandbox() as slack:
+    # An app that asks for chat:write.public (orchestrate's manifest does not).
+    async with SlackSandbox(scopes=load_manifest().bot_scopes | {"chat:write.public"}) as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
         posted = await client.chat_postMessage(channel="C0RANDOM", text="via chat:write.public")
         assert (await client.chat_update(channel="C0RANDOM", ts=posted["ts"], text="edit"))["ok"]

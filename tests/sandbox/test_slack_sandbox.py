@@ -120,7 +120,10 @@ async def test_posting_to_a_user_id_opens_the_bots_dm_with_that_person(
 
 async def test_public_channel_without_membership_needs_chat_write_public() -> None:
     scopes = load_manifest().bot_scopes - {"chat:write.public"}
-    async with SlackSandbox(scopes=scopes) as narrow, SlackSandbox() as wide:
+    async with (
+        SlackSandbox(scopes=scopes) as narrow,
+        SlackSandbox(scopes=scopes | {"chat:write.public"}) as wide,
+    ):
         refused = AsyncWebClient(token=narrow.bot_token, base_url=narrow.api_url)
         allowed = AsyncWebClient(token=wide.bot_token, base_url=wide.api_url)
         error = await api_error(refused.chat_postMessage(channel="C0RANDOM", text="hi"))

@@ -113,6 +113,22 @@ async def test_alerts_and_the_digest_are_posted_once_with_two_instances_running(
     assert "👍 1 · 👎 0 · 100% satisfied" in weekly[0]
 
 
+async def test_a_public_alert_channel_the_bot_is_not_in_is_joined_to_post_there(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path) as stack:
+        await save(stack, BudgetSettings(workspace_monthly_usd=Decimal("1.00"),
+                                         alert_thresholds_pct=(50,),
+                                         alert_channel="C0RANDOM"))  # fmt: skip
+        await seed_run(stack.settings.database_url, stack.settings, user_id="U0ALICE",
+                       cost=Decimal("0.60"))  # fmt: skip
+        told = await stack.services.runs.on_finished("T0SANDBOX")  # type: ignore[misc]
+        posted = [shown(m) for m in stack.slack.messages("C0RANDOM")]
+        members = stack.slack.workspace.channels["C0RANDOM"].members
+    assert told == 1 and len(posted) == 1 and "passed 50%" in posted[0]
+    assert "U0BOT" in members  # joined: it can read the channel it posts in
+
+
 async def test_without_an_alert_channel_alerts_go_to_each_admins_dm(tmp_path: Path) -> None:
     async with running_stack(tmp_path, admins=frozenset({"U0BOB"})) as stack:
         await save(stack, BudgetSettings(workspace_monthly_usd=Decimal("1.00"),

@@ -165,6 +165,17 @@ def test_every_web_api_method_the_bot_calls_has_its_scope() -> None:
     assert "commands" in scopes  # slash commands and shortcuts both need it
 
 
+def test_no_scope_is_asked_for_that_nothing_uses() -> None:
+    # Besides the methods' scopes: `commands` (the slash command and the shortcut) and
+    # `app_mentions:read` (the app_mention event). No chat:write.public: posting where the
+    # bot is not a member would leave it unable to read the thread or hear mentions in it,
+    # so it joins a public channel instead (channels:join).
+    scopes = set(manifest()["oauth_config"]["scopes"]["bot"])
+    needed = {scope for scopes_of in edge.METHOD_SCOPES.values() for scope in scopes_of}
+    assert scopes == needed | {"commands", "app_mentions:read"}
+    assert "chat:write.public" not in scopes
+
+
 def test_the_message_shortcut_is_the_one_the_listener_handles() -> None:
     data = manifest()
     shortcuts = data["features"]["shortcuts"]
