@@ -62,20 +62,38 @@ async def run_demo(question: str, *, settings: Settings, live: bool, time_scale:
         return EXIT_USAGE
     if live:
         settings.require("ANTHROPIC_API_KEY")
+    opened: list[Services] = []  # the app's services, once they are open
     async with _terminated_by_sigterm() as terminated:
         try:
             with tempfile.TemporaryDirectory(prefix="orchestrate-demo-") as tmp:
                 async with _sandboxes(live, time_scale) as (slack, claude):
                     demo_settings = _demo_settings(settings, slack, claude, Path(tmp))
-                    return await _drive(question, demo_settings, slack)
+                    return await _drive(question, demo_settings, slack, opened=opened)
         except GaveUp as exc:
             hint = " (check the network and ANTHROPIC_BASE_URL)" if live else ""
             print(f"orchestrate-bot demo: {exc}{hint}; stopped.", file=sys.stderr)
             return EXIT_FAILED
         except asyncio.CancelledError:
+            # Ctrl-C or SIGTERM, whenever it came: everything is closed by now; say what
+            # it had cost and what became of the run.
+            print(f"orchestrate-bot demo: {_interrupted(opened)}", file=sys.stderr)
             if not terminated.is_set():
                 raise  # Ctrl-C: asyncio.run raises KeyboardInterrupt, exit 130
             return EXIT_TERMINATED
+
+
+def _interrupted(opened: list[Services]) -> str:
+    """What the interruption did: runs in flight get the drain's grace to finish, then are
+    marked interrupted in their threads; the metrics say which happened."""
+    if not opened or not opened[0].runs.admitted:
+        return "interrupted before the run started; nothing spent"
+    services = opened[0]
+    spent = blocks.format_usd(_spent(services))
+    finished = services.metrics.registry.get_sample_value(
+        "orchestrate_runs_total", {"outcome": "finished"}
+    )
+    ended = "it finished while stopping" if finished else "it is marked interrupted in its thread"
+    return f"interrupted; {spent} spent so far; {ended}"
 
 
 @contextlib.asynccontextmanager
@@ -132,8 +150,11 @@ def _demo_settings(
     return demo
 
 
-async def _drive(question: str, settings: Settings, slack: SlackSandbox) -> int:
+async def _drive(
+    question: str, settings: Settings, slack: SlackSandbox, *, opened: list[Services]
+) -> int:
     async with socket_mode_app(settings, give_up_after_s=START_PATIENCE_S) as services:
+        opened.append(services)
         await slack.wait_connected()
         ack = await slack.send_slash_command(
             text=question, user_id=DEMO_USER, channel_id=DEMO_CHANNEL
@@ -145,21 +166,10 @@ async def _drive(question: str, settings: Settings, slack: SlackSandbox) -> int:
             )
             return EXIT_FAILED
         narrator = Narrator(slack)
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                follow = tasks.create_task(narrator.follow())
-                await asyncio.wait_for(_until_done(services, slack), RUN_TIMEOUT_S)
-                follow.cancel()
-        except asyncio.CancelledError:
-            # Ctrl-C or SIGTERM: the run is interrupted on the way out (its thread says so);
-            # say what it had cost so far.
-            spent = blocks.format_usd(_spent(services))
-            print(
-                f"orchestrate-bot demo: interrupted; the run is marked interrupted in its "
-                f"thread; {spent} spent so far",
-                file=sys.stderr,
-            )
-            raise
+        async with asyncio.TaskGroup() as tasks:
+            follow = tasks.create_task(narrator.follow())
+            await asyncio.wait_for(_until_done(services, slack), RUN_TIMEOUT_S)
+            follow.cancel()
     narrator.show(final=True)
     print(flush=True)
     for ephemeral in slack.ephemerals(DEMO_USER):
