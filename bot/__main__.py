@@ -159,10 +159,9 @@ def _refusal(args: argparse.Namespace) -> str | None:
             "--port is HTTP mode's port and needs --http; in Socket Mode set METRICS_PORT "
             "to serve /metrics and the health routes"
         )
-    if args.command == "costs" and args.period is not None:
-        if args.since is not None and args.since != args.period:
-            return f"give the period once: {args.period!r} or --since {args.since!r}"
-        args.since = args.period
+    given = (args.period, args.since) if args.command == "costs" else (None, None)
+    if None not in given and given[0] != given[1]:
+        return f"give the period once: {args.period!r} or --since {args.since!r}"
     return None
 
 
@@ -199,7 +198,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         )
     from bot.cli.costs import costs_command
 
-    return await costs_command(settings, since=args.since or "month", csv=args.csv, out=sys.stdout)
+    since = args.period or args.since or "month"
+    return await costs_command(settings, since=since, csv=args.csv, out=sys.stdout)
 
 
 if __name__ == "__main__":

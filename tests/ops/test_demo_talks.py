@@ -32,9 +32,11 @@ async def test_ctrl_c_says_what_was_spent(tmp_path: Path) -> None:
     demo = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "demo", QUESTION, "--time-scale", "3",
         env=clean_env(tmp_path), cwd=tmp_path,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    await asyncio.sleep(8)  # started, and the plan's call under way
+    assert demo.stdout is not None
+    # Started, and the plan's call under way (a fixed sleep was too short under load).
+    await read_until(demo.stdout, "[in_progress] Opus: strategy", [])
     demo.send_signal(signal.SIGINT)
     _, err = await asyncio.wait_for(demo.communicate(), 60)
     stderr = err.decode()
