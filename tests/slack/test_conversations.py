@@ -347,7 +347,11 @@ async def test_a_follow_up_does_not_wait_for_the_first_messages_queued_last_edit
     # down (5 in any 20 s: a burst of one, then one every ~5 s).
     async with running_stack(tmp_path, slack_update_limit=5, slack_update_window_s=20.0) as stack:
         await stack.command(QUESTION)
-        await until(lambda: any("Review" in all_text(m) for m in stack.thread()[1]))
+        # The command is acknowledged before its first message is posted: wait for that too.
+        await until(
+            lambda: bool(stack.slack.messages("C0GENERAL"))
+            and any("Review" in all_text(m) for m in stack.thread()[1])
+        )
         top = stack.thread()[0]
         before = len(bot_replies(stack, top.ts))
         await mention(stack, "what about auth?", thread_ts=top.ts)
