@@ -349,8 +349,10 @@ async def test_a_follow_up_does_not_wait_for_the_first_messages_queued_last_edit
         await stack.command(QUESTION)
         # The command is acknowledged before its first message is posted: wait for that too.
         await until(
-            lambda: bool(stack.slack.messages("C0GENERAL"))
-            and any("Review" in all_text(m) for m in stack.thread()[1])
+            lambda: (
+                bool(stack.slack.messages("C0GENERAL"))
+                and any("Review" in all_text(m) for m in stack.thread()[1])
+            )
         )
         top = stack.thread()[0]
         before = len(bot_replies(stack, top.ts))
