@@ -154,14 +154,20 @@ def thread_reviewing(model: str) -> ThreadStatus:
 
 
 def status_message(
-    *, asker_id: str, question: str, status: str, stop_run_id: str | None = None
+    *,
+    asker_id: str,
+    question: str,
+    status: str,
+    stop_run_id: str | None = None,
+    web_link: str | None = None,
 ) -> OutboundMessage:
     """Who asked, the question and a status line ("⏳ Opus is planning…"); with
-    `stop_run_id`, a Stop button under the status while the run works."""
+    `stop_run_id`, a Stop button under the status while the run works; with `web_link`, an
+    "Open in browser" link to the run's web page."""
     kept, _ = _status_parts(asker_id, question)
     return OutboundMessage(
         text=fallback(f"{user_mention(asker_id)} asked: {_preview(question)} — {escape(status)}"),
-        blocks=_with_status(kept, status, stop_run_id),
+        blocks=_with_status(kept, status, stop_run_id, web_link),
     )
 
 
@@ -179,12 +185,15 @@ def strategy_message(
     model: str,
     status: str,
     stop_run_id: str | None = None,
+    web_link: str | None = None,
 ) -> OutboundMessage:
     """The first message once the plan is in: title, essence, components, attribution, status
-    (and a Stop button while the run works, with `stop_run_id`)."""
+    (and a Stop button while the run works, with `stop_run_id`; the "Open in browser" link
+    with `web_link`)."""
     kept, _ = _strategy_parts(asker_id, question, strategy, model)
     text = f"{escape(strategy.title)} — strategy for {user_mention(asker_id)} · {escape(status)}"
-    return OutboundMessage(text=fallback(text), blocks=_with_status(kept, status, stop_run_id))
+    blocks = _with_status(kept, status, stop_run_id, web_link)
+    return OutboundMessage(text=fallback(text), blocks=blocks)
 
 
 def strategy_overflow_messages(
@@ -226,16 +235,32 @@ def _status_placeholder() -> Block:
 
 
 def _with_status(
-    blocks: tuple[Block, ...], status: str, stop_run_id: str | None = None
+    blocks: tuple[Block, ...],
+    status: str,
+    stop_run_id: str | None = None,
+    web_link: str | None = None,
 ) -> tuple[Block, ...]:
-    """The status line in its place, and the Stop button under it when asked for (and when
-    the message has a block to spare: only a runaway plan fills all 50)."""
+    """The status line in its place, then the web page's link and the Stop button under it
+    when asked for (each when the message has a block to spare: only a runaway plan fills
+    all 50)."""
     line = context(clip(escape(status), STATUS_LIMIT))
-    stop = [stop_actions(stop_run_id)] if stop_run_id and len(blocks) < MAX_BLOCKS else []
+    extra: list[Block] = []
+    if web_link and len(blocks) < MAX_BLOCKS:
+        extra.append(web_link_line(web_link))
+    if stop_run_id and len(blocks) + len(extra) < MAX_BLOCKS:
+        extra.append(stop_actions(stop_run_id))
     shown: list[Block] = []
     for block in blocks:
-        shown += [line, *stop] if block == _status_placeholder() else [block]
+        shown += [line, *extra] if block == _status_placeholder() else [block]
     return tuple(shown)
+
+
+def web_link_line(url: str) -> Block:
+    """`🌐 Open in browser`: the run's web page. `url` is the app's own address (a setting)
+    and a run id, never user text; the characters that would end a Slack link are refused."""
+    if any(c in url for c in "<>|"):
+        raise ValueError(f"not a link Slack can carry: {url!r}")
+    return context(f"🌐 <{url}|Open in browser> · strategy, examples and review side by side")
 
 
 def _continued_below() -> Block:

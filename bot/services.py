@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
+from typing import cast
 
 import aiohttp
 from aiohttp import web
@@ -25,12 +26,14 @@ from bot.core.claude import Claude
 from bot.core.pipeline import Pipeline
 from bot.core.pricing import PriceTable
 from bot.ledger import (
+    BudgetAlerts,
     CallsExport,
     CostReports,
     EventClaims,
     Feedback,
     GovernanceStore,
     Ledger,
+    PageReader,
     RunLookup,
     StopRequests,
     ledger_for,
@@ -40,12 +43,15 @@ from bot.settings import Settings, SettingsError
 from bot.slack import server
 from bot.slack.budget_alerts import BudgetWatch, Delivery, Digest, digest_clock
 from bot.slack.conversations import Conversations
+from bot.slack.deps import Services as EdgeServices
 from bot.slack.liveness import Liveness
 from bot.slack.metrics import CountingRetryHandler, Metrics
 from bot.slack.poster import Poster, describe
 from bot.slack.retry import retry_handlers
 from bot.slack.runs import Runs
 from bot.slack.updates import UpdateLimit
+from bot.web import Sessions, WebDeps, WebView
+from bot.web import mount as web_mount
 
 log = logging.getLogger(__name__)
 # A Slack call that hangs is given up after this long (and retried by bot.slack.retry when
@@ -99,6 +105,18 @@ class Services:
     def export(self) -> CallsExport:
         return self.ledger.export
 
+    @property
+    def pages(self) -> PageReader:
+        return self.ledger.pages
+
+    @property
+    def budgets(self) -> BudgetAlerts:
+        return self.ledger.budgets
+
+
+def _web_deps(services: Services) -> WebDeps:
+    return services  # mypy checks here that the services are all the web view reads
+
 
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
@@ -128,6 +146,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             claims=ledger.claims,
             stops=ledger.interactions,
             metrics=metrics,
+            pages=ledger.pages if settings.web_url else None,
         )
         deliver = Delivery(settings=settings, client=client)
         runs.on_finished = BudgetWatch(
@@ -233,7 +252,7 @@ def slack_client(
 
 def http_app(settings: Settings) -> web.Application:
     """HTTP mode's aiohttp application, wired to this process's services."""
-    return server.http_app(partial(open_services, settings))
+    return server.http_app(partial(open_services, settings), mount=_http_pages(settings))
 
 
 def socket_mode_app(
@@ -242,14 +261,47 @@ def socket_mode_app(
     """The app connected over Socket Mode for the duration of the `async with`; a
     dependency away at start is waited for (`give_up_after_s` at most, when given)."""
     return server.socket_mode_app(
-        settings, partial(open_services, settings), give_up_after_s=give_up_after_s
+        settings,
+        partial(open_services, settings),
+        give_up_after_s=give_up_after_s,
+        mount=_socket_pages(settings),
     )
+
+
+def _http_pages(settings: Settings) -> Callable[[web.Application, server.Current], None] | None:
+    """The web view on HTTP mode's own port, when ORCHESTRATE_WEB_URL is set."""
+    if not settings.web_url:
+        return None
+    sessions = Sessions(settings)
+
+    def mount(app: web.Application, current: server.Current) -> None:
+        web_mount(app, WebView(lambda: cast("WebDeps | None", current()), sessions))
+
+    return mount
+
+
+def _socket_pages(settings: Settings) -> Callable[[web.Application, EdgeServices], None] | None:
+    """The web view in Socket Mode: on WEB_PORT, or beside /metrics on METRICS_PORT."""
+    if not settings.web_url:
+        return None
+    if settings.web_port is None and settings.metrics_port is None:
+        raise SettingsError(
+            "ORCHESTRATE_WEB_URL is set but Socket Mode has no port to serve the pages on: "
+            "set WEB_PORT (or METRICS_PORT, to serve them beside /metrics)"
+        )
+    sessions = Sessions(settings)
+
+    def mount(app: web.Application, services: EdgeServices) -> None:
+        # The edge's protocol names less than the services are (`_web_deps` checks them).
+        web_mount(app, WebView(lambda: cast(WebDeps, services), sessions))
+
+    return mount
 
 
 async def serve(settings: Settings, *, http: bool, port: int, host: str) -> None:
     """`orchestrate-bot serve`: until SIGTERM or SIGINT."""
     opener = partial(open_services, settings)
     if http:
-        await server.serve_http(settings, opener, port=port, host=host)
+        await server.serve_http(settings, opener, port=port, host=host, mount=_http_pages(settings))
     else:
-        await server.serve_socket_mode(settings, opener, host=host)
+        await server.serve_socket_mode(settings, opener, host=host, mount=_socket_pages(settings))

@@ -22,6 +22,7 @@ from dotenv import dotenv_values
 T = TypeVar("T")
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+RUN_PAGE_PATH = "/runs/"  # + a run id: its web page, under ORCHESTRATE_WEB_URL
 DEFAULT_DATABASE_URL = "sqlite:///orchestrate.db"
 DEFAULT_MODELS = ("claude-opus-5-5", "claude-haiku-5-5", "claude-sonnet-5-5")
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
@@ -79,6 +80,11 @@ class Settings:
     log_level_libraries: str = "WARNING"  # slack_sdk, slack_bolt, anthropic, aiohttp, …
     log_format: str = "text"
     metrics_port: int | None = None  # Socket Mode's /metrics and /healthz; None: not served
+    # The web view (bot.web): the address browsers reach; None turns it (and its links) off.
+    web_url: str | None = None
+    web_port: int | None = None  # Socket Mode: its own port (else METRICS_PORT's server)
+    slack_client_id: str | None = None  # Sign in with Slack (OpenID Connect)
+    slack_client_secret: str | None = None
 
     def __post_init__(self) -> None:
         if self.instance_ttl_s <= 2 * self.heartbeat_s:
@@ -86,6 +92,12 @@ class Settings:
                 f"ORCHESTRATE_INSTANCE_TTL_S ({self.instance_ttl_s:g}) must be more than twice "
                 f"ORCHESTRATE_HEARTBEAT_S ({self.heartbeat_s:g}), or one late beat would make "
                 "a live instance look dead"
+            )
+        if self.web_url and not (self.slack_client_id and self.slack_client_secret):
+            raise SettingsError(
+                "ORCHESTRATE_WEB_URL is set, so people sign in with Slack: set SLACK_CLIENT_ID "
+                "and SLACK_CLIENT_SECRET from the app's Basic Information page (or unset "
+                "ORCHESTRATE_WEB_URL to turn the web view off)"
             )
 
     @classmethod
@@ -133,6 +145,10 @@ class Settings:
             log_level_libraries=r.level("LOG_LEVEL_LIBRARIES") or "WARNING",
             log_format=(r.any_case_choice("LOG_FORMAT", LOG_FORMATS) or "text"),
             metrics_port=r.parse("METRICS_PORT", _port, None),
+            web_url=(r.url("ORCHESTRATE_WEB_URL") or "").rstrip("/") or None,
+            web_port=r.parse("WEB_PORT", _port, None),
+            slack_client_id=r.text("SLACK_CLIENT_ID"),
+            slack_client_secret=r.text("SLACK_CLIENT_SECRET"),
         )
 
     def require(self, *names: str) -> None:
@@ -147,6 +163,10 @@ class Settings:
     def __repr__(self) -> str:
         # Secrets never reach a log line through a repr.
         return f"Settings(slack_api_url={self.slack_api_url!r}, models={self.models!r})"
+
+    def run_page_url(self, run_id: str) -> str | None:
+        """The run's web page (`bot.web`), or None when the web view is off."""
+        return f"{self.web_url}{RUN_PAGE_PATH}{run_id}" if self.web_url else None
 
     @property
     def models(self) -> tuple[str, str, str]:

@@ -19,6 +19,7 @@ from bot.ledger.database import Ledger
 from bot.ledger.driver import Driver
 from bot.ledger.governance import initial_settings
 from bot.ledger.interactions import FeedbackReport, ModelSetFeedback, VoteValue
+from bot.ledger.pages import PageRun, RunPage
 from bot.ledger.periods import Period, parse_period, read_period
 from bot.ledger.protocols import (
     BudgetAlerts,
@@ -28,6 +29,8 @@ from bot.ledger.protocols import (
     Feedback,
     GovernanceStore,
     InstanceLedger,
+    PageLog,
+    PageReader,
     RunLedger,
     RunLookup,
     StopRequests,
@@ -76,12 +79,16 @@ __all__ = [
     "LedgerUnavailable",
     "Limits",
     "ModelSetFeedback",
+    "PageLog",
+    "PageReader",
+    "PageRun",
     "Period",
     "Reservation",
     "RoleCost",
     "RunInfo",
     "RunLedger",
     "RunLookup",
+    "RunPage",
     "RunStatus",
     "SettingChange",
     "Spender",

@@ -28,6 +28,7 @@ from bot.ledger.governance import Governance
 from bot.ledger.instances import Instances
 from bot.ledger.interactions import Interactions
 from bot.ledger.migrations import SCHEMA_VERSION_TABLE, pending
+from bot.ledger.pages import RunPages
 from bot.ledger.reports import Reports
 from bot.ledger.runs import RunBook
 from bot.ledger.spill import SpillFile
@@ -64,6 +65,9 @@ class Ledger:
         self.claims = Claims(driver)
         self.governance = Governance(driver)
         self.interactions = Interactions(driver)
+        self.pages = RunPages(
+            driver, store_questions=store_questions, read_run=self.runs.read_row
+        )
 
     async def open(self) -> None:
         """Connect, bring the schema up to date (idempotent across processes), and replay

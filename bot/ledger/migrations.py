@@ -394,6 +394,33 @@ SQLITE += (Migration(10, "run strategies", _run_strategies("REAL")),)
 POSTGRES += (Migration(10, "run strategies", _run_strategies("TIMESTAMPTZ")),)
 
 
+def _run_events(time_type: str, serial: str) -> tuple[str, ...]:
+    """Version 11: what a run showed, in order (its strategy, each example or failure, its
+    review, its end with the bill), as JSON, so that its web page (`bot.web`) can be drawn
+    and followed live by any instance. Private text like the question: not kept when
+    questions are not, and deleted with its run."""
+    return (
+        f"""CREATE TABLE run_events (
+            id {serial},
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            body TEXT NOT NULL,
+            recorded_at {time_type} NOT NULL
+        )""",
+        "CREATE INDEX run_events_run ON run_events (run_id, id)",
+    )
+
+
+SQLITE += (
+    Migration(11, "run events for the web page", _run_events("REAL", "INTEGER PRIMARY KEY")),
+)
+POSTGRES += (
+    Migration(
+        11, "run events for the web page", _run_events("TIMESTAMPTZ", "BIGSERIAL PRIMARY KEY")
+    ),
+)
+
+
 def pending(steps: tuple[Migration, ...], current: int) -> tuple[Migration, ...]:
     """The steps a database at version `current` still needs; refuses one from the future."""
     latest = steps[-1].version if steps else 0

@@ -14,12 +14,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
+from bot.core.events import Event
 from bot.core.models import Strategy
 from bot.core.usage import CallRecord
 from bot.ledger.budgets import Limits
 from bot.ledger.interactions import FeedbackReport, VoteValue
+from bot.ledger.pages import RunPage
 from bot.ledger.types import (
     BudgetRefusal,
     BudgetSettings,
@@ -191,6 +193,21 @@ class RunLookup(Protocol):
     """Interactivity (`bot/slack/actions.py`): whose run a button belongs to, and its state."""
 
     async def get_run(self, run_id: str) -> RunInfo | None: ...
+
+
+class PageLog(Protocol):
+    """The run owner (`bot/slack/runs.py`): what each run showed, kept for its web page."""
+
+    async def record(self, run_id: str, event: Event, *, now: datetime | None = None) -> None: ...
+
+
+class PageReader(Protocol):
+    """The web view (`bot/web`): a run with its follow-ups and their events, and a cheap
+    fingerprint that changes when any of them does (what a live page polls)."""
+
+    async def page(self, run_id: str) -> RunPage | None: ...
+
+    async def version(self, run_id: str) -> tuple[Any, ...]: ...
 
 
 class StopRequests(Protocol):

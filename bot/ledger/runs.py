@@ -299,6 +299,10 @@ class RunBook:
         )  # fmt: skip
         return run_id
 
+    def read_row(self, row: Row) -> RunInfo:
+        """A `runs` row, selected as `get_run` selects it, as a `RunInfo`."""
+        return self._run_info(row)
+
     def _run_info(self, row: Row) -> RunInfo:
         (run_id, team, channel, user, chars, question, status, started, finished, elapsed,
          thread_channel, thread_ts, reserved, cost, calls, unpriced, error,

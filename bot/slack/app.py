@@ -43,6 +43,10 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     # the upload URL, files.completeUploadExternal.
     "files.upload.v2": ("files:write",),
     "auth.test": (),
+    # The web view (bot.web): who may see a run's page, and the link back to its thread.
+    "conversations.info": ("channels:read", "groups:read", "im:read", "mpim:read"),
+    "conversations.members": ("channels:read", "groups:read", "im:read", "mpim:read"),
+    "chat.getPermalink": (),
     "apps.connections.open": (),  # the app-level token's connections:write, not a bot scope
 }
 SHORTCUTS = (shortcuts.CALLBACK_ID,)  # manifest.yml: features.shortcuts (needs `commands`)

@@ -82,6 +82,7 @@ class ThreadRenderer:
         run_id: str | None = None,
         draft_interval_s: float = DRAFT_INTERVAL_S,
         progress: ProgressTarget | None = None,
+        web_link: str | None = None,
     ) -> None:
         self._poster = poster
         self.channel = channel
@@ -89,7 +90,11 @@ class ThreadRenderer:
         self.top_ts = top_ts or thread_ts
         self.run_id = run_id
         self.state = ThreadState(
-            asker_id=asker_id, question=question, run_id=run_id, progress=progress is not None
+            asker_id=asker_id,
+            question=question,
+            run_id=run_id,
+            progress=progress is not None,
+            web_link=web_link,
         )
         self._status_now: blocks.ThreadStatus | None = None
         self.progress = (

@@ -54,6 +54,7 @@ from bot.ledger import (
     GovernanceStore,
     LedgerError,
     Limits,
+    PageLog,
     Reservation,
     RunInfo,
     RunLedger,
@@ -113,8 +114,10 @@ class Runs:
         stops: StopRequests | None = None,
         stop_poll_s: float = STOP_POLL_S,
         metrics: Metrics | None = None,
+        pages: PageLog | None = None,
     ) -> None:
         self._pipeline = pipeline
+        self._pages = pages  # each run's web page (bot.web), when kept
         self._ledger = ledger
         self._governance = governance
         self._poster = poster
@@ -174,6 +177,7 @@ class Runs:
             top_ts=top_ts,
             run_id=run_id,
             progress=self._progress_target(request),
+            web_link=self._settings.run_page_url(run_id),
         )
         self._stops[run_id] = RunStop()
         task = self.own(self._run(run_id, request, renderer, limits), name=f"run-{run_id}")
@@ -344,6 +348,7 @@ class Runs:
             question=request.question,
             status=blocks.planning_status(self._settings.strategy_model),
             stop_run_id=run_id,
+            web_link=self._settings.run_page_url(run_id),
         )
         mark = run_metadata(run_id, None)
         where = request.thread_ts
@@ -577,6 +582,8 @@ class Runs:
                 pass
 
     async def _to_ledger(self, run_id: str, event: Event) -> None:
+        if self._pages is not None:
+            await self._pages.record(run_id, event)
         match event:
             case CallFinished(call=call):
                 await self._ledger.record_call(run_id, call)

@@ -85,6 +85,7 @@ class Serving:
 
 
 SERVICES = web.AppKey("services", Services)
+Current = Callable[[], Services | None]  # the services once open, None before
 SERVING = web.AppKey("serving", Serving)
 
 
@@ -162,9 +163,14 @@ async def _check_dependencies(
 # -- HTTP mode -----------------------------------------------------------------------------
 
 
-def http_app(open_services: OpenServices) -> web.Application:
-    """The HTTP-mode application: `/slack/events`, the health routes and `/metrics`."""
+def http_app(
+    open_services: OpenServices, *, mount: Callable[[web.Application, Current], None] | None = None
+) -> web.Application:
+    """The HTTP-mode application: `/slack/events`, the health routes and `/metrics`, and
+    what `mount` adds (the web view, handed how to reach the services once open)."""
     app = web.Application()
+    if mount is not None:
+        mount(app, lambda: app.get(SERVICES))
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         async with open_services() as services:
@@ -229,10 +235,15 @@ async def _slack_events(request: web.Request) -> web.Response:
 
 
 async def serve_http(
-    settings: Settings, open_services: OpenServices, *, port: int, host: str = "0.0.0.0"
+    settings: Settings,
+    open_services: OpenServices,
+    *,
+    port: int,
+    host: str = "0.0.0.0",
+    mount: Callable[[web.Application, Current], None] | None = None,
 ) -> None:
     settings.require("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "ANTHROPIC_API_KEY")
-    app = http_app(open_services)
+    app = http_app(open_services, mount=mount)
     # No access log: a refused request is logged once, by the gate, with its reason; a flood
     # of posts must not add a second line each.
     runner = web.AppRunner(app, access_log=None)
@@ -304,6 +315,7 @@ async def socket_mode_app(
     *,
     metrics_host: str = "0.0.0.0",
     give_up_after_s: float | None = None,
+    mount: Callable[[web.Application, S], None] | None = None,
 ) -> AsyncIterator[S]:
     """The app connected over Socket Mode for the duration of the `async with`, with
     `/metrics` and the health routes on `METRICS_PORT` when it is set. A dependency that
@@ -311,7 +323,12 @@ async def socket_mode_app(
     settings.require("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "ANTHROPIC_API_KEY")
     async with open_services() as services:
         health = _health(services)
-        async with _health_server(settings.metrics_port, metrics_host, health):
+        add = None if mount is None else _mounting(mount, services)
+        own_port = settings.web_port if add is not None else None  # else beside /metrics
+        async with (
+            _health_server(settings.metrics_port, metrics_host, health, None if own_port else add),
+            _web_server(own_port, metrics_host, add),
+        ):
             handler = await _connect(services, health, give_up_after_s=give_up_after_s)
             try:
                 yield services
@@ -353,12 +370,47 @@ async def _socket_problem(client: AsyncBaseSocketModeClient) -> str | None:
     return "the Socket Mode connection is down (reconnecting)"
 
 
+def _mounting(
+    mount: Callable[[web.Application, S], None], services: S
+) -> Callable[[web.Application], None]:
+    return lambda app: mount(app, services)
+
+
 @contextlib.asynccontextmanager
-async def _health_server(port: int | None, host: str, health: Health) -> AsyncIterator[None]:
+async def _web_server(
+    port: int | None, host: str, mount: Callable[[web.Application], None] | None
+) -> AsyncIterator[None]:
+    """Socket Mode's web pages on their own port (`WEB_PORT`), when one is set."""
+    if port is None or mount is None:
+        yield
+        return
+    app = web.Application()
+    mount(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await bind(runner, host, port, name="WEB_PORT")
+        log.info("serving the web view", extra=fields(host=host, port=port))
+        yield
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def _health_server(
+    port: int | None,
+    host: str,
+    health: Health,
+    mount: Callable[[web.Application], None] | None = None,
+) -> AsyncIterator[None]:
+    """`/metrics` and the health routes on `port`, with what `mount` adds (the web view)."""
     if port is None:
         yield
         return
-    runner = web.AppRunner(health_routes.health_app(health), access_log=None)
+    app = health_routes.health_app(health)
+    if mount is not None:
+        mount(app)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         await bind(runner, host, port, name="METRICS_PORT")
@@ -369,13 +421,17 @@ async def _health_server(port: int | None, host: str, health: Health) -> AsyncIt
 
 
 async def serve_socket_mode(
-    settings: Settings, open_services: OpenServices, *, host: str = "0.0.0.0"
+    settings: Settings,
+    open_services: OpenServices,
+    *,
+    host: str = "0.0.0.0",
+    mount: Callable[[web.Application, Services], None] | None = None,
 ) -> None:
     """Socket Mode until SIGTERM or SIGINT (which also ends a start-up still waiting)."""
     connected = asyncio.Event()
 
     async def run(stop: asyncio.Event) -> None:
-        async with socket_mode_app(settings, open_services, metrics_host=host):
+        async with socket_mode_app(settings, open_services, metrics_host=host, mount=mount):
             connected.set()
             await stop.wait()
             log.info("shutting down")

@@ -101,6 +101,7 @@ class ThreadState:
     over: bool = False  # the run has ended: its first message loses the Stop button
     progress: bool = False  # keep and show the progress message's steps
     steps: tuple[blocks.ProgressStep, ...] = ()
+    web_link: str | None = None  # the run's web page, linked from its first message
 
     @property
     def total(self) -> int:
@@ -181,7 +182,11 @@ def top(state: ThreadState, status: str) -> UpdateTop:
     stop = None if state.over else state.run_id
     if state.strategy is None:
         message = blocks.status_message(
-            asker_id=state.asker_id, question=state.question, status=status, stop_run_id=stop
+            asker_id=state.asker_id,
+            question=state.question,
+            status=status,
+            stop_run_id=stop,
+            web_link=state.web_link,
         )
     else:
         message = blocks.strategy_message(
@@ -191,6 +196,7 @@ def top(state: ThreadState, status: str) -> UpdateTop:
             model=state.strategy_model,
             status=status,
             stop_run_id=stop,
+            web_link=state.web_link,
         )
     return UpdateTop(message)
 
@@ -203,6 +209,7 @@ def _draft(state: ThreadState, draft: Strategy, model: str) -> blocks.OutboundMe
         model=model,
         status=blocks.drafting_status(model),
         stop_run_id=state.run_id,
+        web_link=state.web_link,
     )
 
 

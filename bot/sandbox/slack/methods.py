@@ -52,6 +52,7 @@ class OtherMethods:
                 "users.info": Method(self.users_info),
                 "users.list": Method(self.users_list),
                 "conversations.info": Method(self.conversations_info),
+                "conversations.members": Method(self.conversations_members),
                 "conversations.join": Method(self.conversations_join),
                 "conversations.open": Method(self.conversations_open),
                 "conversations.replies": Method(self.conversations_replies),
@@ -101,6 +102,22 @@ class OtherMethods:
         self.api.need_scope(_read_scope(channel))
         channel = visible_channel(self.ws, channel.id)
         return {"channel": channel.to_api(bot_user_id=self.ws.bot_user_id)}
+
+    def conversations_members(self, ctx: CallContext) -> dict[str, Any]:
+        """A conversation's members (people and bots), paged like users.list; a private
+        channel the bot is not in does not exist for it (`channel_not_found`)."""
+        channel = self._by_id(ctx.required("channel"))
+        self.api.need_scope(_read_scope(channel))
+        channel = visible_channel(self.ws, channel.id)
+        members = sorted(channel.members if not channel.is_im else {channel.im_user or ""})
+        limit = int(ctx.text("limit") or 100)
+        start = int(ctx.text("cursor") or 0) if (ctx.text("cursor") or "0").isdigit() else -1
+        if start < 0:
+            raise ApiError("invalid_cursor")
+        page = members[start : start + max(1, min(limit, 1000))]
+        following = start + len(page)
+        cursor = str(following) if following < len(members) else ""
+        return {"members": page, "response_metadata": {"next_cursor": cursor}}
 
     def conversations_join(self, ctx: CallContext) -> dict[str, Any]:
         self.api.need_scope("channels:join")

@@ -42,6 +42,7 @@ from bot.sandbox.slack.control import control_routes
 from bot.sandbox.slack.files import FileMethods, UploadedFile
 from bot.sandbox.slack.manifest import AppManifest, load_manifest
 from bot.sandbox.slack.methods import OtherMethods
+from bot.sandbox.slack.oidc import OpenIdConnect
 from bot.sandbox.slack.payloads import (
     block_actions_on_message,
     clicked,
@@ -141,6 +142,8 @@ class SlackSandbox:
         self.views.register()
         self.file_methods = FileMethods(self.workspace, self.web_api)
         self.file_methods.register()
+        self.oidc = OpenIdConnect(self.workspace, self.web_api)
+        self.oidc.register()
         self.base_url = ""
         self._runner: web.AppRunner | None = None
 
@@ -185,6 +188,7 @@ class SlackSandbox:
         app.router.add_get("/socket-mode/link/", self.socket.handle)
         app.router.add_post("/commands/{team}/{serial}/{secret}", self.response_urls.handle)
         app.add_routes(self.file_methods.routes())
+        app.add_routes(self.oidc.routes())
         app.add_routes(control_routes(self))
         return app
 

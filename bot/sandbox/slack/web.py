@@ -13,6 +13,7 @@ The methods themselves live in `slack_methods.py`.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import time
@@ -25,7 +26,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-TokenKind = Literal["bot", "app"]
+TokenKind = Literal["bot", "app", "user", "client"]  # client: id and secret, no token
 
 
 class ApiError(Exception):
@@ -93,6 +94,7 @@ class CallContext:
     args: dict[str, Any]
     token_kind: TokenKind
     warnings: list[str] = field(default_factory=list)
+    token: str | None = None  # a user token's person is who it was issued to (oidc)
 
     def text(self, name: str) -> str | None:
         value = self.args.get(name)
@@ -191,6 +193,7 @@ class WebApi:
         self.bot_token = bot_token
         self.app_token = app_token
         self.scopes = scopes
+        self.user_tokens: set[str] = set()  # issued by Sign in with Slack (bot.sandbox.slack.oidc)
         self.methods: dict[str, Method] = {}
         self.calls: list[ApiCall] = []
         self.unknown_calls: list[ApiCall] = []
@@ -297,10 +300,12 @@ class WebApi:
             wait = limit.retry_after()
             if wait is not None:
                 raise ApiError("ratelimited", status=429, headers={"Retry-After": str(wait)})
-        ctx = CallContext(method, args, kind, warnings)
+        ctx = CallContext(method, args, kind, warnings, token=token)
         return {"ok": True, **spec.handler(ctx)}
 
     def _authenticate(self, token: str | None, spec: Method) -> TokenKind:
+        if spec.token == "client":
+            return "client"  # the method checks the client id and secret itself
         if not token:
             raise ApiError("not_authed")
         kind: TokenKind
@@ -308,6 +313,8 @@ class WebApi:
             kind = "bot"
         elif token == self.app_token:
             kind = "app"
+        elif token in self.user_tokens:
+            kind = "user"
         else:
             raise ApiError("invalid_auth")
         if kind != spec.token:
@@ -375,6 +382,14 @@ async def _read_request(request: web.Request) -> tuple[dict[str, Any], str | Non
         body_token = args.get("token")
     bearer = request.headers.get("Authorization", "")
     token = bearer.removeprefix("Bearer ").strip() if bearer.startswith("Bearer ") else None
+    if bearer.startswith("Basic "):  # client credentials (openid.connect.token)
+        try:
+            pair = base64.b64decode(bearer.removeprefix("Basic ").strip()).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError("invalid_auth") from None
+        client_id, _, client_secret = pair.partition(":")
+        args.setdefault("client_id", client_id)
+        args.setdefault("client_secret", client_secret)
     return args, token or body_token or request.query.get("token"), warnings
 
 

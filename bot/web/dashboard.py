@@ -1,0 +1,130 @@
+"""The admin dashboard: a period's spend drawn as charts, from the ledger's own reports.
+
+Spend per day by model and the saving against running every step on the strategy model
+come from `Reports.summary` for each UTC day of the period (the report that `/orchestrate
+costs` words, so the two never disagree); runs and follow-ups per day from the same
+summaries; top channels and people from the period's summary; 👍/👎 and the cost of each 👍
+from `Interactions.feedback`; budgets from the governance settings in force and this month's
+spend. Every chart is a `charts.Table`, so the page's tables and the CSV hold exactly what
+the charts draw.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from html import escape
+
+from blocks import format_usd, model_label
+from bot.ledger import CostReport, FeedbackReport, initial_settings, periods
+from bot.web.charts import Table, csv_rows, figure
+from bot.web.deps import WebDeps
+
+MAX_DAYS = 92
+
+
+@dataclass(frozen=True, slots=True)
+class Dashboard:
+    days: int
+    period: CostReport
+    feedback: FeedbackReport
+    tables: tuple[Table, ...]
+    budget_lines: tuple[str, ...]
+
+
+async def build(
+    deps: WebDeps, team_id: str, *, days: int, now: datetime | None = None
+) -> Dashboard:
+    now = now or datetime.now(UTC)
+    today = periods.midnight(now.date())
+    first = today - timedelta(days=days - 1)
+    reports = deps.reports
+    per_day = [
+        (first + timedelta(days=n), await reports.summary(
+            team_id, since=first + timedelta(days=n), until=min(first + timedelta(days=n + 1), now)))
+        for n in range(days)
+    ]  # fmt: skip
+    period = await reports.summary(team_id, since=first, until=now)
+    feedback = await deps.feedback.feedback(team_id, since=first, until=now)
+    models = sorted({m.model for _, r in per_day for m in r.by_model})
+    strategy_label = model_label(deps.settings.strategy_model)
+    tables = (
+        Table("spend", "Spend per day by model", "Day", tuple(model_label(m) + f" ({m})" for m in models),
+              tuple((d.date().isoformat(), tuple(_model_cost(r, m) for m in models)) for d, r in per_day)),
+        Table("saving", f"Spend against all on {strategy_label}", "Day",
+              ("Spent", f"All on {strategy_label}"),
+              tuple((d.date().isoformat(), (r.total_usd, r.all_strategy_model_usd or Decimal(0)))
+                    for d, r in per_day)),
+        Table("runs", "Runs and follow-ups per day", "Day", ("Runs", "Follow-ups"),
+              tuple((d.date().isoformat(), (r.runs, r.followups)) for d, r in per_day), unit=""),
+        Table("channels", "Top channels", "Channel", ("Spent", "Runs"),
+              tuple((s.id, (s.cost_usd, s.runs)) for s in period.top_channels)),
+        Table("people", "Top people", "Person", ("Spent", "Runs"),
+              tuple((s.id, (s.cost_usd, s.runs)) for s in period.top_users)),
+        Table("feedback", "👍 and 👎", "Vote", ("Votes",),
+              (("👍", (feedback.up,)), ("👎", (feedback.down,))), unit=""),
+    )  # fmt: skip
+    return Dashboard(days, period, feedback, tables, await _budgets(deps, team_id, now))
+
+
+def _model_cost(report: CostReport, model: str) -> Decimal:
+    return next((m.cost_usd or Decimal(0) for m in report.by_model if m.model == model), Decimal(0))
+
+
+async def _budgets(deps: WebDeps, team_id: str, now: datetime) -> tuple[str, ...]:
+    current = await deps.governance.budget_settings(team_id, initial_settings(deps.settings))
+    spent = await deps.budgets.workspace_month_spent(team_id, now)
+    lines = []
+    if current.workspace_monthly_usd is not None:
+        lines.append(_use("Workspace, this month", spent, current.workspace_monthly_usd))
+    else:
+        lines.append(f"Workspace, this month: {format_usd(spent)} spent, no budget set")
+    if current.user_daily_usd is not None:
+        lines.append(f"Each person, per day: {format_usd(current.user_daily_usd)}")
+    if current.channel_monthly_usd:
+        month = await deps.reports.summary(team_id, since=periods.month_bounds(now)[0], until=now)
+        by_channel = {s.id: s.cost_usd for s in month.top_channels}
+        for channel, limit in current.channel_monthly_usd:
+            used = by_channel.get(channel)
+            lines.append(
+                _use(f"Channel {channel}, this month", used, limit)
+                if used is not None
+                else f"Channel {channel}, this month: limit {format_usd(limit)} (not among the top spenders)"
+            )
+    return tuple(lines)
+
+
+def _use(what: str, spent: Decimal, limit: Decimal) -> str:
+    pct = (spent / limit * 100) if limit else Decimal(0)
+    return f"{what}: {format_usd(spent)} of {format_usd(limit)} ({pct:.0f}% used)"
+
+
+def charts_html(board: Dashboard) -> str:
+    period, feedback = board.period, board.feedback
+    per_up = format_usd(feedback.spent_usd / feedback.up) if feedback.up else "no 👍 yet"
+    saving = f"{period.saving_pct:.0f}%" if period.saving_pct is not None else "—"
+    unpriced = (
+        f" ({period.unpriced_calls} unpriced calls not counted)" if period.unpriced_calls else ""
+    )
+    kinds = ("stacked", "lines", "stacked", "bars", "bars", "bars")
+    summary = (
+        f'<ul class="headline"><li>Spent <strong>{format_usd(period.total_usd)}</strong>{unpriced}</li>'
+        f"<li>Saving against all on the strategy model: <strong>{saving}</strong></li>"
+        f"<li><strong>{period.runs:,}</strong> runs, <strong>{period.followups:,}</strong> follow-ups</li>"
+        f"<li>👍 {feedback.up:,} · 👎 {feedback.down:,} · cost per 👍: <strong>{per_up}</strong></li></ul>"
+    )
+    budgets = "".join(f"<li>{escape(line)}</li>" for line in board.budget_lines)
+    charts = "".join(figure(t, k) for t, k in zip(board.tables, kinds, strict=True))
+    return (
+        f'{summary}<section aria-labelledby="budgets-h"><h2 id="budgets-h">Budgets and use</h2>'
+        f'<ul class="budgets">{budgets}</ul></section>{charts}'
+    )
+
+
+def to_csv(board: Dashboard) -> str:
+    out = io.StringIO()
+    csv.writer(out).writerows(csv_rows(board.tables))
+    return out.getvalue()
