@@ -24,10 +24,11 @@ sent whole (a few kB), so a page that missed an event still ends right.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from importlib import resources
 from urllib.parse import quote
@@ -67,6 +68,11 @@ class WebView:
     get_deps: Callable[[], WebDeps | None]
     sessions: Sessions
     team_id: str | None = None  # the installed workspace (auth.test), once asked
+    # Set at shutdown: live streams end at once instead of holding the server's shutdown.
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def close(self, _app: web.Application) -> None:
+        self.closing.set()
 
     async def team(self, deps: WebDeps) -> str | None:
         if self.team_id is None:
@@ -83,6 +89,7 @@ WEB = web.AppKey("web", WebView)
 def mount(app: web.Application, view: WebView) -> None:
     """Add the web view's routes to `app` (HTTP mode's, or Socket Mode's metrics server)."""
     app[WEB] = view
+    app.on_shutdown.append(view.close)
     app.router.add_get("/web", _home)
     app.router.add_get("/login", _login)
     app.router.add_get(CALLBACK_PATH, _callback)
@@ -239,6 +246,7 @@ async def _live(request: web.Request) -> web.StreamResponse:
     if isinstance(seen, web.Response):
         return seen
     deps, _, first = seen
+    view = request.app[WEB]
     run_id = first.main.run.id
     response = web.StreamResponse(
         headers={**HEADERS, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
@@ -247,7 +255,7 @@ async def _live(request: web.Request) -> web.StreamResponse:
     started = last_sent = time.monotonic()
     version: tuple[object, ...] | None = None
     working = True
-    while time.monotonic() - started < LIVE_MAX_S:
+    while time.monotonic() - started < LIVE_MAX_S and not view.closing.is_set():
         now_version = await deps.pages.version(run_id)
         if now_version != version:
             version = now_version
@@ -260,7 +268,8 @@ async def _live(request: web.Request) -> web.StreamResponse:
         elif time.monotonic() - last_sent > KEEPALIVE_S:
             await response.write(b": keep-alive\n\n")
             last_sent = time.monotonic()
-        await asyncio.sleep(LIVE_POLL_S if working else IDLE_POLL_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(view.closing.wait(), LIVE_POLL_S if working else IDLE_POLL_S)
     return response
 
 
