@@ -38,7 +38,7 @@ HOSTILE = (
     '<img src="x" onerror="window.__pwned = \'onerror\'"> and '
     "[click me](javascript:window.__pwned='link') and "
     "[data](data:text/html,<script>window.__pwned='data'</script>) and "
-    '<a href="javascript:window.__pwned=\'raw\'" onclick="window.__pwned=\'onclick\'">raw</a>.\n\n'
+    "<a href=\"javascript:window.__pwned='raw'\" onclick=\"window.__pwned='onclick'\">raw</a>.\n\n"
     "```html\n<script>window.__pwned = 'code'</script>\n```\n"
 )
 
@@ -140,7 +140,9 @@ async def test_hostile_model_output_executes_nothing(tmp_path: Path, browser: Br
         for anchor in await page.locator("main a").all():
             await anchor.click(no_wait_after=True)
         assert await page.evaluate("window.__pwned") is None
-        assert await page.locator("main script, main img, main [onerror], main [onclick]").count() == 0
+        assert (
+            await page.locator("main script, main img, main [onerror], main [onclick]").count() == 0
+        )
         assert dialogs == []
         assert "window.__pwned" in await page.locator("main").inner_text()  # shown as text
         await shot(page, "hostile-output")

@@ -71,9 +71,7 @@ async def sign_in(session: aiohttp.ClientSession, url: str, user_id: str) -> aio
     fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form))
     fields = {k: _unescape(v) for k, v in fields.items()}
     assert fields, form
-    async with session.post(
-        authorize.split("?")[0], data={**fields, "user": user_id}
-    ) as landed:
+    async with session.post(authorize.split("?")[0], data={**fields, "user": user_id}) as landed:
         await landed.read()
         return landed
 
