@@ -252,6 +252,13 @@ async def _live(request: web.Request) -> web.StreamResponse:
         headers={**HEADERS, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
+    with contextlib.suppress(ConnectionResetError):  # the page was closed or left
+        await _follow(deps, view, run_id, response)
+    return response
+
+
+async def _follow(deps: WebDeps, view: WebView, run_id: str, response: web.StreamResponse) -> None:
+    """Send the panes whenever the run (or a follow-up) changes, until shutdown or the limit."""
     started = last_sent = time.monotonic()
     version: tuple[object, ...] | None = None
     working = True
@@ -270,11 +277,11 @@ async def _live(request: web.Request) -> web.StreamResponse:
             last_sent = time.monotonic()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(view.closing.wait(), LIVE_POLL_S if working else IDLE_POLL_S)
-    return response
 
 
 def _event(name: str, data: str) -> bytes:
-    lines = "".join(f"data: {line}\n" for line in data.split("\n"))
+    # SSE ends a line at \r too: the HTML is sent with \n alone, one data: line each.
+    lines = "".join(f"data: {line}\n" for line in data.replace("\r", "").split("\n"))
     return f"event: {name}\n{lines}\n".encode()
 
 
