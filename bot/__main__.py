@@ -86,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
         default=0.25,
         help="sandbox model latency multiplier (1.0 = realistic; default 0.25)",
     )
+    demo.add_argument(
+        "--web-port",
+        type=_port,
+        default=None,
+        help="serve the run's web page on http://127.0.0.1:PORT, print its link and keep "
+        "serving after the run until Ctrl-C (sign in as a seeded person)",
+    )
     sandbox = commands.add_parser(
         "sandbox",
         help="run the Slack and Claude stand-ins",
@@ -185,7 +192,11 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from bot.cli.demo import run_demo
 
         return await run_demo(
-            " ".join(args.question), settings=settings, live=args.live, time_scale=args.time_scale
+            " ".join(args.question),
+            settings=settings,
+            live=args.live,
+            time_scale=args.time_scale,
+            web_port=args.web_port,
         )
     if args.command == "sandbox":
         from bot.cli.sandbox import serve_sandboxes

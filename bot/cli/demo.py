@@ -9,7 +9,9 @@ review. A message edited after it was printed is printed again, as its header ma
 `ANTHROPIC_API_KEY`; Slack stays local. A Claude API that does not answer (no network) is
 waited for `START_PATIENCE_S` at most, then the demo stops with the cause (exit 1). SIGTERM,
 like Ctrl-C, interrupts the run (marked so in its thread), says what was spent, and exits
-143 once everything is closed.
+143 once everything is closed. `--web-port` turns the web view on (bot.web), signing in
+through the Slack stand-in: the run's link is printed after the thread and served until
+Ctrl-C.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import json
+import re
 import signal
 import sys
 import tempfile
@@ -44,7 +48,14 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TERMINATED = 0, 1, 2, 128 + signal.SIGTER
 POLL_S = 0.1
 
 
-async def run_demo(question: str, *, settings: Settings, live: bool, time_scale: float) -> int:
+async def run_demo(
+    question: str,
+    *,
+    settings: Settings,
+    live: bool,
+    time_scale: float,
+    web_port: int | None = None,
+) -> int:
     question = question.strip()
     if not question:
         print(
@@ -68,6 +79,8 @@ async def run_demo(question: str, *, settings: Settings, live: bool, time_scale:
             with tempfile.TemporaryDirectory(prefix="orchestrate-demo-") as tmp:
                 async with _sandboxes(live, time_scale) as (slack, claude):
                     demo_settings = _demo_settings(settings, slack, claude, Path(tmp))
+                    if web_port is not None:
+                        demo_settings = _with_web(demo_settings, slack, web_port)
                     return await _drive(question, demo_settings, slack, opened=opened)
         except GaveUp as exc:
             hint = " (check the network and ANTHROPIC_BASE_URL)" if live else ""
@@ -150,6 +163,39 @@ def _demo_settings(
     return demo
 
 
+def _with_web(settings: Settings, slack: SlackSandbox, port: int) -> Settings:
+    """The web view on 127.0.0.1:`port`, signing in through the Slack sandbox."""
+    web_url = f"http://127.0.0.1:{port}"
+    slack.oidc.redirect_uris.add(f"{web_url}/auth/slack")
+    return replace(
+        settings,
+        web_url=web_url,
+        web_port=port,
+        slack_client_id=slack.oidc.client_id,
+        slack_client_secret=slack.oidc.client_secret,
+    )
+
+
+async def _show_page(slack: SlackSandbox) -> None:
+    """Print the run's web link and serve it until Ctrl-C (which then ends the demo as a
+    finished one: the run is over; SIGTERM still interrupts as anywhere else)."""
+    top = slack.messages(DEMO_CHANNEL)[-1] if slack.messages(DEMO_CHANNEL) else None
+    found = re.search(r"<(http[^|>]+)\|Open in browser>", json.dumps(top.blocks)) if top else None
+    if found is None:
+        return
+    print(
+        f"Open the run in a browser: {found.group(1)}\n(sign in as Alice, who asked, or Bob; "
+        "Ada is an admin, for /admin) — Ctrl-C to stop",
+        flush=True,
+    )
+    loop, stop = asyncio.get_running_loop(), asyncio.Event()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
 async def _drive(
     question: str, settings: Settings, slack: SlackSandbox, *, opened: list[Services]
 ) -> int:
@@ -170,6 +216,9 @@ async def _drive(
             follow = tasks.create_task(narrator.follow())
             await asyncio.wait_for(_until_done(services, slack), RUN_TIMEOUT_S)
             follow.cancel()
+        if settings.web_url:  # the page is served while the app is: before it closes
+            narrator.show(final=True)
+            await _show_page(slack)
     narrator.show(final=True)
     print(flush=True)
     for ephemeral in slack.ephemerals(DEMO_USER):

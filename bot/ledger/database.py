@@ -65,9 +65,7 @@ class Ledger:
         self.claims = Claims(driver)
         self.governance = Governance(driver)
         self.interactions = Interactions(driver)
-        self.pages = RunPages(
-            driver, store_questions=store_questions, read_run=self.runs.read_row
-        )
+        self.pages = RunPages(driver, store_questions=store_questions, read_run=self.runs.read_row)
 
     async def open(self) -> None:
         """Connect, bring the schema up to date (idempotent across processes), and replay

@@ -73,7 +73,8 @@ def _legend(series: Sequence[str]) -> str:
     items, x = [], float(PAD_LEFT)
     for i, name in enumerate(series):
         items.append(
-            f'<rect x="{x}" y="{HEIGHT + 8}" width="10" height="10" fill="{PALETTE[i % len(PALETTE)]}"/>'
+            f'<rect x="{x}" y="{HEIGHT + 8}" width="10" height="10" '
+            f'fill="{PALETTE[i % len(PALETTE)]}"/>'
             f'<text x="{x + 14}" y="{HEIGHT + 17}" class="legend">{escape(name)}</text>'
         )
         x += 24 + 7 * len(name)

@@ -42,24 +42,20 @@ async def build(
     today = periods.midnight(now.date())
     first = today - timedelta(days=days - 1)
     reports = deps.reports
-    per_day = [
-        (first + timedelta(days=n), await reports.summary(
-            team_id, since=first + timedelta(days=n), until=min(first + timedelta(days=n + 1), now)))
-        for n in range(days)
-    ]  # fmt: skip
+    per_day: list[tuple[str, CostReport]] = []
+    for n in range(days):
+        since = first + timedelta(days=n)
+        until = min(since + timedelta(days=1), now)
+        per_day.append(
+            (since.date().isoformat(), await reports.summary(team_id, since=since, until=until))
+        )
     period = await reports.summary(team_id, since=first, until=now)
     feedback = await deps.feedback.feedback(team_id, since=first, until=now)
-    models = sorted({m.model for _, r in per_day for m in r.by_model})
-    strategy_label = model_label(deps.settings.strategy_model)
     tables = (
-        Table("spend", "Spend per day by model", "Day", tuple(model_label(m) + f" ({m})" for m in models),
-              tuple((d.date().isoformat(), tuple(_model_cost(r, m) for m in models)) for d, r in per_day)),
-        Table("saving", f"Spend against all on {strategy_label}", "Day",
-              ("Spent", f"All on {strategy_label}"),
-              tuple((d.date().isoformat(), (r.total_usd, r.all_strategy_model_usd or Decimal(0)))
-                    for d, r in per_day)),
+        _spend(per_day),
+        _saving(per_day, model_label(deps.settings.strategy_model)),
         Table("runs", "Runs and follow-ups per day", "Day", ("Runs", "Follow-ups"),
-              tuple((d.date().isoformat(), (r.runs, r.followups)) for d, r in per_day), unit=""),
+              tuple((day, (r.runs, r.followups)) for day, r in per_day), unit=""),
         Table("channels", "Top channels", "Channel", ("Spent", "Runs"),
               tuple((s.id, (s.cost_usd, s.runs)) for s in period.top_channels)),
         Table("people", "Top people", "Person", ("Spent", "Runs"),
@@ -68,6 +64,19 @@ async def build(
               (("👍", (feedback.up,)), ("👎", (feedback.down,))), unit=""),
     )  # fmt: skip
     return Dashboard(days, period, feedback, tables, await _budgets(deps, team_id, now))
+
+
+def _spend(per_day: list[tuple[str, CostReport]]) -> Table:
+    models = sorted({m.model for _, r in per_day for m in r.by_model})
+    series = tuple(f"{model_label(m)} ({m})" for m in models)
+    rows = tuple((day, tuple(_model_cost(r, m) for m in models)) for day, r in per_day)
+    return Table("spend", "Spend per day by model", "Day", series, rows)
+
+
+def _saving(per_day: list[tuple[str, CostReport]], strategy: str) -> Table:
+    rows = tuple((day, (r.total_usd, r.all_strategy_model_usd or Decimal(0))) for day, r in per_day)
+    title = f"Spend against all on {strategy}"
+    return Table("saving", title, "Day", ("Spent", f"All on {strategy}"), rows)
 
 
 def _model_cost(report: CostReport, model: str) -> Decimal:
@@ -92,7 +101,8 @@ async def _budgets(deps: WebDeps, team_id: str, now: datetime) -> tuple[str, ...
             lines.append(
                 _use(f"Channel {channel}, this month", used, limit)
                 if used is not None
-                else f"Channel {channel}, this month: limit {format_usd(limit)} (not among the top spenders)"
+                else f"Channel {channel}, this month: limit {format_usd(limit)}"
+                " (not among the top spenders)"
             )
     return tuple(lines)
 
@@ -110,12 +120,13 @@ def charts_html(board: Dashboard) -> str:
         f" ({period.unpriced_calls} unpriced calls not counted)" if period.unpriced_calls else ""
     )
     kinds = ("stacked", "lines", "stacked", "bars", "bars", "bars")
-    summary = (
-        f'<ul class="headline"><li>Spent <strong>{format_usd(period.total_usd)}</strong>{unpriced}</li>'
-        f"<li>Saving against all on the strategy model: <strong>{saving}</strong></li>"
-        f"<li><strong>{period.runs:,}</strong> runs, <strong>{period.followups:,}</strong> follow-ups</li>"
-        f"<li>👍 {feedback.up:,} · 👎 {feedback.down:,} · cost per 👍: <strong>{per_up}</strong></li></ul>"
+    items = (
+        f"Spent <strong>{format_usd(period.total_usd)}</strong>{unpriced}",
+        f"Saving against all on the strategy model: <strong>{saving}</strong>",
+        f"<strong>{period.runs:,}</strong> runs, <strong>{period.followups:,}</strong> follow-ups",
+        f"👍 {feedback.up:,} · 👎 {feedback.down:,} · cost per 👍: <strong>{per_up}</strong>",
     )
+    summary = '<ul class="headline">' + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
     budgets = "".join(f"<li>{escape(line)}</li>" for line in board.budget_lines)
     charts = "".join(figure(t, k) for t, k in zip(board.tables, kinds, strict=True))
     return (

@@ -178,7 +178,8 @@ async def _callback(request: web.Request) -> web.Response:
         viewer = await exchange(deps.settings, code=request.query.get("code", ""), nonce=nonce)
     except SignInRefused as exc:
         log.info("a sign-in was refused: %s", exc)
-        body = f'<h1>Not signed in</h1><p>{escape(str(exc))}.</p><p><a href="/login">Sign in again</a></p>'
+        again = '<p><a href="/login">Sign in again</a></p>'
+        body = f"<h1>Not signed in</h1><p>{escape(str(exc))}.</p>{again}"
         return page("Not signed in", body, viewer=None, status=400)
     response = web.HTTPFound(next_path, headers=HEADERS)
     view.sessions.sign_in(response, viewer)

@@ -284,7 +284,8 @@ def cost_html(cost: CostSummary, elapsed_s: float) -> str:
     lines = []
     for entry in cost.by_model:
         usage = entry.usage
-        tokens = f"{usage.prompt_tokens:,} in / {approx(f'{usage.output_tokens:,}', usage.estimated)} out"
+        out = approx(f"{usage.output_tokens:,}", usage.estimated)
+        tokens = f"{usage.prompt_tokens:,} in / {out} out"
         figure = approx(format_usd(entry.cost_usd), usage.estimated)
         lines.append(
             f"<li><strong>{escape(model_label(entry.model))}</strong> "

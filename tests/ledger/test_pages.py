@@ -19,7 +19,7 @@ from bot.core.events import (
 from bot.core.models import Check, Component, Review, Strategy
 from bot.core.pricing import CostSummary, ModelCost
 from bot.core.usage import CallRecord, TokenUsage
-from bot.ledger import open_ledger
+from bot.ledger import Reservation, open_ledger
 from bot.ledger.pages import event_from_json, event_to_json
 
 COMPONENTS = (Component("Cache", "Show the cache"), Component("Queue", "Show <the> queue"))
@@ -71,7 +71,8 @@ async def test_a_run_and_its_follow_ups_read_back_in_order(ledger_url: str) -> N
             worst_case_usd=Decimal("0.01"), user_budget=None, workspace_budget=None,
             parent_run_id=run_id,
         )  # fmt: skip
-        retry_id = getattr(retry, "run_id")
+        assert isinstance(retry, Reservation)
+        retry_id = retry.run_id
         await ledger.pages.record(retry_id, ExampleReady(0, COMPONENTS[0], "again", "h"))
         page = await ledger.pages.page(retry_id)  # a follow-up opens its parent's page
         assert page is not None

@@ -72,7 +72,7 @@ async def test_a_tampered_cookie_is_a_stranger_and_next_never_leaves_the_site(
         async with client() as session:
             await sign_in(session, link, "U0BOB")
             signed = next(c.value for c in session.cookie_jar if c.key == "orchestrate_session")
-            payload, rest = signed.split(".", 1)
+            _, rest = signed.split(".", 1)
             admin = {"u": "U0ADMIN", "t": "T0SANDBOX", "n": "Ada"}
             as_admin = base64.urlsafe_b64encode(json.dumps(admin).encode()).rstrip(b"=").decode()
             for forged in (

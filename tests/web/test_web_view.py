@@ -33,11 +33,10 @@ async def test_a_stranger_with_the_link_sees_nothing_of_the_run(tmp_path: Path) 
         await stack.command("A private plan", channel_id="G0TEAM")
         await stack.settle()
         link = run_link(stack, "G0TEAM")
-        async with client() as anonymous:
-            async with anonymous.get(link, allow_redirects=False) as first:
-                assert first.status == 302
-                body = await first.text()
-                assert "private plan" not in body.lower() and "$" not in body
+        async with client() as anonymous, anonymous.get(link, allow_redirects=False) as first:
+            assert first.status == 302
+            body = await first.text()
+            assert "private plan" not in body.lower() and "$" not in body
         async with client() as session:
             landed = await sign_in(session, link, "U0CAROL")
             html = await landed.text()
