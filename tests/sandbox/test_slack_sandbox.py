@@ -495,7 +495,8 @@ async def test_users_info_reports_roles_and_unknown_users(client: AsyncWebClient
 async def test_conversations_info_and_join_follow_channel_types(
     client: AsyncWebClient, slack: SlackSandbox
 ) -> None:
-    # manifest.yml grants no read scope: conversations.info needs the one for the channel type.
+    # conversations.info needs the read scope of the channel's type.
+    slack.web_api.scopes -= {"groups:read"}
     refused = await api_error(client.conversations_info(channel="G0TEAM"))
     assert (refused.response["error"], refused.response["needed"]) == (
         "missing_scope",
