@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
-from html import escape
-from typing import Any
 from urllib.parse import urlsplit
 
 from markdown_it import MarkdownIt
@@ -80,8 +78,3 @@ def _parser() -> MarkdownIt:
     md.validateLink = safe_link  # type: ignore[method-assign]
     md.add_render_rule("link_open", _link_open)
     return md
-
-
-def text(value: Any) -> str:
-    """Plain text as HTML text (quotes escaped too: safe inside an attribute)."""
-    return escape(str(value), quote=True)

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 LIVE_POLL_S = 0.2
 IDLE_POLL_S = 2.0
 KEEPALIVE_S = 15.0
+MAX_LINKS = 10_000
 LIVE_MAX_S = 1800.0  # a live stream ends after this; the browser reconnects by itself
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -70,6 +71,8 @@ class WebView:
     team_id: str | None = None  # the installed workspace (auth.test), once asked
     # Set at shutdown: live streams end at once instead of holding the server's shutdown.
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    # Threads' permalinks, asked of Slack once each (a live page redraws many times).
+    links: dict[tuple[str, str], str] = field(default_factory=dict)
 
     async def close(self, _app: web.Application) -> None:
         self.closing.set()
@@ -212,14 +215,15 @@ async def _run_page(request: web.Request) -> web.Response:
     if isinstance(seen, web.Response):
         return seen
     deps, viewer, run_page = seen
-    body, title, _ = await _panes(deps, run_page)
+    body, title, _ = await _panes(request.app[WEB], deps, run_page)
     live = f"{RUN_PAGE_PATH}{quote(run_page.main.run.id)}/live"
     return page(title, body, viewer=viewer, live=live)
 
 
-async def _panes(deps: WebDeps, run_page: RunPage) -> tuple[str, str, bool]:
+async def _panes(view: WebView, deps: WebDeps, run_page: RunPage) -> tuple[str, str, bool]:
     """The panes' HTML, the page's title, and whether anything is still working."""
-    link = await _slack_link(deps, run_page.main.run.thread_channel, run_page.main.run.thread_ts)
+    run = run_page.main.run
+    link = await _slack_link(view, deps, run.thread_channel, run.thread_ts)
     body = panes_html(
         run_page, slack_link=link, store_questions=deps.settings.ledger_store_questions
     )
@@ -230,16 +234,25 @@ async def _panes(deps: WebDeps, run_page: RunPage) -> tuple[str, str, bool]:
     return body, title, working or key in ("planning", "illustrating", "reviewing")
 
 
-async def _slack_link(deps: WebDeps, channel: str | None, ts: str | None) -> str | None:
+async def _slack_link(
+    view: WebView, deps: WebDeps, channel: str | None, ts: str | None
+) -> str | None:
     if channel is None or ts is None:
         return None
+    if (channel, ts) in view.links:
+        return view.links[channel, ts]
     try:
         answer = await deps.client.chat_getPermalink(channel=channel, message_ts=ts)
     except Exception as exc:  # a missing link must never cost the page
         log.info("no permalink for %s/%s: %s", channel, ts, type(exc).__name__)
         return None
     link = str(answer.get("permalink") or "")
-    return link if link.startswith("https://") or link.startswith("http://") else None
+    if not link.startswith(("https://", "http://")):
+        return None
+    if len(view.links) >= MAX_LINKS:
+        view.links.clear()  # a bounded memo, not a store: Slack answers again
+    view.links[channel, ts] = link
+    return link
 
 
 async def _live(request: web.Request) -> web.StreamResponse:
@@ -270,7 +283,7 @@ async def _follow(deps: WebDeps, view: WebView, run_id: str, response: web.Strea
             run_page = await deps.pages.page(run_id)
             if run_page is None:  # the run was erased meanwhile
                 break
-            body, _, working = await _panes(deps, run_page)
+            body, _, working = await _panes(view, deps, run_page)
             await response.write(_event("panes", body))
             last_sent = time.monotonic()
         elif time.monotonic() - last_sent > KEEPALIVE_S:

@@ -13,7 +13,7 @@ checked); everything else through `html.escape`. No I/O happens here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from html import escape
 
 from blocks import ESTIMATE_NOTE, approx, format_elapsed, format_usd, includes_estimate, model_label
@@ -56,7 +56,6 @@ class Panes:
     review_problem: str | None = None
     end: RunFinished | RunFailed | None = None
     kept: bool = False  # any event was kept (questions are stored)
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
