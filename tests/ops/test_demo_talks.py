@@ -1,16 +1,20 @@
 """The demo as a newcomer runs it: its exit status says whether the run finished, Ctrl-C
-says what was spent, and a time scale that is not positive is refused."""
+says what was spent, a time scale that is not positive is refused, and `--web-port` prints
+the run's web link and serves it."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.cli.test_cli import QUESTION, clean_env, run_cli
+from tests.web.webstack import free_port
 
 
 def test_the_demo_exits_1_when_the_run_failed(tmp_path: Path) -> None:
@@ -84,3 +88,28 @@ def test_the_demo_thread_reads_strategy_then_examples_then_review(tmp_path: Path
     assert strategy < min(examples) and max(examples) < out.index("Reviewed by Sonnet")
     assert out.index("Reviewed by Sonnet") < out.index("✅ Done in")
     assert out.count("Illustrated by Haiku") == 3  # each example printed once
+
+
+async def test_the_demo_prints_the_runs_web_link_and_serves_it_until_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "demo", QUESTION, "--time-scale", "0.02",
+        "--web-port", str(port), env=clean_env(tmp_path), cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert demo.stdout is not None
+    seen: list[str] = []
+    await read_until(demo.stdout, "Open the run in a browser", seen)
+    link = re.search(r"http://127\.0\.0\.1:\d+/runs/[0-9a-f-]+", seen[-1])
+    assert link, seen[-1]
+    async with aiohttp.ClientSession() as session:
+        async with session.get(link.group(0), allow_redirects=False) as page:
+            assert page.status == 302  # a stranger is sent to sign in, and sees nothing
+            assert page.headers["Location"].startswith("/login?next=")
+        async with session.get(link.group(0)) as sign_in:  # on to the sandbox's page
+            assert "Sign in to" in await sign_in.text() and "Alice" in await sign_in.text()
+    demo.send_signal(signal.SIGINT)
+    await asyncio.wait_for(demo.communicate(), 60)
+    assert demo.returncode == 0  # the run finished; Ctrl-C only ends the serving
