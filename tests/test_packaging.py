@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,8 @@ def test_the_built_wheel_installed_alone_runs_the_demo_from_another_directory(
         capture_output=True,
     )
     (wheel,) = wheels.glob("orchestrate-*.whl")
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    assert {"bot/web/static/app.css", "bot/web/static/app.js"} <= shipped  # the web view's
     venv = tmp_path / "venv"
     subprocess.run(
         [uv, "venv", "--python", sys.executable, str(venv)], check=True, capture_output=True
