@@ -14,7 +14,8 @@ from decimal import Decimal
 from html import escape
 
 PALETTE = ("#3b6fd8", "#d8733b", "#2e9e6b", "#9b59b6", "#c0392b", "#7f8c8d", "#b7950b")
-WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 720, 260, 64, 40, 16
+WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 720, 260, 72, 40, 16
+BAR_ROW = 28.0  # a horizontal bar's row at most, so two rows are not two slabs
 
 Number = int | Decimal
 
@@ -61,9 +62,9 @@ def numbers(table: Table) -> str:
     )
 
 
-def _svg(table: Table, body: str, legend: str) -> str:
+def _svg(table: Table, body: str, legend: str, *, height: float = HEIGHT + 24) -> str:
     return (
-        f'<svg class="plot" viewBox="0 0 {WIDTH} {HEIGHT + 24}" role="img" '
+        f'<svg class="plot" viewBox="0 0 {WIDTH} {height:.0f}" role="img" '
         f'aria-labelledby="svg-{table.key}-t" xmlns="http://www.w3.org/2000/svg">'
         f'<title id="svg-{table.key}-t">{escape(table.title)}</title>{body}{legend}</svg>'
     )
@@ -88,7 +89,8 @@ def _axis(top: float, table: Table) -> str:
     for fraction in (0.0, 0.5, 1.0):
         y = PAD_TOP + plot_h * (1 - fraction)
         value = top * fraction
-        text = f"${value:,.2f}" if table.unit == "$" else f"{value:,.0f}"
+        places = 2 if top >= 10 else 4  # cents hide a small day's spend
+        text = f"${value:,.{places}f}" if table.unit == "$" else f"{value:,.0f}"
         marks.append(
             f'<line x1="{PAD_LEFT}" x2="{WIDTH}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
             f'<text x="{PAD_LEFT - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{text}</text>'
@@ -132,7 +134,7 @@ def lines(table: Table) -> str:
     top = _top([float(v) for _, values in table.rows for v in values])
     plot_h = HEIGHT - PAD_BOTTOM - PAD_TOP
     n = len(table.rows)
-    step = (WIDTH - PAD_LEFT - 10) / max(n - 1, 1)
+    step = (WIDTH - PAD_LEFT - 24) / max(n - 1, 1)  # room for the last label
     parts = [_axis(top, table)]
     for j, name in enumerate(table.series):
         points = " ".join(
@@ -157,7 +159,7 @@ def lines(table: Table) -> str:
 def bars(table: Table) -> str:
     """Horizontal bars of the first series (one per row), labelled with their figure."""
     top = _top([float(values[0]) for _, values in table.rows])
-    row_h = (HEIGHT - PAD_TOP) / max(len(table.rows), 1)
+    row_h = min((HEIGHT - PAD_TOP) / max(len(table.rows), 1), BAR_ROW)
     label_w = 180
     parts = []
     for i, (label, values) in enumerate(table.rows):
@@ -171,7 +173,7 @@ def bars(table: Table) -> str:
             f'<text x="{label_w + w + 6:.1f}" y="{y + row_h * 0.6:.1f}" class="tick">'
             f"{escape(table.cell(values[0]))}</text>"
         )
-    return _svg(table, "".join(parts), "")
+    return _svg(table, "".join(parts), "", height=PAD_TOP + len(table.rows) * row_h + 8)
 
 
 def csv_rows(tables: Sequence[Table]) -> list[list[str]]:

@@ -61,7 +61,7 @@ async def build(
         Table("people", "Top people", "Person", ("Spent", "Runs"),
               tuple((s.id, (s.cost_usd, s.runs)) for s in period.top_users)),
         Table("feedback", "👍 and 👎", "Vote", ("Votes",),
-              (("👍", (feedback.up,)), ("👎", (feedback.down,))), unit=""),
+              (("👍 up", (feedback.up,)), ("👎 down", (feedback.down,))), unit=""),
     )  # fmt: skip
     return Dashboard(days, period, feedback, tables, await _budgets(deps, team_id, now))
 
@@ -124,7 +124,8 @@ def charts_html(board: Dashboard) -> str:
         f"Spent <strong>{format_usd(period.total_usd)}</strong>{unpriced}",
         f"Saving against all on the strategy model: <strong>{saving}</strong>",
         f"<strong>{period.runs:,}</strong> runs, <strong>{period.followups:,}</strong> follow-ups",
-        f"👍 {feedback.up:,} · 👎 {feedback.down:,} · cost per 👍: <strong>{per_up}</strong>",
+        f"👍 up {feedback.up:,} · 👎 down {feedback.down:,} · "
+        f"cost per 👍: <strong>{per_up}</strong>",
     )
     summary = '<ul class="headline">' + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
     budgets = "".join(f"<li>{escape(line)}</li>" for line in board.budget_lines)

@@ -152,3 +152,20 @@ async def _until_first_message(stack: Stack) -> None:
     deadline = time.monotonic() + 20
     while not stack.slack.messages("C0GENERAL") and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.02)
+
+
+async def test_an_admin_sees_the_spend_charts_with_their_numbers(
+    tmp_path: Path, browser: Browser
+) -> None:
+    async with web_stack(tmp_path) as stack:
+        for question in ("Cache an API", "Shard a database"):
+            await stack.command(question)
+        await stack.settle(runs=2)
+        admin = f"{stack.settings.web_url}/admin?days=7"
+        page = await signed_in_page(browser, admin, "U0ADMIN")
+        assert await page.locator("figure.chart svg").count() == 6
+        spend = page.locator("#chart-spend details")
+        await spend.locator("summary").click()
+        assert "claude-haiku-5-5" in await spend.inner_text()
+        assert await page.locator("#chart-channels td").first.inner_text() != "$0.0000"
+        await shot(page, "admin-dashboard")
