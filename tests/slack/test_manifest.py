@@ -95,7 +95,20 @@ SLACK_MANIFEST_SCHEMA: dict[str, Any] = _closed(
                 },
             }
         ),
-        "oauth_config": _closed({"scopes": _closed({"bot": {**_STRINGS, "maxItems": 255}})}),
+        "oauth_config": _closed(
+            {
+                # Sign in with Slack (the web view): where Slack may send the browser back.
+                "redirect_urls": {
+                    "type": "array",
+                    "items": {**_URL, "maxLength": 3000},
+                    "uniqueItems": True,
+                    "maxItems": 1000,
+                },
+                "scopes": _closed(
+                    {"bot": {**_STRINGS, "maxItems": 255}, "user": {**_STRINGS, "maxItems": 255}}
+                ),
+            }
+        ),
         "settings": _closed(
             {
                 "event_subscriptions": _closed(
