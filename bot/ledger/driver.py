@@ -16,6 +16,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
+from bot.core.text import storable
 from bot.ledger import periods
 from bot.ledger.migrations import Migration
 from bot.ledger.types import LedgerError
@@ -95,6 +96,12 @@ def time_scope(
 ) -> tuple[str, list[Any]]:
     """`filters` over a time column, the window converted to the backend's time type."""
     return filters(team_id, user_id, col, db.to_db_time(window[0]), db.to_db_time(window[1]))
+
+
+def storable_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A statement's arguments with every text made storable (`bot.core.text`): a NUL or a
+    lone surrogate from Slack or a model must not fail the write that records it."""
+    return tuple(storable(a) if isinstance(a, str) else a for a in args)
 
 
 def require_run(changed: int, run_id: str) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
-from bot.ledger.driver import Row
+from bot.ledger.driver import Row, storable_args
 from bot.ledger.migrations import POSTGRES, POSTGRES_DAY
 from bot.ledger.periods import utc
 from bot.ledger.types import LedgerError, LedgerUnavailable
@@ -69,15 +69,17 @@ class _Conn:
         self._conn = conn
 
     async def execute(self, sql: str, *args: Any) -> int:
-        status: str = await self._conn.execute(numbered(sql), *args)
+        status: str = await self._conn.execute(numbered(sql), *storable_args(args))
         match = _ROWS_CHANGED.search(status)  # "UPDATE 3", "INSERT 0 1", "CREATE TABLE"
         return int(match.group(1)) if match else 0
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return [tuple(record) for record in await self._conn.fetch(numbered(sql), *args)]
+        return [
+            tuple(record) for record in await self._conn.fetch(numbered(sql), *storable_args(args))
+        ]
 
     async def stream(self, sql: str, *args: Any) -> AsyncIterator[Row]:
-        async for record in self._conn.cursor(numbered(sql), *args, prefetch=1000):
+        async for record in self._conn.cursor(numbered(sql), *storable_args(args), prefetch=1000):
             yield tuple(record)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiosqlite
 
-from bot.ledger.driver import Row
+from bot.ledger.driver import Row, storable_args
 from bot.ledger.migrations import SQLITE, SQLITE_DAY
 from bot.ledger.periods import utc
 from bot.ledger.types import LedgerError, LedgerUnavailable
@@ -45,15 +45,15 @@ class _Conn:
         self._db = db
 
     async def execute(self, sql: str, *args: Any) -> int:
-        async with self._db.execute(sql, args) as cursor:
+        async with self._db.execute(sql, storable_args(args)) as cursor:
             return cursor.rowcount
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        async with self._db.execute(sql, args) as cursor:
+        async with self._db.execute(sql, storable_args(args)) as cursor:
             return [tuple(row) for row in await cursor.fetchall()]
 
     async def stream(self, sql: str, *args: Any) -> AsyncIterator[Row]:
-        async with self._db.execute(sql, args) as cursor:
+        async with self._db.execute(sql, storable_args(args)) as cursor:
             async for row in cursor:
                 yield tuple(row)
 

@@ -26,6 +26,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.conversation import ThreadMessage
 from bot.core.models import Strategy
+from bot.core.text import storable
 from bot.slack.poster import slack_error
 
 RUN_EVENT = "orchestrate_run"
@@ -192,7 +193,9 @@ def _collect_marks(
 
 def decode(text: str) -> str:
     """Slack's wire text as a person reads it: mentions and links spelled out, entities
-    decoded (after the markup, so a decoded `&lt;` can never become markup)."""
+    decoded (after the markup, so a decoded `&lt;` can never become markup), and nothing a
+    database cannot store (`bot.core.text.storable`)."""
+    text = storable(text)
     text = _SPECIAL.sub(lambda m: f"@{m.group(1)}", text)
     text = _SUBTEAM.sub(lambda m: m.group(1), text)
     text = _DATE.sub(lambda m: m.group(1), text)

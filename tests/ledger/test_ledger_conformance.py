@@ -708,3 +708,21 @@ async def test_an_estimated_call_is_kept_estimated_in_reports_and_the_export(
     lines = out.getvalue().splitlines()[1:]
     rows = [dict(zip(CSV_COLUMNS, line.split(","), strict=True)) for line in lines]
     assert [r["estimated"] for r in rows] == ["0", "0", "1"]
+
+
+async def test_text_a_database_cannot_store_is_cleaned_not_refused(ledger: Ledger) -> None:
+    # A NUL (PostgreSQL's text refuses it) and a lone surrogate (no UTF-8 encoding exists, so
+    # neither backend can bind it), as Slack's JSON can carry them ("\u0000", "\ud800").
+    question = "How do we ship\x00 the \ud800 release?"
+    run_id = await ledger.runs.start_run(
+        team_id="T1", channel_id="C1", user_id="U1", question=question
+    )
+    await ledger.runs.finish_run(run_id, "failed", elapsed_s=1.0, error="cut \udfff\x00off")
+    await ledger.interactions.vote(run_id, "U2", -1)
+    assert await ledger.interactions.set_vote_reason(run_id, "U2", "wrong\x00 \ud83d answer") is True
+
+    run = await ledger.runs.get_run(run_id)
+    assert run is not None
+    assert run.question == "How do we ship the \ufffd release?"
+    assert run.error == "cut \ufffdoff"
+    assert run.question_chars == len(question)
