@@ -95,17 +95,30 @@ def question_too_long_messages(
     *, length: int, max_chars: int, question: str
 ) -> list[OutboundMessage]:
     """The question is over the limit: say so, and give it back (as code, so it copies back
-    exactly) so nothing typed is lost; as many replies as its length needs."""
-    line = (
-        f"⚠ Your question is {length:,} characters; the limit is {max_chars:,}. Shorten it and "
-        "run the command again. Here is what you typed:"
-    )
+    exactly) so nothing typed is lost; as many replies as its length needs. The same words
+    for every way of asking (the command, a mention, a follow-up in a thread)."""
+    line = f"{too_long_line(length=length, max_chars=max_chars)} Here is what you typed:"
     return paginate(
         sections(_code(question)),
         title=lambda page, pages: [section(line if page == 1 else "(continued)")],
         tail=[],
         text=lambda page, pages: line if page == 1 else "Your question (continued)",
     )
+
+
+def too_long_line(*, length: int, max_chars: int, whose: str = "Your") -> str:
+    """The one sentence every entry point says a question over the limit with."""
+    return (
+        f"⚠ {whose} question is {length:,} characters; the limit is {max_chars:,}. "
+        "Shorten it and ask again."
+    )
+
+
+def retry_too_long_message(*, length: int, max_chars: int) -> OutboundMessage:
+    """A Retry of a run whose question is over today's limit (asked before the limit
+    applied to its entry point, or before the limit was lowered): nothing is run."""
+    line = escape(too_long_line(length=length, max_chars=max_chars, whose="This run's"))
+    return OutboundMessage(text=fallback(line), blocks=tuple(sections(line)))
 
 
 def channel_unavailable_message(*, error: str, bot_handle: str = "@orchestrate") -> OutboundMessage:

@@ -149,6 +149,13 @@ async def retry(services: Services, *, body: dict[str, Any], respond: AsyncRespo
     if not await _may_control(services, run, user_id):
         await _say(respond, blocks.only_asker_message(asker_id=run.user_id, action="retry"))
         return
+    limit = services.settings.max_question_chars
+    if run.question_chars > limit:
+        # The same limit as every entry point: a question asked before it applied there, or
+        # before it was lowered, is not run again at its full length.
+        message = blocks.retry_too_long_message(length=run.question_chars, max_chars=limit)
+        await _say(respond, message)
+        return
     await _say(respond, await services.runs.retry(run, parsed[1], by=user_id))
 
 

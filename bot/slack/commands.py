@@ -29,13 +29,13 @@ from bot.ledger.claims import Kind, replay_key
 from bot.slack.admins import is_admin
 from bot.slack.deps import Services
 from bot.slack.exports import send_calls_csv
+from bot.slack.limits import over_limit, too_long_replies
 from bot.slack.replies import PrivateReply, private_reply
 from bot.slack.runs import RunRequest, ephemeral
 from bot.slack.threads import decode
 
 log = logging.getLogger(__name__)
 COMMAND = "/orchestrate"
-RESPONSE_URL_USES = 5  # Slack accepts five posts to one command's response_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,15 +93,9 @@ def parse_command(text: str, *, max_chars: int) -> Command:
         return Costs(rest.strip() or "month")
     if word.lower() == "costs" and _is_period(after[0]):
         return Mistyped(period=after[0], typed=text)
-    if len(text) > max_chars:
+    if over_limit(text, max_chars=max_chars):
         return TooLong(len(text), max_chars, text)
     return Ask(text)
-
-
-def _not_echoed(question: str, shown: list[blocks.OutboundMessage]) -> str:
-    shown_chars = sum(len(b["text"]["text"]) for m in shown for b in m.blocks[1:])
-    missing = max(len(blocks.escape(question)) - shown_chars, 0)
-    return f"About {missing:,} more characters of your question did not fit in Slack's replies."
 
 
 def _is_period(word: str) -> bool:
@@ -130,15 +124,9 @@ def register(app: AsyncApp, services: Services) -> None:
                     await reply(
                         **ephemeral(blocks.help_message(command=COMMAND, max_chars=max_chars))
                     )
-                case TooLong(length=length, max_chars=limit, question=question):
-                    # Given back in full, so nothing typed is lost; a response URL takes 5 posts.
-                    replies = blocks.question_too_long_messages(
-                        length=length, max_chars=limit, question=question
-                    )
-                    if len(replies) > RESPONSE_URL_USES:
-                        kept = replies[: RESPONSE_URL_USES - 1]
-                        replies = [*kept, blocks.error_message(_not_echoed(question, kept))]
-                    for page in replies:
+                case TooLong(max_chars=limit, question=question):
+                    # Given back in full, so nothing typed is lost (`bot.slack.limits`).
+                    for page in too_long_replies(question, max_chars=limit):
                         await reply(**ephemeral(page))
                 case Mistyped(period=period, typed=typed):
                     message = blocks.mistyped_costs_message(

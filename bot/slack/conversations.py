@@ -37,8 +37,9 @@ from bot.core.conversation import Add, Ask, Discussion, Redo, Rethink, fit, rout
 from bot.core.events import CallFinished, RunFailed, RunFinished
 from bot.core.pipeline import Pipeline
 from bot.core.usage import CallRecord
-from bot.ledger import RunLedger
+from bot.ledger import LedgerError, RunLedger
 from bot.settings import Settings
+from bot.slack.limits import over_limit, too_long_replies
 from bot.slack.poster import SLACK_FAILURES, Poster, describe
 from bot.slack.runs import Respond, RunRequest, Runs, ephemeral
 from bot.slack.threads import (
@@ -95,7 +96,26 @@ class Conversations:
 
     def accept(self, request: Request, me: Me) -> asyncio.Task[None]:
         """Answer `request` in a task the run registry owns (drained at shutdown)."""
-        return self._runs.own(self._answer(request, me), name=f"thread-{request.root_ts}")
+        return self._runs.own(self._answered(request, me), name=f"thread-{request.root_ts}")
+
+    async def _answered(self, request: Request, me: Me) -> None:
+        """`_answer`, and whatever stops it the asker hears about: Bolt acknowledged the
+        event long ago, so a failure nobody is told of is a request that vanished."""
+        limit = self._settings.max_question_chars
+        if over_limit(request.text, max_chars=limit):
+            for page in too_long_replies(request.text, max_chars=limit):
+                await request.respond(**ephemeral(page))
+            return
+        try:
+            await self._answer(request, me)
+        except LedgerError as exc:
+            # Admission writes the run down before any model is called: nothing was spent.
+            log.warning("could not answer in thread %s, the ledger: %s", request.root_ts, exc)
+            await request.respond(**ephemeral(blocks.run_not_started_message()))
+        except Exception:
+            log.exception("could not answer a request in thread %s", request.root_ts)
+            failed = blocks.command_failed_message(command="@orchestrate", what="answering")
+            await request.respond(**ephemeral(failed))
 
     async def _answer(self, request: Request, me: Me) -> None:
         key = (request.channel, request.root_ts)

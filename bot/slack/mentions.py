@@ -20,7 +20,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 import blocks
 from bot.ledger import initial_settings
-from bot.slack.commands import COMMAND
+from bot.slack.commands import COMMAND, first_delivery
 from bot.slack.conversations import Request
 from bot.slack.deps import Services
 from bot.slack.poster import SLACK_FAILURES, describe
@@ -37,7 +37,7 @@ def register(app: AsyncApp, services: Services) -> None:
     ) -> None:
         if event.get("bot_id") or not event.get("user"):
             return  # another app's bot (or a message without a person): never answered
-        if not await services.claims.claim(f"event:{body.get('event_id', '')}"):
+        if not await first_delivery(services, "event", str(body.get("event_id") or "")):
             return  # a retry, or a copy another instance already took
         me = Me(context.bot_user_id or "", context.bot_id)
         text = mention_request(str(event.get("text") or ""), bot_user_id=me.user_id)
@@ -46,7 +46,14 @@ def register(app: AsyncApp, services: Services) -> None:
         respond = _ephemeral(services, channel=event["channel"], user=event["user"], ts=root)
         if not text and root == event["ts"]:
             channel = str(event["channel"])
-            await _hint(services, team_id=team_id, channel=channel, thread_ts=root, respond=respond)
+            try:
+                await _hint(
+                    services, team_id=team_id, channel=channel, thread_ts=root, respond=respond
+                )
+            except Exception:
+                # Acknowledged already: the mentioner must hear of a failure from us.
+                log.exception("could not answer a bare mention in %s", channel)
+                await respond(**ephemeral(_failed()))
             return
         request = Request(
             team_id=team_id,
@@ -74,6 +81,10 @@ async def _hint(
         return
     hint = blocks.help_message(command=COMMAND, max_chars=services.settings.max_question_chars)
     await services.poster.post(channel, hint, thread_ts=thread_ts)
+
+
+def _failed() -> blocks.OutboundMessage:
+    return blocks.command_failed_message(command="@orchestrate", what="answering")
 
 
 def _ephemeral(services: Services, *, channel: str, user: str, ts: str) -> Respond:

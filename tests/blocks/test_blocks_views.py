@@ -100,7 +100,7 @@ def test_error_messages_carry_the_figures_needed_to_act() -> None:
     (too_long,) = question_too_long_messages(length=2412, max_chars=2000, question="q & a")
     assert section_texts(too_long) == [
         "⚠ Your question is 2,412 characters; the limit is 2,000. "
-        "Shorten it and run the command again. Here is what you typed:",
+        "Shorten it and ask again. Here is what you typed:",
         "```q &amp; a```",
     ]
     not_in_channel = channel_unavailable_message(error="not_in_channel")

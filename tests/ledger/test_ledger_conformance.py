@@ -719,7 +719,8 @@ async def test_text_a_database_cannot_store_is_cleaned_not_refused(ledger: Ledge
     )
     await ledger.runs.finish_run(run_id, "failed", elapsed_s=1.0, error="cut \udfff\x00off")
     await ledger.interactions.vote(run_id, "U2", -1)
-    assert await ledger.interactions.set_vote_reason(run_id, "U2", "wrong\x00 \ud83d answer") is True
+    reason = "wrong\x00 \ud83d answer"
+    assert await ledger.interactions.set_vote_reason(run_id, "U2", reason) is True
 
     run = await ledger.runs.get_run(run_id)
     assert run is not None
