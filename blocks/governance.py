@@ -78,6 +78,15 @@ def admins_only_error() -> str:
     return "Only workspace admins can change budgets; nothing was saved."
 
 
+def changed_since_opened_error() -> str:
+    """Shown in the modal when the budgets were saved by someone (or something) else after
+    it was opened, or when a submission arrives a second time: nothing was saved."""
+    return (
+        "The budgets changed since you opened this form, so nothing was saved. "
+        "Close it and reopen Budgets from App Home to see them as they are now."
+    )
+
+
 def field_error(problem: Problem) -> str:
     """What to fix in one input of the budgets modal."""
     return {
@@ -131,8 +140,10 @@ def _conversation_input(block_id: str, label: str, initial: str | None, hint: st
     return _optional_input(block_id, label, hint, element)
 
 
-def budgets_modal(settings: BudgetSettingsView) -> dict[str, Any]:
-    """The modal (`views.open`) an admin sets budgets in, filled with what is in force."""
+def budgets_modal(settings: BudgetSettingsView, *, version: str = "") -> dict[str, Any]:
+    """The modal (`views.open`) an admin sets budgets in, filled with what is in force;
+    `version` (the settings' version it was filled from) comes back with the submission in
+    `private_metadata`, so a submission based on older settings can be refused."""
     blocks: list[Block] = [
         section("Amounts are in US dollars at list prices. Leave a budget empty for none."),
         _money_input(BLOCK_WORKSPACE, "Workspace budget per month", settings.workspace_monthly_usd,
@@ -164,6 +175,7 @@ def budgets_modal(settings: BudgetSettingsView) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": BUDGETS_CALLBACK,
+        "private_metadata": version,
         "title": _plain("Budgets"),
         "submit": _plain("Save"),
         "close": _plain("Cancel"),

@@ -53,6 +53,7 @@ from bot.ledger.types import (
     RunInfo,
     RunStatus,
     SettingChange,
+    SettingsChanged,
     Spender,
 )
 from bot.settings import Settings
@@ -91,6 +92,7 @@ __all__ = [
     "RunPage",
     "RunStatus",
     "SettingChange",
+    "SettingsChanged",
     "Spender",
     "StopRequests",
     "VoteValue",

@@ -6,8 +6,14 @@ saved falls back to the environment's initial value (`defaults`); once saved, th
 wins, including an explicit "none" (an empty value). Settings are read from the database at
 every use, never cached, so a restarted process and every other instance see an admin's change
 at once. Saving takes the team's settings lock, so two admins saving together are applied one
-after the other and both are audited. `claim_notice` is true for exactly one caller per team
-and key (an alert threshold in a month, a weekly digest), across processes.
+after the other and both are audited.
+
+A team's settings have a version (`version`): the id of its latest audited change, which
+only grows. A save can be `based_on` the version its form was filled from; if another save
+came in between (another admin's, or the same submission replayed), it is refused with
+`SettingsChanged` inside the locked transaction, so a submission takes effect at most once
+and never undoes a change its author did not see. `claim_notice` is true for exactly one
+caller per team and key (an alert threshold in a month, a weekly digest), across processes.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from bot.ledger.driver import Conn, Driver, now_utc
-from bot.ledger.types import BudgetSettings, SettingChange
+from bot.ledger.types import BudgetSettings, SettingChange, SettingsChanged
 from bot.settings import Settings
 
 WORKSPACE_MONTHLY = "workspace_monthly_usd"
@@ -87,12 +93,17 @@ class Governance:
         *,
         changed_by: str,
         defaults: BudgetSettings,
+        based_on: str | None = None,
         now: datetime | None = None,
     ) -> tuple[SettingChange, ...]:
-        """Store `settings`, auditing every key that changes; returns the changes made."""
+        """Store `settings`, auditing every key that changes; returns the changes made.
+        With `based_on` (a `version`), raise `SettingsChanged` and save nothing if the
+        settings are no longer at that version."""
         moment = now_utc(now)
         wanted = encode(settings)
         async with self._db.write(lock_key=f"orchestrate.settings:{team_id}") as c:
+            if based_on is not None and based_on != await self._version(c, team_id):
+                raise SettingsChanged(f"the settings of {team_id} changed since {based_on!r}")
             current = encode(defaults) | await self._stored(c, team_id)
             # A channel budget left out of `settings` was removed.
             for key in current:
@@ -106,6 +117,17 @@ class Governance:
             for change in changes:
                 await self._write(c, team_id, change)
         return changes
+
+    async def version(self, team_id: str) -> str:
+        """The version of the team's settings now, for a later `save(based_on=...)`."""
+        async with self._db.read() as c:
+            return await self._version(c, team_id)
+
+    async def _version(self, c: Conn, team_id: str) -> str:
+        # Ids only grow, and every save that changes anything adds one: unlike a digest of
+        # the values, a change undone later (A → B → A) still counts as a change.
+        rows = await c.fetch("SELECT MAX(id) FROM settings_changes WHERE team_id = ?", team_id)
+        return str(rows[0][0] or 0)
 
     async def changes(self, team_id: str, *, limit: int = 5) -> tuple[SettingChange, ...]:
         """The team's latest setting changes, newest first."""

@@ -179,8 +179,11 @@ class GovernanceStore(Protocol):
         *,
         changed_by: str,
         defaults: BudgetSettings,
+        based_on: str | None = None,
         now: datetime | None = None,
     ) -> tuple[SettingChange, ...]: ...
+
+    async def version(self, team_id: str) -> str: ...
 
     async def changes(self, team_id: str, *, limit: int = 5) -> tuple[SettingChange, ...]: ...
 

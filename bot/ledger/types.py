@@ -32,6 +32,11 @@ class LedgerUnavailable(LedgerError):
     connection lost, locked past the busy timeout): the same write may succeed later."""
 
 
+class SettingsChanged(LedgerError):
+    """A save based on settings that changed since they were read (a modal opened before
+    another admin saved, or a captured submission replayed): nothing was saved."""
+
+
 def to_nanos(dollars: Decimal) -> int:
     """Whole nano-dollars; list prices make this exact, anything finer rounds half-up."""
     return int(dollars.scaleb(9).to_integral_value(rounding=ROUND_HALF_UP))

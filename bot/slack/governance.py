@@ -4,10 +4,16 @@ checked and stored.
 Both steps decide on the server, at every request, whether the person is an admin
 (`bot.slack.admins`): a member's click opens nothing, and a member's `view_submission` (a
 forged one, or a modal opened before a demotion) is answered with an error in the modal and
-changes nothing. Values are read from the submission (`read_form`, a pure function): amounts
-must be positive decimals with at most four places, a new channel budget needs both its
-channel and its amount, thresholds are whole percentages from 1 to 100; anything wrong is
-shown under its input (`response_action: errors`) and nothing is saved. A valid form is
+changes nothing. The modal carries the version of the settings it was filled from (in
+`private_metadata`, which Slack returns with the submission and the signature covers); the
+save is refused inside its locked transaction if the settings have moved on since, so a
+submission takes effect once (a captured one replayed within its signature's five minutes
+finds the version it was based on gone) and an admin never undoes a change made after she
+opened the form: she is told, in the modal, to reopen it. Values are read from the
+submission (`read_form`, a pure function): amounts must be positive decimals with at most
+four places, a new channel budget needs both its channel and its amount, thresholds are
+whole percentages from 1 to 100; anything wrong is shown under its input
+(`response_action: errors`) and nothing is saved. A valid form is
 stored in the ledger with its audit trail before the submission is acknowledged (so the
 modal closes only once the budgets are in force everywhere), and the admin's Home is
 published again so it shows the new budgets and the change.
@@ -37,9 +43,10 @@ from blocks.governance import (
     OPEN_BUDGETS_ACTION,
     VALUE_ACTION,
     Problem,
+    changed_since_opened_error,
     field_error,
 )
-from bot.ledger import BudgetSettings, initial_settings
+from bot.ledger import BudgetSettings, SettingsChanged, initial_settings
 from bot.settings import MAX_BUDGET_USD
 from bot.slack.admins import is_admin
 from bot.slack.deps import Services
@@ -47,6 +54,8 @@ from bot.slack.home import publish_home
 
 log = logging.getLogger(__name__)
 MAX_THRESHOLDS = 10
+# A submission without a version (a modal opened before versions existed) matches none.
+_UNVERSIONED = "unversioned"
 _MONEY_PLACES = 4
 
 
@@ -59,8 +68,10 @@ def register(app: AsyncApp, services: Services) -> None:
             log.warning("%s, not an admin, asked for the budgets modal: refused", user_id)
             return
         defaults = initial_settings(services.settings)
+        version = await services.governance.version(team_id)
         current = await services.governance.budget_settings(team_id, defaults)
-        await client.views_open(trigger_id=body["trigger_id"], view=blocks.budgets_modal(current))
+        modal = blocks.budgets_modal(current, version=version)
+        await client.views_open(trigger_id=body["trigger_id"], view=modal)
 
     @app.view(BUDGETS_CALLBACK)
     async def on_submit(
@@ -81,9 +92,19 @@ def register(app: AsyncApp, services: Services) -> None:
             return
         # Saved before the ack: once the modal closes, the new budgets are in force on every
         # instance (one short transaction, well inside Slack's 3 s).
-        changes = await services.governance.save(
-            team_id, settings, changed_by=user_id, defaults=defaults
-        )
+        try:
+            changes = await services.governance.save(
+                team_id,
+                settings,
+                changed_by=user_id,
+                defaults=defaults,
+                based_on=str(view.get("private_metadata") or "") or _UNVERSIONED,
+            )
+        except SettingsChanged:
+            log.warning("%s submitted budgets based on older settings: refused", user_id)
+            errors = {BLOCK_WORKSPACE: changed_since_opened_error()}
+            await ack(response_action="errors", errors=errors)
+            return
         await ack()
         log.info("%s changed %d budget settings of %s", user_id, len(changes), team_id)
         await publish_home(services, client, team_id=team_id, user_id=user_id)

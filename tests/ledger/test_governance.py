@@ -8,7 +8,9 @@ import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from bot.ledger import BudgetSettings, open_ledger
+import pytest
+
+from bot.ledger import BudgetSettings, SettingsChanged, open_ledger
 
 ENV = BudgetSettings(workspace_monthly_usd=Decimal("100"), user_daily_usd=Decimal("2"))
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
@@ -64,3 +66,33 @@ async def test_a_notice_is_claimed_once_across_connections(ledger_url: str) -> N
         other = await first.governance.claim_notice("T2", "digest:2026-W48")
     assert sorted(claims) == [False] * 5 + [True]
     assert other
+
+
+async def test_a_save_based_on_an_older_version_is_refused_and_saves_nothing(
+    ledger_url: str,
+) -> None:
+    async with open_ledger(ledger_url) as first, open_ledger(ledger_url) as second:
+        opened = await first.governance.version("T1")
+        mine = BudgetSettings(user_daily_usd=Decimal("0.01"))
+        theirs = BudgetSettings(user_daily_usd=Decimal("5"))
+        await second.governance.save(
+            "T1", theirs, changed_by="U0OLIVE", defaults=ENV, based_on=opened
+        )
+        with pytest.raises(SettingsChanged):
+            await first.governance.save(
+                "T1", mine, changed_by="U0ADA", defaults=ENV, based_on=opened
+            )
+        now = await first.governance.version("T1")
+        # Saved once at a version, a second save based on it (a replay) is refused too.
+        await first.governance.save("T1", mine, changed_by="U0ADA", defaults=ENV, based_on=now)
+        with pytest.raises(SettingsChanged):
+            await first.governance.save(
+                "T1", theirs, changed_by="U0ADA", defaults=ENV, based_on=now
+            )
+        history = await first.governance.changes("T1", limit=20)
+        other_team = await first.governance.version("T2")
+    assert [(c.new_value, c.changed_by) for c in history if c.key == "user_daily_usd"] == [
+        ("0.01", "U0ADA"),
+        ("5", "U0OLIVE"),
+    ]
+    assert other_team == "0"  # another workspace's saves do not move this one's version

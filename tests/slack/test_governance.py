@@ -251,3 +251,61 @@ async def test_two_instances_on_postgresql_share_the_budgets(
     assert all("daily budget of $0.0100" in r for r in refusals)
     assert seen[0] == seen[1] and seen[0].user_daily_usd == Decimal("0.01")
     assert first.claude.requests == [] and second.claude.requests == []
+
+
+async def test_a_replayed_budgets_submission_takes_effect_once(tmp_path: Path) -> None:
+    """Captured, signed and sent again inside Slack's five minutes, after another admin's
+    change: it must not put the old budget back, logged as its author's change."""
+    from bot.sandbox.slack.payloads import form_body, post_signed
+    from bot.sandbox.slack.views import view_submission_payload
+
+    async with running_stack(tmp_path, mode="http") as stack:
+        assert stack.events_url is not None
+        slack = stack.slack
+        view_id = await open_budgets(stack, "U0ADMIN")
+        modal = slack.views.modals[view_id]
+        payload = view_submission_payload(
+            slack.workspace,
+            slack.views,
+            modal,
+            {BLOCK_USER: "0.01"},
+            slack.triggers.issue("U0ADMIN"),
+        )
+        body = form_body({"payload": json.dumps(payload, separators=(",", ":"))})
+        captured = slack.signed_request(body)  # the request as it crossed the wire
+        status, first, _, _ = await post_signed(stack.events_url, body, captured)
+        assert status == 200 and "errors" not in first
+        slack.views.apply_submission_response(modal, {})
+        later = await open_budgets(stack, "U0OWNER")
+        assert (await submit(stack, later, **{BLOCK_USER: "5"})).outcome == "closed"
+
+        status, replayed, _, _ = await post_signed(stack.events_url, body, captured)
+        after = await saved(stack)
+        changes = await stack.services.governance.changes("T0SANDBOX", limit=10)
+    assert status == 200 and "changed since you opened this form" in replayed
+    assert after.user_daily_usd == Decimal("5")
+    assert [(c.new_value, c.changed_by) for c in changes] == [("5", "U0OWNER"), ("0.01", "U0ADMIN")]
+
+
+@pytest.mark.parametrize("mode", ["socket", "http"])
+async def test_a_form_opened_before_another_admins_save_is_refused_until_reopened(
+    tmp_path: Path, mode: Mode
+) -> None:
+    async with running_stack(tmp_path, mode=mode) as stack:
+        hers = await open_budgets(stack, "U0ADMIN")
+        his = await open_budgets(stack, "U0OWNER")
+        assert (await submit(stack, his, **{BLOCK_WORKSPACE: "50"})).outcome == "closed"
+        stale = await submit(stack, hers, **{BLOCK_USER: "0.01"})
+        between = await saved(stack)
+        stack.slack.views.apply_submission_response(stack.slack.views.modals[hers], {})
+        reopened = await open_budgets(stack, "U0ADMIN")
+        fresh = await submit(stack, reopened, **{BLOCK_USER: "0.01"})
+        after = await saved(stack)
+    assert stale.outcome == "errors"
+    assert "changed since you opened this form" in stale.errors[BLOCK_WORKSPACE]
+    assert between == BudgetSettings(workspace_monthly_usd=Decimal("50"))
+    assert fresh.outcome == "closed"
+    # Reopened, the form shows his change, which her save keeps.
+    assert after == BudgetSettings(
+        workspace_monthly_usd=Decimal("50"), user_daily_usd=Decimal("0.01")
+    )
