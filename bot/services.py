@@ -250,9 +250,15 @@ def slack_client(
     )
 
 
-def http_app(settings: Settings) -> web.Application:
+def http_app(
+    settings: Settings, *, body_timeout_s: float = server.BODY_TIMEOUT_S
+) -> web.Application:
     """HTTP mode's aiohttp application, wired to this process's services."""
-    return server.http_app(partial(open_services, settings), mount=_http_pages(settings))
+    return server.http_app(
+        partial(open_services, settings),
+        mount=_http_pages(settings),
+        body_timeout_s=body_timeout_s,
+    )
 
 
 def socket_mode_app(

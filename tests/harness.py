@@ -16,13 +16,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from aiohttp.test_utils import TestServer
+from aiohttp import web
 
 from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
 from bot.sandbox.slack.server import SlackSandbox
 from bot.services import Services, http_app, socket_mode_app
 from bot.settings import Settings
-from bot.slack.server import SERVICES, SERVING
+from bot.slack.server import (
+    BODY_TIMEOUT_S,
+    HEADER_TIMEOUT_S,
+    SERVICES,
+    SERVING,
+    http_runner,
+)
 
 Mode = Literal["socket", "http"]
 
@@ -95,6 +101,8 @@ async def running_stack(
     mode: Mode = "socket",
     slack: SlackSandbox | None = None,
     time_scale: float = 0.01,
+    header_timeout_s: float = HEADER_TIMEOUT_S,
+    body_timeout_s: float = BODY_TIMEOUT_S,
     **overrides: Any,
 ) -> AsyncIterator[Stack]:
     async with contextlib.AsyncExitStack() as stack:
@@ -110,11 +118,18 @@ async def running_stack(
             await slack.wait_connected()
             yield Stack(slack, claude, services, settings)
         else:
-            server = await stack.enter_async_context(TestServer(http_app(settings)))
-            started = server.app[SERVING].started
+            # Served as `orchestrate-bot serve --http` serves it (aiohttp's TestServer would
+            # cancel a handler whose client goes away, which production does not).
+            app = http_app(settings, body_timeout_s=body_timeout_s)
+            runner = http_runner(app, header_timeout_s=header_timeout_s)
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = runner.addresses[0][1]
+            started = app[SERVING].started
             assert started is not None
             await started  # ready: the Claude API and Slack checks passed
-            yield Stack(
-                slack, claude, server.app[SERVICES], settings, str(server.make_url("/slack/events"))
-            )
+            url = f"http://127.0.0.1:{port}/slack/events"
+            yield Stack(slack, claude, app[SERVICES], settings, url)
         slack.assert_no_unknown_calls()

@@ -12,9 +12,13 @@ the Bolt app built and, in Socket Mode, the WebSocket connected.
 
 HTTP mode is an aiohttp `web.Application` whose `cleanup_ctx` opens the services (keyed
 with `web.AppKey`) and on shutdown drains runs in flight before closing them; Slack posts
-to `/slack/events` (signature, timestamp and shape checked by `bot.slack.gate` before Bolt
-sees the request). Both modes stop on SIGTERM or SIGINT:
-first stop taking commands, then let runs finish (or mark them interrupted), then close.
+to `/slack/events` (signature, timestamp, content type and shape checked by `bot.slack.gate`
+before Bolt sees the request, the body bounded to `BODY_TIMEOUT_S`). It is served by
+`http_runner`, whose options bound a slow client's headers: aiohttp closes a connection that
+has not sent a whole request line and headers within `HEADER_TIMEOUT_S` of opening (or of
+its last answer), and gives a refused request's unread body only `LINGER_S`. Both modes
+stop on SIGTERM or SIGINT: first stop taking commands, then let runs finish (or mark them
+interrupted), then close.
 """
 
 from __future__ import annotations
@@ -64,6 +68,11 @@ READY_WAIT_S = 2.0
 SLACK_TRANSIENT = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
+# Slack sends each request whole and gives up on its answer after 3 s: a client slower than
+# these is not Slack, and must not hold a connection (and a handler) for long.
+HEADER_TIMEOUT_S = 10.0
+BODY_TIMEOUT_S = gate.BODY_TIMEOUT_S
+LINGER_S = 1.0  # aiohttp reads on for 10 s by default after answering without the body
 BOT_TOKEN_FIX = "set the Bot User OAuth Token (xoxb-…) from the app's OAuth & Permissions page"
 APP_TOKEN_FIX = (
     "set an app-level token (xapp-…) with connections:write, from the app's Basic Information page"
@@ -80,6 +89,7 @@ class Serving:
     services: Services
     health: Health
     verifier: SignatureVerifier
+    body_timeout_s: float = BODY_TIMEOUT_S
     bolt: AsyncApp | None = None
     started: asyncio.Task[None] | None = None
 
@@ -164,7 +174,10 @@ async def _check_dependencies(
 
 
 def http_app(
-    open_services: OpenServices, *, mount: Callable[[web.Application, Current], None] | None = None
+    open_services: OpenServices,
+    *,
+    mount: Callable[[web.Application, Current], None] | None = None,
+    body_timeout_s: float = BODY_TIMEOUT_S,
 ) -> web.Application:
     """The HTTP-mode application: `/slack/events`, the health routes and `/metrics`, and
     what `mount` adds (the web view, handed how to reach the services once open)."""
@@ -176,7 +189,7 @@ def http_app(
         async with open_services() as services:
             health = _health(services)
             verifier = SignatureVerifier(services.settings.slack_signing_secret or "")
-            serving = Serving(services, health, verifier)
+            serving = Serving(services, health, verifier, body_timeout_s)
             app[SERVICES], app[SERVING], app[HEALTH] = services, serving, health
             serving.started = asyncio.create_task(_start_http(serving), name="start-up")
             try:
@@ -226,7 +239,7 @@ async def _slack_events(request: web.Request) -> web.Response:
     if serving.bolt is None:
         return web.json_response({"ok": False, "status": "starting"}, status=503)
     received = time.monotonic()
-    admitted = await gate.admit(request, serving.verifier)
+    admitted = await gate.admit(request, serving.verifier, body_timeout_s=serving.body_timeout_s)
     if isinstance(admitted, gate.Refused):
         return web.json_response({"error": admitted.reason}, status=admitted.status)
     bolt_response = await serving.bolt.async_dispatch(admitted)
@@ -244,9 +257,7 @@ async def serve_http(
 ) -> None:
     settings.require("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "ANTHROPIC_API_KEY")
     app = http_app(open_services, mount=mount)
-    # No access log: a refused request is logged once, by the gate, with its reason; a flood
-    # of posts must not add a second line each.
-    runner = web.AppRunner(app, access_log=None)
+    runner = http_runner(app)
     async with stop_signals() as stop:
         await runner.setup()
         try:
@@ -260,6 +271,19 @@ async def serve_http(
             log.info("shutting down")
             await runner.cleanup()
             log.info("stopped")
+
+
+def http_runner(
+    app: web.Application, *, header_timeout_s: float = HEADER_TIMEOUT_S
+) -> web.AppRunner:
+    """How HTTP mode serves `app`: headers bounded (`keepalive_timeout` also closes a
+    connection still sending its first request's headers), a refused body not read on for
+    long, and a handler not cancelled when its client goes (a run's admission must finish).
+    No access log: a refused request is logged once, by the gate, with its reason; a flood
+    of posts must not add a second line each."""
+    return web.AppRunner(
+        app, access_log=None, keepalive_timeout=header_timeout_s, lingering_time=LINGER_S
+    )
 
 
 async def bind(runner: web.AppRunner, host: str, port: int, *, name: str) -> None:
