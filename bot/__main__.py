@@ -64,9 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--host",
-        default="0.0.0.0",
-        help="address to listen on, for HTTP mode's port and Socket Mode's METRICS_PORT "
-        "(default 0.0.0.0, every interface; 127.0.0.1 keeps them to this machine)",
+        default=None,
+        help="address to listen on: HTTP mode's port (default 0.0.0.0, every interface), or "
+        "Socket Mode's METRICS_PORT (default METRICS_HOST, 127.0.0.1: this machine only)",
     )
     demo = commands.add_parser("demo", help="run the whole flow offline, on the sandboxes")
     demo.add_argument(

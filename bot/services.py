@@ -304,10 +304,12 @@ def _socket_pages(settings: Settings) -> Callable[[web.Application, EdgeServices
     return mount
 
 
-async def serve(settings: Settings, *, http: bool, port: int, host: str) -> None:
-    """`orchestrate-bot serve`: until SIGTERM or SIGINT."""
+async def serve(settings: Settings, *, http: bool, port: int, host: str | None) -> None:
+    """`orchestrate-bot serve`: until SIGTERM or SIGINT. Without `host`, HTTP mode (and the
+    web view's own port) listens on every interface and `METRICS_PORT` on `METRICS_HOST`."""
     opener = partial(open_services, settings)
     if http:
-        await server.serve_http(settings, opener, port=port, host=host, mount=_http_pages(settings))
+        pages = _http_pages(settings)
+        await server.serve_http(settings, opener, port=port, host=host or "0.0.0.0", mount=pages)
     else:
         await server.serve_socket_mode(settings, opener, host=host, mount=_socket_pages(settings))

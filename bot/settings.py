@@ -85,6 +85,8 @@ class Settings:
     web_port: int | None = None  # Socket Mode: its own port (else METRICS_PORT's server)
     slack_client_id: str | None = None  # Sign in with Slack (OpenID Connect)
     slack_client_secret: str | None = None
+    metrics_host: str = "127.0.0.1"  # where METRICS_PORT listens: this machine only
+    metrics_token: str | None = None  # when set, /metrics wants `Authorization: Bearer …`
 
     def __post_init__(self) -> None:
         if self.instance_ttl_s <= 2 * self.heartbeat_s:
@@ -149,6 +151,8 @@ class Settings:
             web_port=r.parse("WEB_PORT", _port, None),
             slack_client_id=r.text("SLACK_CLIENT_ID"),
             slack_client_secret=r.text("SLACK_CLIENT_SECRET"),
+            metrics_host=r.text("METRICS_HOST") or "127.0.0.1",
+            metrics_token=r.text("METRICS_TOKEN"),
         )
 
     def require(self, *names: str) -> None:

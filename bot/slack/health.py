@@ -7,12 +7,17 @@ start-up has finished, the database answers a query, and Slack is there: the Soc
 connection is up, or in HTTP mode the bot token's `auth.test` passed (checked again at most
 every `SLACK_RECHECK_S`). Otherwise 503, with a JSON body saying which part is not ready
 and why, so an operator reading it knows where to look. `/metrics` is the Prometheus text
-format. The same routes serve HTTP mode's app and Socket Mode's `METRICS_PORT` server.
+format; with `METRICS_TOKEN` set it answers only a request carrying
+`Authorization: Bearer <token>` (401 otherwise), since in HTTP mode it shares the port Slack
+posts to, which is public. The health routes stay open: probes carry no token and they
+reveal no figures. The same routes serve HTTP mode's app and Socket Mode's `METRICS_PORT`
+server (which listens on `METRICS_HOST`, loopback by default).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -42,6 +47,7 @@ class Health:
     slack: SlackProbe | None = None
     waiting_for: str | None = "start-up"  # what start-up is waiting for; None once done
     in_flight: Callable[[], int] = field(default=lambda: 0)
+    metrics_token: str | None = None  # `/metrics` wants it as a bearer token when set
 
     async def problems(self) -> dict[str, str]:
         """Each part that is not ready, with why; empty when everything is."""
@@ -97,8 +103,21 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = request.app[HEALTH].metrics.exposition()
+    health = request.app[HEALTH]
+    if health.metrics_token is not None and not _bearer_is(request, health.metrics_token):
+        return web.json_response(
+            {"ok": False, "error": "send the METRICS_TOKEN as Authorization: Bearer <token>"},
+            status=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    body = health.metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def _bearer_is(request: web.Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # Compared in constant time: how long a wrong guess took must not tell how close it was.
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
 
 
 class CachedProbe:

@@ -211,6 +211,7 @@ def _health(services: Services) -> Health:
         metrics=services.metrics,
         database=services.database,
         in_flight=lambda: services.runs.in_flight,
+        metrics_token=services.settings.metrics_token,
     )
 
 
@@ -337,21 +338,25 @@ async def socket_mode_app(
     settings: Settings,
     open_services: Callable[[], AbstractAsyncContextManager[S]],
     *,
-    metrics_host: str = "0.0.0.0",
+    metrics_host: str | None = None,
     give_up_after_s: float | None = None,
     mount: Callable[[web.Application, S], None] | None = None,
 ) -> AsyncIterator[S]:
     """The app connected over Socket Mode for the duration of the `async with`, with
-    `/metrics` and the health routes on `METRICS_PORT` when it is set. A dependency that
-    does not answer is waited for, for `give_up_after_s` at most when given (`GaveUp`)."""
+    `/metrics` and the health routes on `METRICS_PORT` when it is set, listening on
+    `metrics_host` (`serve --host`), else `METRICS_HOST` (this machine only unless the
+    operator says otherwise). A dependency that does not answer is waited for, for
+    `give_up_after_s` at most when given (`GaveUp`)."""
     settings.require("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "ANTHROPIC_API_KEY")
+    host = metrics_host or settings.metrics_host
     async with open_services() as services:
         health = _health(services)
         add = None if mount is None else _mounting(mount, services)
         own_port = settings.web_port if add is not None else None  # else beside /metrics
         async with (
-            _health_server(settings.metrics_port, metrics_host, health, None if own_port else add),
-            _web_server(own_port, metrics_host, add),
+            _health_server(settings.metrics_port, host, health, None if own_port else add),
+            # Browsers must reach the web view's own port: every interface unless --host.
+            _web_server(own_port, metrics_host or "0.0.0.0", add),
         ):
             handler = await _connect(services, health, give_up_after_s=give_up_after_s)
             try:
@@ -448,10 +453,11 @@ async def serve_socket_mode(
     settings: Settings,
     open_services: OpenServices,
     *,
-    host: str = "0.0.0.0",
+    host: str | None = None,
     mount: Callable[[web.Application, Services], None] | None = None,
 ) -> None:
-    """Socket Mode until SIGTERM or SIGINT (which also ends a start-up still waiting)."""
+    """Socket Mode until SIGTERM or SIGINT (which also ends a start-up still waiting);
+    `METRICS_PORT` on `host`, else on `METRICS_HOST`."""
     connected = asyncio.Event()
 
     async def run(stop: asyncio.Event) -> None:
