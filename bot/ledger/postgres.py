@@ -55,6 +55,20 @@ def unavailable_as_ledger_error() -> Iterator[None]:
 
 
 _ROWS_CHANGED = re.compile(r"(\d+)$")
+_ARGUMENT = re.compile(r"(invalid input for query argument \$\d+): .* \(([^()]*)\)$", re.DOTALL)
+
+
+@contextmanager
+def values_kept_out() -> Iterator[None]:
+    """asyncpg's `DataError` quotes the argument it could not encode ("invalid input for
+    query argument $4: 'the question…' (…)"): raised again without the value, and without
+    the original chained, so no person's text reaches a traceback in the logs."""
+    try:
+        yield
+    except asyncpg.exceptions.DataError as exc:
+        found = _ARGUMENT.match(str(exc))
+        what = f"{found.group(1)} ({found.group(2)})" if found else type(exc).__name__
+        raise LedgerError(f"PostgreSQL refused a value: {what}") from None
 
 
 @lru_cache(maxsize=256)
@@ -69,18 +83,21 @@ class _Conn:
         self._conn = conn
 
     async def execute(self, sql: str, *args: Any) -> int:
-        status: str = await self._conn.execute(numbered(sql), *storable_args(args))
+        with values_kept_out():
+            status: str = await self._conn.execute(numbered(sql), *storable_args(args))
         match = _ROWS_CHANGED.search(status)  # "UPDATE 3", "INSERT 0 1", "CREATE TABLE"
         return int(match.group(1)) if match else 0
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return [
-            tuple(record) for record in await self._conn.fetch(numbered(sql), *storable_args(args))
-        ]
+        with values_kept_out():
+            records = await self._conn.fetch(numbered(sql), *storable_args(args))
+        return [tuple(record) for record in records]
 
     async def stream(self, sql: str, *args: Any) -> AsyncIterator[Row]:
-        async for record in self._conn.cursor(numbered(sql), *storable_args(args), prefetch=1000):
-            yield tuple(record)
+        with values_kept_out():
+            cursor = self._conn.cursor(numbered(sql), *storable_args(args), prefetch=1000)
+            async for record in cursor:
+                yield tuple(record)
 
 
 class PostgresDriver:

@@ -727,3 +727,23 @@ async def test_text_a_database_cannot_store_is_cleaned_not_refused(ledger: Ledge
     assert run.question == "How do we ship the \ufffd release?"
     assert run.error == "cut \ufffdoff"
     assert run.question_chars == len(question)
+
+
+async def test_a_value_postgresql_refuses_is_not_quoted_in_the_error() -> None:
+    # asyncpg's DataError quotes the argument it could not encode; a question there would
+    # reach an ERROR traceback. (SQLite's errors never quote values.)
+    from bot.ledger.postgres import PostgresDriver
+    from tests.ledger.conftest import fresh_postgres_schema
+
+    async with fresh_postgres_schema() as url:
+        driver = PostgresDriver(url)
+        await driver.open()
+        try:
+            with pytest.raises(LedgerError) as refused:
+                async with driver.write() as c:
+                    await c.execute("SELECT ?::integer", "How do we ship Quokkafjord?")
+        finally:
+            await driver.close()
+    assert "query argument $1" in str(refused.value)
+    assert "Quokkafjord" not in str(refused.value)
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__
