@@ -235,6 +235,15 @@ def retried_message(*, retried_by: str, cost: CostSummaryView, elapsed_s: float)
 # The "what was wrong?" modal after a 👎 -------------------------------------------------
 
 
+def reason_not_saved_error() -> str:
+    """Shown under the "what was wrong?" input when the ledger cannot take it right now: the
+    modal stays open with the text, so nothing typed is lost."""
+    return (
+        "This could not be saved: the bot cannot reach its ledger right now. "
+        "Try Submit again in a minute."
+    )
+
+
 def what_was_wrong_modal(run_id: str) -> dict[str, Any]:
     """A modal asking, optionally, what was wrong; `private_metadata` names the run."""
     return {

@@ -9,7 +9,9 @@ changes nothing), a vote is one per person and run (clicking again is counted on
 switching replaces it), a Retry runs once at a time per component, whichever instances the
 clicks reach (a second click is told the first one's retry is under way). Replies are
 ephemeral, through the payload's `response_url`; a click that names no run of the
-clicker's workspace, or arrives while the ledger cannot be reached, is answered too.
+clicker's workspace, or arrives while the ledger cannot be reached, is answered too; a
+"what was wrong?" answer is saved before its modal closes, which stays open saying so (the
+text still in it) while the ledger cannot take it.
 
 A run's first message loses its Stop button with the run's final edit. Where that edit never
 reached Slack (refused, Slack unreachable past the retries, the instance gone), a Stop click
@@ -61,8 +63,16 @@ def register(app: AsyncApp, services: Services) -> None:
 
     @app.view(blocks.WRONG_CALLBACK)
     async def on_what_was_wrong(ack: AsyncAck, body: dict[str, Any]) -> None:
+        # Saved before the ack (one short write, well inside Slack's 3 s): if the ledger
+        # cannot take it, the modal stays open saying so, with what was typed still in it.
+        try:
+            await what_was_wrong(services, body=body)
+        except LedgerUnavailable as exc:
+            log.warning("a vote's reason was not saved, the ledger is unavailable: %s", exc)
+            errors = {blocks.WRONG_BLOCK: blocks.reason_not_saved_error()}
+            await ack(response_action="errors", errors=errors)
+            return
         await ack()
-        await what_was_wrong(services, body=body)
 
 
 async def _answered(respond: AsyncRespond, handling: Coroutine[Any, Any, None]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,31 @@ def contextlib_for(backend: str, tmp: Path) -> Any:
     if backend == "postgres":
         return fresh_postgres_schema()
     return contextlib.nullcontext(f"sqlite:///{tmp / 'ledger.db'}")
+
+
+async def test_a_what_was_wrong_answer_the_ledger_cannot_take_stays_in_its_modal(
+    tmp_path: Path,
+) -> None:
+    async with (
+        full_disk_outage(tmp_path) as (url, fail, recover),
+        running_stack(tmp_path, database_url=url) as stack,
+    ):
+        await stack.command(QUESTION)
+        await stack.settle()
+        _, replies = stack.thread()
+        review = next(r for r in replies if "orchestrate_feedback" in json.dumps(r.blocks))
+        await stack.slack.click(
+            "C0GENERAL", review.ts, "orchestrate_feedback", user_id="U0BOB", choice="negative"
+        )
+        await until(lambda: bool(stack.slack.open_modals("U0BOB")))
+        (modal,) = stack.slack.open_modals("U0BOB")
+        await fail()
+        refused = await stack.slack.submit_modal(modal.id, {"what_was_wrong": "No pagination."})
+        await recover()
+        saved = await stack.slack.submit_modal(modal.id, {"what_was_wrong": "No pagination."})
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
+            kept = db.execute("SELECT user_id, vote, reason FROM votes").fetchall()
+    assert refused.outcome == "errors"
+    assert "cannot reach its ledger" in refused.errors["what_was_wrong"]
+    assert saved.outcome == "closed"
+    assert kept == [("U0BOB", -1, "No pagination.")]
