@@ -86,6 +86,7 @@ class Settings:
     slack_client_id: str | None = None  # Sign in with Slack (OpenID Connect)
     slack_client_secret: str | None = None
     metrics_host: str = "127.0.0.1"  # where METRICS_PORT listens: this machine only
+    http_header_timeout_s: float = 10.0  # HTTP mode: headers (and idle keep-alive) bound
     metrics_token: str | None = None  # when set, /metrics wants `Authorization: Bearer …`
 
     def __post_init__(self) -> None:
@@ -152,6 +153,9 @@ class Settings:
             slack_client_id=r.text("SLACK_CLIENT_ID"),
             slack_client_secret=r.text("SLACK_CLIENT_SECRET"),
             metrics_host=r.text("METRICS_HOST") or "127.0.0.1",
+            http_header_timeout_s=r.parse(
+                "ORCHESTRATE_HTTP_HEADER_TIMEOUT_S", _positive_float, 10.0
+            ),
             metrics_token=r.text("METRICS_TOKEN"),
         )
 

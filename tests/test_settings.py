@@ -149,6 +149,7 @@ def test_an_instance_ttl_within_two_heartbeats_is_refused_naming_both() -> None:
         ("ORCHESTRATE_DRAIN_GRACE_S", "nan", "0 or more"),
         ("ORCHESTRATE_SLACK_POSTS_PER_S", "fast", "must be a number"),
         ("ORCHESTRATE_MAX_CONCURRENT_CALLS", "many", "whole number"),
+        ("ORCHESTRATE_HTTP_HEADER_TIMEOUT_S", "0", "above 0"),
     ],
 )
 def test_budgets_and_numbers_must_be_finite_positive_and_sane_said_in_plain_words(

@@ -15,10 +15,10 @@ with `web.AppKey`) and on shutdown drains runs in flight before closing them; Sl
 to `/slack/events` (signature, timestamp, content type and shape checked by `bot.slack.gate`
 before Bolt sees the request, the body bounded to `BODY_TIMEOUT_S`). It is served by
 `http_runner`, whose options bound a slow client's headers: aiohttp closes a connection that
-has not sent a whole request line and headers within `HEADER_TIMEOUT_S` of opening (or of
-its last answer), and gives a refused request's unread body only `LINGER_S`. Both modes
-stop on SIGTERM or SIGINT: first stop taking commands, then let runs finish (or mark them
-interrupted), then close.
+has not sent a whole request line and headers within `ORCHESTRATE_HTTP_HEADER_TIMEOUT_S` of
+opening (or of its last answer), and gives a refused request's unread body only `LINGER_S`.
+Both modes stop on SIGTERM or SIGINT: first stop taking commands, then let runs finish (or
+mark them interrupted), then close.
 """
 
 from __future__ import annotations
@@ -69,7 +69,9 @@ SLACK_TRANSIENT = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
 # Slack sends each request whole and gives up on its answer after 3 s: a client slower than
-# these is not Slack, and must not hold a connection (and a handler) for long.
+# these is not Slack, and must not hold a connection (and a handler) for long. The header
+# bound is also how long an idle keep-alive connection is kept (aiohttp has one timer for
+# both): ORCHESTRATE_HTTP_HEADER_TIMEOUT_S raises it above a load balancer's idle timeout.
 HEADER_TIMEOUT_S = 10.0
 BODY_TIMEOUT_S = gate.BODY_TIMEOUT_S
 LINGER_S = 1.0  # aiohttp reads on for 10 s by default after answering without the body
@@ -258,7 +260,7 @@ async def serve_http(
 ) -> None:
     settings.require("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "ANTHROPIC_API_KEY")
     app = http_app(open_services, mount=mount)
-    runner = http_runner(app)
+    runner = http_runner(app, header_timeout_s=settings.http_header_timeout_s)
     async with stop_signals() as stop:
         await runner.setup()
         try:
