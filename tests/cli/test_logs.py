@@ -24,6 +24,7 @@ MARKER = "Zanzibar-quokka-7731"  # unmistakable in a log
 QUESTION = f"Design a REST API for {MARKER}"
 FLOOD = 20
 MIB = 1024 * 1024
+FORM = "application/x-www-form-urlencoded"  # as Slack posts commands (anything else: 415)
 
 
 @dataclass
@@ -105,7 +106,9 @@ async def test_a_flood_of_unsigned_1_mib_posts_adds_at_most_one_short_line_each(
         body = b"payload=" + b"A" * (MIB - len(b"payload="))
         async with aiohttp.ClientSession() as session:
             for _ in range(FLOOD):
-                async with session.post(f"{served.url}/slack/events", data=body) as response:
+                async with session.post(
+                    f"{served.url}/slack/events", data=body, headers={"Content-Type": FORM}
+                ) as response:
                     assert response.status == 401
         added = served.lines[before : await _settled(served.lines)]
     assert 0 < len(added) <= FLOOD
