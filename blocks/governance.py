@@ -87,6 +87,15 @@ def changed_since_opened_error() -> str:
     )
 
 
+def not_saved_error() -> str:
+    """Shown in the modal when the ledger cannot take the budgets right now: the form stays
+    open, as typed, to be saved again."""
+    return (
+        "The budgets could not be saved: the bot cannot reach its ledger right now. "
+        "Try Save again in a minute."
+    )
+
+
 def field_error(problem: Problem) -> str:
     """What to fix in one input of the budgets modal."""
     return {

@@ -45,8 +45,9 @@ from blocks.governance import (
     Problem,
     changed_since_opened_error,
     field_error,
+    not_saved_error,
 )
-from bot.ledger import BudgetSettings, SettingsChanged, initial_settings
+from bot.ledger import BudgetSettings, LedgerUnavailable, SettingsChanged, initial_settings
 from bot.settings import MAX_BUDGET_USD
 from bot.slack.admins import is_admin
 from bot.slack.deps import Services
@@ -83,31 +84,45 @@ def register(app: AsyncApp, services: Services) -> None:
             errors = {BLOCK_WORKSPACE: blocks.admins_only_error()}
             await ack(response_action="errors", errors=errors)
             return
-        defaults = initial_settings(services.settings)
-        current = await services.governance.budget_settings(team_id, defaults)
-        settings, problems = read_form(view.get("state", {}).get("values", {}), current)
-        if problems or settings is None:
-            errors = {block: field_error(problem) for block, problem in problems.items()}
-            await ack(response_action="errors", errors=errors)
-            return
-        # Saved before the ack: once the modal closes, the new budgets are in force on every
-        # instance (one short transaction, well inside Slack's 3 s).
         try:
-            changes = await services.governance.save(
-                team_id,
-                settings,
-                changed_by=user_id,
-                defaults=defaults,
-                based_on=str(view.get("private_metadata") or "") or _UNVERSIONED,
-            )
-        except SettingsChanged:
-            log.warning("%s submitted budgets based on older settings: refused", user_id)
-            errors = {BLOCK_WORKSPACE: changed_since_opened_error()}
+            errors = await _save(services, body=body, view=view)
+        except LedgerUnavailable as exc:
+            # Answered in the modal, which stays open as typed, rather than left to Slack's
+            # own "trouble connecting" after 3 s of silence.
+            log.warning("budgets not saved, the ledger is unavailable: %s", exc)
+            errors = {BLOCK_WORKSPACE: not_saved_error()}
+        if errors:
             await ack(response_action="errors", errors=errors)
             return
         await ack()
-        log.info("%s changed %d budget settings of %s", user_id, len(changes), team_id)
         await publish_home(services, client, team_id=team_id, user_id=user_id)
+
+
+async def _save(
+    services: Services, *, body: dict[str, Any], view: dict[str, Any]
+) -> dict[str, str]:
+    """Check the submitted form and save it; what to show under which input when it is not
+    saved (empty when it was). Saved before the ack: once the modal closes, the new budgets
+    are in force on every instance (one short transaction, well inside Slack's 3 s)."""
+    user_id, team_id = _who(body)
+    defaults = initial_settings(services.settings)
+    current = await services.governance.budget_settings(team_id, defaults)
+    settings, problems = read_form(view.get("state", {}).get("values", {}), current)
+    if problems or settings is None:
+        return {block: field_error(problem) for block, problem in problems.items()}
+    try:
+        changes = await services.governance.save(
+            team_id,
+            settings,
+            changed_by=user_id,
+            defaults=defaults,
+            based_on=str(view.get("private_metadata") or "") or _UNVERSIONED,
+        )
+    except SettingsChanged:
+        log.warning("%s submitted budgets based on older settings: refused", user_id)
+        return {BLOCK_WORKSPACE: changed_since_opened_error()}
+    log.info("%s changed %d budget settings of %s", user_id, len(changes), team_id)
+    return {}
 
 
 def _who(body: dict[str, Any]) -> tuple[str, str]:

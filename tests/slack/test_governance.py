@@ -309,3 +309,22 @@ async def test_a_form_opened_before_another_admins_save_is_refused_until_reopene
     assert after == BudgetSettings(
         workspace_monthly_usd=Decimal("50"), user_daily_usd=Decimal("0.01")
     )
+
+
+async def test_budgets_the_ledger_cannot_take_are_answered_in_the_modal(tmp_path: Path) -> None:
+    from tests.slack.test_ledger_outages import full_disk_outage
+
+    async with (
+        full_disk_outage(tmp_path) as (url, fail, recover),
+        running_stack(tmp_path, database_url=url) as stack,
+    ):
+        view_id = await open_budgets(stack)
+        await fail()
+        refused = await submit(stack, view_id, **{BLOCK_USER: "0.01"})
+        await recover()
+        saved_then = await submit(stack, view_id, **{BLOCK_USER: "0.01"})
+        after = await saved(stack)
+    assert refused.outcome == "errors"
+    assert "cannot reach its ledger" in refused.errors[BLOCK_WORKSPACE]
+    assert saved_then.outcome == "closed"
+    assert after.user_daily_usd == Decimal("0.01")
