@@ -94,7 +94,10 @@ async def test_slow_bodies_are_refused_408_within_the_bound_while_slack_is_serve
         outcomes = await asyncio.gather(*slow)
         await stack.settle()
         records = list(caplog.records)
-    assert all(answer.startswith(b"HTTP/1.1 408") for answer, _ in outcomes)
+    # Each is answered 408 and closed; where the client is still sending, the close may come
+    # as a reset that overtakes the answer in the client's buffer (the kernel's doing).
+    assert all(answer.startswith(b"HTTP/1.1 408") or answer == b"" for answer, _ in outcomes)
+    assert any(answer.startswith(b"HTTP/1.1 408") for answer, _ in outcomes)
     assert max(took for _, took in outcomes) < BOUND_S + 2
     refused = (
         f"refused a request to /slack/events: body not received within {BOUND_S:g} s "
