@@ -200,7 +200,12 @@ async def test_retry_is_for_the_asker_or_an_admin_and_a_double_click_retries_onc
         await asyncio.gather(
             stack.slack.send_interactive(click), stack.slack.send_interactive(click)
         )
-        await ephemeral_for(stack, "U0ALICE")
+        # Both clicks are answered (one retries, one is told it is under way); the retry's
+        # call may be admitted after its answer, so wait for it before waiting for idle.
+        await ephemeral_for(stack, "U0ALICE", count=2)
+        async with asyncio.timeout(10):
+            while sum(r.role == "example" for r in stack.claude.requests) == examples_before:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
         await stack.services.runs.wait_idle()
         examples_after = sum(r.role == "example" for r in stack.claude.requests)
     assert "Only <@U0ALICE> or an admin can retry this run" in refused[0].text
