@@ -1,4 +1,4 @@
-"""The `orchestrate-bot` command: serve (Socket Mode or HTTP), demo, sandbox, costs.
+"""The `orchestrate-bot` command: serve (Socket Mode or HTTP), demo, sandbox, costs, eval.
 
 Each sub-command reads `Settings` once, and a configuration problem ends the command with
 a message on stderr naming the variable, and exit status 2. Output that goes to a reader who
@@ -37,6 +37,12 @@ def _positive(raw: str) -> float:
 # SIGPIPE's conventional exit status (128 + 13): what `cat` reports when its reader leaves.
 EXIT_BROKEN_PIPE = 141
 HTTP_PORT = 3000
+
+
+def _count(raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 100, got {raw!r}")
+    return int(raw)
 
 
 def _version() -> str:
@@ -115,6 +121,32 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="an HTTP-mode bot's /slack/events URL: /_sandbox/slash then posts a signed "
         "request there instead of sending it over Socket Mode (default: Socket Mode)",
+    )
+    evaluate = commands.add_parser(
+        "eval", help="orchestrate against an all-Opus answer, judged pairwise, with a report"
+    )
+    evaluate.add_argument(
+        "questions",
+        help="'starter' (the shipped 20), or a file: one question per line, or a JSON/YAML list",
+    )
+    evaluate.add_argument(
+        "--live", action="store_true", help="use the real Anthropic API (needs ANTHROPIC_API_KEY)"
+    )
+    evaluate.add_argument(
+        "--repeat", type=_count, default=1, help="ask each question N times (default 1)"
+    )
+    evaluate.add_argument("--judge", help="the judge model (default: STRATEGY_MODEL)")
+    evaluate.add_argument(
+        "--out", default="eval-report", help="report and resume directory (default eval-report)"
+    )
+    evaluate.add_argument(
+        "--yes", action="store_true", help="accept a --live run's cost estimate without asking"
+    )
+    evaluate.add_argument(
+        "--time-scale",
+        type=_positive,
+        default=0.05,
+        help="stand-in model latency multiplier, offline (1.0 = realistic; default 0.05)",
     )
     costs = commands.add_parser("costs", help="spending summary, or a CSV of calls")
     periods = (
@@ -207,6 +239,21 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             time_scale=args.time_scale,
             events_url=args.events_url,
         )
+    if args.command == "eval":
+        from pathlib import Path
+
+        from bot.cli.eval import EvalOptions, eval_command
+
+        options = EvalOptions(
+            questions=args.questions,
+            live=args.live,
+            repeat=args.repeat,
+            judge=args.judge,
+            out=Path(args.out),
+            yes=args.yes,
+            time_scale=args.time_scale,
+        )
+        return await eval_command(settings, options)
     from bot.cli.costs import costs_command
 
     since = args.period or args.since or "month"

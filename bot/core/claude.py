@@ -29,7 +29,7 @@ from anthropic.lib.streaming import ParsedMessageStreamEvent
 from anthropic.types import Message, MessageParam, RawContentBlockDelta, TextBlockParam, Usage
 from pydantic import BaseModel, Field, ValidationError
 
-from bot.core import prompts
+from bot.core import judging, prompts
 from bot.core.estimate import StreamTally
 from bot.core.models import Check, Component, Review, Strategy
 from bot.core.usage import CallRecord, Outcome, Role, TokenUsage
@@ -50,6 +50,8 @@ VISIBLE_TOKENS: dict[Role, int] = {
     "example": 5120,  # asks for ~800-1,200 tokens; room for outliers
     "review": 1024,  # ~400-600 tokens of JSON
     "followup": 1024,  # a short answer (~250 words)
+    "baseline": 8192,  # an eval's all-Opus answer: strategy, examples and review in one
+    "judge": 1024,  # an eval's verdict: eight scores, a winner and a sentence (JSON)
 }
 THINKING_ROOM = {"low": 3072, "medium": 6144, "high": 12288, "xhigh": 20480, "max": 28672}
 # The smallest maximum output among current Claude models (some allow 64,000): a request
@@ -86,12 +88,27 @@ class ReviewOut(BaseModel):
     next_steps: list[str]
 
 
+class ScoresOut(BaseModel):
+    correct: int = Field(ge=1, le=5)
+    complete: int = Field(ge=1, le=5)
+    actionable: int = Field(ge=1, le=5)
+    concise: int = Field(ge=1, le=5)
+
+
+class JudgmentOut(BaseModel):
+    a: ScoresOut = Field(description="answer A's scores, 1-5 each")
+    b: ScoresOut = Field(description="answer B's scores, 1-5 each")
+    winner: Literal["A", "B", "tie"]
+    reason: str = Field(description="one sentence")
+
+
 def _schema_format(model: type[BaseModel]) -> dict[str, Any]:
     return {"type": "json_schema", "schema": anthropic.transform_schema(model)}
 
 
 PLAN_FORMAT = _schema_format(PlanOut)
 REVIEW_FORMAT = _schema_format(ReviewOut)
+JUDGE_FORMAT = _schema_format(JudgmentOut)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,11 +318,51 @@ class Claude:
         )
         return _markdown(call, message)
 
+    async def baseline(self, question: str, *, on_cancel: CancelSink | None = None) -> Reply[str]:
+        """An eval's all-Opus arm: the strategy model answers alone, at the strategy's effort,
+        with the strategy, the examples and the review in one Markdown answer."""
+        effort = self._settings.strategy_effort
+        message, call = await self._call(
+            "baseline",
+            self._settings.strategy_model,
+            system=judging.BASELINE_SYSTEM,
+            content=[_text(judging.baseline_user(question))],
+            max_tokens=max_tokens_for("baseline", effort),
+            output_config={"effort": effort},
+            on_cancel=on_cancel,
+        )
+        return _markdown(call, message)
+
+    async def judge(
+        self,
+        question: str,
+        first: str,
+        second: str,
+        *,
+        model: str,
+        effort: str = "low",
+        on_cancel: CancelSink | None = None,
+    ) -> Reply[judging.Judgment]:
+        """An eval's pairwise judgment of `first` (A) against `second` (B) by `model`."""
+        message, call = await self._call(
+            "judge",
+            model,
+            system=judging.JUDGE_SYSTEM,
+            content=[_text(judging.judge_user(question, first, second))],
+            max_tokens=max_tokens_for("judge", effort),
+            output_config={"effort": effort, "format": JUDGE_FORMAT},
+            on_cancel=on_cancel,
+        )
+        return _structured(call, message, JudgmentOut, _to_judgment)
+
     def cacheable(self, question: str, strategy: Strategy) -> bool:
-        """Whether the examples' shared prefix is long enough for caching to take effect.
-        With the default question limit it never is (the prefix stays under ~1,000
-        tokens); a raised ORCHESTRATE_MAX_QUESTION_CHARS can cross the minimum, and there
-        caching saves 40-55% of the examples' cost (tests/benchmarks/bench_cache.py)."""
+        """Whether the examples should wait for a first call to write the cache of their
+        shared prefix (which is marked whatever its length: marking a prefix below the
+        model's minimum is harmless). Only where it surely crosses the largest known
+        minimum: with the default question limit it never does (under ~1,000 tokens), and
+        there the wait (one time to first token) would buy at most a few hundredths of a
+        cent; a raised ORCHESTRATE_MAX_QUESTION_CHARS can cross it, and there caching saves
+        40-55% of the examples' cost (tests/benchmarks/bench_cache.py)."""
         prefix = prompts.EXAMPLE_SYSTEM + prompts.example_context(question, strategy)
         minimum = _cache_minimum(self._settings.examples_model)
         # ~4 characters a token; erring low only means not caching, which is harmless.
@@ -607,6 +664,13 @@ def _to_strategy(out: PlanOut) -> tuple[Strategy | None, str | None]:
 def _to_review(out: ReviewOut) -> tuple[Review | None, str | None]:
     checks = tuple(Check(c.component, c.verdict, c.reason) for c in out.checks)
     return Review(checks, tuple(out.gaps), tuple(out.next_steps)), None
+
+
+def _to_judgment(out: JudgmentOut) -> tuple[judging.Judgment | None, str | None]:
+    def scores(s: ScoresOut) -> judging.Scores:
+        return judging.Scores(s.correct, s.complete, s.actionable, s.concise)
+
+    return judging.Judgment(scores(out.a), scores(out.b), out.winner, out.reason.strip()), None
 
 
 def _cache_minimum(model: str) -> int | None:

@@ -344,9 +344,12 @@ class _Run:
                 all_returned.set()
 
         components = list(enumerate(strategy.components))
-        cache = self.p._claude.cacheable(self.question, strategy)
+        # The shared prefix is always marked (below the model's minimum the API simply
+        # does not cache it); the others wait for a first writer only where the prefix is
+        # long enough for the read to pay for that wait (BENCHMARKS.md, prompt caching).
+        cache = True
         async with asyncio.TaskGroup() as group:
-            if cache:
+            if self.p._claude.cacheable(self.question, strategy):
                 # Parallel calls fired at once would each write the cache: let the first
                 # one write it, and start the rest once the API has begun answering it.
                 first_started = asyncio.Event()

@@ -15,8 +15,9 @@ from decimal import Decimal
 from typing import Literal
 
 # "followup": a call answering `@orchestrate …` in a run's thread (a question answered by the
-# review model, or one component redone or added by the examples model).
-Role = Literal["plan", "example", "review", "followup"]
+# review model, or one component redone or added by the examples model). "baseline" and
+# "judge": an eval's all-Opus answer and its pairwise judgment (`orchestrate-bot eval`).
+Role = Literal["plan", "example", "review", "followup", "baseline", "judge"]
 Outcome = Literal["ok", "invalid", "error", "timeout", "cancelled"]
 
 

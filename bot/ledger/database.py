@@ -4,7 +4,8 @@
 small parts that share it: `runs` (runs and calls), `writer` (the same writes, kept and retried
 through an outage, for the run owner), `budgets` (admission arithmetic, alert claims), `reports`
 (summaries, daily totals), `export` (the finance CSV), `claims` (work taken once across
-instances) and `interactions` (stop requests and votes from Slack). They are composed rather
+instances), `interactions` (stop requests and votes from Slack) and `evals` (what
+`orchestrate-bot eval` spent, and its headline). They are composed rather
 than mixed into one class so that each part is a small class with one concern, each narrow
 consumer protocol (`bot.ledger.protocols`) is met by the one part that owns it, and a consumer
 is handed that part alone: the Slack run owner never sees report queries, the CLI never sees
@@ -23,6 +24,7 @@ from bot.core.pricing import PriceTable
 from bot.ledger.budgets import Budgets
 from bot.ledger.claims import Claims
 from bot.ledger.driver import Conn, Driver
+from bot.ledger.evals import Evals
 from bot.ledger.export import CallExport
 from bot.ledger.governance import Governance
 from bot.ledger.instances import Instances
@@ -66,6 +68,7 @@ class Ledger:
         self.governance = Governance(driver)
         self.interactions = Interactions(driver)
         self.pages = RunPages(driver, store_questions=store_questions, read_run=self.runs.read_row)
+        self.evals = Evals(driver, store_questions=store_questions)
 
     async def open(self) -> None:
         """Connect, bring the schema up to date (idempotent across processes), and replay

@@ -18,6 +18,7 @@ taken. `calls.call_key` (version 4) is unique: a call written twice (a retry aft
 a spill-file replay) is recorded once. Claims expire from version 5. Version 6
 records each run's owning instance and the instances' heartbeats. Version 10 keeps each
 run's strategy (`run_strategies`), so a Retry of a failed example works on any instance.
+Version 11 marks each run's kind ('eval' for `orchestrate-bot eval`) and keeps evals' headlines.
 """
 
 from __future__ import annotations
@@ -419,6 +420,33 @@ POSTGRES += (
         11, "run events for the web page", _run_events("TIMESTAMPTZ", "BIGSERIAL PRIMARY KEY")
     ),
 )
+
+
+def _evals(time_type: str, integer: str) -> tuple[str, ...]:
+    """Version 12: an eval's spend is its own kind of run (`runs.kind`: 'slack' for every run
+    a person started, 'eval' for `orchestrate-bot eval`'s arms and judgments, so reports can
+    tell them apart), and each finished eval's headline, for admins' App Home."""
+    return (
+        "ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'slack'",
+        f"""CREATE TABLE evals (
+            id TEXT PRIMARY KEY,
+            finished_at {time_type} NOT NULL,
+            live INTEGER NOT NULL,
+            questions INTEGER NOT NULL,
+            wins INTEGER NOT NULL,
+            ties INTEGER NOT NULL,
+            losses INTEGER NOT NULL,
+            orchestrate_nanos {integer} NOT NULL,
+            baseline_nanos {integer} NOT NULL,
+            judge_nanos {integer} NOT NULL,
+            judge_model TEXT NOT NULL
+        )""",
+        "CREATE INDEX evals_finished ON evals (finished_at)",
+    )
+
+
+SQLITE += (Migration(12, "eval runs and headlines", _evals("REAL", "INTEGER")),)
+POSTGRES += (Migration(12, "eval runs and headlines", _evals("TIMESTAMPTZ", "BIGINT")),)
 
 
 def pending(steps: tuple[Migration, ...], current: int) -> tuple[Migration, ...]:

@@ -1,13 +1,17 @@
 """What the Claude sandbox says: role detection and deterministic, plausible answers.
 
 The role comes from the request's `output_config.format` as docs/architecture.md fixes it:
-a schema with `components` is a plan, one with `checks` a review, no schema an example,
-any other schema generic JSON. The answer reads the wire tags the app puts in the last user
-message (`<question>`, `<component name=…>`, `<component name=… status=…>`, html-escaped)
-and is a pure function of the request's `seed`, so the same prompt always gets the same
-answer, streamed or not. Every answer is visibly marked as sandbox output. Structured
-answers go through `claude_schema.conform`, so they validate against whatever schema the
-caller sent, including one that differs from the app's.
+a schema with `components` is a plan, one with `checks` a review, one with `winner` an
+eval's pairwise judgment, no schema an example (a `<component>` in the turn), a follow-up
+answer (`<followup>`) or an eval's all-in-one baseline (a bare `<question>`), any other
+schema generic JSON. The stand-in judge scores each answer from its own text (a hash per
+criterion), so its verdict does not depend on the order the answers are given in. The
+answer reads the wire tags the app puts in the last user message (`<question>`,
+`<component name=…>`, `<component name=… status=…>`, html-escaped) and is a pure function
+of the request's `seed`, so the same prompt always gets the same answer, streamed or not.
+Every answer is visibly marked as sandbox output. Structured answers go through
+`claude_schema.conform`, so they validate against whatever schema the caller sent,
+including one that differs from the app's.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any, Literal
 
 from bot.sandbox.claude.schema import Schema, break_instance, conform
 
-Role = Literal["plan", "example", "review", "generic", "answer"]
+Role = Literal["plan", "example", "review", "generic", "answer", "baseline", "judge"]
 
 SANDBOX_MARK = "[sandbox]"
 REFUSAL_TEXT = f"{SANDBOX_MARK} I can't help with that request."
@@ -150,10 +154,17 @@ def role_of(body: Mapping[str, Any]) -> Role:
     schema = schema_of(body)
     if schema is None:
         # A follow-up question about a thread is answered in prose, not as an example.
-        return "answer" if "<followup>" in last_user_text(body) else "example"
+        text = last_user_text(body)
+        if "<followup>" in text:
+            return "answer"
+        if "<component" not in text and _QUESTION.search(text):
+            return "baseline"
+        return "example"
     properties = _root_properties(schema)
     if "components" in properties:
         return "plan"
+    if "winner" in properties:
+        return "judge"
     return "review" if "checks" in properties else "generic"
 
 
@@ -223,6 +234,8 @@ def answer(role: Role, body: Mapping[str, Any], *, seed: str) -> str:
         return example_markdown(_components(last_user_text(body))[:1], seed=seed)
     if role == "answer":
         return answer_markdown(_all_user_text(body))
+    if role == "baseline":
+        return baseline_markdown(last_user_text(body), seed=seed)
     return json.dumps(structured_value(role, body, seed=seed), ensure_ascii=False)
 
 
@@ -237,7 +250,7 @@ def invalid_answer(role: Role, body: Mapping[str, Any], *, seed: str) -> str:
 
 def structured_value(role: Role, body: Mapping[str, Any], *, seed: str) -> Any:
     text = last_user_text(body)
-    hints = {"plan": _plan_hint, "review": _review_hint}
+    hints = {"plan": _plan_hint, "review": _review_hint, "judge": _judge_hint}
     hint = hints[role](text, seed) if role in hints else None
     return conform(hint, schema_of(body) or {}, seed=seed)
 
@@ -312,6 +325,47 @@ def _review_hint(text: str, seed: str) -> dict[str, Any]:
     gaps = _several(_GAPS, seed, "gaps", 1 + _pick(seed, "gap-count", 3))
     steps = _several(_NEXT_STEPS, seed, "steps", 2 + _pick(seed, "step-count", 2))
     return {"checks": checks, "gaps": gaps, "next_steps": steps}
+
+
+_ANSWER = re.compile(r'<answer id="([AB])">(.*?)</answer>', re.DOTALL)
+_CRITERIA = ("correct", "complete", "actionable", "concise")
+
+
+def _judge_hint(text: str, seed: str) -> dict[str, Any]:
+    """Scores 1-5 per criterion from each answer's own text, so swapping A and B swaps the
+    verdict (no position bias); the better mean wins, equal means are a tie."""
+    answers = dict(_ANSWER.findall(text))
+    scores = {
+        label: {c: 1 + _pick(html.unescape(answers.get(label, "")), c, 5) for c in _CRITERIA}
+        for label in ("A", "B")
+    }
+    a, b = (sum(scores[label].values()) for label in ("A", "B"))
+    winner = "tie" if a == b else ("A" if a > b else "B")
+    return {
+        "a": scores["A"],
+        "b": scores["B"],
+        "winner": winner,
+        "reason": f"{SANDBOX_MARK} Scored by the sandbox from each answer's text, not by a model.",
+    }
+
+
+def baseline_markdown(text: str, *, seed: str) -> str:
+    """An all-in-one answer: the plan's strategy, an example per component, a short review."""
+    plan = _plan_hint(text, seed)
+    components = [Component(c["name"], c["instruction"]) for c in plan["components"]]
+    parts = [f"# {plan['title']}", "", plan["essence"], ""]
+    for component in components:
+        example = example_markdown([component], seed=f"{seed}|{component.name}")
+        parts += ["#" + example.rsplit("\n\n_", 1)[0], ""]
+    tags = "".join(f'<component name="{html.escape(c.name)}"></component>' for c in components)
+    review = _review_hint(tags, seed)
+    parts += ["## Review", ""]
+    marks = {"ok": "✓", "warning": "⚠", "problem": "✗"}
+    parts += [f"- {marks[c['verdict']]} {c['component']}: {c['reason']}" for c in review["checks"]]
+    parts += ["", "**Gaps**", *(f"- {g}" for g in review["gaps"])]
+    parts += ["", "**Next steps**", *(f"- {s}" for s in review["next_steps"]), ""]
+    parts.append(f"_{SANDBOX_MARK} Generated locally by the Claude sandbox, not by a model._")
+    return "\n".join(parts)
 
 
 def _check(component: Component, seed: str) -> dict[str, str]:

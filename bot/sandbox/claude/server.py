@@ -92,7 +92,11 @@ class ClaudeSandbox:
     """The Messages API on 127.0.0.1: start it, point `AsyncAnthropic(base_url=...)` at it."""
 
     def __init__(
-        self, *, api_key: str = "sk-ant-sandbox", latency: LatencyModel | None = None
+        self,
+        *,
+        api_key: str = "sk-ant-sandbox",
+        latency: LatencyModel | None = None,
+        cache_minimums: Mapping[str, int] | None = None,
     ) -> None:
         self.api_key = api_key
         self.latency = latency or LatencyModel()
@@ -100,7 +104,8 @@ class ClaudeSandbox:
         # `GET /v1/models…` lookups, kept apart from the calls that cost tokens.
         self.model_lookups: list[str] = []
         self.rules: list[Rule] = []
-        self.cache = PromptCache()
+        # Per model id; unset models get the stricter default (`models.cache_minimum`).
+        self.cache = PromptCache(cache_minimums)
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._closing = asyncio.Event()

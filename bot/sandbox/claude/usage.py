@@ -128,8 +128,10 @@ class _Entry:
 class PromptCache:
     """Written prefixes per model, keyed by a hash of everything up to a breakpoint."""
 
-    def __init__(self) -> None:
+    def __init__(self, minimums: Mapping[str, int] | None = None) -> None:
         self._entries: dict[str, _Entry] = {}
+        # Per model id, instead of `cache_minimum`'s stricter default (docs/sandbox.md).
+        self.minimums: dict[str, int] = dict(minimums or {})
 
     def clear(self) -> None:
         self._entries.clear()
@@ -158,7 +160,7 @@ class PromptCache:
         for part in parts:
             running.update(part.fingerprint.encode() + b"\x00")
             tokens += part.tokens
-            if part.ttl is not None and tokens >= cache_minimum(model):
+            if part.ttl is not None and tokens >= cache_minimum(model, self.minimums):
                 marks.append((running.copy().hexdigest(), tokens, part.ttl))
         return marks
 
