@@ -19,7 +19,7 @@ from typing import Any
 from blocks.cost import ESTIMATE_NOTE, approx, includes_estimate, shared_labels
 from blocks.ephemeral import command_usage
 from blocks.escape import channel_mention, escape, user_mention
-from blocks.feedback_view import feedback_blocks
+from blocks.feedback_view import eval_blocks, feedback_blocks
 from blocks.format import format_count, format_saving, format_usd, model_label
 from blocks.message import (
     MAX_HOME_BLOCKS,
@@ -37,6 +37,7 @@ from blocks.split import clip
 from blocks.types import (
     CostReportView,
     DayCostView,
+    EvalHeadlineView,
     FeedbackReportView,
     ModelCostView,
     RoleCostView,
@@ -182,11 +183,13 @@ def home_view(
     today: date | None = None,
     admin_blocks: Sequence[Block] = (),
     feedback: FeedbackReportView | None = None,
+    last_eval: EvalHeadlineView | None = None,
 ) -> dict[str, Any]:
     """The App Home tab (`views.publish`): how to use the command, spending, spending by day,
-    the date of the price table the figures use, and for admins the 👍/👎 `feedback` and
-    `admin_blocks` (budgets)."""
+    the date of the price table the figures use, and for admins the 👍/👎 `feedback`, the
+    headline of the `last_eval` beside it, and `admin_blocks` (budgets)."""
     votes = feedback_blocks(feedback, period_label=period_label) if feedback else []
+    votes += eval_blocks(last_eval) if last_eval else []
     cmd = escape(command)
     blocks = [
         header("orchestrate"),

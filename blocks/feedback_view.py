@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from blocks.escape import escape
 from blocks.format import format_count, format_percent, format_usd, model_label
 from blocks.message import SECTION_LIMIT, Block, section
 from blocks.split import clip
-from blocks.types import FeedbackReportView, ModelSetFeedbackView
+from blocks.types import EvalHeadlineView, FeedbackReportView, ModelSetFeedbackView
 
 MODEL_SET_ROWS = 8
 
@@ -32,6 +33,26 @@ def feedback_blocks(report: FeedbackReportView, *, period_label: str) -> list[Bl
     lines = [_model_set_line(entry) for entry in report.by_model_set[:MODEL_SET_ROWS]]
     body = "\n".join([title, headline, "*By model set*", *lines])
     return [section(clip(body, SECTION_LIMIT))]
+
+
+def eval_blocks(headline: EvalHeadlineView) -> list[Block]:
+    """The last eval's headline: orchestrate's wins, ties and losses against all-Opus, and
+    its cost as a share of all-Opus's, measured (not the footers' prediction)."""
+    ratio = (
+        f"{format_percent(headline.orchestrate_usd / headline.baseline_usd * 100)} of all-Opus's"
+        if headline.baseline_usd
+        else "all-Opus's cost unknown"
+    )
+    where = "real API" if headline.live else "offline stand-ins, not real figures"
+    lines = [
+        f"*Last eval* · {headline.finished_at:%Y-%m-%d} · {where}",
+        f"Against all-Opus: {headline.wins:,} won · {headline.ties:,} tied · "
+        f"{headline.losses:,} lost of {format_count(headline.questions, 'question')}, "
+        f"judged by {escape(model_label(headline.judge_model))}",
+        f"Cost {format_usd(headline.orchestrate_usd)} against {format_usd(headline.baseline_usd)}"
+        f" all on Opus: {ratio}",
+    ]
+    return [section(clip("\n".join(lines), SECTION_LIMIT))]
 
 
 def _satisfied(pct: Decimal | None) -> str:

@@ -29,6 +29,7 @@ from bot.ledger import (
     BudgetAlerts,
     CallsExport,
     CostReports,
+    EvalResults,
     EventClaims,
     Feedback,
     GovernanceStore,
@@ -96,6 +97,10 @@ class Services:
     @property
     def feedback(self) -> Feedback:
         return self.ledger.interactions
+
+    @property
+    def evals(self) -> EvalResults:
+        return self.ledger.evals
 
     @property
     def database(self) -> Ledger:

@@ -17,6 +17,7 @@ from bot.core.pricing import PriceTable
 from bot.ledger.budgets import Limits
 from bot.ledger.database import Ledger
 from bot.ledger.driver import Driver
+from bot.ledger.evals import EvalHeadline
 from bot.ledger.governance import initial_settings
 from bot.ledger.interactions import FeedbackReport, ModelSetFeedback, VoteValue
 from bot.ledger.pages import PageRun, RunPage
@@ -25,6 +26,7 @@ from bot.ledger.protocols import (
     BudgetAlerts,
     CallsExport,
     CostReports,
+    EvalResults,
     EventClaims,
     Feedback,
     GovernanceStore,
@@ -68,6 +70,8 @@ __all__ = [
     "CostReports",
     "DayCost",
     "EndStatus",
+    "EvalHeadline",
+    "EvalResults",
     "EventClaims",
     "Feedback",
     "FeedbackReport",

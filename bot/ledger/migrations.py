@@ -18,7 +18,7 @@ taken. `calls.call_key` (version 4) is unique: a call written twice (a retry aft
 a spill-file replay) is recorded once. Claims expire from version 5. Version 6
 records each run's owning instance and the instances' heartbeats. Version 10 keeps each
 run's strategy (`run_strategies`), so a Retry of a failed example works on any instance.
-Version 11 marks each run's kind ('eval' for `orchestrate-bot eval`) and keeps evals' headlines.
+Version 12 marks each run's kind ('eval' for `orchestrate-bot eval`) and keeps evals' headlines.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ in a small fake where no database is wanted. Each protocol is met by one part of
 (`bot.ledger.database`): `RunLedger` by `ledger.writer` (or `ledger.runs`), `InstanceLedger`
 by `ledger.instances`, `BudgetAlerts` by `ledger.budgets`, `CostReports` by `ledger.reports`,
 `CallsExport` by `ledger.export`, `EventClaims` and `WorkClaims` by `ledger.claims`,
-`RunLookup` by `ledger.runs`, `StopRequests` and `Feedback` by `ledger.interactions`.
+`RunLookup` by `ledger.runs`, `StopRequests` and `Feedback` by `ledger.interactions`,
+`EvalResults` by `ledger.evals`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bot.core.events import Event
 from bot.core.models import Strategy
 from bot.core.usage import CallRecord
 from bot.ledger.budgets import Limits
+from bot.ledger.evals import EvalHeadline
 from bot.ledger.interactions import FeedbackReport, VoteValue
 from bot.ledger.pages import RunPage
 from bot.ledger.types import (
@@ -221,6 +223,12 @@ class StopRequests(Protocol):
     ) -> bool: ...
 
     async def stop_requests_for(self, run_ids: Sequence[str]) -> dict[str, str]: ...
+
+
+class EvalResults(Protocol):
+    """The last `orchestrate-bot eval`'s headline, for admins' App Home (`bot/slack/home.py`)."""
+
+    async def latest(self) -> EvalHeadline | None: ...
 
 
 class Feedback(Protocol):

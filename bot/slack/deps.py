@@ -17,6 +17,7 @@ from bot.core.pricing import PriceTable
 from bot.ledger import (
     CallsExport,
     CostReports,
+    EvalResults,
     EventClaims,
     Feedback,
     GovernanceStore,
@@ -72,6 +73,9 @@ class Services(Protocol):
 
     @property
     def feedback(self) -> Feedback: ...
+
+    @property
+    def evals(self) -> EvalResults: ...
 
     @property
     def claude(self) -> Claude: ...

@@ -45,6 +45,7 @@ async def publish_home(
     feedback = (
         await services.feedback.feedback(team_id, since=since, until=until) if admin else None
     )
+    last_eval = await services.evals.latest() if admin else None
     view = blocks.home_view(
         report=report,
         daily=daily,
@@ -55,6 +56,7 @@ async def publish_home(
         today=now.date(),
         admin_blocks=await _budget_blocks(services, team_id) if admin else (),
         feedback=feedback,
+        last_eval=last_eval,
     )
     await client.views_publish(user_id=user_id, view=view)
 

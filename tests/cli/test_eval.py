@@ -26,6 +26,8 @@ from bot.cli.eval.runner import ArmResult, OrderVerdict, fold
 from bot.core.claude import JUDGE_FORMAT
 from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
 from bot.settings import Settings
+from tests.harness import running_stack
+from tests.slack.test_feedback import open_home
 
 QUESTIONS = [
     "Design a REST API for a social network",
@@ -235,3 +237,24 @@ def test_the_wilson_interval() -> None:
     assert round(low, 3) == 0.490 and round(high, 3) == 0.943  # the textbook figures
     low, high = wilson(10, 10) or (0, 0)
     assert round(high, 9) == 1.0 and round(low, 3) == 0.722
+
+
+async def test_admins_see_the_last_evals_headline_in_app_home(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        # A --live eval against the stack's own Claude stand-in and ledger, as an operator
+        # would run it against the bot's DATABASE_URL.
+        options = EvalOptions(
+            str(questions_file(tmp_path, QUESTIONS[:2])), live=True, yes=True, out=tmp_path / "o"
+        )
+        code = await eval_command(stack.settings, options, out=io.StringIO(), err=io.StringIO())
+        assert code == 0
+        report = json.loads((tmp_path / "o" / "report.json").read_text())["overall"]
+        homes = await open_home(stack, "U0ADMIN", "U0BOB")
+    admin = homes["U0ADMIN"]
+    assert "Last eval" in admin and "real API" in admin
+    assert (
+        f"{report['wins']} won · {report['ties']} tied · {report['losses']} lost of 2 questions"
+        in admin
+    )
+    assert "all on Opus" in admin
+    assert "Last eval" not in homes["U0BOB"]

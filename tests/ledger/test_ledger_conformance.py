@@ -171,8 +171,10 @@ async def test_upgrading_from_version_1_backfills_the_daily_totals(
         await run_with(ledger, [PLAN, MYSTERY], user="U2", at=NOW - timedelta(hours=3))
         report = await ledger.reports.summary("T1", since=DAY[0], until=DAY[1])
     for statement in (
-        # Back to version 1: undo version 11 (run events), 10 (strategies), 8 (settings,
-        # notices, runs.models), then 7 to 2.
+        # Back to version 1: undo version 12 (eval kinds, headlines), 11 (run events),
+        # 10 (strategies), 8 (settings, notices, runs.models), then 7 to 2.
+        "DROP TABLE evals",
+        "ALTER TABLE runs DROP COLUMN kind",
         "DROP TABLE run_events",
         "DROP TABLE run_strategies",
         "DROP TABLE team_settings",
