@@ -26,6 +26,8 @@ RUN_PAGE_PATH = "/runs/"  # + a run id: its web page, under ORCHESTRATE_WEB_URL
 DEFAULT_DATABASE_URL = "sqlite:///orchestrate.db"
 DEFAULT_MODELS = ("claude-opus-5-5", "claude-haiku-5-5", "claude-sonnet-5-5")
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
+# What the review reads of each example: all of it, or its opening and code only.
+REVIEW_READS = ("examples", "code")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 # Sane bounds: a value past these is a typo (or "1e999"), not a configuration.
@@ -58,6 +60,7 @@ class Settings:
     strategy_effort: str = "low"
     examples_effort: str = "low"
     review_effort: str = "low"
+    review_reads: str = "examples"
     admins: frozenset[str] = field(default_factory=frozenset)
     max_question_chars: int = 2000
     thread_context_tokens: int = 6000
@@ -124,6 +127,7 @@ class Settings:
             strategy_effort=r.choice("STRATEGY_EFFORT", EFFORTS) or "low",
             examples_effort=r.choice("EXAMPLES_EFFORT", EFFORTS) or "low",
             review_effort=r.choice("REVIEW_EFFORT", EFFORTS) or "low",
+            review_reads=r.choice("REVIEW_READS", REVIEW_READS) or "examples",
             admins=frozenset((r.text("ORCHESTRATE_ADMINS") or "").replace(",", " ").split()),
             max_question_chars=r.parse("ORCHESTRATE_MAX_QUESTION_CHARS", _positive_int, 2000),
             thread_context_tokens=r.parse("ORCHESTRATE_THREAD_CONTEXT_TOKENS", _positive_int, 6000),

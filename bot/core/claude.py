@@ -58,10 +58,12 @@ THINKING_ROOM = {"low": 3072, "medium": 6144, "high": 12288, "xhigh": 20480, "ma
 # above its model's maximum is refused outright.
 MAX_OUTPUT_TOKENS = 32000
 # Prompt caching silently does nothing below these prefix sizes (the 4.x models' figures).
-# The 5.5 models' minimums are unpublished: they get the largest known one, so the examples
-# never wait on a warming call whose cache write might silently not happen.
+# The 5.5 models' minimums are unpublished; secondary sources give 512. The examples wait for
+# a first call to write the cache from there: marked but fired at once, every parallel call
+# pays the write (+8-19% on the examples), warmed they save 24-53% for about one time to
+# first token (BENCHMARKS.md, prompt caching); below it nothing can be cached, so none waits.
 CACHE_MIN_TOKENS = {"opus": 4096, "haiku": 4096, "sonnet": 1024}
-UNVERIFIED_CACHE_MIN_TOKENS = 4096
+UNVERIFIED_CACHE_MIN_TOKENS = 512
 MIN_COMPONENTS, MAX_COMPONENTS = 2, 6
 
 
@@ -274,7 +276,16 @@ class Claude:
             "review",
             self._settings.review_model,
             system=prompts.REVIEW_SYSTEM,
-            content=[_text(prompts.review_user(question, strategy, outcomes))],
+            content=[
+                _text(
+                    prompts.review_user(
+                        question,
+                        strategy,
+                        outcomes,
+                        code_only=self._settings.review_reads == "code",
+                    )
+                )
+            ],
             max_tokens=max_tokens_for("review", self._settings.review_effort),
             output_config={"effort": self._settings.review_effort, "format": REVIEW_FORMAT},
             on_cancel=on_cancel,
@@ -358,11 +369,11 @@ class Claude:
     def cacheable(self, question: str, strategy: Strategy) -> bool:
         """Whether the examples should wait for a first call to write the cache of their
         shared prefix (which is marked whatever its length: marking a prefix below the
-        model's minimum is harmless). Only where it surely crosses the largest known
-        minimum: with the default question limit it never does (under ~1,000 tokens), and
-        there the wait (one time to first token) would buy at most a few hundredths of a
-        cent; a raised ORCHESTRATE_MAX_QUESTION_CHARS can cross it, and there caching saves
-        40-55% of the examples' cost (tests/benchmarks/bench_cache.py)."""
+        model's minimum is harmless): where the prefix may reach the model's minimum (512
+        assumed for 5.5 models). A typical question's prefix does not (~400 tokens), so its
+        examples start together; a long question's does, and waiting one time to first
+        token saves 24-53% of the examples' cost where marking alone would add 8-19%
+        (tests/benchmarks/bench_cache.py)."""
         prefix = prompts.EXAMPLE_SYSTEM + prompts.example_context(question, strategy)
         minimum = _cache_minimum(self._settings.examples_model)
         # ~4 characters a token; erring low only means not caching, which is harmless.

@@ -159,17 +159,48 @@ def example_user(component: Component) -> str:
     )
 
 
-def review_user(question: str, strategy: Strategy, outcomes: Sequence[ExampleOutcome]) -> str:
-    """The reviewer's user turn: the strategy and every example (or its failure)."""
-    parts = [example_context(question, strategy), "<examples>"]
+# The example prompt's closing sections: prose about the code, not the code.
+_PROSE_SECTIONS = ("## why this works", "## integration point")
+
+
+def example_excerpt(markdown: str) -> str:
+    """An example without its closing prose sections ("Why this works", "Integration
+    point"): its heading, its opening sentences and its code (kept wherever it is), what a
+    check of correctness against the instruction reads. Without those headings (an example
+    not in the prompt's shape) it is kept whole."""
+    kept: list[str] = []
+    skipping = False
+    fenced = False
+    for line in markdown.splitlines():
+        fence = line.lstrip().startswith("```")
+        if not fenced and not fence and line.startswith("#"):
+            skipping = line.strip().lower() in _PROSE_SECTIONS
+        if not skipping or fenced or fence:  # code is kept wherever it is
+            kept.append(line)
+        if fence:
+            fenced = not fenced
+    return "\n".join(kept).strip()
+
+
+def review_user(
+    question: str,
+    strategy: Strategy,
+    outcomes: Sequence[ExampleOutcome],
+    *,
+    code_only: bool = False,
+) -> str:
+    """The reviewer's user turn: the strategy and every example (or its failure);
+    `code_only` gives each example as `example_excerpt` cuts it (REVIEW_READS=code)."""
+    # Said in the tag, so the reviewer does not count the missing prose as a gap.
+    shown = ' shown="heading, opening and code; explanations left out"' if code_only else ""
+    parts = [example_context(question, strategy), f"<examples{shown}>"]
     for outcome in outcomes:
         name = escape(outcome.component.name)
         if outcome.markdown is None:
             reason = escape(outcome.failure or "no example")
             parts.append(f'<component name="{name}" status="failed">{reason}</component>')
         else:
-            parts.append(
-                f'<component name="{name}" status="ok">\n{escape(outcome.markdown)}\n</component>'
-            )
+            text = example_excerpt(outcome.markdown) if code_only else outcome.markdown
+            parts.append(f'<component name="{name}" status="ok">\n{escape(text)}\n</component>')
     parts.append("</examples>")
     return "\n".join(parts)

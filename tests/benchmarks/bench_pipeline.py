@@ -156,27 +156,31 @@ def example_tokens(index: int, n: int) -> int:
 
 
 def example_text(name: str, tokens: int) -> str:
-    """Markdown in the example prompt's shape, padded to ~`tokens` tokens (4 chars each)."""
+    """Markdown in the example prompt's shape, padded to ~`tokens` tokens (4 chars each).
+    The padding is prose, shared as the prompt asks for it: 2-3 sentences opening, 2-3 on
+    why it works, 1-2 on integration (2 : 2 : 1), so REVIEW_READS=code, which leaves out
+    the last two sections, is measured on a fair split."""
     code = "\n".join(
         f"def handler_{i}(request):  # {name.lower()} step {i}\n    return respond(request)"
         for i in range(7)
     )
-    head = (
+    opening = (
         f"# {name}\n\nThis component keeps {name.lower()} in one place so every endpoint "
-        f"behaves the same way. The pattern is a small function the router calls.\n\n"
-        f"```python\n{code}\n```\n\n## Why this works\n"
+        "behaves the same way. The pattern is a small function the router calls. "
     )
+    middle = f"\n\n```python\n{code}\n```\n\n## Why this works\n"
     tail = (
         "\n\n## Integration point\nThe router mounts this before the handlers of every "
-        "resource, so the other components rely on it without importing it."
+        "resource, so the other components rely on it without importing it. "
     )
     filler = (
         "The mechanism is deliberately small: state lives in the request, not the server, "
         "and each step can be tested on its own. "
     )
-    room = max(tokens * 4 - len(head) - len(tail), 0)
-    body = (filler * (room // len(filler) + 1))[:room]
-    return head + body + tail
+    room = max(tokens * 4 - len(opening) - len(middle) - len(tail), 0)
+    pad = (filler * (room // len(filler) + 1))[:room]
+    first, second = room * 2 // 5, room * 4 // 5
+    return opening + pad[:first] + middle + pad[first:second] + tail + pad[second:]
 
 
 def review_text(names: Sequence[str]) -> str:
@@ -369,7 +373,9 @@ async def bench(args: argparse.Namespace) -> None:
     ):
         control = ClaudeControl(session, urls["claude_url"])
         settings = Settings(
-            anthropic_api_key=urls["api_key"], anthropic_base_url=urls["claude_url"]
+            anthropic_api_key=urls["api_key"],
+            anthropic_base_url=urls["claude_url"],
+            review_reads=args.review_reads,
         )
         claude = Claude.from_settings(settings, price=prices.cost)
         pipeline = Pipeline(claude, settings=settings, prices=prices)
@@ -397,7 +403,7 @@ async def bench(args: argparse.Namespace) -> None:
 def report(
     samples: dict[int, list[Sample]], settings: Settings, args: argparse.Namespace, code: str
 ) -> None:
-    print(f"Machine: {machine()}; code {code}")
+    print(f"Machine: {machine()}; code {code}; REVIEW_READS={settings.review_reads}")
     print(
         f"Sandbox latency model × {args.time_scale:g}; {args.runs} runs per row after a "
         "warm-up; median (min-max)\n"
@@ -453,6 +459,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--time-scale", type=float, default=0.1, help="sandbox latency multiplier (1.0 = realistic)"
+    )
+    parser.add_argument(
+        "--review-reads",
+        choices=("examples", "code"),
+        default="examples",
+        help="REVIEW_READS for the runs (default examples, the product's default)",
     )
     asyncio.run(bench(parser.parse_args()))
 

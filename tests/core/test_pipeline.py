@@ -346,28 +346,39 @@ async def test_a_long_shared_prefix_is_cached_by_one_warming_call(
     assert isinstance(recorder.events[-1], RunFinished)
 
 
-async def test_a_prefix_under_the_unverified_5_5_minimum_is_not_marked_for_caching(
-    claude_sandbox: ClaudeSandbox, prices: PriceTable
+async def test_a_prefix_over_the_likely_5_5_minimum_is_warmed_by_one_call(
+    prices: PriceTable,
 ) -> None:
-    # ~1,500 tokens would cross Sonnet 4.x's 1,024, but a 5.5 model's minimum is unknown:
-    # marking it would make five calls wait on a warming call that may cache nothing.
+    # ~1,500 tokens: over the 512 secondary sources give for 5.5 models. Fired at once, the
+    # examples would each pay the cache write; so one writes and the rest wait for it.
     question = QUESTION + ". Context: " + "the platform has posts, follows and likes. " * 120
+    minimums = {"claude-haiku-5-5": 512}
+    async with ClaudeSandbox(latency=LatencyModel(time_scale=0.05), cache_minimums=minimums) as sb:
+        recorder = await run_pipeline(sb, prices, question=question)
+        examples = [r for r in sb.requests if r.role == "example"]
 
-    await run_pipeline(
-        claude_sandbox, prices, question=question, examples_model="claude-sonnet-5-5"
-    )
+    first, rest = examples[0], examples[1:]
+    assert first.first_token is not None
+    assert rest and all(r.started >= first.first_token - 0.01 for r in rest)
+    calls = [e.call for e in recorder.of(CallFinished) if isinstance(e, CallFinished)]
+    examples_calls = [c for c in calls if c.role == "example"]
+    assert sum(c.usage.cache_write_5m_tokens > 0 for c in examples_calls) == 1
+    assert sum(c.usage.cache_read_tokens > 0 for c in examples_calls) == len(rest)
 
-    examples = [r for r in claude_sandbox.requests if r.role == "example"]
-    assert examples and all("cache_control" not in str(r.body["messages"]) for r in examples)
 
-
-async def test_a_short_prefix_is_not_marked_for_caching(
+async def test_a_short_prefix_is_marked_and_its_examples_start_together(
     claude_sandbox: ClaudeSandbox, prices: PriceTable
 ) -> None:
+    # A typical question's prefix (~400 tokens) is under every known minimum: marked all the
+    # same (the API then simply does not cache it), and nobody waits for a warming call.
+    claude_sandbox.latency = LatencyModel(time_scale=0.05)
     await run_pipeline(claude_sandbox, prices)
 
     examples = [r for r in claude_sandbox.requests if r.role == "example"]
-    assert "cache_control" not in str(examples[0].body["messages"])
+    assert len(examples) >= 2
+    assert all('"cache_control"' in str(r.body["messages"]).replace("'", '"') for r in examples)
+    first_token = min(r.first_token for r in examples if r.first_token is not None)
+    assert all(r.started < first_token for r in examples)
 
 
 async def test_cancelling_a_run_records_the_spent_tokens_and_ends_it_interrupted(

@@ -121,8 +121,10 @@ async def eval_command(
             file=stderr,
         )
         raise
-    _write_reports(options.out, results, judge=judge, live=options.live)
-    stdout.write(report.markdown(results, judge_model=judge, live=options.live))
+    _write_reports(options.out, results, judge=judge, live=options.live, setup=_setup(settings))
+    stdout.write(
+        report.markdown(results, judge_model=judge, live=options.live, setup=_setup(settings))
+    )
     print(f"Report files in {options.out}: report.json, report.csv, chart.svg", file=stderr)
     return EXIT_OK
 
@@ -164,10 +166,11 @@ async def _arms(
 
 
 def _fingerprint(settings: Settings, *, judge: str, live: bool) -> str:
-    """What makes a stored result reusable: the same models, efforts, judge and API."""
+    """What makes a stored result reusable: the same models, efforts, review reading, judge
+    and API."""
     return "|".join(
         (*settings.models, settings.strategy_effort, settings.examples_effort,
-         settings.review_effort, judge, "live" if live else "offline")
+         settings.review_effort, settings.review_reads, judge, "live" if live else "offline")
     )  # fmt: skip
 
 
@@ -248,12 +251,24 @@ def _headline(results: Sequence[QuestionResult], *, judge: str, live: bool) -> E
     )
 
 
-def _write_reports(out: Path, results: Sequence[QuestionResult], *, judge: str, live: bool) -> None:
-    data = report.json_report(results, judge_model=judge, live=live)
+def _setup(settings: Settings) -> str:
+    """The settings an eval's answers depend on, as its report states them."""
+    return (
+        f"STRATEGY_MODEL={settings.strategy_model} EXAMPLES_MODEL={settings.examples_model} "
+        f"REVIEW_MODEL={settings.review_model}; efforts {settings.strategy_effort}/"
+        f"{settings.examples_effort}/{settings.review_effort}; "
+        f"REVIEW_READS={settings.review_reads}"
+    )
+
+
+def _write_reports(
+    out: Path, results: Sequence[QuestionResult], *, judge: str, live: bool, setup: str
+) -> None:
+    data = report.json_report(results, judge_model=judge, live=live, setup=setup)
     _atomic(out / "report.json", json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     _atomic(out / "report.csv", report.csv_text(results))
     _atomic(out / "chart.svg", report.chart_svg(results))
-    _atomic(out / "report.md", report.markdown(results, judge_model=judge, live=live))
+    _atomic(out / "report.md", report.markdown(results, judge_model=judge, live=live, setup=setup))
 
 
 def _atomic(path: Path, text: str) -> None:

@@ -99,12 +99,15 @@ def _quality_per_dollar(quality: float | None, cost: Decimal) -> float | None:
     return None if quality is None or not cost else round(quality / float(cost), 1)
 
 
-def markdown(results: Sequence[QuestionResult], *, judge_model: str, live: bool) -> str:
+def markdown(
+    results: Sequence[QuestionResult], *, judge_model: str, live: bool, setup: str = ""
+) -> str:
     o = overall(results)
     source = "the real Claude API" if live else "the offline stand-ins (figures are not real)"
     lines = [
         f"# orchestrate eval: {o.questions} question(s), judged by {judge_model}, on {source}",
         "",
+        *([f"Settings: {setup}", ""] if setup else []),
         "| # | question | orchestrate | all-Opus | footer's all-Opus | wall s (orch / Opus) "
         "| quality (orch / Opus) | verdict |",
         "|---|---|---|---|---|---|---|---|",
@@ -201,11 +204,12 @@ def _blank(value: float | None) -> str:
 
 
 def json_report(
-    results: Sequence[QuestionResult], *, judge_model: str, live: bool
+    results: Sequence[QuestionResult], *, judge_model: str, live: bool, setup: str = ""
 ) -> dict[str, Any]:
     o = overall(results)
     return {
         "live": live,
+        "settings": setup,
         "judge_model": judge_model,
         "interval": "Wilson 95% of wins among decisive questions (wins + losses)",
         "overall": {
