@@ -117,6 +117,18 @@ async def test_an_interrupted_eval_resumes_without_paying_again(tmp_path: Path) 
     assert ledger_rows(out_dir, "SELECT COUNT(*) FROM evals") == [(1,)]
 
 
+async def test_an_out_directory_that_cannot_be_written_stops_it_with_a_message(
+    tmp_path: Path,
+) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("not a directory")
+    err = io.StringIO()
+    options = EvalOptions(str(questions_file(tmp_path, QUESTIONS[:1])), out=taken)
+    assert await eval_command(Settings(), options, out=io.StringIO(), err=err) == 1
+    assert "orchestrate-bot eval: stopped" in err.getvalue()
+    assert taken.read_text() == "not a directory"
+
+
 def test_live_refuses_to_start_without_a_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -36,7 +36,7 @@ from bot.core.claude import Claude, max_tokens_for
 from bot.core.pipeline import Pipeline
 from bot.core.pricing import PriceTable
 from bot.core.usage import TokenUsage
-from bot.ledger import Ledger, open_ledger
+from bot.ledger import Ledger, LedgerError, open_ledger
 from bot.ledger.evals import EvalHeadline
 from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
 from bot.settings import Settings, SettingsError
@@ -97,9 +97,9 @@ async def eval_command(
     ]
     done = store.load()
     todo = [item for item in plan if item[3] not in done]
-    options.out.mkdir(parents=True, exist_ok=True)
     progress = _Progress(stderr, total=len(plan), done=len(plan) - len(todo))
     try:
+        options.out.mkdir(parents=True, exist_ok=True)
         async with _arms(settings, options, prices, judge) as (arms, ledger):
             if options.live and todo and not _confirmed(arms, options, todo, len(plan), stderr,
                                                         confirm):  # fmt: skip
@@ -112,6 +112,15 @@ async def eval_command(
             progress.close()
             results = [store.load()[key] for _, _, _, key in plan]
             await ledger.evals.record(_headline(results, judge=judge, live=options.live))
+    except (LedgerError, OSError) as exc:
+        # The ledger (or --out) cannot be written: stop paying for answers nobody records.
+        progress.close()
+        print(
+            f"orchestrate-bot eval: stopped, {exc}; the {len(store.load())} finished question "
+            f"run(s) are kept in {options.out}: run the same command again to carry on.",
+            file=stderr,
+        )
+        return EXIT_FAILED
     except asyncio.CancelledError:
         progress.close()
         kept = len(store.load())
