@@ -90,7 +90,7 @@ async def test_offline_eval_writes_every_report_and_records_its_spend(tmp_path: 
 
 async def test_an_interrupted_eval_resumes_without_paying_again(tmp_path: Path) -> None:
     out_dir = tmp_path / "report"
-    options = EvalOptions(str(questions_file(tmp_path, QUESTIONS)), out=out_dir, time_scale=0.2)
+    options = EvalOptions(str(questions_file(tmp_path, QUESTIONS)), out=out_dir, time_scale=0.1)
     first = asyncio.create_task(
         eval_command(Settings(), options, out=io.StringIO(), err=io.StringIO())
     )

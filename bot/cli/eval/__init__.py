@@ -110,30 +110,30 @@ async def eval_command(
                 store.save(result)
                 progress.finished(result)
             progress.close()
-            results = [store.load()[key] for _, _, _, key in plan]
+            finished = store.load()
+            results = [finished[key] for _, _, _, key in plan]
             await ledger.evals.record(_headline(results, judge=judge, live=options.live))
+        setup = _setup(settings)
+        _write_reports(options.out, results, judge=judge, live=options.live, setup=setup)
     except (LedgerError, OSError) as exc:
         # The ledger (or --out) cannot be written: stop paying for answers nobody records.
         progress.close()
         print(
-            f"orchestrate-bot eval: stopped, {exc}; the {len(store.load())} finished question "
+            f"orchestrate-bot eval: stopped, {exc}; the {_kept(store, plan)} finished question "
             f"run(s) are kept in {options.out}: run the same command again to carry on.",
             file=stderr,
         )
         return EXIT_FAILED
     except asyncio.CancelledError:
         progress.close()
-        kept = len(store.load())
+        kept = _kept(store, plan)
         print(
             f"orchestrate-bot eval: interrupted; {kept} of {len(plan)} question run(s) are kept "
             f"in {options.out}: run the same command again to finish (they are not paid again).",
             file=stderr,
         )
         raise
-    _write_reports(options.out, results, judge=judge, live=options.live, setup=_setup(settings))
-    stdout.write(
-        report.markdown(results, judge_model=judge, live=options.live, setup=_setup(settings))
-    )
+    stdout.write(report.markdown(results, judge_model=judge, live=options.live, setup=setup))
     print(f"Report files in {options.out}: report.json, report.csv, chart.svg", file=stderr)
     return EXIT_OK
 
@@ -172,6 +172,12 @@ async def _arms(
             pipeline, claude, ledger, settings=run_settings, prices=prices, judge_model=judge
         )
         yield arms, ledger
+
+
+def _kept(store: _Store, plan: Sequence[tuple[int, int, str, str]]) -> int:
+    """How many of this eval's question runs are finished and stored."""
+    finished = store.load()
+    return sum(key in finished for _, _, _, key in plan)
 
 
 def _fingerprint(settings: Settings, *, judge: str, live: bool) -> str:
