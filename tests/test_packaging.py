@@ -106,3 +106,18 @@ def test_the_built_wheel_installed_alone_runs_the_demo_from_another_directory(
         check=True,
     ).stdout
     assert "site-packages" in where, f"the demo ran the checkout, not the wheel: {where}"
+    # `orchestrate-bot eval starter` reads its questions from the package too.
+    starter = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "from bot.cli.eval.questions import load_questions as q;"
+            "print(len(q('starter', max_chars=2000)))",
+        ],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert starter.strip() == "20"
