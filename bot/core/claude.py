@@ -376,7 +376,8 @@ class Claude:
         (tests/benchmarks/bench_cache.py)."""
         prefix = prompts.EXAMPLE_SYSTEM + prompts.example_context(question, strategy)
         minimum = _cache_minimum(self._settings.examples_model)
-        # ~4 characters a token; erring low only means not caching, which is harmless.
+        # ~4 characters a token; erring low only means not waiting (at worst each call pays
+        # the write of a prefix just over the minimum).
         return minimum is not None and len(prefix) // 4 >= minimum
 
     async def _call(
