@@ -52,12 +52,15 @@ def ledger_rows(out: Path, sql: str) -> list[tuple[object, ...]]:
 async def test_offline_eval_writes_every_report_and_records_its_spend(tmp_path: Path) -> None:
     out_dir = tmp_path / "report"
     stdout, stderr = io.StringIO(), io.StringIO()
-    options = EvalOptions(str(questions_file(tmp_path, QUESTIONS[:2])), out=out_dir)
+    # One question asked twice (--repeat 2): two question runs, each paid and judged.
+    options = EvalOptions(str(questions_file(tmp_path, QUESTIONS[:1])), out=out_dir, repeat=2)
     code = await eval_command(Settings(), options, out=stdout, err=stderr)
     assert code == 0, stderr.getvalue()
 
     markdown = stdout.getvalue()
     assert "# orchestrate eval: 2 question(s)" in markdown
+    assert "| 1 | Design a REST API" in markdown and "| 1.2 | Design a REST API" in markdown
+    assert "REVIEW_READS=examples" in markdown
     assert "95% Wilson interval" in markdown and "footers predicted" in markdown
     assert "[" in stderr.getvalue() and "2/2" in stderr.getvalue()  # the progress bar
 
@@ -71,7 +74,10 @@ async def test_offline_eval_writes_every_report_and_records_its_spend(tmp_path: 
         assert float(q["orchestrate"]["cost_usd"]) > 0 and float(q["baseline"]["cost_usd"]) > 0
         assert float(q["orchestrate"]["predicted_all_opus_usd"]) > 0
     rows = list(csv.DictReader(io.StringIO((out_dir / "report.csv").read_text())))
-    assert [r["question"] for r in rows] == QUESTIONS[:2]
+    assert [(r["question"], r["repeat"]) for r in rows] == [
+        (QUESTIONS[0], "1"),
+        (QUESTIONS[0], "2"),
+    ]
     assert all(r["outcome"] in ("win", "tie", "loss") for r in rows)
 
     svg = ET.fromstring((out_dir / "chart.svg").read_text())
