@@ -55,6 +55,7 @@ from blocks.ephemeral import (
     run_not_started_message,
     too_long_line,
     unbounded_budget_message,
+    unbounded_budget_reason,
     wrong_workspace_message,
 )
 from blocks.escape import channel_mention, escape, escape_code, user_mention
@@ -231,6 +232,7 @@ __all__ = [
     "thread_unreadable_message",
     "too_long_line",
     "unbounded_budget_message",
+    "unbounded_budget_reason",
     "undelivered_message",
     "unreachable_message",
     "user_mention",

@@ -162,7 +162,12 @@ def wrong_workspace_message() -> OutboundMessage:
 
 def unbounded_budget_message() -> OutboundMessage:
     """A budget is set but a model has no list price, so no run can be bounded."""
-    return error_message(
+    return error_message(unbounded_budget_reason())
+
+
+def unbounded_budget_reason() -> str:
+    """Why an unpriced model's call may not run under a budget (plain text)."""
+    return (
         "A budget is set, but a configured model has no list price, so this run's cost "
         "cannot be bounded. Ask an operator to add it to PRICES_FILE."
     )
@@ -222,12 +227,24 @@ def _what_helps(refusal: BudgetRefusalView, admins: Sequence[str]) -> str:
 
 
 def budget_stop_reason(stop: BudgetStopView) -> str:
-    """Why a run stopped mid-way (plain text; the thread escapes it): the budget it reached."""
+    """Why a model call was not made (plain text; the thread escapes it): the budget it would
+    have passed. Used up, or with too little left for what the call could cost while other
+    calls hold the rest."""
     which = _BUDGET_NAMES[stop.budget].replace("your", "the asker's")
+    figures = (
+        f"{format_usd(stop.spent_usd)} spent or held by calls in progress, "
+        f"this run {format_usd(stop.run_cost_usd)}"
+    )
+    if stop.spent_usd >= stop.limit_usd:
+        state = f"is used up ({figures})"
+    else:
+        state = (
+            f"has too little left for this call, which could cost up to "
+            f"{format_usd(stop.call_worst_usd)} ({figures})"
+        )
     return (
-        f"{which} budget of {format_usd(stop.limit_usd)} is used up "
-        f"({format_usd(stop.spent_usd)} spent or held, this run {format_usd(stop.run_cost_usd)}), "
-        f"so no further model call was made. It resets {stop.resets_at:%Y-%m-%d %H:%M} UTC."
+        f"{which} budget of {format_usd(stop.limit_usd)} {state}, so the model call was not "
+        f"made. It resets {stop.resets_at:%Y-%m-%d %H:%M} UTC."
     )
 
 

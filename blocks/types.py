@@ -194,7 +194,7 @@ class BudgetRefusalView(Protocol):
 
 
 class BudgetStopView(Protocol):
-    """A run stopped mid-way because its budget was reached."""
+    """A model call refused before it started: a budget had no room for it."""
 
     @property
     def budget(self) -> Literal["user_daily", "workspace_monthly", "channel_monthly"]: ...
@@ -204,6 +204,8 @@ class BudgetStopView(Protocol):
     def spent_usd(self) -> Decimal: ...
     @property
     def run_cost_usd(self) -> Decimal: ...
+    @property
+    def call_worst_usd(self) -> Decimal: ...
     @property
     def resets_at(self) -> datetime: ...
 

@@ -30,6 +30,7 @@ from anthropic.types import Message, MessageParam, RawContentBlockDelta, TextBlo
 from pydantic import BaseModel, Field, ValidationError
 
 from bot.core import judging, prompts
+from bot.core.budget import CallBudget, prompt_tokens_bound, worst_usage
 from bot.core.estimate import StreamTally
 from bot.core.models import Check, Component, Review, Strategy
 from bot.core.usage import CallRecord, Outcome, Role, TokenUsage
@@ -54,8 +55,9 @@ VISIBLE_TOKENS: dict[Role, int] = {
     "judge": 1024,  # an eval's verdict: eight scores, a winner and a sentence (JSON)
 }
 THINKING_ROOM = {"low": 3072, "medium": 6144, "high": 12288, "xhigh": 20480, "max": 28672}
-# The smallest maximum output among current Claude models (some allow 64,000): a request
-# above its model's maximum is refused outright.
+# A model's own output maximum comes from `GET /v1/models/{id}` (`max_tokens`; 128,000 for the
+# 5.5 models) at start; until then, or when the API does not say, the smallest maximum among
+# current models: a request above its model's maximum is refused outright.
 MAX_OUTPUT_TOKENS = 32000
 # Prompt caching silently does nothing below these prefix sizes (the 4.x models' figures).
 # The 5.5 models' minimums are unpublished; secondary sources give 512. The examples wait for
@@ -124,15 +126,16 @@ class Reply(Generic[T]):
     cut_off: bool = False
 
 
-def max_tokens_for(role: Role, effort: str) -> int:
-    """The output limit of a `role` call at `effort`: its answer plus its thinking."""
-    return min(VISIBLE_TOKENS[role] + THINKING_ROOM[effort], MAX_OUTPUT_TOKENS)
+def max_tokens_for(role: Role, effort: str, *, ceiling: int = MAX_OUTPUT_TOKENS) -> int:
+    """The output limit of a `role` call at `effort`: its answer plus its thinking, within
+    the model's own maximum `ceiling`."""
+    return min(VISIBLE_TOKENS[role] + THINKING_ROOM[effort], ceiling)
 
 
-def repair_max_tokens(limit: int) -> int:
-    """A repair of an answer cut off at `limit` gets twice the room (up to the maximum):
-    asked again with the same limit, the model would most likely be cut off again."""
-    return min(2 * limit, MAX_OUTPUT_TOKENS)
+def repair_max_tokens(limit: int, *, ceiling: int = MAX_OUTPUT_TOKENS) -> int:
+    """A repair of an answer cut off at `limit` gets twice the room (up to the model's
+    maximum): asked again with the same limit, the model would most likely be cut off again."""
+    return min(2 * limit, ceiling)
 
 
 def efforts(settings: Settings) -> dict[Role, str]:
@@ -154,6 +157,7 @@ class Claude:
         self._client = client
         self._settings = settings
         self._price = price
+        self._ceilings: dict[str, int] = {}  # each model's own output maximum, once known
 
     @classmethod
     def from_settings(cls, settings: Settings, *, price: PriceFn) -> Claude:
@@ -204,6 +208,17 @@ class Claude:
             raise SettingsError(
                 f'{variable} names a retired model, "{model}": set a current model id.'
             )
+        if info.max_tokens:
+            self._ceilings[model] = info.max_tokens
+
+    def ceiling(self, model: str) -> int:
+        """`model`'s output maximum as the API reported it at start (or the conservative
+        default before `check_models`, or when the API did not say)."""
+        return self._ceilings.get(model, MAX_OUTPUT_TOKENS)
+
+    def limit(self, role: Role, model: str, effort: str) -> int:
+        """The `max_tokens` a `role` call on `model` at `effort` is sent with."""
+        return max_tokens_for(role, effort, ceiling=self.ceiling(model))
 
     async def plan(
         self,
@@ -213,25 +228,27 @@ class Claude:
         thread: str | None = None,
         on_cancel: CancelSink | None = None,
         on_text: TextSink | None = None,
+        budget: CallBudget | None = None,
     ) -> Reply[Strategy]:
         """Ask the strategy model for a brief strategy; `repairing` (an unusable answer)
         turns it into a repair that says what was wrong, with more room if it was cut off;
         `thread` is a discussion (`prompts.thread_context`) the strategy must build on.
         `on_text` is told the answer so far as it streams (for showing it being written)."""
-        effort = self._settings.strategy_effort
-        limit = max_tokens_for("plan", effort)
+        effort, model = self._settings.strategy_effort, self._settings.strategy_model
+        limit = self.limit("plan", model, effort)
         if repairing is not None and repairing.cut_off:
-            limit = repair_max_tokens(limit)
+            limit = repair_max_tokens(limit, ceiling=self.ceiling(model))
         problem = repairing.problem if repairing is not None else None
         message, call = await self._call(
             "plan",
-            self._settings.strategy_model,
+            model,
             system=prompts.PLAN_SYSTEM,
             content=[_text(prompts.plan_user(question, problem=problem, thread=thread))],
             max_tokens=limit,
             output_config={"effort": effort, "format": PLAN_FORMAT},
             on_cancel=on_cancel,
             on_text=on_text,
+            budget=budget,
         )
         return _structured(call, message, PlanOut, _to_strategy)
 
@@ -245,22 +262,25 @@ class Claude:
         cache: bool = False,
         started: asyncio.Event | None = None,
         on_cancel: CancelSink | None = None,
+        budget: CallBudget | None = None,
     ) -> Reply[str]:
         """Illustrate one component. `cache` marks the shared prefix for prompt caching;
         `started` is set once the API has begun answering (the prefix is then cached)."""
         context = _text(prompts.example_context(question, strategy))
         if cache:
             context["cache_control"] = {"type": "ephemeral"}
+        model, effort = self._settings.examples_model, self._settings.examples_effort
         message, call = await self._call(
             "example",
-            self._settings.examples_model,
+            model,
             system=prompts.EXAMPLE_SYSTEM,
             content=[context, _text(prompts.example_user(component))],
-            max_tokens=max_tokens_for("example", self._settings.examples_effort),
-            output_config={"effort": self._settings.examples_effort},
+            max_tokens=self.limit("example", model, effort),
+            output_config={"effort": effort},
             index=index,
             started=started,
             on_cancel=on_cancel,
+            budget=budget,
         )
         return _markdown(call, message)
 
@@ -271,10 +291,12 @@ class Claude:
         outcomes: list[prompts.ExampleOutcome],
         *,
         on_cancel: CancelSink | None = None,
+        budget: CallBudget | None = None,
     ) -> Reply[Review]:
+        model, effort = self._settings.review_model, self._settings.review_effort
         message, call = await self._call(
             "review",
-            self._settings.review_model,
+            model,
             system=prompts.REVIEW_SYSTEM,
             content=[
                 _text(
@@ -286,24 +308,32 @@ class Claude:
                     )
                 )
             ],
-            max_tokens=max_tokens_for("review", self._settings.review_effort),
-            output_config={"effort": self._settings.review_effort, "format": REVIEW_FORMAT},
+            max_tokens=self.limit("review", model, effort),
+            output_config={"effort": effort, "format": REVIEW_FORMAT},
             on_cancel=on_cancel,
+            budget=budget,
         )
         return _structured(call, message, ReviewOut, _to_review)
 
     async def followup_answer(
-        self, thread: str, request: str, *, on_cancel: CancelSink | None = None
+        self,
+        thread: str,
+        request: str,
+        *,
+        on_cancel: CancelSink | None = None,
+        budget: CallBudget | None = None,
     ) -> Reply[str]:
         """The review model answers a follow-up (a question, a critique) about a thread."""
+        model, effort = self._settings.review_model, self._settings.review_effort
         message, call = await self._call(
             "followup",
-            self._settings.review_model,
+            model,
             system=prompts.FOLLOWUP_SYSTEM,
             content=[_text(thread), _text(prompts.followup_user(request))],
-            max_tokens=max_tokens_for("followup", self._settings.review_effort),
-            output_config={"effort": self._settings.review_effort},
+            max_tokens=self.limit("followup", model, effort),
+            output_config={"effort": effort},
             on_cancel=on_cancel,
+            budget=budget,
         )
         return _markdown(call, message)
 
@@ -314,18 +344,21 @@ class Claude:
         *,
         index: int | None,
         on_cancel: CancelSink | None = None,
+        budget: CallBudget | None = None,
     ) -> Reply[str]:
         """The examples model writes one component (redone or added) with the thread as
         context; `index` is the component's 0-based place, None for an added one."""
+        model, effort = self._settings.examples_model, self._settings.examples_effort
         message, call = await self._call(
             "followup",
-            self._settings.examples_model,
+            model,
             system=prompts.EXAMPLE_SYSTEM,
             content=[_text(thread), _text(prompts.example_user(component))],
-            max_tokens=max_tokens_for("example", self._settings.examples_effort),
-            output_config={"effort": self._settings.examples_effort},
+            max_tokens=self.limit("example", model, effort),
+            output_config={"effort": effort},
             index=index,
             on_cancel=on_cancel,
+            budget=budget,
         )
         return _markdown(call, message)
 
@@ -393,6 +426,43 @@ class Claude:
         started: asyncio.Event | None = None,
         on_cancel: CancelSink | None = None,
         on_text: TextSink | None = None,
+        budget: CallBudget | None = None,
+    ) -> tuple[Message | None, CallRecord]:
+        """One request, held against `budget` first (`CallRefused` when it has no room):
+        the record it returns (or hands `on_cancel`) carries the hold's key."""
+        key = None
+        if budget is not None:
+            texts = [system, *(block["text"] for block in content)]
+            prompt = prompt_tokens_bound(texts, output_config=output_config)
+            cached = any("cache_control" in block for block in content)
+            worst = self._price(model, worst_usage(prompt, max_tokens, cached=cached))
+            key = await budget.hold(worst)
+        try:
+            message, record = await self._request(
+                role, model, system=system, content=content, max_tokens=max_tokens,
+                output_config=output_config, index=index, started=started,
+                on_cancel=on_cancel, on_text=on_text, key=key,
+            )  # fmt: skip
+        except Exception:
+            if budget is not None and key is not None:
+                await budget.release(key)  # a bug: no record will settle the hold
+            raise
+        return message, record
+
+    async def _request(
+        self,
+        role: Role,
+        model: str,
+        *,
+        system: str,
+        content: list[TextBlockParam],
+        max_tokens: int,
+        output_config: dict[str, Any],
+        index: int | None,
+        started: asyncio.Event | None,
+        on_cancel: CancelSink | None,
+        on_text: TextSink | None,
+        key: str | None,
     ) -> tuple[Message | None, CallRecord]:
         clock = time.monotonic()
         progress = _Progress(model=model, max_tokens=max_tokens)
@@ -427,7 +497,7 @@ class Claude:
                 cut = self._record(
                     role, model, progress=progress, clock=clock, outcome="cancelled", index=index
                 )
-                on_cancel(cut)
+                on_cancel(replace(cut, key=key))
             raise
         finally:
             if started is not None:
@@ -435,7 +505,7 @@ class Claude:
         record = self._record(
             role, model, progress=progress, clock=clock, outcome=outcome, error=error, index=index
         )
-        return message, record
+        return message, replace(record, key=key)
 
     async def _stream(
         self,
@@ -549,6 +619,10 @@ class _Progress:
 
     def token_usage(self, *, now: float) -> TokenUsage:
         exact = to_token_usage(self.usage, output_tokens=self.output_tokens)
+        if self.thinking_tokens is not None:
+            # `message_start` reports no thinking; a call cut off after `message_delta`
+            # keeps the count that event gave.
+            exact = replace(exact, thinking_tokens=max(exact.thinking_tokens, self.thinking_tokens))
         if self.usage is None or self.output_tokens is not None:
             return exact
         guess = self.tally.estimate(now=now, model=self.model, limit=self.max_tokens)
@@ -607,7 +681,7 @@ def _markdown(call: CallRecord, message: Message | None) -> Reply[str]:
     text = _text_of(message).strip()
     problem = _stop_problem(message) or (None if text else "the answer was empty")
     if problem:
-        return Reply(_invalid(call, problem), None, problem, _at_limit(message))
+        return Reply(_invalid(call, problem, message), None, problem, _at_limit(message))
     return Reply(call, text)
 
 
@@ -616,21 +690,17 @@ def _stop_problem(message: Message) -> str | None:
         return "the model declined to answer this request"
     if message.stop_reason == "max_tokens":
         return "the answer was cut off at the token limit"
+    if message.stop_reason == "model_context_window_exceeded":
+        # The API stops generating once prompt and answer fill the context window: what
+        # came back is cut short, not an answer.
+        return "the answer was cut off: the request filled the model's context window"
     return None
 
 
-def _invalid(call: CallRecord, problem: str) -> CallRecord:
-    return CallRecord(
-        role=call.role,
-        model=call.model,
-        usage=call.usage,
-        cost_usd=call.cost_usd,
-        latency_s=call.latency_s,
-        outcome="invalid",
-        request_id=call.request_id,
-        component_index=call.component_index,
-        error=problem,
-    )
+def _invalid(call: CallRecord, problem: str, message: Message) -> CallRecord:
+    # A full context window is no answer to repair: asking again would overflow again.
+    full = message.stop_reason == "model_context_window_exceeded"
+    return replace(call, outcome="error" if full else "invalid", error=problem)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -652,7 +722,7 @@ def _structured(
             problem = "the answer did not match the expected format"
         if problem is None:
             return Reply(call, value)
-    return Reply(_invalid(call, problem), None, problem, _at_limit(message))
+    return Reply(_invalid(call, problem, message), None, problem, _at_limit(message))
 
 
 def _at_limit(message: Message) -> bool:

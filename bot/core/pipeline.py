@@ -25,13 +25,13 @@ from functools import partial
 from typing import TypeVar
 
 from bot.core import prompts
+from bot.core.budget import CallBudget, CallRefused
 from bot.core.claude import (
     MAX_COMPONENTS,
     CancelSink,
     Claude,
     Reply,
     efforts,
-    max_tokens_for,
     repair_max_tokens,
 )
 from bot.core.draft import parse_draft
@@ -54,9 +54,6 @@ from bot.core.usage import CallRecord, TokenUsage
 from bot.settings import Settings
 
 Emit = Callable[[Event], Awaitable[None]]
-# Asked before every model call once the call holds its slot: None to go on, or why the run
-# must stop (a budget reached). Calls already in flight finish and are recorded.
-Gate = Callable[[], Awaitable[str | None]]
 T = TypeVar("T")
 # Generous bounds for the worst case: a strategy's text and a JSON schema, in tokens.
 STRATEGY_TOKENS = 1500
@@ -109,18 +106,19 @@ class Pipeline:
         `max_tokens` for its effort, a plan repair with its extra room, six components);
         None if a model is unpriced. `thread` is a discussion the plan reads besides the
         question."""
-        s, prices = self._settings, self._prices
+        s, prices, limit = self._settings, self._prices, self._claude.limit
         effort = efforts(s)
-        plan_out = max_tokens_for("plan", effort["plan"])
-        example_out = max_tokens_for("example", effort["example"])
-        review_out = max_tokens_for("review", effort["review"])
+        plan_out = limit("plan", s.strategy_model, effort["plan"])
+        example_out = limit("example", s.examples_model, effort["example"])
+        review_out = limit("review", s.review_model, effort["review"])
+        repair_out = repair_max_tokens(plan_out, ceiling=self._claude.ceiling(s.strategy_model))
         plan_in = _tokens(prompts.PLAN_SYSTEM, prompts.DISCUSSION_NOTE, thread, question)
         plan_in += SCHEMA_TOKENS
         example_in = _tokens(prompts.EXAMPLE_SYSTEM, question) + STRATEGY_TOKENS
         review_in = example_in + MAX_COMPONENTS * example_out + SCHEMA_TOKENS
         costs = [
             prices.cost(s.strategy_model, TokenUsage(plan_in, plan_out)),
-            prices.cost(s.strategy_model, TokenUsage(plan_in, repair_max_tokens(plan_out))),
+            prices.cost(s.strategy_model, TokenUsage(plan_in, repair_out)),
             prices.cost(s.examples_model, TokenUsage(example_in, example_out)),
             prices.cost(s.review_model, TokenUsage(review_in, review_out)),
         ]
@@ -136,27 +134,35 @@ class Pipeline:
         emit: Emit,
         stop: RunStop | None = None,
         thread: str | None = None,
-        gate: Gate | None = None,
+        budget: CallBudget | None = None,
     ) -> None:
         """Run one question to its end (or until `stop`), emitting every event; raises only
         on a bug or when cancelled. `thread` (`prompts.thread_context`) is a discussion the
-        strategy builds on. With `gate`, the run stops (as `RunFailed` with the gate's
-        reason) before any call the gate refuses."""
-        run = _Run(self, question, emit, thread, gate)
+        strategy builds on. With `budget`, every call holds its worst case first: a refused
+        plan ends the run (`RunFailed` with the refusal's reason), a refused example is a
+        failed example, a refused review a failed review."""
+        run = _Run(self, question, emit, thread, budget)
         await run.execute(stop)
 
     def example_worst_case_usd(self, question: str) -> Decimal | None:
         """The most one more example call for `question` can cost (None if unpriced)."""
         tokens = _tokens(prompts.EXAMPLE_SYSTEM, question) + STRATEGY_TOKENS
-        out = max_tokens_for("example", efforts(self._settings)["example"])
-        return self._prices.cost(self._settings.examples_model, TokenUsage(tokens, out))
+        model = self._settings.examples_model
+        out = self._claude.limit("example", model, efforts(self._settings)["example"])
+        return self._prices.cost(model, TokenUsage(tokens, out))
 
     async def example_again(
-        self, question: str, strategy: Strategy, index: int, *, emit: Emit
+        self,
+        question: str,
+        strategy: Strategy,
+        index: int,
+        *,
+        emit: Emit,
+        budget: CallBudget | None = None,
     ) -> None:
         """Illustrate component `index` of `strategy` once more (a Retry): its call, then
         `ExampleReady` or `ExampleFailed`, then `RunFinished` with the bill of that call."""
-        run = _Run(self, question, emit)
+        run = _Run(self, question, emit, budget=budget)
         try:
             await run._example(
                 strategy,
@@ -178,11 +184,19 @@ class Pipeline:
         return summarize(calls, prices=self._prices, strategy_model=self._settings.strategy_model)
 
     async def followup_answer(
-        self, thread: str, request: str, *, on_cancel: CancelSink | None = None
+        self,
+        thread: str,
+        request: str,
+        *,
+        on_cancel: CancelSink | None = None,
+        budget: CallBudget | None = None,
     ) -> Reply[str]:
-        """The review model answers a follow-up in a thread (under the global call cap)."""
+        """The review model answers a follow-up in a thread (under the global call cap);
+        `CallRefused` when `budget` has no room for the call."""
         async with self._slots:
-            return await self._claude.followup_answer(thread, request, on_cancel=on_cancel)
+            return await self._claude.followup_answer(
+                thread, request, on_cancel=on_cancel, budget=budget
+            )
 
     async def followup_example(
         self,
@@ -191,11 +205,13 @@ class Pipeline:
         *,
         index: int | None,
         on_cancel: CancelSink | None = None,
+        budget: CallBudget | None = None,
     ) -> Reply[str]:
-        """The examples model redoes (`index`) or adds (None) one component."""
+        """The examples model redoes (`index`) or adds (None) one component; `CallRefused`
+        when `budget` has no room for the call."""
         async with self._slots:
             return await self._claude.followup_example(
-                thread, component, index=index, on_cancel=on_cancel
+                thread, component, index=index, on_cancel=on_cancel, budget=budget
             )
 
     def followup_worst_case_usd(self, thread: str, *, model: str) -> Decimal | None:
@@ -203,14 +219,14 @@ class Pipeline:
         system = prompts.FOLLOWUP_SYSTEM + prompts.EXAMPLE_SYSTEM
         effort = efforts(self._settings)
         limit = max(
-            max_tokens_for("example", effort["example"]),
-            max_tokens_for("followup", effort["followup"]),
+            self._claude.limit("example", model, effort["example"]),
+            self._claude.limit("followup", model, effort["followup"]),
         )
         return self._prices.cost(model, TokenUsage(_tokens(system, thread) + 200, limit))
 
 
 class _Stopped(Exception):
-    """The gate refused a call: the run ends with `reason`, spending nothing more."""
+    """The budget refused the plan: the run ends with `reason`, having spent nothing more."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -230,14 +246,13 @@ class _Run:
         question: str,
         emit: Emit,
         thread: str | None = None,
-        gate: Gate | None = None,
+        budget: CallBudget | None = None,
     ) -> None:
         self.p = pipeline
         self.question = question
         self.thread = thread
         self.emit = emit
-        self.gate = gate
-        self.stopped: str | None = None
+        self.budget = budget
         self.calls: list[CallRecord] = []
         self.cut_off: list[CallRecord] = []  # calls interrupted by cancellation
         self.draft: Strategy | None = None  # the strategy as last shown while it streamed
@@ -289,6 +304,8 @@ class _Run:
         if review is None:
             problem = "no example was written, so there is nothing to review"
             await self.emit(ReviewFailed(problem, model))
+        elif isinstance(review, str):  # the budget had no room for the review call
+            await self.emit(ReviewFailed(review, model))
         elif review.value is None:
             await self.emit(ReviewFailed(review.problem or "unknown failure", model))
         else:
@@ -296,6 +313,12 @@ class _Run:
         await self.emit(RunFinished(self._bill(), self._elapsed()))
 
     async def _plan(self) -> Strategy | None:
+        try:
+            return await self._planned()
+        except CallRefused as refused:
+            raise _Stopped(refused.reason) from None
+
+    async def _planned(self) -> Strategy | None:
         claude, model = self.p._claude, self.p._settings.strategy_model
         reply = await self._limited(
             partial(
@@ -304,6 +327,7 @@ class _Run:
                 thread=self.thread,
                 on_cancel=self.cut_off.append,
                 on_text=self._drafted,
+                budget=self.budget,
             )
         )
         await self._record(reply.call)
@@ -317,6 +341,7 @@ class _Run:
                 thread=self.thread,
                 on_cancel=self.cut_off.append,
                 on_text=self._drafted,
+                budget=self.budget,
             )
             reply = await self._limited(repair)
             await self._record(reply.call)
@@ -331,10 +356,11 @@ class _Run:
             self.draft = draft
             await self.emit(StrategyDraft(draft, self.p._settings.strategy_model))
 
-    async def _examples_then_review(self, strategy: Strategy) -> Reply[Review] | None:
+    async def _examples_then_review(self, strategy: Strategy) -> Reply[Review] | str | None:
         """Examples in parallel, each emitted as its call returns; the review call starts
         the moment the last example call returns, while the last examples may still be
-        rendering. None when no example was written (there is nothing to review)."""
+        rendering. None when no example was written (there is nothing to review); the
+        refusal's reason when the budget had no room for the review."""
         outcomes: dict[int, prompts.ExampleOutcome] = {}
         all_returned = asyncio.Event()
 
@@ -373,15 +399,10 @@ class _Run:
                 )
             await all_returned.wait()
             ordered = [outcomes[i] for i in sorted(outcomes)]
-            # Raised inside the group, _Stopped would come out wrapped in an ExceptionGroup.
-            if self.stopped is None and any(o.markdown is not None for o in ordered):
+            if any(o.markdown is not None for o in ordered):
                 review = group.create_task(self._review(strategy, ordered))
-        if self.stopped is not None:  # the gate refused an example or the review
-            raise _Stopped(self.stopped)
         if any(o.markdown is not None for o in ordered):
-            result = review.result()
-            assert result is not None  # None only when the gate refused, handled above
-            return result
+            return review.result()
         return None
 
     async def _example(
@@ -403,16 +424,19 @@ class _Run:
             cache=cache,
             started=started,
             on_cancel=self.cut_off.append,
+            budget=self.budget,
         )
+        model = self.p._settings.examples_model
         try:
             reply = await self._limited(call)
-        except _Stopped as stop:
-            # The other examples go on to their own gate; the run ends once all returned.
+        except CallRefused as refused:
+            # A failed step like any other (Retry can redo it once the budget has room);
+            # the other examples ask the budget for themselves.
             if started is not None:
-                started.set()  # the examples waiting for the cache writer may go (and stop)
-            returned(index, prompts.ExampleOutcome(component, None, stop.reason))
+                started.set()  # the examples waiting for the cache writer may go
+            returned(index, prompts.ExampleOutcome(component, None, refused.reason))
+            await self.emit(ExampleFailed(index, component, refused.reason, model))
             return
-        model = self.p._settings.examples_model
         if reply.value is None:
             reason = reply.problem or "unknown failure"
             returned(index, prompts.ExampleOutcome(component, None, reason))
@@ -425,29 +449,28 @@ class _Run:
 
     async def _review(
         self, strategy: Strategy, outcomes: list[prompts.ExampleOutcome]
-    ) -> Reply[Review] | None:
+    ) -> Reply[Review] | str:
         call = partial(
-            self.p._claude.review, self.question, strategy, outcomes, on_cancel=self.cut_off.append
+            self.p._claude.review,
+            self.question,
+            strategy,
+            outcomes,
+            on_cancel=self.cut_off.append,
+            budget=self.budget,
         )
         try:
             reply = await self._limited(call)
-        except _Stopped:
-            return None  # raised outside the task group, so it is not wrapped in a group
+        except CallRefused as refused:
+            return refused.reason
         await self._record(reply.call)
         return reply
 
     async def _limited(self, call: Callable[[], Awaitable[Reply[T]]]) -> Reply[T]:
         # The call is made only once a slot is held: a run cancelled while it waits leaves
-        # no coroutine behind that was never awaited.
+        # no coroutine behind that was never awaited, and a call holds its budget only
+        # while it can run.
         async with self.p._slots:
-            await self._check_gate()
             return await call()
-
-    async def _check_gate(self) -> None:
-        if self.stopped is None and self.gate is not None:
-            self.stopped = await self.gate()
-        if self.stopped is not None:
-            raise _Stopped(self.stopped)
 
     async def _record(self, call: CallRecord) -> None:
         self.calls.append(call)

@@ -5,7 +5,8 @@
 the API reported its output, with the output estimated from what had streamed and
 `estimated` set; a sum that includes an estimate is itself estimated. `CallRecord` is one model call
 as it returned: role, model, usage, request-id, latency, outcome and its exact cost (None when
-the model is not in the price table: *unpriced*, never $0).
+the model is not in the price table: *unpriced*, never $0) and the key of the budget hold it
+was made under.
 """
 
 from __future__ import annotations
@@ -73,3 +74,6 @@ class CallRecord:
     request_id: str | None = None
     component_index: int | None = None
     error: str | None = None
+    # The budget hold the call was made under (`bot.core.budget`): written with this key,
+    # the record settles the hold to the call's real cost.
+    key: str | None = None

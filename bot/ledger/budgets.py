@@ -1,9 +1,13 @@
-"""Budgets: what counts against a budget, the admission check, month spend, and alert claims.
+"""Budgets: what counts against a budget, the admission check, the per-call holds, month
+spend, and alert claims.
 
 `Budgets.refusal` is the check `RunBook.reserve_run` makes inside its locked transaction: a
 user's UTC day and a workspace's calendar month count every run's recorded cost, plus, for a
 run still `running` or with unpriced calls, the part of its reservation above its cost so far
-(its true cost is not known yet). `workspace_month_spent` is the month's recorded cost (for the
+(its true cost is not known yet). `reserve_call` holds each model call's worst case before it
+starts, under the same per-team lock, against the recorded spend and the other calls in
+flight; the call's record settles the hold (`RunBook.record_call` deletes it in the same
+transaction) and `release_call` or the run's end gives it back. `workspace_month_spent` is the month's recorded cost (for the
 80% alert) and `claim_budget_alert` is true for exactly one caller per team, month and
 threshold, across processes. Refusals come back as data (`BudgetRefusal`); `blocks/` words them.
 """
@@ -11,13 +15,22 @@ threshold, across processes. Refusals come back as data (`BudgetRefusal`); `bloc
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
 from bot.ledger import periods
 from bot.ledger.driver import Conn, Driver, now_utc, time_scope
-from bot.ledger.types import BudgetName, BudgetRefusal, BudgetStop, from_nanos, to_nanos
+from bot.ledger.types import (
+    BudgetName,
+    BudgetRefusal,
+    BudgetStop,
+    CallHold,
+    LedgerError,
+    from_nanos,
+    to_nanos,
+)
 
 # A reservation follows the 95th percentile of the last runs of the same models once there
 # are enough of them to say something; before that, the worst case.
@@ -103,28 +116,65 @@ class Budgets:
             return worst_case
         return from_nanos(costs[math.ceil(len(costs) * PERCENTILE / 100) - 1])
 
-    async def stop(self, run_id: str, limits: Limits) -> BudgetStop | None:
-        """Whether `run_id` must stop before its next call: true once what the period has
-        spent (this run included), plus what other runs in progress still hold, reaches a
-        budget. Windows are those of the run's start, the period it counts in."""
+    async def reserve_call(
+        self, run_id: str, *, worst_case: Decimal, limits: Limits, now: datetime | None = None
+    ) -> CallHold | BudgetStop:
+        """Hold one model call's `worst_case` against every budget of `run_id` (those of its
+        start's windows), atomically with every other instance's holds, or say why it may
+        not start. It fits when the recorded spend, what calls in flight hold (this run's
+        too) and `worst_case` stay within each limit; a call may also take a budget's last
+        room alone, when nothing else is held there and spend is below the limit (so a
+        budget smaller than one call's worst case still runs, one call at a time). So
+        concurrent calls pass a budget jointly by at most one call's worst case."""
+        if not limits.any:
+            return CallHold(run_id, None, Decimal(0))
         async with self._db.read() as c:
-            rows = await c.fetch(
-                "SELECT team_id, user_id, channel_id, started_at, reserved_nanos, cost_nanos"
-                " FROM runs WHERE id = ?",
-                run_id,
-            )
-            if not rows:
-                return None
-            team_id, user_id, channel_id, started, reserved, cost = rows[0]
-            mine = max(int(reserved) - int(cost), 0)
+            rows = await c.fetch(_RUN_SCOPE, run_id)
+        if not rows:
+            raise LedgerError(f"no run {run_id!r} in the ledger")
+        team_id, user_id, channel_id, started, _ = rows[0]
+        wanted = to_nanos(worst_case)
+        async with self._db.write(lock_key=f"orchestrate.budget:{team_id}") as c:
+            cost = int((await c.fetch(_RUN_SCOPE, run_id))[0][4])
             start = self._db.from_db_time(started)
             for name, limit, user, channel, window in _checks(limits, user_id, channel_id, start):
-                held = await self.held(c, team_id, user, window, channel_id=channel)
-                used = held.spent_nanos + held.held_nanos - mine
-                if used >= to_nanos(limit):
-                    return BudgetStop(name, limit, from_nanos(used), from_nanos(int(cost)),
-                                      window[1])  # fmt: skip
-        return None
+                spent, held = await self._spent_and_held(c, team_id, user, channel, window)
+                fits = spent + held + wanted <= to_nanos(limit)
+                if not fits and not (held == 0 and spent < to_nanos(limit)):
+                    return BudgetStop(name, limit, from_nanos(spent + held), from_nanos(cost),
+                                      window[1], worst_case)  # fmt: skip
+            key = str(uuid.uuid4())
+            await c.execute(
+                "INSERT INTO call_holds (id, run_id, amount_nanos, created_at) VALUES (?, ?, ?, ?)",
+                key, run_id, wanted, self._db.to_db_time(now_utc(now)),
+            )  # fmt: skip
+        return CallHold(run_id, key, worst_case)
+
+    async def release_call(self, hold: CallHold) -> None:
+        """Give back a hold whose call will not be recorded (it never started, or a bug).
+        A call's record settles its hold itself (`RunBook.record_call` with the hold's key);
+        a run's end releases whatever it still holds."""
+        if hold.key is None:
+            return
+        async with self._db.write() as c:
+            await c.execute("DELETE FROM call_holds WHERE id = ?", hold.key)
+
+    async def _spent_and_held(
+        self, c: Conn, team_id: str, user_id: str | None, channel_id: str | None, window: Window
+    ) -> tuple[int, int]:
+        # One statement, so that on PostgreSQL (READ COMMITTED) a call settled meanwhile is
+        # seen either as its hold or as its cost, never as neither.
+        where, args = time_scope(self._db, team_id, user_id, col="started_at", window=window)
+        if channel_id is not None:
+            where, args = f"channel_id = ? AND {where}", [channel_id, *args]
+        rows = await c.fetch(
+            f"SELECT COALESCE(SUM(cost_nanos), 0), (SELECT COALESCE(SUM(h.amount_nanos), 0)"
+            f" FROM call_holds h JOIN runs ON runs.id = h.run_id WHERE runs.status = 'running'"
+            f" AND {where}) FROM runs WHERE {where}",
+            *args,
+            *args,
+        )
+        return int(rows[0][0]), int(rows[0][1])
 
     async def held(
         self,
@@ -166,6 +216,9 @@ class Budgets:
                 self._db.to_db_time(now_utc(None)),
             )
         return claimed == 1
+
+
+_RUN_SCOPE = "SELECT team_id, user_id, channel_id, started_at, cost_nanos FROM runs WHERE id = ?"
 
 
 def _checks(limits: Limits, user_id: str, channel_id: str, moment: datetime) -> list[Check]:

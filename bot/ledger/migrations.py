@@ -19,6 +19,8 @@ a spill-file replay) is recorded once. Claims expire from version 5. Version 6
 records each run's owning instance and the instances' heartbeats. Version 10 keeps each
 run's strategy (`run_strategies`), so a Retry of a failed example works on any instance.
 Version 12 marks each run's kind ('eval' for `orchestrate-bot eval`) and keeps evals' headlines.
+Version 13 holds each model call's worst case against the budgets while it is in flight
+(`call_holds`).
 """
 
 from __future__ import annotations
@@ -458,3 +460,23 @@ def pending(steps: tuple[Migration, ...], current: int) -> tuple[Migration, ...]
             f"knows ({latest}): upgrade orchestrate before pointing it at this database"
         )
     return tuple(step for step in steps if step.version > current)
+
+
+def _call_holds(time_type: str) -> tuple[str, ...]:
+    """Version 13: what a model call in flight holds against the budgets (its worst case),
+    from just before it starts until its record is written (the same transaction deletes
+    the hold) or its run ends. Only holds of `running` runs count, so a crashed instance's
+    holds lapse when its runs are reaped."""
+    return (
+        f"""CREATE TABLE call_holds (
+            id TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            amount_nanos BIGINT NOT NULL,
+            created_at {time_type} NOT NULL
+        )""",
+        "CREATE INDEX call_holds_run ON call_holds (run_id)",
+    )
+
+
+SQLITE += (Migration(13, "call holds", _call_holds("REAL")),)
+POSTGRES += (Migration(13, "call holds", _call_holds("TIMESTAMPTZ")),)

@@ -28,6 +28,7 @@ from bot.ledger.types import (
     BudgetRefusal,
     BudgetSettings,
     BudgetStop,
+    CallHold,
     CostReport,
     DayCost,
     EndStatus,
@@ -62,7 +63,11 @@ class RunLedger(Protocol):
 
     async def followups(self, run_id: str) -> FollowUpTotals: ...
 
-    async def budget_stop(self, run_id: str, limits: Limits) -> BudgetStop | None: ...
+    async def reserve_call(
+        self, run_id: str, *, worst_case_usd: Decimal, limits: Limits
+    ) -> CallHold | BudgetStop: ...
+
+    async def release_call(self, hold: CallHold) -> None: ...
 
     async def set_thread(self, run_id: str, channel: str, ts: str) -> None: ...
 

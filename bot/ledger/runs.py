@@ -29,6 +29,7 @@ from bot.ledger.migrations import CALL_DAYS_COLUMNS
 from bot.ledger.types import (
     BudgetRefusal,
     BudgetStop,
+    CallHold,
     EndStatus,
     FollowUpTotals,
     KeptStrategy,
@@ -139,9 +140,18 @@ class RunBook:
         count, cost, unpriced = rows[0]
         return FollowUpTotals(int(count), from_nanos(int(cost)), int(unpriced))
 
-    async def budget_stop(self, run_id: str, limits: Limits) -> BudgetStop | None:
-        """Whether the run must stop before its next call (see `Budgets.stop`)."""
-        return await self._budgets.stop(run_id, limits)
+    async def reserve_call(
+        self, run_id: str, *, worst_case_usd: Decimal, limits: Limits, now: datetime | None = None
+    ) -> CallHold | BudgetStop:
+        """Hold one model call's worst case against the run's budgets, or say why it may not
+        start (see `Budgets.reserve_call`). Record the call with `key=hold.key` to settle."""
+        return await self._budgets.reserve_call(
+            run_id, worst_case=worst_case_usd, limits=limits, now=now
+        )
+
+    async def release_call(self, hold: CallHold) -> None:
+        """Give back a hold whose call will not be recorded."""
+        await self._budgets.release_call(hold)
 
     async def set_thread(self, run_id: str, channel: str, ts: str) -> None:
         async with self._db.write() as c:
@@ -223,7 +233,9 @@ class RunBook:
         """Write one call and its run's running totals; committed (durable) on return.
 
         `key` identifies the call across retries: a second write with the same key changes
-        nothing and returns False. Without one, the call gets a fresh key.
+        nothing and returns False. Without one, the call gets a fresh key. A call held
+        against the budgets is written with its hold's key: the same transaction deletes the
+        hold, settling it to the call's real cost.
         """
         cost = None if call.cost_usd is None else to_nanos(call.cost_usd)
         strategy = self._prices.cost_as(self._strategy_model, call.usage)
@@ -234,6 +246,8 @@ class RunBook:
             if not owner:
                 raise LedgerError(f"no run {run_id!r} in the ledger: start_run first")
             team_id, user_id, started_at = owner[0]
+            if key is not None:
+                await c.execute("DELETE FROM call_holds WHERE id = ?", key)
             inserted = await c.execute(
                 _INSERT_CALL,
                 key or str(uuid.uuid4()),
@@ -275,6 +289,9 @@ class RunBook:
                 error,
                 run_id,
             )
+            # Whatever the run's calls still hold (a call cut off by a stop or a shutdown)
+            # is given back with its end.
+            await c.execute("DELETE FROM call_holds WHERE run_id = ?", run_id)
         require_run(changed, run_id)
 
     async def _insert(

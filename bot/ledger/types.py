@@ -220,15 +220,28 @@ class SettingChange:
 
 @dataclass(frozen=True, slots=True)
 class BudgetStop:
-    """A run whose real spend has reached what its budget had left: stopped before its next
-    call. `spent_usd` is the period's spend (this run included) plus what other runs in
-    progress still hold; `run_cost_usd` what this run has cost so far."""
+    """A model call refused before it started: its worst case does not fit in what a budget
+    has left. `spent_usd` is the period's recorded spend (this run included) plus what calls
+    in flight hold; `run_cost_usd` what this run has cost so far."""
 
     budget: BudgetName
     limit_usd: Decimal
     spent_usd: Decimal
     run_cost_usd: Decimal
     resets_at: datetime
+    call_worst_usd: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class CallHold:
+    """One model call's worst case, held against its run's budgets from just before the call
+    starts until its record is written with `key` (which settles it to the real cost) or it
+    is released. `key` None: nothing is held (no budget applies, or the ledger could not be
+    reached and the call goes on, as the run's writes do)."""
+
+    run_id: str
+    key: str | None
+    amount_usd: Decimal
 
 
 @dataclass(frozen=True, slots=True)

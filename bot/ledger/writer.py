@@ -42,6 +42,7 @@ from bot.ledger.spill import (
 from bot.ledger.types import (
     BudgetRefusal,
     BudgetStop,
+    CallHold,
     EndStatus,
     FollowUpTotals,
     KeptStrategy,
@@ -93,16 +94,28 @@ class RunWriter:
             channel_budget=channel_budget, models=models, now=now,
         )  # fmt: skip
 
-    async def budget_stop(self, run_id: str, limits: Limits) -> BudgetStop | None:
-        """Whether the run must stop before its next call. During an outage the check cannot
-        be made (and held call records are not in the database yet): the run goes on, as
-        its writes do, and the outage is logged."""
+    async def reserve_call(
+        self, run_id: str, *, worst_case_usd: Decimal, limits: Limits
+    ) -> CallHold | BudgetStop:
+        """Hold one call's worst case (`RunBook.reserve_call`). During an outage the hold
+        cannot be taken (and held call records are not in the database yet): the call goes
+        on unheld, as the run's writes do, and the outage is logged."""
         try:
-            return await asyncio.wait_for(self._book.budget_stop(run_id, limits), WRITE_TIMEOUT_S)
+            return await asyncio.wait_for(
+                self._book.reserve_call(run_id, worst_case_usd=worst_case_usd, limits=limits),
+                WRITE_TIMEOUT_S,
+            )
         except (LedgerUnavailable, TimeoutError) as exc:
-            log.warning("budget check for run %s skipped, the ledger is unavailable: %s",
+            log.warning("budget hold for run %s skipped, the ledger is unavailable: %s",
                         run_id, exc)  # fmt: skip
-            return None
+            return CallHold(run_id, None, Decimal(0))
+
+    async def release_call(self, hold: CallHold) -> None:
+        """Give back a hold; if the ledger cannot be reached, the run's end gives it back."""
+        try:
+            await asyncio.wait_for(self._book.release_call(hold), WRITE_TIMEOUT_S)
+        except (LedgerUnavailable, TimeoutError) as exc:
+            log.warning("budget hold of run %s not released now: %s", hold.run_id, exc)
 
     async def get_run(self, run_id: str) -> RunInfo | None:
         return await self._book.get_run(run_id)

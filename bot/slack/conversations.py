@@ -32,6 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 import blocks
 from bot.core import prompts
+from bot.core.budget import CallRefused
 from bot.core.claude import Reply
 from bot.core.conversation import Add, Ask, Discussion, Redo, Rethink, fit, route
 from bot.core.events import CallFinished, RunFailed, RunFinished
@@ -217,11 +218,18 @@ class Conversations:
         if isinstance(admitted, blocks.OutboundMessage):
             await request.respond(**ephemeral(admitted))
             return
-        run_id, started = admitted.run_id, time.monotonic()
+        reservation, budget = admitted
+        run_id, started = reservation.run_id, time.monotonic()
         await self._ledger.set_thread(run_id, request.channel, request.root_ts)
         cut_off: list[CallRecord] = []
         try:
-            reply = await call(on_cancel=cut_off.append)
+            reply = await call(on_cancel=cut_off.append, budget=budget)
+        except CallRefused as refused:
+            # No room left for the call once it came to it: nothing was spent.
+            ended = RunFailed(refused.reason, self._pipeline.bill([]), time.monotonic() - started)
+            await self._runs.record(run_id, followup, ended)
+            await request.respond(**ephemeral(blocks.error_message(refused.reason)))
+            return
         except asyncio.CancelledError:
             # The tokens a cancelled call had already spent are recorded all the same.
             await asyncio.shield(self._interrupted(run_id, followup, cut_off, started))

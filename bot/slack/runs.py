@@ -45,11 +45,14 @@ from bot.core.events import (
     RunFinished,
     StrategyReady,
 )
+from bot.core.budget import CallBudget, CallRefused
 from bot.core.models import Strategy
 from bot.core.pipeline import Pipeline, RunStop
 from bot.core.usage import CallRecord
 from bot.ledger import (
     BudgetRefusal,
+    BudgetStop,
+    CallHold,
     EndStatus,
     GovernanceStore,
     LedgerError,
@@ -89,6 +92,33 @@ class RunRequest:
     thread_ts: str | None = None
     thread: str | None = None
     parent_run_id: str | None = None
+
+
+class LedgerBudget:
+    """A run's `CallBudget`: each model call holds its worst case in the ledger before it
+    starts (`RunLedger.reserve_call`, atomic across instances), under the budgets the run
+    was admitted under; the call's record settles the hold, and the run's end releases
+    what is left. The one place the call path asks the ledger about budgets."""
+
+    def __init__(self, ledger: RunLedger, run_id: str, limits: Limits) -> None:
+        self._ledger = ledger
+        self._run_id = run_id
+        self._limits = limits
+
+    async def hold(self, worst_case_usd: Decimal | None) -> str | None:
+        if not self._limits.any:
+            return None
+        if worst_case_usd is None:  # admission refuses unpriced models under a budget
+            raise CallRefused(blocks.unbounded_budget_reason())
+        held = await self._ledger.reserve_call(
+            self._run_id, worst_case_usd=worst_case_usd, limits=self._limits
+        )
+        if isinstance(held, BudgetStop):
+            raise CallRefused(blocks.budget_stop_reason(held))
+        return held.key
+
+    async def release(self, key: str) -> None:
+        await self._ledger.release_call(CallHold(self._run_id, key, Decimal(0)))
 
 
 class ChannelUnavailable(Exception):
@@ -250,11 +280,14 @@ class Runs:
 
     async def admit(
         self, request: RunRequest, worst_case: Decimal | None
-    ) -> Reservation | blocks.OutboundMessage:
+    ) -> tuple[Reservation, CallBudget] | blocks.OutboundMessage:
         """Reserve for a follow-up call (at its worst case: one call, no history to go by),
-        or the reply saying why it may not start."""
+        with the budget its call holds against, or the reply saying why it may not start."""
         admitted = await self._admission(request, worst_case, models="")
-        return admitted if isinstance(admitted, blocks.OutboundMessage) else admitted[0]
+        if isinstance(admitted, blocks.OutboundMessage):
+            return admitted
+        reservation, limits = admitted
+        return reservation, LedgerBudget(self._ledger, reservation.run_id, limits)
 
     async def _admission(
         self, request: RunRequest, worst_case: Decimal | None, *, models: str
@@ -406,13 +439,7 @@ class Runs:
     async def _run(
         self, run_id: str, request: RunRequest, renderer: ThreadRenderer, limits: Limits
     ) -> None:
-        async def gate() -> str | None:
-            # Before each model call: stop once real spend reaches what the budget has left.
-            if not limits.any:
-                return None
-            stop = await self._ledger.budget_stop(run_id, limits)
-            return None if stop is None else blocks.budget_stop_reason(stop)
-
+        budget = LedgerBudget(self._ledger, run_id, limits)
         started = time.monotonic()
         closed = False  # whether the run's row has been given its end
 
@@ -426,7 +453,7 @@ class Runs:
         try:
             stop = self._stops.get(run_id)
             await self._pipeline.run(
-                request.question, emit=emit, thread=request.thread, gate=gate, stop=stop
+                request.question, emit=emit, thread=request.thread, budget=budget, stop=stop
             )
         except asyncio.CancelledError:
             if not closed:  # cancelled before the pipeline could say so: still close the row
@@ -480,8 +507,9 @@ class Runs:
             admitted = await self.admit(request, worst_case)
             if isinstance(admitted, blocks.OutboundMessage):
                 return admitted
-            work = self._retry(admitted.run_id, run.id, request, kept.strategy, index)
-            self.own(self._releasing(work, key, claimed_at), name=f"retry-{admitted.run_id}")
+            reservation, budget = admitted
+            work = self._retry(reservation.run_id, run.id, request, kept.strategy, index, budget)
+            self.own(self._releasing(work, key, claimed_at), name=f"retry-{reservation.run_id}")
             handed_over = True
         finally:
             if not handed_over:
@@ -505,7 +533,13 @@ class Runs:
             log.warning("could not release claim %s (it lapses by itself): %s", key, exc)
 
     async def _retry(
-        self, retry_id: str, run_id: str, request: RunRequest, strategy: Strategy, index: int
+        self,
+        retry_id: str,
+        run_id: str,
+        request: RunRequest,
+        strategy: Strategy,
+        index: int,
+        budget: CallBudget,
     ) -> None:
         async def emit(event: Event) -> None:
             await self.record(retry_id, request, event)
@@ -514,7 +548,9 @@ class Runs:
 
         total = len(strategy.components)
         try:
-            await self._pipeline.example_again(request.question, strategy, index, emit=emit)
+            await self._pipeline.example_again(
+                request.question, strategy, index, emit=emit, budget=budget
+            )
         except Exception:
             log.exception("retry %s of run %s failed with a bug", retry_id, run_id)
             self.metrics.runs.labels("failed").inc()
@@ -586,7 +622,8 @@ class Runs:
             await self._pages.record(run_id, event)
         match event:
             case CallFinished(call=call):
-                await self._ledger.record_call(run_id, call)
+                # Written with its budget hold's key: the record settles the hold.
+                await self._ledger.record_call(run_id, call, key=call.key)
             case StrategyReady(strategy=strategy):
                 # Kept so that a Retry of a failed example can be served by any instance.
                 await self._ledger.record_strategy(run_id, strategy)

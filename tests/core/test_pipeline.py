@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from bot.core.budget import CallRefused
 from bot.core.claude import (
     MAX_OUTPUT_TOKENS,
     THINKING_ROOM,
@@ -22,6 +23,7 @@ from bot.core.events import (
     Event,
     ExampleFailed,
     ExampleReady,
+    ReviewFailed,
     ReviewReady,
     RunFailed,
     RunFinished,
@@ -75,6 +77,11 @@ class Recorder:
 @pytest.fixture
 def prices() -> PriceTable:
     return PriceTable.load()
+
+
+def offline_claude(prices: PriceTable) -> Claude:
+    """A client for the arithmetic that needs no request (limits, worst cases)."""
+    return Claude(None, settings=Settings(), price=prices.cost)  # type: ignore[arg-type]
 
 
 async def run_pipeline(
@@ -437,7 +444,7 @@ async def test_the_review_call_starts_when_the_last_example_call_returns_not_aft
 
 
 def test_the_worst_case_bounds_every_call_at_its_token_limit(prices: PriceTable) -> None:
-    pipeline = Pipeline(None, settings=Settings(), prices=prices)  # type: ignore[arg-type]
+    pipeline = Pipeline(offline_claude(prices), settings=Settings(), prices=prices)
     worst = pipeline.worst_case_usd(QUESTION)
     assert worst is not None
     # At least: a plan and its repair (with more room), six examples and a review, each at
@@ -463,7 +470,7 @@ def test_the_worst_case_bounds_every_call_at_its_token_limit(prices: PriceTable)
     assert worst > floor
     longer = pipeline.worst_case_usd(QUESTION * 20)
     assert longer is not None and longer > worst
-    unpriced = Pipeline(None, settings=Settings(review_model="claude-x"), prices=prices)  # type: ignore[arg-type]
+    unpriced = Pipeline(offline_claude(prices), settings=Settings(review_model="claude-x"), prices=prices)
     assert unpriced.worst_case_usd(QUESTION) is None
 
 
@@ -471,7 +478,7 @@ def test_the_worst_case_bounds_every_call_at_its_token_limit(prices: PriceTable)
 def test_the_worst_case_grows_with_each_roles_effort(prices: PriceTable, role: str) -> None:
     def worst(effort: str) -> Decimal:
         settings = replace(Settings(), **{role: effort})  # type: ignore[arg-type]
-        figure = Pipeline(None, settings=settings, prices=prices).worst_case_usd(QUESTION)  # type: ignore[arg-type]
+        figure = Pipeline(offline_claude(prices), settings=settings, prices=prices).worst_case_usd(QUESTION)
         assert figure is not None
         return figure
 
@@ -549,7 +556,7 @@ async def test_a_typical_run_costs_far_less_than_its_reserved_worst_case(
     recorder = await run_pipeline(claude_sandbox, prices)
     finished = recorder.events[-1]
     assert isinstance(finished, RunFinished) and finished.cost.total_usd is not None
-    worst = Pipeline(None, settings=Settings(), prices=prices).worst_case_usd(QUESTION)  # type: ignore[arg-type]
+    worst = Pipeline(offline_claude(prices), settings=Settings(), prices=prices).worst_case_usd(QUESTION)
     assert worst is not None and finished.cost.total_usd < worst / 5
 
 
@@ -752,50 +759,86 @@ async def test_a_stop_after_the_run_finished_changes_nothing(
     assert not any(c.usage.estimated for c in calls_of(recorder))
 
 
-async def run_gated(
+class CountingBudget:
+    """A `CallBudget` with room for `allow` calls: it keeps each worst case it was asked to
+    hold and the keys it handed out, and refuses past `allow` (the ledger's own arithmetic is
+    tested in tests/ledger/test_reservations.py)."""
+
+    def __init__(self, allow: int) -> None:
+        self.allow = allow
+        self.asked: list[Decimal | None] = []
+        self.keys: list[str] = []
+        self.released: list[str] = []
+
+    async def hold(self, worst_case_usd: Decimal | None) -> str | None:
+        self.asked.append(worst_case_usd)
+        if len(self.keys) >= self.allow:
+            raise CallRefused("the budget has no room for this call")
+        self.keys.append(f"hold-{len(self.keys)}")
+        return self.keys[-1]
+
+    async def release(self, key: str) -> None:
+        self.released.append(key)
+
+
+async def run_budgeted(
     sandbox: ClaudeSandbox, prices: PriceTable, *, allow_calls: int, max_concurrent_calls: int = 16
-) -> tuple[Recorder, list[int]]:
-    """A run whose gate lets `allow_calls` calls through, then says the budget is spent."""
+) -> tuple[Recorder, CountingBudget]:
     settings = settings_for(sandbox, max_concurrent_calls=max_concurrent_calls)
     claude = Claude.from_settings(settings, price=prices.cost)
     recorder = Recorder()
-    asked: list[int] = []
-
-    async def gate() -> str | None:
-        asked.append(len(asked))
-        return "the budget is used up" if len(asked) > allow_calls else None
-
+    budget = CountingBudget(allow_calls)
     try:
         pipeline = Pipeline(claude, settings=settings, prices=prices)
-        await pipeline.run(QUESTION, emit=recorder, gate=gate)
+        await pipeline.run(QUESTION, emit=recorder, budget=budget)
     finally:
         await claude.aclose()
-    return recorder, asked
+    return recorder, budget
 
 
-async def test_a_gate_refusing_the_plan_ends_the_run_before_any_call(
+async def test_a_budget_refusing_the_plan_ends_the_run_before_any_call(
     claude_sandbox: ClaudeSandbox, prices: PriceTable
 ) -> None:
-    recorder, _ = await run_gated(claude_sandbox, prices, allow_calls=0)
+    recorder, _ = await run_budgeted(claude_sandbox, prices, allow_calls=0)
     assert claude_sandbox.requests == []
     assert [k for k in recorder.kinds()] == ["RunStarted", "RunFailed"]
     failed = recorder.of(RunFailed)[0]
-    assert isinstance(failed, RunFailed) and failed.reason == "the budget is used up"
+    assert isinstance(failed, RunFailed) and failed.reason == "the budget has no room for this call"
 
 
-async def test_a_gate_stops_the_run_before_its_next_call_and_in_flight_calls_are_recorded(
+async def test_a_refused_example_is_a_failed_step_and_a_refused_review_a_failed_review(
     claude_sandbox: ClaudeSandbox, prices: PriceTable
 ) -> None:
-    # The plan and two examples pass the gate; the other examples and the review do not.
-    recorder, asked = await run_gated(claude_sandbox, prices, allow_calls=3)
-    calls = [e for e in recorder.events if isinstance(e, CallFinished)]
-    assert len(claude_sandbox.requests) == len(calls) == 3
-    assert [c.call.role for c in calls] == ["plan", "example", "example"]
-    assert recorder.kinds()[-1] == "RunFailed"
-    assert not recorder.of(ReviewReady) and not recorder.of(RunFinished)
-    failed = recorder.of(RunFailed)[0]
-    assert isinstance(failed, RunFailed) and not failed.interrupted
-    assert failed.reason == "the budget is used up"
-    # The bill covers what was spent before the stop.
-    assert sum(m.calls for m in failed.cost.by_model) == 3
-    assert len(asked) > 3
+    # The plan and one example get their holds; the other examples and the review do not.
+    recorder, budget = await run_budgeted(
+        claude_sandbox, prices, allow_calls=2, max_concurrent_calls=1
+    )
+    calls = [e.call for e in recorder.events if isinstance(e, CallFinished)]
+    assert len(claude_sandbox.requests) == len(calls) == 2
+    assert [c.role for c in calls] == ["plan", "example"]
+    # Each record carries its hold's key: writing it settles the hold.
+    assert [c.key for c in calls] == budget.keys == ["hold-0", "hold-1"]
+    failed = recorder.of(ExampleFailed)
+    assert failed and all(
+        isinstance(f, ExampleFailed) and f.reason == "the budget has no room for this call"
+        for f in failed
+    )
+    review = recorder.of(ReviewFailed)[0]
+    assert isinstance(review, ReviewFailed) and review.reason == "the budget has no room for this call"
+    assert recorder.kinds()[-1] == "RunFinished"
+    assert budget.released == []
+
+
+async def test_every_hold_covers_what_its_call_cost_and_its_whole_token_limit(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    recorder, budget = await run_budgeted(claude_sandbox, prices, allow_calls=100)
+    calls = [e.call for e in recorder.events if isinstance(e, CallFinished)]
+    sent = {r.request_id: r.body for r in claude_sandbox.messages()}
+    assert len(budget.asked) == len(calls) == len(sent)
+    for call in calls:
+        worst = budget.asked[budget.keys.index(call.key or "")]
+        limit = sent[call.request_id or ""]["max_tokens"]
+        out = prices.cost(call.model, TokenUsage(output_tokens=limit))
+        assert worst is not None and out is not None and call.cost_usd is not None
+        assert worst >= call.cost_usd and worst > out

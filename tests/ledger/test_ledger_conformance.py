@@ -88,7 +88,7 @@ async def seed_two_runs_and_noise(ledger: Ledger) -> None:
 
 async def test_opening_applies_migrations_once(ledger_url: str) -> None:
     latest = SQLITE[-1].version
-    assert latest == POSTGRES[-1].version == 12
+    assert latest == POSTGRES[-1].version == 13
     async with open_ledger(ledger_url) as first:
         assert await first.schema_version() == latest
     async with open_ledger(ledger_url) as again:
@@ -171,8 +171,9 @@ async def test_upgrading_from_version_1_backfills_the_daily_totals(
         await run_with(ledger, [PLAN, MYSTERY], user="U2", at=NOW - timedelta(hours=3))
         report = await ledger.reports.summary("T1", since=DAY[0], until=DAY[1])
     for statement in (
-        # Back to version 1: undo version 12 (eval kinds, headlines), 11 (run events),
-        # 10 (strategies), 8 (settings, notices, runs.models), then 7 to 2.
+        # Back to version 1: undo version 13 (call holds), 12 (eval kinds, headlines),
+        # 11 (run events), 10 (strategies), 8 (settings, notices, runs.models), then 7 to 2.
+        "DROP TABLE call_holds",
         "DROP TABLE evals",
         "ALTER TABLE runs DROP COLUMN kind",
         "DROP TABLE run_events",

@@ -1,6 +1,7 @@
-"""The overshoot bound, on both backends: runs that check their budget before every call can
-pass it only by the calls in flight when it is reached. Twenty concurrent runs, each making
-calls of a known cost with the check before each one, against a budget a few runs can pay for.
+"""The overshoot bound, on both backends: calls that hold their worst case before they start
+pass a budget jointly by at most one call's worst case. Twenty concurrent runs, each making
+calls whose real cost is below their worst case, against a budget a few runs can pay for, on
+one ledger and (the instances of a deployment) on two ledgers sharing one database.
 """
 
 from __future__ import annotations
@@ -11,42 +12,43 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from bot.core.usage import CallRecord, TokenUsage
-from bot.ledger import Ledger, Limits, Reservation
+from bot.ledger import BudgetStop, Ledger, Limits, Reservation, open_ledger
 
 RUNS = 20
 CALLS_PER_RUN = 8
-CALL_COST = Decimal("0.004")
-BUDGET = Decimal("0.10")  # 25 calls: about three runs' worth
+WORST = Decimal("0.008")  # what each call holds
+BUDGET = Decimal("0.10")  # about 13 calls' worst case
 MODELS = "claude-opus-5-5,claude-haiku-5-5,claude-sonnet-5-5"
 
 
-def call() -> CallRecord:
+def call(cost: Decimal, key: str | None) -> CallRecord:
     return CallRecord(
         role="example",
         model="claude-haiku-5-5",
         usage=TokenUsage(input_tokens=10, output_tokens=10),
-        cost_usd=CALL_COST,
+        cost_usd=cost,
         latency_s=0.01,
         outcome="ok",
+        key=key,
     )
 
 
 async def history(ledger: Ledger) -> None:
-    """Five runs of the same models last month: new runs reserve their p95 (one call's
-    cost), not their worst case, and the month's budget starts untouched."""
-    yesterday = datetime.now(UTC) - timedelta(days=40)
+    """Five cheap runs of the same models last month: new runs reserve their p95 (one cheap
+    call), so all twenty are admitted and only the holds before each call bound spend."""
+    earlier = datetime.now(UTC) - timedelta(days=40)
     for _ in range(5):
         admitted = await ledger.runs.reserve_run(
             team_id="T1", channel_id="C1", user_id="U0", question="q",
             worst_case_usd=Decimal("0.33"), user_budget=Decimal(100), workspace_budget=None,
-            models=MODELS, now=yesterday,
+            models=MODELS, now=earlier,
         )  # fmt: skip
         assert isinstance(admitted, Reservation)
-        await ledger.runs.record_call(admitted.run_id, call(), now=yesterday)
-        await ledger.runs.finish_run(admitted.run_id, "finished", elapsed_s=1.0, now=yesterday)
+        await ledger.runs.record_call(admitted.run_id, call(Decimal("0.001"), None), now=earlier)
+        await ledger.runs.finish_run(admitted.run_id, "finished", elapsed_s=1.0, now=earlier)
 
 
-async def one_run(ledger: Ledger, n: int, limits: Limits, in_flight: list[int]) -> str:
+async def one_run(ledger: Ledger, n: int, limits: Limits) -> str:
     admitted = await ledger.runs.reserve_run(
         team_id="T1", channel_id="C1", user_id=f"U{n}", question="q",
         worst_case_usd=Decimal("0.33"), user_budget=None,
@@ -56,29 +58,37 @@ async def one_run(ledger: Ledger, n: int, limits: Limits, in_flight: list[int]) 
         return "refused"
     outcome = "finished"
     for _ in range(CALLS_PER_RUN):
-        if await ledger.runs.budget_stop(admitted.run_id, limits) is not None:
+        hold = await ledger.runs.reserve_call(admitted.run_id, worst_case_usd=WORST, limits=limits)
+        if isinstance(hold, BudgetStop):
             outcome = "stopped"
             break
-        in_flight[0] += 1
-        in_flight[1] = max(in_flight[1], in_flight[0])
         await asyncio.sleep(random.uniform(0, 0.005))  # the model answering
-        await ledger.runs.record_call(admitted.run_id, call())
-        in_flight[0] -= 1
+        real = WORST * Decimal(random.randint(25, 100)) / 100
+        await ledger.runs.record_call(admitted.run_id, call(real, hold.key))
     status = "finished" if outcome == "finished" else "failed"
     await ledger.runs.finish_run(admitted.run_id, status, elapsed_s=0.1)
     return outcome
 
 
-async def test_twenty_concurrent_runs_pass_a_budget_only_by_the_calls_in_flight(
+async def test_twenty_concurrent_runs_pass_a_budget_by_at_most_one_calls_worst_case(
     ledger: Ledger,
 ) -> None:
     await history(ledger)
     limits = Limits(user_daily=None, workspace_monthly=BUDGET)
-    in_flight = [0, 0]  # now, most at once
-    outcomes = await asyncio.gather(*(one_run(ledger, n, limits, in_flight) for n in range(RUNS)))
+    outcomes = await asyncio.gather(*(one_run(ledger, n, limits) for n in range(RUNS)))
     spent = await ledger.budgets.workspace_month_spent("T1")
     assert outcomes.count("stopped") >= 1
-    assert spent >= BUDGET - CALL_COST  # the budget was used, not left idle by reservations
-    # The bound: at most one call per run in flight when the budget was reached.
-    assert spent <= BUDGET + in_flight[1] * CALL_COST
-    assert in_flight[1] <= RUNS
+    assert spent >= BUDGET / 2  # the budget was used, not left idle by the holds
+    assert spent <= BUDGET + WORST
+
+
+async def test_two_instances_on_one_database_hold_the_same_bound(ledger_url: str) -> None:
+    async with open_ledger(ledger_url) as first, open_ledger(ledger_url) as second:
+        await history(first)
+        limits = Limits(user_daily=None, workspace_monthly=BUDGET)
+        outcomes = await asyncio.gather(
+            *(one_run(first if n % 2 else second, n, limits) for n in range(RUNS))
+        )
+        spent = await first.budgets.workspace_month_spent("T1")
+    assert outcomes.count("stopped") >= 1
+    assert BUDGET / 2 <= spent <= BUDGET + WORST

@@ -1,7 +1,7 @@
-"""Reservations that fit real runs, channel budgets, and stopping a run at its budget, on both
-backends: a run holds the 95th percentile of recent runs of the same models (its worst case
-only without history), and a run whose real spend reaches what its budget has left is told to
-stop before its next call."""
+"""Reservations that fit real runs, channel budgets, and holding each call's worst case, on
+both backends: a run holds the 95th percentile of recent runs of the same models (its worst
+case only without history), and each model call holds its worst case before it starts, refused
+when that does not fit in what the budget has left, settled by its record."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from bot.core.usage import CallRecord, TokenUsage
-from bot.ledger import BudgetRefusal, Ledger, Limits, Reservation
+from bot.ledger import BudgetRefusal, BudgetStop, CallHold, Ledger, Limits, Reservation
 
 NOW = datetime(2026, 11, 18, 15, 30, tzinfo=UTC)
 MODELS = "claude-opus-5-5,claude-haiku-5-5,claude-sonnet-5-5"
@@ -98,28 +98,68 @@ async def test_a_refusal_says_when_a_daily_budget_resets(ledger: Ledger) -> None
     )
 
 
-async def test_a_run_is_stopped_once_real_spend_reaches_what_the_budget_has_left(
-    ledger: Ledger,
-) -> None:
+async def test_a_call_holds_its_worst_case_until_its_record_settles_it(ledger: Ledger) -> None:
     for n in range(1, 6):
         await finished_run(ledger, "0.001", n=n)  # a history: runs hold $0.001
     limits = Limits(user_daily=Decimal("0.05"), workspace_monthly=None)
     first = await reserve(ledger, user="U9", user_budget=Decimal("0.05"))
     other = await reserve(ledger, user="U9", user_budget=Decimal("0.05"))
     assert isinstance(first, Reservation) and isinstance(other, Reservation)
-    await ledger.runs.record_call(first.run_id, costing("0.030"), now=NOW)
-    assert await ledger.runs.budget_stop(first.run_id, limits) is None
-    # $0.048 spent plus the other run's $0.001 still held: $0.049, under $0.05.
-    await ledger.runs.record_call(first.run_id, costing("0.018"), now=NOW)
-    assert await ledger.runs.budget_stop(first.run_id, limits) is None
-    await ledger.runs.record_call(first.run_id, costing("0.001"), now=NOW)
-    stop = await ledger.runs.budget_stop(first.run_id, limits)
-    assert stop is not None and stop.budget == "user_daily"
-    assert stop.spent_usd == Decimal("0.050") and stop.run_cost_usd == Decimal("0.049")
-    assert stop.resets_at == datetime(2026, 11, 19, tzinfo=UTC)
-    # Nothing stops a run without budgets, or one in a budget with room.
-    roomy = Limits(user_daily=Decimal("1"), workspace_monthly=None)
-    assert await ledger.runs.budget_stop(first.run_id, roomy) is None
+    hold = await ledger.runs.reserve_call(
+        first.run_id, worst_case_usd=Decimal("0.03"), limits=limits, now=NOW
+    )
+    assert isinstance(hold, CallHold) and hold.key is not None
+    # $0.03 held of $0.05: another $0.03 call (of any run of this person) does not fit ...
+    refused = await ledger.runs.reserve_call(
+        other.run_id, worst_case_usd=Decimal("0.03"), limits=limits, now=NOW
+    )
+    assert isinstance(refused, BudgetStop) and refused.budget == "user_daily"
+    assert refused.spent_usd == Decimal("0.03") and refused.call_worst_usd == Decimal("0.03")
+    assert refused.resets_at == datetime(2026, 11, 19, tzinfo=UTC)
+    # ... a $0.02 one does.
+    small = await ledger.runs.reserve_call(
+        other.run_id, worst_case_usd=Decimal("0.02"), limits=limits, now=NOW
+    )
+    assert isinstance(small, CallHold)
+    await ledger.runs.release_call(small)
+    # The record settles the hold to the real cost: $0.01 spent leaves room for $0.03.
+    await ledger.runs.record_call(first.run_id, costing("0.010"), key=hold.key, now=NOW)
+    again = await ledger.runs.reserve_call(
+        other.run_id, worst_case_usd=Decimal("0.03"), limits=limits, now=NOW
+    )
+    assert isinstance(again, CallHold)
+    # A run's end gives back what its calls still hold (a call cut off by a stop).
+    await ledger.runs.finish_run(other.run_id, "interrupted", elapsed_s=1.0, now=NOW)
+    after = await ledger.runs.reserve_call(
+        first.run_id, worst_case_usd=Decimal("0.04"), limits=limits, now=NOW
+    )
+    assert isinstance(after, CallHold)
+
+
+async def test_a_lone_call_may_take_a_budgets_last_room_and_then_nothing_more_runs(
+    ledger: Ledger,
+) -> None:
+    # A budget smaller than one call's worst case still runs, one call at a time.
+    for n in range(1, 6):
+        await finished_run(ledger, "0.001", n=n)
+    limits = Limits(user_daily=Decimal("0.05"), workspace_monthly=None)
+    run = await reserve(ledger, user="U8", user_budget=Decimal("0.05"))
+    assert isinstance(run, Reservation)
+    big = Decimal("0.15")
+    hold = await ledger.runs.reserve_call(run.run_id, worst_case_usd=big, limits=limits, now=NOW)
+    assert isinstance(hold, CallHold)
+    second = await ledger.runs.reserve_call(run.run_id, worst_case_usd=big, limits=limits, now=NOW)
+    assert isinstance(second, BudgetStop)  # the first still holds: not alone any more
+    await ledger.runs.record_call(run.run_id, costing("0.06"), key=hold.key, now=NOW)
+    used_up = await ledger.runs.reserve_call(
+        run.run_id, worst_case_usd=Decimal("0.001"), limits=limits, now=NOW
+    )
+    assert isinstance(used_up, BudgetStop) and used_up.spent_usd == Decimal("0.06")
+    # Without a budget nothing is held.
+    free = await ledger.runs.reserve_call(
+        run.run_id, worst_case_usd=big, limits=Limits(None, None), now=NOW
+    )
+    assert isinstance(free, CallHold) and free.key is None
 
 
 async def test_runs_that_never_posted_are_not_counted_as_runs(ledger: Ledger) -> None:

@@ -18,6 +18,7 @@ from decimal import Decimal
 
 import pytest
 
+from bot.core.claude import Claude
 from bot.core.pipeline import Pipeline
 from bot.core.pricing import PriceTable
 from bot.ledger import open_ledger
@@ -39,7 +40,9 @@ async def postgres_url() -> AsyncIterator[str]:
 
 def worst_case() -> Decimal:
     settings = Settings()
-    pipeline = Pipeline(None, settings=settings, prices=PriceTable.load())  # type: ignore[arg-type]
+    prices = PriceTable.load()
+    claude = Claude(None, settings=settings, price=prices.cost)  # type: ignore[arg-type]
+    pipeline = Pipeline(claude, settings=settings, prices=prices)
     cost = pipeline.worst_case_usd(QUESTION)
     assert cost is not None
     return cost
