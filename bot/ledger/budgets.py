@@ -7,9 +7,10 @@ run still `running` or with unpriced calls, the part of its reservation above it
 (its true cost is not known yet). `reserve_call` holds each model call's worst case before it
 starts, under the same per-team lock, against the recorded spend and the other calls in
 flight; the call's record settles the hold (`RunBook.record_call` deletes it in the same
-transaction) and `release_call` or the run's end gives it back. `workspace_month_spent` is the month's recorded cost (for the
-80% alert) and `claim_budget_alert` is true for exactly one caller per team, month and
-threshold, across processes. Refusals come back as data (`BudgetRefusal`); `blocks/` words them.
+transaction) and `release_call` or the run's end gives it back. `workspace_month_spent` is
+the month's recorded cost (for the 80% alert) and `claim_budget_alert` is true for exactly
+one caller per team, month and threshold, across processes. Refusals come back as data
+(`BudgetRefusal`, `BudgetStop`); `blocks/` words them.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 import blocks
+from bot.core.budget import CallBudget, CallRefused
 from bot.core.events import (
     CallFinished,
     Event,
@@ -45,7 +46,6 @@ from bot.core.events import (
     RunFinished,
     StrategyReady,
 )
-from bot.core.budget import CallBudget, CallRefused
 from bot.core.models import Strategy
 from bot.core.pipeline import Pipeline, RunStop
 from bot.core.usage import CallRecord

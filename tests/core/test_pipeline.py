@@ -14,6 +14,7 @@ from bot.core.budget import CallRefused
 from bot.core.claude import (
     MAX_OUTPUT_TOKENS,
     THINKING_ROOM,
+    VISIBLE_TOKENS,
     Claude,
     max_tokens_for,
     repair_max_tokens,
@@ -470,7 +471,8 @@ def test_the_worst_case_bounds_every_call_at_its_token_limit(prices: PriceTable)
     assert worst > floor
     longer = pipeline.worst_case_usd(QUESTION * 20)
     assert longer is not None and longer > worst
-    unpriced = Pipeline(offline_claude(prices), settings=Settings(review_model="claude-x"), prices=prices)
+    unpriced_settings = Settings(review_model="claude-x")
+    unpriced = Pipeline(offline_claude(prices), settings=unpriced_settings, prices=prices)
     assert unpriced.worst_case_usd(QUESTION) is None
 
 
@@ -478,7 +480,8 @@ def test_the_worst_case_bounds_every_call_at_its_token_limit(prices: PriceTable)
 def test_the_worst_case_grows_with_each_roles_effort(prices: PriceTable, role: str) -> None:
     def worst(effort: str) -> Decimal:
         settings = replace(Settings(), **{role: effort})  # type: ignore[arg-type]
-        figure = Pipeline(offline_claude(prices), settings=settings, prices=prices).worst_case_usd(QUESTION)
+        pipeline = Pipeline(offline_claude(prices), settings=settings, prices=prices)
+        figure = pipeline.worst_case_usd(QUESTION)
         assert figure is not None
         return figure
 
@@ -556,7 +559,8 @@ async def test_a_typical_run_costs_far_less_than_its_reserved_worst_case(
     recorder = await run_pipeline(claude_sandbox, prices)
     finished = recorder.events[-1]
     assert isinstance(finished, RunFinished) and finished.cost.total_usd is not None
-    worst = Pipeline(offline_claude(prices), settings=Settings(), prices=prices).worst_case_usd(QUESTION)
+    pipeline = Pipeline(offline_claude(prices), settings=Settings(), prices=prices)
+    worst = pipeline.worst_case_usd(QUESTION)
     assert worst is not None and finished.cost.total_usd < worst / 5
 
 
@@ -824,7 +828,8 @@ async def test_a_refused_example_is_a_failed_step_and_a_refused_review_a_failed_
         for f in failed
     )
     review = recorder.of(ReviewFailed)[0]
-    assert isinstance(review, ReviewFailed) and review.reason == "the budget has no room for this call"
+    assert isinstance(review, ReviewFailed)
+    assert review.reason == "the budget has no room for this call"
     assert recorder.kinds()[-1] == "RunFinished"
     assert budget.released == []
 
@@ -842,3 +847,53 @@ async def test_every_hold_covers_what_its_call_cost_and_its_whole_token_limit(
         out = prices.cost(call.model, TokenUsage(output_tokens=limit))
         assert worst is not None and out is not None and call.cost_usd is not None
         assert worst >= call.cost_usd and worst > out
+
+
+async def test_calls_use_each_models_own_output_maximum_as_the_api_reports_it(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    # At `max` effort an example wants 5,120 visible + 28,672 thinking tokens: more than the
+    # 32,000 every model was once clipped to; the 5.5 models allow 128,000 (GET /v1/models).
+    settings = settings_for(claude_sandbox, examples_effort="max", strategy_effort="max")
+    claude = Claude.from_settings(settings, price=prices.cost)
+    claude_sandbox.add_rule(role="plan", fault="max_tokens", times=1)
+    try:
+        await claude.check_models()
+        recorder = Recorder()
+        await Pipeline(claude, settings=settings, prices=prices).run(QUESTION, emit=recorder)
+    finally:
+        await claude.aclose()
+    sent = [(r.role, r.body["max_tokens"]) for r in claude_sandbox.messages()]
+    want = VISIBLE_TOKENS["example"] + THINKING_ROOM["max"]
+    assert want > MAX_OUTPUT_TOKENS
+    assert ("example", want) in sent
+    # The cut-off plan's repair gets twice its room, which the 32,000 clip used to eat.
+    plan = VISIBLE_TOKENS["plan"] + THINKING_ROOM["max"]
+    assert [m for role, m in sent if role == "plan"] == [plan, 2 * plan]
+    assert isinstance(recorder.events[-1], RunFinished)
+
+
+async def test_an_answer_cut_by_a_full_context_window_is_a_failure_not_an_answer(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    claude_sandbox.add_rule(role="example", fault="context_window", times=1)
+    recorder = await run_pipeline(claude_sandbox, prices)
+    failed = recorder.of(ExampleFailed)
+    assert len(failed) == 1 and isinstance(failed[0], ExampleFailed)
+    assert "context window" in failed[0].reason
+    cut = [c for c in calls_of(recorder) if c.outcome == "error"]
+    assert len(cut) == 1 and cut[0].role == "example" and "context window" in (cut[0].error or "")
+
+
+async def test_a_call_cut_off_after_its_usage_arrived_keeps_its_thinking_tokens(
+    claude_sandbox: ClaudeSandbox, prices: PriceTable
+) -> None:
+    claude_sandbox.add_rule(role="example", fault="disconnect_after_delta", times=1)
+    recorder = await run_pipeline(claude_sandbox, prices)
+    cut = next(c for c in calls_of(recorder) if c.outcome == "error")
+    served = next(r for r in claude_sandbox.messages() if r.request_id == cut.request_id)
+    assert served.usage is not None
+    billed = served.usage["output_tokens_details"]["thinking_tokens"]
+    assert billed > 0 and not cut.usage.estimated
+    assert cut.usage.thinking_tokens == billed
+    assert cut.usage.output_tokens == served.usage["output_tokens"]

@@ -913,3 +913,21 @@ async def test_a_text_rule_replaces_the_answer_and_bills_its_length(
     assert text.startswith("# Replaced") and text.count("word") == 400
     assert replaced.usage.output_tokens > normal.usage.output_tokens
     assert "# Replaced" not in "".join(b.text for b in normal.content if b.type == "text")
+
+
+@pytest.mark.parametrize(
+    ("model", "ceiling"),
+    [("claude-opus-5-5", 128_000), ("claude-haiku-5-5", 128_000), ("claude-sonnet-4-5", 64_000)],
+)
+async def test_each_model_refuses_max_tokens_above_its_own_maximum_as_models_reports_it(
+    client: anthropic.AsyncAnthropic, sandbox: ClaudeSandbox, model: str, ceiling: int
+) -> None:
+    assert (await client.models.retrieve(model)).max_tokens == ceiling
+    async with client.messages.stream(**example_args(model, max_tokens=ceiling)) as stream:
+        assert (await stream.get_final_message()).stop_reason == "end_turn"
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await client.messages.create(**example_args(model, max_tokens=ceiling + 1), stream=True)
+    assert caught.value.api_message == (
+        f"max_tokens: {ceiling + 1} > {ceiling}, which is the maximum allowed number of output "
+        f"tokens for {model}"
+    )

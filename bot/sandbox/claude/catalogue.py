@@ -12,7 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bot.sandbox.claude.models import KNOWN_MODELS, SANDBOX_MODEL_PREFIX, family, is_known
+from bot.sandbox.claude.models import (
+    KNOWN_MODELS,
+    SANDBOX_MODEL_PREFIX,
+    is_known,
+    max_output_tokens,
+)
 from bot.sandbox.claude.wire import ApiError, invalid
 
 # Release dates (RFC 3339) for the catalogue's order; newest first, as the API lists.
@@ -43,7 +48,7 @@ def model_info(model_id: str) -> dict[str, Any]:
         "deprecated_at": deprecated,
         "retires_at": None,
         "max_input_tokens": 200_000,
-        "max_tokens": 64_000 if family(model_id) != "opus" else 32_000,
+        "max_tokens": max_output_tokens(model_id),
     }
 
 

@@ -7,7 +7,7 @@ they think, enough at `high` and above to fill a 4,096-token `max_tokens`. Their
 text is omitted unless `display: summarized` is asked for. Older models think only when
 asked and show a summary by default. The minimum cacheable prefix is 1,024 tokens for
 Sonnet 4.x and 4,096 for Opus and Haiku; for 5.5 models it is unverified, so every 5.5 model
-gets the stricter 4,096.
+gets the stricter 4,096. Each model has its own output maximum (`max_output_tokens`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,16 @@ THINKING_BY_EFFORT = {"low": 120, "medium": 400, "high": 5000, "xhigh": 9000, "m
 DEFAULT_EFFORT = "medium"  # what a 5.5 model uses when output_config.effort is absent
 _CACHE_MINIMUM = {"opus": 4096, "sonnet": 1024, "haiku": 4096}
 UNVERIFIED_CACHE_MINIMUM = 4096  # the largest known minimum, for models whose own is unknown
+
+
+# Each model's largest `max_tokens` (what `GET /v1/models/{id}` reports as `max_tokens`): 128K
+# for the 5.5 models, 64K for the 4.x models here. A request above it is a 400.
+_MAX_OUTPUT = {"5-5": 128_000}
+DEFAULT_MAX_OUTPUT = 64_000
+
+
+def max_output_tokens(model: str) -> int:
+    return next((n for marker, n in _MAX_OUTPUT.items() if marker in model), DEFAULT_MAX_OUTPUT)
 
 
 def is_known(model: str) -> bool:

@@ -21,9 +21,11 @@ Fault = Literal[
     "stall",
     "stream_error",
     "disconnect",
+    "disconnect_after_delta",
     "invalid_output",
     "refusal",
     "max_tokens",
+    "context_window",
 ]
 FAULTS: frozenset[str] = frozenset(get_args(Fault))
 

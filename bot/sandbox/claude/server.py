@@ -61,7 +61,7 @@ __all__ = [
     "Rule",
 ]
 
-_CONTENT_FAULTS = frozenset({"invalid_output", "refusal", "max_tokens"})
+_CONTENT_FAULTS = frozenset({"invalid_output", "refusal", "max_tokens", "context_window"})
 _STATUS_FAULTS = {
     "rate_limit": (
         429,
@@ -335,6 +335,9 @@ class ClaudeSandbox:
         if call.fault == "disconnect":
             half = sum(e.tokens for e in events) / 2
             await self._send_paced(response, events, record, pace=pace, cut_at=half)
+            return self._hang_up(request, record)
+        if call.fault == "disconnect_after_delta":  # the usage came, `message_stop` never does
+            await self._send_paced(response, events[:-1], record, pace=pace)
             return self._hang_up(request, record)
         await self._send_paced(response, events, record, pace=pace)
         record.error_type = "overloaded_error" if failing else None

@@ -21,6 +21,7 @@ from bot.sandbox.claude.models import (
     NO_FORCED_TOOLS,
     is_5x,
     is_known,
+    max_output_tokens,
     thinking_display_omitted,
     thinking_refusal,
     thinking_tokens,
@@ -68,6 +69,11 @@ def validate(body: object) -> Mapping[str, Any]:
     model = str(body["model"])
     if not is_known(model):
         raise ApiError(404, "not_found_error", f"model: {model}")
+    if body["max_tokens"] > (ceiling := max_output_tokens(model)):
+        raise invalid(
+            f"max_tokens: {body['max_tokens']} > {ceiling}, which is the maximum allowed "
+            f"number of output tokens for {model}"
+        )
     _check_model_rules(model, body)
     return body
 
@@ -192,6 +198,8 @@ def _answer(
     text = content.answer(role, body, seed=seed)
     if fault == "max_tokens":
         return text[: max(1, len(text) // 2)], "max_tokens", None
+    if fault == "context_window":  # prompt and answer filled the model's context window
+        return text[: max(1, len(text) // 2)], "model_context_window_exceeded", None
     return text, "end_turn", None
 
 
