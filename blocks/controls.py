@@ -10,6 +10,7 @@ listens for. What a click is answered with (refusals, thanks) is written here to
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from blocks.cost import cost_footer
@@ -92,6 +93,18 @@ def feedback_actions(run_id: str) -> Block:
             }
         ],
     }
+
+
+def renew_context_actions(blocks: Sequence[Block], iteration: int) -> tuple[Block, ...]:
+    """`blocks` for an update of their message: Slack asks that a `context_actions` block get
+    a new `block_id` whenever its message is updated ("use a new block_id"), so each one is
+    numbered with the message's `iteration` (the buttons and their values are unchanged)."""
+    return tuple(
+        {**b, "block_id": f"{str(b.get('block_id', 'actions')).partition('.')[0]}.{iteration}"}
+        if b.get("type") == "context_actions"
+        else b
+        for b in blocks
+    )
 
 
 def retry_actions(run_id: str, index: int) -> Block:

@@ -276,7 +276,10 @@ class Conversations:
             followups_usd=totals.cost_usd,
             unpriced_calls=totals.unpriced_calls + info.unpriced_calls,
         )
-        message = blocks.OutboundMessage(footer.text, _with_block(footer.blocks, line))
+        # Each amendment is a new iteration of the footer: its feedback buttons get a new
+        # block_id, numbered by the follow-ups counted so far.
+        amended = blocks.renew_context_actions(_with_block(footer.blocks, line), totals.count)
+        message = blocks.OutboundMessage(footer.text, amended)
         try:
             await self._poster.update(channel, footer.ts, message, metadata=footer_metadata(run_id))
         except SLACK_FAILURES as exc:

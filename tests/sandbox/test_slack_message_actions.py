@@ -173,3 +173,17 @@ async def test_nobody_can_click_what_a_message_does_not_show(
     await client.chat_update(channel="C0GENERAL", ts=posted["ts"], text="done", blocks=[])
     with pytest.raises(ValueError, match="no element"):
         slack.click_payload("C0GENERAL", posted["ts"], "stop")
+
+
+async def test_an_update_must_give_context_actions_a_new_block_id(client: AsyncWebClient) -> None:
+    # "If a message is updated, use a new block_id" (the context actions block reference).
+    posted = await client.chat_postMessage(channel="C0GENERAL", text="ok", blocks=message_blocks())
+    ts = str(posted["ts"])
+    reused = await error_of(
+        client.chat_update(channel="C0GENERAL", ts=ts, text="ok", blocks=message_blocks())
+    )
+    assert reused == "invalid_blocks"
+    renewed = [*message_blocks()[:2], {**message_blocks()[2], "block_id": "feedback.1"}]
+    await client.chat_update(channel="C0GENERAL", ts=ts, text="ok", blocks=renewed)
+    # Text-only edits keep the blocks and are not new iterations of them.
+    await client.chat_update(channel="C0GENERAL", ts=ts, text="edited")

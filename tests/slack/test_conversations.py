@@ -292,6 +292,15 @@ async def test_the_footer_and_the_ledger_agree_to_the_nano_dollar(
         report = await ledger.reports.summary("T0SANDBOX", since=run.started_at, until=FAR)
         requests = [r for r in stack.claude.requests if r.endpoint == "messages"]
     assert totals.count == 2
+    # Each amendment gave the feedback buttons a new block_id (the stand-in refuses a reused
+    # one on an update, as Slack's reference asks): they are still under the review.
+    (feedback,) = [
+        b
+        for m in stack.slack.replies("C0GENERAL", root)
+        for b in m.blocks
+        if b.get("type") == "context_actions"
+    ]
+    assert feedback["block_id"] == f"feedback-{run_id}.2"
     line = _footer_line(stack, root)
     expected = (
         f"*Total {format_usd(run.cost_usd)} + 2 follow-ups {format_usd(totals.cost_usd)} = "

@@ -60,6 +60,21 @@ def invalid_blocks(errors: list[str]) -> ApiError:
     )
 
 
+def _refuse_reused_context_actions(
+    before: list[dict[str, Any]], after: list[dict[str, Any]]
+) -> None:
+    """Slack's context actions reference: "block_id should be unique for each message and
+    each iteration of a message. If a message is updated, use a new block_id." What Slack
+    does with a reused one is unpublished; the stricter reading refuses the update."""
+    old = {b.get("block_id") for b in before if b.get("block_id")}
+    for index, block in enumerate(after):
+        if block.get("type") == "context_actions" and block.get("block_id") in old:
+            where = f"/blocks/{index}/block_id"
+            raise invalid_blocks(
+                [f"[ERROR] a block_id must be new when a message is updated [json-pointer:{where}]"]
+            )
+
+
 def parse_blocks(ctx: CallContext) -> list[dict[str, Any]] | None:
     """`blocks` as a list, validated against Slack's message limits; None when absent."""
     if ctx.args.get("blocks") is None:
@@ -202,6 +217,8 @@ class ChatMethods:
         if message.stream is not None and self._streaming(message.stream):
             raise ApiError("streaming_state_conflict")
         content = message_content(ctx)
+        if content.blocks is not None:
+            _refuse_reused_context_actions(message.blocks, content.blocks)
         if content.markdown_text is not None:
             message.markdown_text, message.text, message.blocks = content.markdown_text, "", []
         else:
