@@ -14,8 +14,11 @@ the message posts a reply, which clears the thread's loading status: it is set a
 Where Slack refuses the stream (an org or workspace without AI features, a missing scope, a
 conversation that does not take streams: whatever `chat.startStream` answers), the progress is
 posted as Block Kit (`blocks.progress_message`) and kept current with `chat.update`; where a
-stream expires under a run (`message_not_in_streaming_state`, about five minutes after it
-began), its own message is turned into that form the same way. Those updates are scarce
+stream expires under a run (`message_not_in_streaming_state`), its own message is turned into
+that form the same way. Slack ends a stream that gets no append for a while, and any stream
+about five minutes after it began: a quiet stream is kept alive with an unchanged chunk after
+`KEEPALIVE_S` without a call, and one that has lived `STREAM_LIFETIME_S` is stopped by the app
+and carried on as an ordinary message before Slack would end it. Those updates are scarce
 (`chat.update` is Tier 3 and shared with every run's top message: they go through the
 poster's scheduler), so only the final one is required; the rest are offered, and sent only
 when nothing is queued and the rate has room to spare.
@@ -45,6 +48,13 @@ from bot.slack.updates import TokenBucket
 log = logging.getLogger(__name__)
 EXPIRED = "message_not_in_streaming_state"
 INTERVAL_S = 1.0  # appends per run: about one a second at most
+# Slack ends a stream that gets no append for a while (the figure is unpublished; reports say
+# a few minutes) and, whatever is appended, about five minutes after it began. A quiet
+# stream (a long example being written) gets an unchanged chunk again after KEEPALIVE_S; one
+# that has lived STREAM_LIFETIME_S is stopped and carried on as an ordinary message, before
+# Slack would end it under the run. Read at use, so tests can scale them down.
+KEEPALIVE_S = 20.0
+STREAM_LIFETIME_S = 240.0
 CLOSE_TIMEOUT_S = 15.0  # how long a run's end waits for its progress to be closed
 # chat.startStream (and chat.stopStream) are Tier 2, 20+ a minute; chat.appendStream is
 # Tier 4, 100+ a minute. Each budget's rate plus its burst stays within the nominal figure in
@@ -101,6 +111,8 @@ class ProgressMessage:
         self._task: asyncio.Task[None] | None = None
         self._sent: dict[str, dict[str, Any]] = {}  # the chunks Slack shows, by task id
         self._last_send = float("-inf")
+        self._opened_at = 0.0  # when the stream began
+        self._streamed_at = 0.0  # when Slack last took a stream call: its idle clock
         self.mode: Mode = "new"
         self.ts: str | None = None
         self.calls: dict[str, int] = {}  # Web API calls made, by method (tests, benchmarks)
@@ -138,7 +150,7 @@ class ProgressMessage:
     async def _pump(self) -> None:
         try:
             while self.mode != "off":
-                await self._wake.wait()
+                await self._until_woken()
                 view = self._latest
                 if self.mode != "new" and view is not None and view.outcome is None:
                     await self._pace()
@@ -150,6 +162,57 @@ class ProgressMessage:
                     return
         except Exception:
             log.exception("the progress of run thread %s failed", self._thread_ts)
+
+    async def _until_woken(self) -> None:
+        """Wait for the next view; while streaming, keep a quiet stream alive meanwhile."""
+        while self.mode == "stream" and not self._wake.is_set():
+            quiet = self._streamed_at + KEEPALIVE_S - time.monotonic()
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(quiet, 0.0))
+            except TimeoutError:
+                await self._keep_alive()
+        await self._wake.wait()
+
+    async def _keep_alive(self) -> None:
+        """Nothing new to show for a while: append an unchanged chunk so that Slack does not
+        end the stream for inactivity (or retire it, if it has lived long enough)."""
+        assert self._latest is not None  # the stream was opened with a view
+        try:
+            if self._aged():
+                await self._retire(self._latest)
+            elif self._sent and self._target.pacing.appends.take_now():
+                chunk = self._sent.get("plan_update") or next(iter(self._sent.values()))
+                self._count("chat.appendStream")
+                await self._poster.client.chat_appendStream(
+                    channel=self._channel, ts=str(self.ts), chunks=[chunk]
+                )
+                self._streamed_at = time.monotonic()
+            else:  # no append free: look again shortly
+                self._streamed_at = time.monotonic() - KEEPALIVE_S / 2
+        except SlackApiError as exc:
+            if slack_error(exc) != EXPIRED:
+                raise
+            self._expired()
+            await self._update(self._latest, required=False)
+        except SLACK_FAILURES as exc:
+            log.warning("progress in run thread %s: %s", self._thread_ts, describe(exc))
+            self._streamed_at = time.monotonic() - KEEPALIVE_S / 2
+
+    def _aged(self) -> bool:
+        return time.monotonic() - self._opened_at >= STREAM_LIFETIME_S
+
+    async def _retire(self, view: blocks.ProgressView) -> None:
+        """Stop a stream that has lived long enough, with what it shows now, and keep the
+        progress current as an ordinary message from then on (Slack would end it soon)."""
+        log.info("progress stream of run thread %s retired: updating it instead", self._thread_ts)
+        self._count("chat.stopStream")
+        await self._poster.client.chat_stopStream(
+            channel=self._channel,
+            ts=str(self.ts),
+            chunks=self._changed(blocks.progress_chunks(view)),
+        )
+        self.mode = "message"
+        await self._update(view, required=False)
 
     async def _pace(self) -> None:
         wait = self._last_send + self._target.interval_s - time.monotonic()
@@ -201,6 +264,7 @@ class ProgressMessage:
             return
         else:
             self.ts, self.mode = str(response["ts"]), "stream"
+            self._opened_at = self._streamed_at = time.monotonic()
             self._remember(chunks)
         await self._restore_status()  # the new reply cleared the loading status
 
@@ -229,6 +293,9 @@ class ProgressMessage:
         chunks = self._changed(blocks.progress_chunks(view))
         if not chunks:
             return
+        if self._aged():
+            await self._retire_or_update(view)
+            return
         appends = self._target.pacing.appends
         if not appends.take_now():
             # Never wait in line: look again once a token is free, with whatever is newest
@@ -246,6 +313,7 @@ class ProgressMessage:
             self._expired()
             await self._update(view, required=False)
             return
+        self._streamed_at = time.monotonic()
         self._remember(chunks)
 
     async def _finish(self, view: blocks.ProgressView) -> None:
@@ -266,6 +334,15 @@ class ProgressMessage:
                 raise
             self._expired()
             await self._update(view, required=True)
+
+    async def _retire_or_update(self, view: blocks.ProgressView) -> None:
+        try:
+            await self._retire(view)
+        except SlackApiError as exc:
+            if slack_error(exc) != EXPIRED:
+                raise
+            self._expired()
+            await self._update(view, required=False)
 
     def _expired(self) -> None:
         log.info("progress stream of run thread %s expired: updating it instead", self._thread_ts)

@@ -7,9 +7,11 @@ reference; limits where only reports settle them are the stricter reading (docs/
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
+from slack_sdk.errors import SlackApiError
 from slack_sdk.models.messages.chunk import PlanUpdateChunk, TaskUpdateChunk
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -166,3 +168,26 @@ async def test_the_stream_methods_are_held_to_their_tiers_per_workspace(
         await client.chat_stopStream(channel="C0GENERAL", ts=ts)
     stopped = [slack.workspace.find("C0GENERAL", ts) for ts in streams]
     assert all(m is not None and m.stream is not None and m.stream.stopped for m in stopped)
+
+
+async def test_a_stream_expires_once_appends_stop_for_a_while_and_appends_keep_it_alive() -> None:
+    # Slack ends a stream that gets no append for a while (vercel/chat#607), and one that has
+    # lived about five minutes whatever was appended (python-slack-sdk#1859): both, scaled.
+    async with SlackSandbox(stream_idle_s=0.3, stream_ttl_s=1.2) as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        kept, quiet = await _stream(client), await _stream(client)
+        for _ in range(4):  # 0.8 s of appends every 0.2 s: past the idle limit, still alive
+            await asyncio.sleep(0.2)
+            await client.chat_appendStream(channel="C0GENERAL", ts=kept, chunks=[task()])
+        assert (
+            await error_of(client.chat_appendStream(channel="C0GENERAL", ts=quiet, chunks=[task()]))
+            == "message_not_in_streaming_state"
+        )
+        for _ in range(3):  # past its lifetime, appends or not
+            await asyncio.sleep(0.2)
+            with contextlib.suppress(SlackApiError):
+                await client.chat_appendStream(channel="C0GENERAL", ts=kept, chunks=[task()])
+        assert (
+            await error_of(client.chat_stopStream(channel="C0GENERAL", ts=kept))
+            == "message_not_in_streaming_state"
+        )

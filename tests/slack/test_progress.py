@@ -15,6 +15,7 @@ import pytest
 
 from bot.sandbox.slack.chunks import shown_chunks
 from bot.sandbox.slack.server import SlackSandbox
+from bot.slack import progress
 from bot.slack.updates import TokenBucket
 from tests.harness import Mode, Stack, running_stack
 from tests.slack.test_run_controls import examples_in_flight
@@ -247,3 +248,50 @@ async def test_a_run_cancelled_before_it_could_end_leaves_no_progress_task_behin
         await asyncio.sleep(0.1)
     left = [t for t in asyncio.all_tasks() if t.get_name().startswith("progress-")]
     assert left == []
+
+
+async def quiet_run(tmp_path: Path, slack: SlackSandbox) -> tuple[Stack, Any, list[Any]]:
+    """A run whose examples take 3 s each to start answering: its progress stream has nothing
+    new to show for that long. Returns the stack (closed), the progress message and calls."""
+    async with slack, running_stack(tmp_path, slack=slack, time_scale=0.05, progress=True) as stack:
+        stack.claude.add_rule(role="example", delay_s=3.0)
+        await stack.command(QUESTION)
+        await asyncio.wait_for(stack.settle(), 60)
+        _, replies = stack.thread()
+    return stack, replies[0], list(stack.slack.calls)
+
+
+async def test_a_quiet_progress_stream_is_kept_alive_until_the_run_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Slack ends a stream after a while without appends (scaled: 1.5 s, above the app's 1 s
+    # between appends); the app appends an unchanged chunk after 0.3 s of quiet, so the
+    # stream lives to be stopped with its summary.
+    monkeypatch.setattr(progress, "KEEPALIVE_S", 0.3)
+    _, message, calls = await quiet_run(tmp_path, SlackSandbox(stream_idle_s=1.5))
+    assert not [c for c in calls if c.error == "message_not_in_streaming_state"]
+    stops = [c for c in calls if c.method == "chat.stopStream"]
+    assert len(stops) == 1 and stops[0].ok
+    appends = [c.at for c in calls if c.method == "chat.appendStream" and c.ok]
+    started = next(c.at for c in calls if c.method == "chat.startStream" and c.ok)
+    # Never a gap as long as Slack's idle limit between the stream's calls.
+    assert all(b - a < 1.5 for a, b in itertools.pairwise([started, *appends, stops[0].at]))
+    assert "Done in" in str(message.chunks)
+
+
+async def test_a_stream_near_its_lifetime_is_retired_and_kept_current_as_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Slack ends any stream about five minutes after it began (scaled: 2 s); the app stops it
+    # itself before that (scaled: 0.8 s) and carries the progress on with chat.update.
+    monkeypatch.setattr(progress, "KEEPALIVE_S", 0.2)
+    monkeypatch.setattr(progress, "STREAM_LIFETIME_S", 0.8)
+    slack = SlackSandbox(stream_ttl_s=2.0, stream_idle_s=100.0)
+    _, message, calls = await quiet_run(tmp_path, slack)
+    assert not [c for c in calls if c.error == "message_not_in_streaming_state"]
+    started = next(c.at for c in calls if c.method == "chat.startStream" and c.ok)
+    stops = [c for c in calls if c.method == "chat.stopStream"]
+    assert len(stops) == 1 and stops[0].ok and stops[0].at - started < 2.0
+    updates = [c for c in calls if c.method == "chat.update" and c.args["ts"] == message.ts]
+    assert updates and all(c.ok for c in updates)
+    assert "Done in" in str(message.blocks)

@@ -8,8 +8,9 @@ contain (`no_text`, `msg_too_long`, `markdown_text_conflict`, `invalid_blocks` w
 (`chat.update`/`chat.delete` take a conversation ID, never a name or a user ID; only the bot's
 own messages, `cant_update_message`; none in an archived channel, `is_inactive`; none while it
 streams, `streaming_state_conflict`), and streams, which need a thread, name their recipient in
-channels, and stop accepting text `stream_ttl_s` after they start
-(`message_not_in_streaming_state`). Lengths are `slack_length` (UTF-8 bytes).
+channels, and stop accepting text (`message_not_in_streaming_state`) once `stream_idle_s`
+pass without an append, and in any case `stream_ttl_s` after they start. Lengths are
+`slack_length` (UTF-8 bytes).
 """
 
 from __future__ import annotations
@@ -174,10 +175,13 @@ def message_metadata(ctx: CallContext) -> dict[str, Any] | None:
 class ChatMethods:
     """Handlers for chat.* on one workspace; `register` adds them to a `WebApi`."""
 
-    def __init__(self, ws: Workspace, api: WebApi, *, stream_ttl_s: float) -> None:
+    def __init__(
+        self, ws: Workspace, api: WebApi, *, stream_ttl_s: float, stream_idle_s: float
+    ) -> None:
         self.ws = ws
         self.api = api
         self.stream_ttl_s = stream_ttl_s
+        self.stream_idle_s = stream_idle_s
 
     def register(self) -> None:
         self.api.methods.update(
@@ -291,9 +295,11 @@ class ChatMethods:
         if errors := display_mode_errors(mode):
             raise invalid_arguments(*errors)
         message = self._bot_message(channel, thread_ts, Content(None, None, ""))
+        now = time.monotonic()
         message.stream = StreamState(
-            time.monotonic(), recipient_user, recipient_team, task_display_mode=mode or "timeline"
-        )
+            now, recipient_user, recipient_team, task_display_mode=mode or "timeline",
+            idle_s=self.stream_idle_s, last_active=now,
+        )  # fmt: skip
         self._append_chunks(message, ctx)
         self.ws.post(message)
         return {"channel": channel.id, "ts": message.ts}
@@ -304,6 +310,8 @@ class ChatMethods:
         if ctx.text("markdown_text") is None and not ctx.args.get("chunks"):
             raise invalid_arguments("[ERROR] must provide markdown_text or chunks")
         self._append_chunks(message, ctx)
+        assert message.stream is not None  # _live_stream guarantees it
+        message.stream.last_active = time.monotonic()  # an append keeps the stream alive
         return {"channel": message.channel, "ts": message.ts}
 
     def stop_stream(self, ctx: CallContext) -> dict[str, Any]:
@@ -358,7 +366,7 @@ class ChatMethods:
             raise ApiError("not_in_channel")
 
     def _streaming(self, stream: StreamState) -> bool:
-        return not stream.stopped and not self._expired(stream)
+        return stream.live(time.monotonic(), self.stream_ttl_s)
 
     def _clear_status(self, channel_id: str, thread_ts: str) -> None:
         if self.ws.current_status(channel_id, thread_ts):
@@ -391,12 +399,9 @@ class ChatMethods:
         if message is None:
             raise ApiError("message_not_found")
         stream = message.stream
-        if stream is None or stream.stopped or self._expired(stream):
+        if stream is None or not self._streaming(stream):
             raise ApiError("message_not_in_streaming_state")
         return message
-
-    def _expired(self, stream: StreamState) -> bool:
-        return time.monotonic() - stream.started_at > self.stream_ttl_s
 
     def _append_chunks(self, message: Message, ctx: CallContext) -> None:
         text = ctx.text("markdown_text")

@@ -80,6 +80,11 @@ UPDATE_LIMIT = 50
 STREAM_LIMITS = {"chat.startStream": 20, "chat.stopStream": 20, "chat.appendStream": 100}
 # Slack gives up on a slash command, and tells the user so, after three seconds.
 COMMAND_TIMEOUT_S = 3.0
+# A stream that gets no append "for a while" stops streaming (vercel/chat#607 saw a 5-minute
+# gap end one; timescale/tiger-agents-for-work#297 "idle for a few minutes"). The figure is
+# unpublished: the stand-in takes a shorter one, the stricter reading. Streams also end about
+# five minutes after they start whatever was appended (python-slack-sdk#1859).
+STREAM_IDLE_S = 60.0
 
 
 class SlackSandbox:
@@ -99,6 +104,7 @@ class SlackSandbox:
         update_window_s: float = 60.0,
         stream_limits: bool = True,
         stream_ttl_s: float = 300.0,
+        stream_idle_s: float = STREAM_IDLE_S,
         ack_timeout_s: float = COMMAND_TIMEOUT_S,
         events_url: str | None = None,
     ) -> None:
@@ -111,6 +117,7 @@ class SlackSandbox:
         `chat.update` answers 429 `ratelimited` past `update_limit` calls in any
         `update_window_s` (Slack's Tier 3: 50 a minute); None lifts the limit. The stream
         methods answer the same past their tiers in any 60 s (`stream_limits=False` lifts them).
+        A stream ends `stream_idle_s` after its last append, and `stream_ttl_s` after it began.
 
         `manifest` defaults to manifest.yml; `scopes` (the bot token's grants) to its scopes.
         """
@@ -135,7 +142,9 @@ class SlackSandbox:
         )
         self.socket = SocketHub(app_id=self.workspace.app_id, ack_timeout_s=ack_timeout_s)
         self.response_urls = ResponseUrls(self.workspace)
-        ChatMethods(self.workspace, self.web_api, stream_ttl_s=stream_ttl_s).register()
+        ChatMethods(
+            self.workspace, self.web_api, stream_ttl_s=stream_ttl_s, stream_idle_s=stream_idle_s
+        ).register()
         OtherMethods(self.workspace, self.web_api, open_socket_url=self.socket.issue_url).register()
         self.triggers = Triggers()
         self.views = ViewMethods(self.workspace, self.web_api, self.triggers)

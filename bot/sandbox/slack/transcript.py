@@ -118,7 +118,7 @@ def _entry(ws: Workspace, item: Message | Ephemeral, indent: str, stream_ttl_s: 
 
 def _suffix(message: Message, stream_ttl_s: float) -> str:
     stream = message.stream
-    if stream and not stream.stopped and time.monotonic() - stream.started_at <= stream_ttl_s:
+    if stream and stream.live(time.monotonic(), stream_ttl_s):
         return " (streaming)"
     return " (edited)" if message.edited_ts else ""
 

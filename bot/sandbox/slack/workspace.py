@@ -10,6 +10,7 @@ and strictly increasing across the whole workspace, as Slack's are within a chan
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -131,13 +132,21 @@ class Channel:
 
 @dataclass(slots=True)
 class StreamState:
-    """What makes a message a live stream: Slack ends it `ttl` seconds after it started."""
+    """What makes a message a live stream: Slack ends it once `idle_s` pass without an
+    append, and in any case `ttl` seconds after it started (see `live`)."""
 
     started_at: float
     recipient_user_id: str | None
     recipient_team_id: str | None
     stopped: bool = False
     task_display_mode: str = "timeline"
+    idle_s: float = math.inf
+    last_active: float = 0.0  # the start, then each append
+
+    def live(self, now: float, ttl: float) -> bool:
+        """Still taking appends: not stopped, not idle too long, not past its lifetime."""
+        idle = now - max(self.last_active, self.started_at)
+        return not self.stopped and now - self.started_at <= ttl and idle <= self.idle_s
 
 
 @dataclass(slots=True)
