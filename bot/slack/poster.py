@@ -43,7 +43,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from blocks import OutboundMessage, resplit, shorten_fallback
 from bot.slack.retry import OUTAGE_BUDGET_S, may_have_landed
-from bot.slack.updates import UpdateLimit, UpdateScheduler
+from bot.slack.updates import TokenBucket, UpdateLimit, UpdateScheduler
 
 log = logging.getLogger(__name__)
 # What a Slack call can fail with: refused (SlackApiError), or not answered at all.
@@ -99,6 +99,14 @@ class Undelivered(Exception):
         self.lost = tuple(lost)
 
 
+# assistant.threads.setStatus has "special rate limits" (unpublished; the Slack stand-in reads
+# them as Tier 3, 50 in any 60 s). The loading status is informational, so a process sets it
+# within a budget that stays under that (rate plus burst ≤ 50 a minute) and skips a change
+# when the budget is spent, rather than hold a run behind a 429's Retry-After: the next
+# change, or the bot's next post (which clears it), puts it right.
+STATUSES_PER_MIN, STATUSES_BURST = 40, 10
+
+
 # Slack counts a channel's posts as they arrive, and we pace them as they leave: a post
 # delayed on the way lands the next one just inside the limit. Pacing 5% under the rate
 # absorbs that jitter (about 50 ms a post at one a second).
@@ -140,6 +148,7 @@ class Poster:
         update_limit: UpdateLimit | None = None,
     ) -> None:
         self.client = client
+        self._statuses = TokenBucket(STATUSES_PER_MIN / 60, STATUSES_BURST)
         self._rate = rate
         self._burst = burst
         self._replies_page = replies_page
@@ -329,7 +338,11 @@ class Poster:
     async def set_status(
         self, channel: str, thread_ts: str, status: str, loading_messages: Sequence[str] = ()
     ) -> None:
-        """The thread's loading indicator; an empty `status` clears it."""
+        """The thread's loading indicator; an empty `status` clears it. Skipped when this
+        process's share of the method's rate limit is spent (see `STATUSES_PER_MIN`)."""
+        if not self._statuses.take_now():
+            log.debug("loading status of thread %s not changed: rate budget spent", thread_ts)
+            return
         await self.client.assistant_threads_setStatus(
             channel_id=channel,
             thread_ts=thread_ts,

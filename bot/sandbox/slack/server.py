@@ -78,6 +78,22 @@ UPDATE_LIMIT = 50
 # The stream methods' tiers, read the same way: chat.startStream and chat.stopStream are
 # Tier 2 ("20+ per minute"), chat.appendStream Tier 4 ("100+ per minute").
 STREAM_LIMITS = {"chat.startStream": 20, "chat.stopStream": 20, "chat.appendStream": 100}
+# The other methods the app calls per run, per click or per page, at their tiers read the
+# same way: Tier 2 `users.list` (20), Tier 3 `conversations.*` (50), Tier 4 `users.info`,
+# `views.open`, `views.publish` (100). `assistant.threads.setStatus` has "special rate
+# limits" (unpublished): read as Tier 3, the stricter of the tiers it could be.
+TIER_LIMITS = {
+    "users.list": 20,
+    "users.info": 100,
+    "views.open": 100,
+    "views.publish": 100,
+    "assistant.threads.setStatus": 50,
+    "conversations.replies": 50,
+    "conversations.history": 50,
+    "conversations.join": 50,
+    "conversations.open": 50,
+    "conversations.info": 50,
+}
 # Slack gives up on a slash command, and tells the user so, after three seconds.
 COMMAND_TIMEOUT_S = 3.0
 # A stream that gets no append "for a while" stops streaming (vercel/chat#607 saw a 5-minute
@@ -103,6 +119,7 @@ class SlackSandbox:
         update_limit: int | None = UPDATE_LIMIT,
         update_window_s: float = 60.0,
         stream_limits: bool = True,
+        tier_limits: bool = True,
         stream_ttl_s: float = 300.0,
         stream_idle_s: float = STREAM_IDLE_S,
         ack_timeout_s: float = COMMAND_TIMEOUT_S,
@@ -116,7 +133,9 @@ class SlackSandbox:
 
         `chat.update` answers 429 `ratelimited` past `update_limit` calls in any
         `update_window_s` (Slack's Tier 3: 50 a minute); None lifts the limit. The stream
-        methods answer the same past their tiers in any 60 s (`stream_limits=False` lifts them).
+        methods answer the same past their tiers in any 60 s (`stream_limits=False` lifts them),
+        and so do users.*, views.open/publish, assistant.threads.setStatus and conversations.*
+        (`tier_limits=False` lifts those).
         A stream ends `stream_idle_s` after its last append, and `stream_ttl_s` after it began.
 
         `manifest` defaults to manifest.yml; `scopes` (the bot token's grants) to its scopes.
@@ -134,11 +153,13 @@ class SlackSandbox:
             scopes=self.manifest.bot_scopes if scopes is None else scopes,
             post_rate_per_channel=post_rate_per_channel,
             update_limit=WindowLimit(update_limit, update_window_s) if update_limit else None,
-            method_limits=(
-                {method: WindowLimit(n) for method, n in STREAM_LIMITS.items()}
-                if stream_limits
-                else None
-            ),
+            method_limits={
+                method: WindowLimit(n)
+                for method, n in (
+                    *(STREAM_LIMITS.items() if stream_limits else ()),
+                    *(TIER_LIMITS.items() if tier_limits else ()),
+                )
+            },
         )
         self.socket = SocketHub(app_id=self.workspace.app_id, ack_timeout_s=ack_timeout_s)
         self.response_urls = ResponseUrls(self.workspace)
