@@ -71,6 +71,8 @@ class Budgets:
 
     def __init__(self, db: Driver) -> None:
         self._db = db
+        # Who and where each run is (never changes): read once, not before every call.
+        self._scopes: dict[str, tuple[str, str, str, datetime]] = {}
 
     async def refusal(
         self,
@@ -129,15 +131,10 @@ class Budgets:
         concurrent calls pass a budget jointly by at most one call's worst case."""
         if not limits.any:
             return CallHold(run_id, None, Decimal(0))
-        async with self._db.read() as c:
-            rows = await c.fetch(_RUN_SCOPE, run_id)
-        if not rows:
-            raise LedgerError(f"no run {run_id!r} in the ledger")
-        team_id, user_id, channel_id, started, _ = rows[0]
+        team_id, user_id, channel_id, start = await self._scope(run_id)
         wanted = to_nanos(worst_case)
         async with self._db.write(lock_key=f"orchestrate.budget:{team_id}") as c:
-            cost = int((await c.fetch(_RUN_SCOPE, run_id))[0][4])
-            start = self._db.from_db_time(started)
+            cost = int((await c.fetch(_RUN_COST, run_id))[0][0])
             for name, limit, user, channel, window in _checks(limits, user_id, channel_id, start):
                 spent, held = await self._spent_and_held(c, team_id, user, channel, window)
                 fits = spent + held + wanted <= to_nanos(limit)
@@ -150,6 +147,20 @@ class Budgets:
                 key, run_id, wanted, self._db.to_db_time(now_utc(now)),
             )  # fmt: skip
         return CallHold(run_id, key, worst_case)
+
+    async def _scope(self, run_id: str) -> tuple[str, str, str, datetime]:
+        scope = self._scopes.get(run_id)
+        if scope is None:
+            async with self._db.read() as c:
+                rows = await c.fetch(_RUN_SCOPE, run_id)
+            if not rows:
+                raise LedgerError(f"no run {run_id!r} in the ledger")
+            team_id, user_id, channel_id, started = rows[0]
+            scope = (team_id, user_id, channel_id, self._db.from_db_time(started))
+            if len(self._scopes) >= SCOPES_KEPT:
+                self._scopes.pop(next(iter(self._scopes)))  # the oldest run first
+            self._scopes[run_id] = scope
+        return scope
 
     async def release_call(self, hold: CallHold) -> None:
         """Give back a hold whose call will not be recorded (it never started, or a bug).
@@ -219,7 +230,9 @@ class Budgets:
         return claimed == 1
 
 
-_RUN_SCOPE = "SELECT team_id, user_id, channel_id, started_at, cost_nanos FROM runs WHERE id = ?"
+_RUN_SCOPE = "SELECT team_id, user_id, channel_id, started_at FROM runs WHERE id = ?"
+_RUN_COST = "SELECT cost_nanos FROM runs WHERE id = ?"
+SCOPES_KEPT = 10_000
 
 
 def _checks(limits: Limits, user_id: str, channel_id: str, moment: datetime) -> list[Check]:
