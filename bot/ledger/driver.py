@@ -47,8 +47,13 @@ class Driver(Protocol):
 
     async def close(self) -> None: ...
 
-    def write(self, *, lock_key: str | None = None) -> AbstractAsyncContextManager[Conn]:
-        """A write transaction, serialised against every other writer holding `lock_key`."""
+    def write(
+        self, *, lock_key: str | None = None, durable: bool = True
+    ) -> AbstractAsyncContextManager[Conn]:
+        """A write transaction, serialised against every other writer holding `lock_key`.
+        `durable=False`: its commit need not wait for the disk (seen by every transaction at
+        once, lost only if the database server itself crashes); where the backend cannot
+        relax one transaction (SQLite), it is as durable as any other."""
         ...
 
     def read(self) -> AbstractAsyncContextManager[Conn]:

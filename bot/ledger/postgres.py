@@ -127,9 +127,13 @@ class PostgresDriver:
                 pool.terminate()
 
     @asynccontextmanager
-    async def write(self, *, lock_key: str | None = None) -> AsyncIterator[_Conn]:
+    async def write(
+        self, *, lock_key: str | None = None, durable: bool = True
+    ) -> AsyncIterator[_Conn]:
         with unavailable_as_ledger_error():
             async with self._connection().acquire() as conn, conn.transaction():
+                if not durable:
+                    await conn.execute("SET LOCAL synchronous_commit TO OFF")
                 if lock_key is not None:
                     await conn.execute(
                         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", lock_key

@@ -87,9 +87,12 @@ class SqliteDriver:
             await db.close()
 
     @asynccontextmanager
-    async def write(self, *, lock_key: str | None = None) -> AsyncIterator[_Conn]:
+    async def write(
+        self, *, lock_key: str | None = None, durable: bool = True
+    ) -> AsyncIterator[_Conn]:
         # BEGIN IMMEDIATE serialises every writer on the file, so lock_key needs no lock of
-        # its own here.
+        # its own here; `synchronous` cannot change inside a transaction, so every commit is
+        # durable.
         async with self._transaction("BEGIN IMMEDIATE") as conn:
             yield conn
 

@@ -24,9 +24,9 @@ tests.benchmarks.bench_budget`.
    call.
 2. **Overshoot.** 20 runs started at once, each making a typical run's 8 calls in turn (a
    plan, six examples, a review: about $0.054 a run at list prices), the check before each
-   call and a few milliseconds of "model time", against a workspace budget of $0.10, with a
-   history of cheap runs so that every run is admitted and only the per-call check bounds
-   spend. Each call's worst case is what the app holds for it: its prompt's bound and its
+   call and a few milliseconds of "model time", against each workspace budget of `--budgets`
+   ($0.10, little more than one plan's worst case, and $0.50), with a history of cheap runs
+   so that every run is admitted and only the per-call check bounds spend. Each call's worst case is what the app holds for it: its prompt's bound and its
    whole `max_tokens` at the default efforts, at list prices. `--repeats` rounds per target;
    prints the median and the largest overshoot, and the bound each design promises.
 """
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import platform
 import random
@@ -75,7 +76,6 @@ EFFORT = {
 }
 NO_BUDGET = Limits(user_daily=None, workspace_monthly=None)
 BUDGETS = Limits(user_daily=Decimal(1000), workspace_monthly=Decimal(1_000_000))
-BUDGET = Decimal("0.10")
 HOLDS = "per-call hold"
 STOPS = "stop check"
 
@@ -177,10 +177,10 @@ async def latency(url: str, *, runs: int, history: int) -> tuple[float, float, s
     return statistics.median(plain) * per_call, statistics.median(budgeted) * per_call, kind
 
 
-async def overshoot(ledgers: list[Ledger]) -> tuple[Decimal, int, int]:
+async def overshoot(ledgers: list[Ledger], budget: Decimal) -> tuple[Decimal, int, int]:
     """One round: 20 runs at once (spread over `ledgers`); what they spent, the most calls
     in flight at once, and how many runs finished."""
-    limits = Limits(user_daily=None, workspace_monthly=BUDGET)
+    limits = Limits(user_daily=None, workspace_monthly=budget)
     team = f"T-over-{uuid.uuid4().hex[:6]}"
     in_flight = [0, 0]
     earlier = datetime.now(UTC) - timedelta(days=40)
@@ -214,12 +214,14 @@ async def overshoot(ledgers: list[Ledger]) -> tuple[Decimal, int, int]:
     return spent, in_flight[1], outcomes.count("finished")
 
 
-async def overshoot_rounds(urls: list[str], repeats: int) -> list[tuple[Decimal, int, int]]:
+async def overshoot_rounds(
+    urls: list[str], repeats: int, budget: Decimal
+) -> list[tuple[Decimal, int, int]]:
     ledgers = [open_ledger(url) for url in urls]
     for ledger in ledgers:
         await ledger.open()
     try:
-        return [await overshoot(ledgers) for _ in range(repeats)]
+        return [await overshoot(ledgers, budget) for _ in range(repeats)]
     finally:
         for ledger in ledgers:
             await ledger.close()
@@ -246,7 +248,7 @@ async def drop_schema(base: str, schema: str) -> None:
     await conn.close()
 
 
-async def main(runs: int, history: int, repeats: int) -> None:
+async def main(runs: int, history: int, repeats: int, budgets: list[Decimal]) -> None:
     print(f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
           f"{os.cpu_count()} cores; {runs} runs per mode, {history} runs of history, "
           f"{repeats} overshoot rounds per target\n")  # fmt: skip
@@ -272,26 +274,26 @@ async def main(runs: int, history: int, repeats: int) -> None:
                 plain, budgeted, kind = await latency(url, runs=runs, history=history)
                 print(f"| {name} | {kind} | {plain:.2f} | {budgeted:.2f} "
                       f"| {budgeted - plain:.2f} |")  # fmt: skip
-            print(f"\nBudget $0.1000; largest call ${LARGEST_CALL:.4f}, largest worst case "
+            print(f"\nLargest call ${LARGEST_CALL:.4f}, largest worst case "
                   f"${LARGEST_WORST:.4f}.\n")  # fmt: skip
-            print("| target | check | spent, median (max) | overshoot, median (max) "
+            print("| target | budget | check | spent, median (max) | overshoot, median (max) "
                   "| most calls in flight | runs finished | promised bound |")  # fmt: skip
-            print("|---|---|---|---|---|---|---|")
-            for name, urls in over_targets:
-                rounds = await overshoot_rounds(urls, repeats)
+            print("|---|---|---|---|---|---|---|---|")
+            for (name, urls), budget in itertools.product(over_targets, budgets):
+                rounds = await overshoot_rounds(urls, repeats, budget)
                 spent = sorted(r[0] for r in rounds)
                 most = max(r[1] for r in rounds)
                 finished = max(r[2] for r in rounds)
                 kind = HOLDS if await has_holds(urls[0]) else STOPS
                 bound = (
-                    f"budget + one call's worst case = ${BUDGET + LARGEST_WORST:.4f}"
+                    f"budget + one call's worst case = ${budget + LARGEST_WORST:.4f}"
                     if kind == HOLDS
                     else f"budget + calls in flight × largest call = "
-                    f"${BUDGET + most * LARGEST_CALL:.4f}"
+                    f"${budget + most * LARGEST_CALL:.4f}"
                 )
                 med = statistics.median(spent)
-                print(f"| {name} | {kind} | ${med:.4f} (${spent[-1]:.4f}) "
-                      f"| ${med - BUDGET:.4f} (${spent[-1] - BUDGET:.4f}) | {most} "
+                print(f"| {name} | ${budget:.2f} | {kind} | ${med:.4f} (${spent[-1]:.4f}) "
+                      f"| ${med - budget:.4f} (${spent[-1] - budget:.4f}) | {most} "
                       f"| {finished} | {bound} |")  # fmt: skip
         finally:
             for pg in schemas:
@@ -308,5 +310,7 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--history", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--budgets", default="0.10,0.50", help="workspace budgets, USD")
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.history, args.repeats))
+    budgets = [Decimal(b) for b in args.budgets.split(",")]
+    asyncio.run(main(args.runs, args.history, args.repeats, budgets))
