@@ -26,9 +26,10 @@ tests.benchmarks.bench_budget`.
    plan, six examples, a review: about $0.054 a run at list prices), the check before each
    call and a few milliseconds of "model time", against each workspace budget of `--budgets`
    ($0.10, little more than one plan's worst case, and $0.50), with a history of cheap runs
-   so that every run is admitted and only the per-call check bounds spend. Each call's worst case is what the app holds for it: its prompt's bound and its
-   whole `max_tokens` at the default efforts, at list prices. `--repeats` rounds per target;
-   prints the median and the largest overshoot, and the bound each design promises.
+   so that every run is admitted and only the per-call check bounds spend. Each call's
+   worst case is what the app holds for it: its prompt's bound and its whole `max_tokens`
+   at the default efforts, at list prices. `--repeats` rounds per target; prints the median
+   and the largest overshoot, and the bound each design promises.
 """
 
 from __future__ import annotations

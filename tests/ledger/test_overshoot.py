@@ -15,9 +15,9 @@ from bot.core.usage import CallRecord, TokenUsage
 from bot.ledger import BudgetStop, Ledger, Limits, Reservation, open_ledger
 
 RUNS = 20
-CALLS_PER_RUN = 8
+CALLS_PER_RUN = 5
 WORST = Decimal("0.008")  # what each call holds
-BUDGET = Decimal("0.10")  # about 13 calls' worst case
+BUDGET = Decimal("0.10")  # about 13 calls' worst case, of the 100 the runs would make
 MODELS = "claude-opus-5-5,claude-haiku-5-5,claude-sonnet-5-5"
 
 

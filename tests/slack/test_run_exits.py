@@ -33,7 +33,7 @@ class BuggyPipeline:
         *,
         emit: Emit,
         thread: str | None = None,
-        gate: Any = None,
+        budget: Any = None,
         stop: object = None,
     ) -> None:
         raise RuntimeError("a bug")
@@ -48,7 +48,7 @@ class SilentPipeline(BuggyPipeline):
         *,
         emit: Emit,
         thread: str | None = None,
-        gate: Any = None,
+        budget: Any = None,
         stop: object = None,
     ) -> None:
         await asyncio.Event().wait()
@@ -61,7 +61,7 @@ class QuickPipeline(BuggyPipeline):
         *,
         emit: Emit,
         thread: str | None = None,
-        gate: Any = None,
+        budget: Any = None,
         stop: object = None,
     ) -> None:
         return None
