@@ -365,13 +365,13 @@ class Claude:
     async def baseline(self, question: str, *, on_cancel: CancelSink | None = None) -> Reply[str]:
         """An eval's all-Opus arm: the strategy model answers alone, at the strategy's effort,
         with the strategy, the examples and the review in one Markdown answer."""
-        effort = self._settings.strategy_effort
+        effort, model = self._settings.strategy_effort, self._settings.strategy_model
         message, call = await self._call(
             "baseline",
-            self._settings.strategy_model,
+            model,
             system=judging.BASELINE_SYSTEM,
             content=[_text(judging.baseline_user(question))],
-            max_tokens=max_tokens_for("baseline", effort),
+            max_tokens=self.limit("baseline", model, effort),
             output_config={"effort": effort},
             on_cancel=on_cancel,
         )
@@ -393,7 +393,7 @@ class Claude:
             model,
             system=judging.JUDGE_SYSTEM,
             content=[_text(judging.judge_user(question, first, second))],
-            max_tokens=max_tokens_for("judge", effort),
+            max_tokens=self.limit("judge", model, effort),
             output_config={"effort": effort, "format": JUDGE_FORMAT},
             on_cancel=on_cancel,
         )
