@@ -417,14 +417,8 @@ async def _web_server(
         return
     app = web.Application()
     mount(app)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await bind(runner, host, port, name="WEB_PORT")
-        log.info("serving the web view", extra=fields(host=host, port=port))
+    async with _side_server(app, host, port, name="WEB_PORT", serving="the web view"):
         yield
-    finally:
-        await runner.cleanup()
 
 
 @contextlib.asynccontextmanager
@@ -441,11 +435,20 @@ async def _health_server(
     app = health_routes.health_app(health)
     if mount is not None:
         mount(app)
+    async with _side_server(app, host, port, name="METRICS_PORT", serving="/metrics and /healthz"):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _side_server(
+    app: web.Application, host: str, port: int, *, name: str, serving: str
+) -> AsyncIterator[None]:
+    """Socket Mode's own small HTTP servers: bound (a port in use names `name`), then run."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        await bind(runner, host, port, name="METRICS_PORT")
-        log.info("serving /metrics and /healthz", extra=fields(host=host, port=port))
+        await bind(runner, host, port, name=name)
+        log.info("serving %s", serving, extra=fields(host=host, port=port))
         yield
     finally:
         await runner.cleanup()
