@@ -96,8 +96,8 @@ async def test_slow_bodies_are_refused_408_within_the_bound_while_slack_is_serve
         records = list(caplog.records)
     # Each is answered 408 and closed; where the client is still sending, the close may come
     # as a reset that overtakes the answer in the client's buffer (the kernel's doing).
+    # (Whether any 408 survives is the kernel's race: a stalled body's is checked below.)
     assert all(answer.startswith(b"HTTP/1.1 408") or answer == b"" for answer, _ in outcomes)
-    assert any(answer.startswith(b"HTTP/1.1 408") for answer, _ in outcomes)
     assert max(took for _, took in outcomes) < BOUND_S + 2
     refused = (
         f"refused a request to /slack/events: body not received within {BOUND_S:g} s "
@@ -106,6 +106,23 @@ async def test_slow_bodies_are_refused_408_within_the_bound_while_slack_is_serve
     assert gate_lines(records).count(refused) == SLOW_CLIENTS
     assert errors(records) == []
     assert stack.services.runs.admitted == 1
+
+
+async def test_a_stalled_body_is_answered_408_within_the_bound(tmp_path: Path) -> None:
+    # A client that stops sending leaves nothing unread, so no reset can overtake the answer.
+    async with running_stack(
+        tmp_path, mode="http", header_timeout_s=BOUND_S, body_timeout_s=BOUND_S
+    ) as stack:
+        reader, writer = await connect(stack)
+        started = time.monotonic()
+        writer.write(head(1_000) + b'{"type": "event_callback"')
+        try:
+            answer = await answer_or_close(reader, within_s=BOUND_S + 5)
+        finally:
+            writer.close()
+        took = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert took < BOUND_S + 2
 
 
 async def test_slow_headers_are_cut_off_within_the_bound(tmp_path: Path) -> None:
