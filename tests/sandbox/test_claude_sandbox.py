@@ -919,7 +919,7 @@ async def test_a_text_rule_replaces_the_answer_and_bills_its_length(
 
 @pytest.mark.parametrize(
     ("model", "ceiling"),
-    [("claude-opus-5-5", 128_000), ("claude-haiku-5-5", 128_000), ("claude-sonnet-4-5", 64_000)],
+    [("claude-opus-5-5", 128_000), ("claude-haiku-5-5", 128_000), ("claude-sonnet-4-6", 64_000)],
 )
 async def test_each_model_refuses_max_tokens_above_its_own_maximum_as_models_reports_it(
     client: anthropic.AsyncAnthropic, sandbox: ClaudeSandbox, model: str, ceiling: int
