@@ -26,7 +26,7 @@ from bot.core.claude import Claude
 from bot.core.pipeline import Pipeline
 from bot.core.pricing import PriceTable
 from bot.ledger import (
-    BudgetAlerts,
+    BudgetUse,
     CallsExport,
     CostReports,
     EvalResults,
@@ -115,7 +115,7 @@ class Services:
         return self.ledger.pages
 
     @property
-    def budgets(self) -> BudgetAlerts:
+    def budgets(self) -> BudgetUse:
         return self.ledger.budgets
 
 

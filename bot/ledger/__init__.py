@@ -24,6 +24,7 @@ from bot.ledger.pages import PageRun, RunPage
 from bot.ledger.periods import Period, parse_period, read_period
 from bot.ledger.protocols import (
     BudgetAlerts,
+    BudgetUse,
     CallsExport,
     CostReports,
     EvalResults,
@@ -66,6 +67,7 @@ __all__ = [
     "BudgetRefusal",
     "BudgetSettings",
     "BudgetStop",
+    "BudgetUse",
     "CallHold",
     "CallsExport",
     "CostReport",

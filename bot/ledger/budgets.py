@@ -216,8 +216,20 @@ class Budgets:
 
     async def workspace_month_spent(self, team_id: str, now: datetime | None = None) -> Decimal:
         """What the team's calls have cost this calendar month (reservations excluded)."""
+        return await self.spent(team_id, periods.month_bounds(now_utc(now)))
+
+    async def spent(
+        self,
+        team_id: str,
+        window: tuple[datetime, datetime],
+        *,
+        user_id: str | None = None,
+        channel_id: str | None = None,
+    ) -> Decimal:
+        """What the runs of the team (of one person, or in one channel) started in `window`
+        have cost (reservations excluded): a budget's use, as its check counts it."""
         async with self._db.read() as c:
-            held = await self.held(c, team_id, None, periods.month_bounds(now_utc(now)))
+            held = await self.held(c, team_id, user_id, window, channel_id=channel_id)
         return from_nanos(held.spent_nanos)
 
     async def claim_budget_alert(self, team_id: str, month: date, threshold: int) -> bool:

@@ -145,6 +145,19 @@ class BudgetAlerts(Protocol):
     async def claim_budget_alert(self, team_id: str, month: date, threshold: int) -> bool: ...
 
 
+class BudgetUse(BudgetAlerts, Protocol):
+    """The admins' dashboard (`bot/web`): how much of each budget is used."""
+
+    async def spent(
+        self,
+        team_id: str,
+        window: tuple[datetime, datetime],
+        *,
+        user_id: str | None = None,
+        channel_id: str | None = None,
+    ) -> Decimal: ...
+
+
 class EventClaims(Protocol):
     """The Slack entry points: take a delivery (an event, a command, an action) once,
     whichever instance it reached; keys from `bot.ledger.claims.replay_key`."""

@@ -92,18 +92,17 @@ async def _budgets(deps: WebDeps, team_id: str, now: datetime) -> tuple[str, ...
     else:
         lines.append(f"Workspace, this month: {format_usd(spent)} spent, no budget set")
     if current.user_daily_usd is not None:
+        # One budget per person: the use of those who spent most today (as its check counts).
         lines.append(f"Each person, per day: {format_usd(current.user_daily_usd)}")
-    if current.channel_monthly_usd:
-        month = await deps.reports.summary(team_id, since=periods.month_bounds(now)[0], until=now)
-        by_channel = {s.id: s.cost_usd for s in month.top_channels}
-        for channel, limit in current.channel_monthly_usd:
-            used = by_channel.get(channel)
-            lines.append(
-                _use(f"Channel {channel}, this month", used, limit)
-                if used is not None
-                else f"Channel {channel}, this month: limit {format_usd(limit)}"
-                " (not among the top spenders)"
-            )
+        today = periods.day_bounds(now)
+        spenders = await deps.reports.summary(team_id, since=today[0], until=now)
+        for person in spenders.top_users:
+            used = await deps.budgets.spent(team_id, today, user_id=person.id)
+            lines.append(_use(f"Person {person.id}, today", used, current.user_daily_usd))
+    month = periods.month_bounds(now)
+    for channel, limit in current.channel_monthly_usd or ():
+        used = await deps.budgets.spent(team_id, month, channel_id=channel)
+        lines.append(_use(f"Channel {channel}, this month", used, limit))
     return tuple(lines)
 
 

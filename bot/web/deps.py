@@ -8,7 +8,7 @@ from typing import Protocol
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.ledger import BudgetAlerts, CostReports, Feedback, GovernanceStore, PageReader
+from bot.ledger import BudgetUse, CostReports, Feedback, GovernanceStore, PageReader
 from bot.settings import Settings
 
 
@@ -32,4 +32,4 @@ class WebDeps(Protocol):
     def governance(self) -> GovernanceStore: ...
 
     @property
-    def budgets(self) -> BudgetAlerts: ...
+    def budgets(self) -> BudgetUse: ...

@@ -8,11 +8,14 @@ import csv
 import io
 import json
 import re
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from aiohttp.test_utils import TestServer
 
+from blocks.format import format_usd
+from bot.ledger import BudgetSettings
 from bot.services import http_app
 from tests.harness import running_stack
 from tests.web.webstack import client, free_port, run_link, sign_in, web_stack
@@ -148,3 +151,26 @@ async def test_without_a_web_address_there_is_no_link_and_no_page(tmp_path: Path
         url = stack.events_url or ""
         async with client() as session, session.get(url.replace("/slack/events", "/runs/x")) as r:
             assert r.status == 404
+
+
+async def test_the_dashboard_shows_how_much_of_each_budget_is_used(tmp_path: Path) -> None:
+    async with web_stack(tmp_path) as stack:
+        await stack.command("Budget me")
+        await stack.settle()
+        ledger = stack.services.ledger
+        team = "T0SANDBOX"
+        spent = await ledger.budgets.workspace_month_spent(team)
+        budgets = BudgetSettings(
+            user_daily_usd=Decimal("1"),
+            # A channel with a budget and no spend, beside the one that spent.
+            channel_monthly_usd=(("C0GENERAL", Decimal("2")), ("C0QUIET", Decimal("3"))),
+        )
+        await ledger.governance.save(team, budgets, changed_by="U0ADMIN", defaults=BudgetSettings())
+        async with client() as ada:
+            landed = await sign_in(ada, f"{stack.settings.web_url}/admin", "U0ADMIN")
+            html = await landed.text()
+    used = format_usd(spent)
+    assert spent > 0
+    assert f"Person U0ALICE, today: {used} of $1.0000" in html
+    assert f"Channel C0GENERAL, this month: {used} of $2.0000" in html
+    assert "Channel C0QUIET, this month: $0.0000 of $3.0000 (0% used)" in html
