@@ -6,9 +6,10 @@ api.slack.com: a call that needs a scope the manifest lacks answers `missing_sco
 as it would in production. The manifest also decides how slash-command text arrives
 (`should_escape`) and whether the App Home Messages tab exists (`messages_tab_enabled`).
 
-The file lives at the root of the source tree; `bot/sandbox/slack/manifest.yml` is a link to it
-inside the package, which a built wheel carries as a copy, so an installed sandbox (`pip
-install .`, run from any directory) reads the same manifest as a checkout. A missing or
+The file a person pastes into api.slack.com is `manifest.yml` at the root of the source tree;
+the sandbox reads the package's own copy (`bot/sandbox/slack/manifest.yml`, package data), so
+an installed wheel run from any directory grants the same scopes as a checkout. A test holds
+the copy byte for byte to the top-level file (tests/test_packaging.py). A missing or
 malformed manifest is an error naming the file, never a silent default.
 """
 
@@ -20,7 +21,6 @@ from typing import Any
 
 import yaml
 
-# Not resolved: in a checkout the link leads to the top-level file, in a wheel it is the copy.
 MANIFEST_PATH = Path(__file__).parent / "manifest.yml"
 
 
