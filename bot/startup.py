@@ -15,6 +15,7 @@ out an outage at start, for as long as it lasts unless `give_up_after_s` bounds 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,18 @@ from bot.logs import fields
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+
+def listen_refusal(exc: OSError, what: str, *, choose: str = "choose another port") -> str | None:
+    """The one line a port that cannot be listened on is refused with (`what` names it, e.g.
+    "METRICS_PORT 9090"), or None for an error that is not about the port."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"{what}: the port is already in use; stop what listens there or {choose}."
+    if exc.errno == errno.EACCES:
+        return f"{what}: not allowed to listen there; choose a port above 1023."
+    return None
+
+
 FIRST_PAUSE_S = 1.0
 LONGEST_PAUSE_S = 30.0
 

@@ -10,13 +10,13 @@ request instead of over Socket Mode. A port that is taken ends the command in on
 
 from __future__ import annotations
 
-import errno
 import sys
 from collections.abc import Awaitable, Callable
 
 from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
 from bot.sandbox.slack.server import SlackSandbox
 from bot.slack.server import wait_for_stop_signal
+from bot.startup import listen_refusal
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -49,15 +49,11 @@ async def _listen(start: Callable[..., Awaitable[None]], option: str, port: int)
     try:
         await start(port=port)
     except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise _PortTaken(
-                f"{option} {port}: the port is already in use; stop what listens there or "
-                f"choose another port with {option}."
-            ) from None
-        if exc.errno == errno.EACCES:
-            raise _PortTaken(
-                f"{option} {port}: not allowed to listen there; choose a port above 1023."
-            ) from None
+        refusal = listen_refusal(
+            exc, f"{option} {port}", choose=f"choose another port with {option}"
+        )
+        if refusal is not None:
+            raise _PortTaken(refusal) from None
         raise
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import signal
 import time
@@ -56,7 +55,7 @@ from bot.slack.deps import OpenServices, Services
 from bot.slack.health import HEALTH, CachedProbe, Health
 from bot.slack.metrics import Metrics
 from bot.slack.poster import SLACK_FAILURES, describe, slack_error
-from bot.startup import Unreachable, until_answered
+from bot.startup import Unreachable, listen_refusal, until_answered
 
 S = TypeVar("S", bound=Services)
 
@@ -294,15 +293,9 @@ async def bind(runner: web.AppRunner, host: str, port: int, *, name: str) -> Non
     try:
         await web.TCPSite(runner, host, port).start()
     except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise SettingsError(
-                f"{name} {port}: the port is already in use; stop what listens there "
-                f"or choose another port."
-            ) from None
-        if exc.errno == errno.EACCES:
-            raise SettingsError(
-                f"{name} {port}: not allowed to listen there; choose a port above 1023."
-            ) from None
+        refusal = listen_refusal(exc, f"{name} {port}")
+        if refusal is not None:
+            raise SettingsError(refusal) from None
         raise
 
 
