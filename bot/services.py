@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -41,10 +42,12 @@ from bot.ledger import (
 )
 from bot.logs import database_location
 from bot.settings import Settings, SettingsError
-from bot.slack import server
+from bot.slack import server, workflows
 from bot.slack.budget_alerts import BudgetWatch, Delivery, Digest, digest_clock
 from bot.slack.conversations import Conversations
 from bot.slack.deps import Services as EdgeServices
+from bot.slack.engine import Engine, open_engine
+from bot.slack.lease import Lease
 from bot.slack.liveness import Liveness
 from bot.slack.metrics import CountingRetryHandler, Metrics
 from bot.slack.poster import Poster, describe
@@ -142,6 +145,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         # their first messages may still be queued, and are sent or named then.
         stack.push_async_callback(poster.close, settings.drain_grace_s)
         pipeline = Pipeline(claude, settings=settings, prices=prices)
+        ttl = timedelta(seconds=settings.instance_ttl_s)
+        executor_id = await ledger.instances.claim(ttl=ttl, named=settings.instance_id)
+        lease = Lease(ttl_s=settings.instance_ttl_s, margin_s=settings.heartbeat_s)
+        poster.fence(lease.check)
         runs = Runs(
             pipeline=pipeline,
             ledger=ledger.writer,
@@ -149,6 +156,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             poster=poster,
             settings=settings,
             claims=ledger.claims,
+            engine=Engine(executor_id),
             stops=ledger.interactions,
             metrics=metrics,
             pages=ledger.pages if settings.web_url else None,
@@ -170,6 +178,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         conversations = Conversations(
             runs=runs, pipeline=pipeline, ledger=ledger.writer, poster=poster, settings=settings
         )
+        runs.lease = lease
+        workflows.register(runs)
+        stack.callback(workflows.unregister, runs)
         liveness = Liveness(
             instances=ledger.instances,
             poster=poster,
@@ -177,10 +188,17 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             ttl_s=settings.instance_ttl_s,
             longest_run=longest_run(settings),
             housekeeping=ledger.claims.expire,
+            engine=runs.engine,
+            lease=lease,
+            on_lost=_stop_serving if settings.exit_when_fenced else None,
         )
-        # Beats, and closes the runs dead instances left (saying so in their threads).
-        await liveness.start()
+        # Beats first (the lease), so that runs resumed at the engine's launch may go on.
+        await liveness.start_beating()
         stack.push_async_callback(liveness.stop)
+        # The engine resumes this instance's own unfinished runs as it launches.
+        await stack.enter_async_context(open_engine(settings, executor_id=executor_id))
+        # Resumes the runs dead instances left, and keeps beating.
+        await liveness.start()
         # Registered last, so it runs first: runs finish while their resources are open.
         stack.push_async_callback(runs.drain, settings.drain_grace_s)
         yield Services(
@@ -224,6 +242,12 @@ async def _open_ledger(stack: contextlib.AsyncExitStack, settings: Settings) -> 
 def _is_database_error(exc: Exception) -> bool:
     """An error the database driver raised (wrong password, no such database, …)."""
     return isinstance(exc, sqlite3.Error) or type(exc).__module__.startswith("asyncpg")
+
+
+def _stop_serving() -> None:
+    """This instance was declared dead while it was frozen: it stops (SIGTERM, the same
+    clean stop a supervisor asks for), and its supervisor starts it afresh."""
+    signal.raise_signal(signal.SIGTERM)
 
 
 async def _stop(task: asyncio.Task[None]) -> None:

@@ -71,8 +71,12 @@ class Settings:
     slack_update_limit: int = 50  # chat.update calls per workspace in any window (Tier 3)
     slack_update_window_s: float = 60.0
     drain_grace_s: float = 20.0
-    heartbeat_s: float = 10.0
-    instance_ttl_s: float = 45.0
+    heartbeat_s: float = 3.0
+    instance_ttl_s: float = 12.0
+    instance_id: str | None = None  # None: the lowest free slot (`bot.ledger.instances`)
+    # Stop (SIGTERM to itself) when found declared dead after a freeze; tests that run an
+    # instance inside their own process turn it off.
+    exit_when_fenced: bool = False
     anthropic_max_retries: int = 2
     prices_file: Path | None = None
     ledger_store_questions: bool = True
@@ -140,8 +144,10 @@ class Settings:
                 "ORCHESTRATE_SLACK_UPDATE_WINDOW_S", _positive_float, 60.0
             ),
             drain_grace_s=r.parse("ORCHESTRATE_DRAIN_GRACE_S", _non_negative_float, 20.0),
-            heartbeat_s=r.parse("ORCHESTRATE_HEARTBEAT_S", _positive_float, 10.0),
-            instance_ttl_s=r.parse("ORCHESTRATE_INSTANCE_TTL_S", _positive_float, 45.0),
+            heartbeat_s=r.parse("ORCHESTRATE_HEARTBEAT_S", _positive_float, 3.0),
+            instance_ttl_s=r.parse("ORCHESTRATE_INSTANCE_TTL_S", _positive_float, 12.0),
+            instance_id=r.text("ORCHESTRATE_INSTANCE_ID") or None,
+            exit_when_fenced=True,
             anthropic_max_retries=r.parse("ANTHROPIC_MAX_RETRIES", _non_negative_int, 2),
             prices_file=r.parse("PRICES_FILE", _existing_file, None),
             ledger_store_questions=r.parse("LEDGER_STORE_QUESTIONS", _boolean, True),

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from functools import partial
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from bot.core import prompts
 from bot.core.budget import CallBudget, CallRefused
@@ -55,6 +55,36 @@ from bot.settings import Settings
 
 Emit = Callable[[Event], Awaitable[None]]
 T = TypeVar("T")
+
+
+class Step(Protocol):
+    """One model call's step, reserved in the run's order: `await step(call)` makes the
+    call, or hands back what the same step returned (or raised) before a restart."""
+
+    async def __call__(self, call: Callable[[], Awaitable[Reply[T]]]) -> Reply[T]: ...
+
+
+class Steps(Protocol):
+    """Where a run's model calls are made. `reserve` is called synchronously, in an order
+    that depends only on what earlier steps returned (the plan, then each example by
+    index, then the review), never on which parallel call finishes first: a durable engine
+    numbers its checkpoints by it."""
+
+    def reserve(self, name: str) -> Step: ...
+
+
+class _Now:
+    async def __call__(self, call: Callable[[], Awaitable[Reply[T]]]) -> Reply[T]:
+        return await call()
+
+
+class Immediate:
+    """Steps that are just calls: nothing is kept (the eval, the pipeline's own tests)."""
+
+    def reserve(self, name: str) -> Step:
+        return _Now()
+
+
 # Generous bounds for the worst case: a strategy's text and a JSON schema, in tokens.
 STRATEGY_TOKENS = 1500
 SCHEMA_TOKENS = 500
@@ -75,6 +105,7 @@ class RunStop:
         self._requested = asyncio.Event()
         self.reason = ""
         self.by: str | None = None
+        self.suspended = False
 
     def stop(self, reason: str, *, by: str | None = None) -> None:
         """Stop the run (again is harmless: the first reason stands); `by` names who asked,
@@ -83,6 +114,12 @@ class RunStop:
             self.reason = reason
             self.by = by
             self._requested.set()
+
+    def suspend(self) -> None:
+        """Stop the run for a shutdown it will resume after: its calls in flight are closed
+        and recorded, and it ends with no ending of its own (the run stays open)."""
+        self.suspended = True
+        self.stop("the bot is restarting")
 
     @property
     def requested(self) -> bool:
@@ -135,13 +172,18 @@ class Pipeline:
         stop: RunStop | None = None,
         thread: str | None = None,
         budget: CallBudget | None = None,
+        steps: Steps | None = None,
+        resumable: bool = False,
     ) -> None:
         """Run one question to its end (or until `stop`), emitting every event; raises only
         on a bug or when cancelled. `thread` (`prompts.thread_context`) is a discussion the
         strategy builds on. With `budget`, every call holds its worst case first: a refused
         plan ends the run (`RunFailed` with the refusal's reason), a refused example is a
-        failed example, a refused review a failed review."""
-        run = _Run(self, question, emit, thread, budget)
+        failed example, a refused review a failed review. `steps` makes each model call
+        (default: at once, nothing kept). A `resumable` run (its steps are kept by a durable
+        engine) that is cancelled or suspended records the calls it cut off and raises
+        `RunSuspended` (or the cancellation) with no ending: it will be resumed."""
+        run = _Run(self, question, emit, thread, budget, steps or Immediate(), resumable)
         await run.execute(stop)
 
     def example_worst_case_usd(self, question: str) -> Decimal | None:
@@ -159,10 +201,11 @@ class Pipeline:
         *,
         emit: Emit,
         budget: CallBudget | None = None,
+        steps: Steps | None = None,
     ) -> None:
         """Illustrate component `index` of `strategy` once more (a Retry): its call, then
         `ExampleReady` or `ExampleFailed`, then `RunFinished` with the bill of that call."""
-        run = _Run(self, question, emit, budget=budget)
+        run = _Run(self, question, emit, budget=budget, steps=steps)
         try:
             await run._example(
                 strategy,
@@ -170,6 +213,7 @@ class Pipeline:
                 component=strategy.components[index],
                 returned=_ignore,
                 cache=False,
+                step=run.steps.reserve(f"example.{index}"),
             )
         except asyncio.CancelledError:
             await run._interrupted(INTERRUPTED_REASON)
@@ -225,6 +269,10 @@ class Pipeline:
         return self._prices.cost(model, TokenUsage(_tokens(system, thread) + 200, limit))
 
 
+class RunSuspended(Exception):
+    """A resumable run was suspended for a shutdown: it stays open, to be resumed."""
+
+
 class _Stopped(Exception):
     """The budget refused the plan: the run ends with `reason`, having spent nothing more."""
 
@@ -247,8 +295,12 @@ class _Run:
         emit: Emit,
         thread: str | None = None,
         budget: CallBudget | None = None,
+        steps: Steps | None = None,
+        resumable: bool = False,
     ) -> None:
         self.p = pipeline
+        self.steps: Steps = steps or Immediate()
+        self.resumable = resumable
         self.question = question
         self.thread = thread
         self.emit = emit
@@ -266,8 +318,14 @@ class _Run:
             await self._fail(refused.reason)
             return
         except asyncio.CancelledError:
-            await self._interrupted(INTERRUPTED_REASON)
+            if self.resumable:
+                await self._cut_off_recorded()
+            else:
+                await self._interrupted(INTERRUPTED_REASON)
             raise
+        if stopped is not None and stop is not None and stop.suspended and self.resumable:
+            await self._cut_off_recorded()
+            raise RunSuspended(stopped)
         if stopped is not None:
             await self._interrupted(stopped, stopped_by=stop.by if stop else None)
 
@@ -321,6 +379,7 @@ class _Run:
     async def _planned(self) -> Strategy | None:
         claude, model = self.p._claude, self.p._settings.strategy_model
         reply = await self._limited(
+            self.steps.reserve("plan"),
             partial(
                 claude.plan,
                 self.question,
@@ -328,7 +387,7 @@ class _Run:
                 on_cancel=self.cut_off.append,
                 on_text=self._drafted,
                 budget=self.budget,
-            )
+            ),
         )
         await self._record(reply.call)
         if reply.value is None and reply.call.outcome == "invalid":
@@ -343,7 +402,7 @@ class _Run:
                 on_text=self._drafted,
                 budget=self.budget,
             )
-            reply = await self._limited(repair)
+            reply = await self._limited(self.steps.reserve("plan.repair"), repair)
             await self._record(reply.call)
         if reply.value is None:
             await self._fail(f"{model} could not produce a usable strategy: {reply.problem}.")
@@ -370,6 +429,9 @@ class _Run:
                 all_returned.set()
 
         components = list(enumerate(strategy.components))
+        # Each example's step is reserved here, by index, before any call starts: the
+        # order a durable engine numbers them in cannot depend on which returns first.
+        steps = {i: self.steps.reserve(f"example.{i}") for i, _ in components}
         # The shared prefix is always marked (below the model's minimum the API simply
         # does not cache it); the others wait for a first writer only where the prefix is
         # long enough for the read to pay for that wait (BENCHMARKS.md, prompt caching).
@@ -388,19 +450,26 @@ class _Run:
                         returned=returned,
                         cache=True,
                         started=first_started,
+                        step=steps[index],
                     )
                 )
                 await first_started.wait()
             for index, component in components:
                 group.create_task(
                     self._example(
-                        strategy, index, component=component, returned=returned, cache=cache
+                        strategy,
+                        index,
+                        component=component,
+                        returned=returned,
+                        cache=cache,
+                        step=steps[index],
                     )
                 )
             await all_returned.wait()
             ordered = [outcomes[i] for i in sorted(outcomes)]
             if any(o.markdown is not None for o in ordered):
-                review = group.create_task(self._review(strategy, ordered))
+                step = self.steps.reserve("review")
+                review = group.create_task(self._review(strategy, ordered, step))
         if any(o.markdown is not None for o in ordered):
             return review.result()
         return None
@@ -414,6 +483,7 @@ class _Run:
         returned: Callable[[int, prompts.ExampleOutcome], None],
         cache: bool,
         started: asyncio.Event | None = None,
+        step: Step | None = None,
     ) -> None:
         call = partial(
             self.p._claude.example,
@@ -428,7 +498,7 @@ class _Run:
         )
         model = self.p._settings.examples_model
         try:
-            reply = await self._limited(call)
+            reply = await self._limited(step or _Now(), call)
         except CallRefused as refused:
             # A failed step like any other (Retry can redo it once the budget has room);
             # the other examples ask the budget for themselves.
@@ -437,6 +507,8 @@ class _Run:
             returned(index, prompts.ExampleOutcome(component, None, refused.reason))
             await self.emit(ExampleFailed(index, component, refused.reason, model))
             return
+        if started is not None:
+            started.set()  # a call replayed from its step never started streaming
         if reply.value is None:
             reason = reply.problem or "unknown failure"
             returned(index, prompts.ExampleOutcome(component, None, reason))
@@ -448,7 +520,7 @@ class _Run:
             await self.emit(ExampleReady(index, component, reply.value, model))
 
     async def _review(
-        self, strategy: Strategy, outcomes: list[prompts.ExampleOutcome]
+        self, strategy: Strategy, outcomes: list[prompts.ExampleOutcome], step: Step
     ) -> Reply[Review] | str:
         call = partial(
             self.p._claude.review,
@@ -459,18 +531,21 @@ class _Run:
             budget=self.budget,
         )
         try:
-            reply = await self._limited(call)
+            reply = await self._limited(step, call)
         except CallRefused as refused:
             return refused.reason
         await self._record(reply.call)
         return reply
 
-    async def _limited(self, call: Callable[[], Awaitable[Reply[T]]]) -> Reply[T]:
+    async def _limited(self, step: Step, call: Callable[[], Awaitable[Reply[T]]]) -> Reply[T]:
         # The call is made only once a slot is held: a run cancelled while it waits leaves
         # no coroutine behind that was never awaited, and a call holds its budget only
-        # while it can run.
-        async with self.p._slots:
-            return await call()
+        # while it can run. A step replayed after a restart takes no slot.
+        async def limited() -> Reply[T]:
+            async with self.p._slots:
+                return await call()
+
+        return await step(limited)
 
     async def _record(self, call: CallRecord) -> None:
         self.calls.append(call)
@@ -485,10 +560,14 @@ class _Run:
         await self.emit(RunFailed(reason, bill, elapsed, interrupted, stopped_by))
 
     async def _interrupted(self, reason: str, *, stopped_by: str | None = None) -> None:
+        await self._cut_off_recorded()
+        await self._fail(reason, interrupted=True, stopped_by=stopped_by)
+
+    async def _cut_off_recorded(self) -> None:
+        """Record what the calls closed mid-stream had spent (estimated)."""
         for call in self.cut_off:
             await self._record(call)
         self.cut_off.clear()
-        await self._fail(reason, interrupted=True, stopped_by=stopped_by)
 
     def _bill(self) -> CostSummary:
         return summarize(

@@ -59,7 +59,7 @@ class Ledger:
             prices=prices,
             strategy_model=strategy_model,
             store_questions=store_questions,
-            owner_id=self.instances.id,
+            owner=lambda: self.instances.id,
         )
         self.writer = RunWriter(self.runs, spill=SpillFile(spill_file))
         self.reports = Reports(driver, strategy_model=strategy_model)

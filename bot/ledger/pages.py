@@ -93,6 +93,16 @@ class RunPages:
         except (LedgerError, OSError, TimeoutError) as exc:
             log.warning("the web page of run %s lost its %s: %s", run_id, body["kind"], exc)
 
+    async def restart(self, run_id: str) -> None:
+        """Forget `run_id`'s events: it was resumed after a restart and tells them again."""
+        if not self._store:
+            return
+        try:
+            async with self._db.write() as c:
+                await c.execute("DELETE FROM run_events WHERE run_id = ?", run_id)
+        except (LedgerError, OSError) as exc:
+            log.warning("the web page of run %s could not be restarted: %s", run_id, exc)
+
     async def _insert(self, run_id: str, body: dict[str, Any], now: datetime | None) -> None:
         async with self._db.write() as c:
             await c.execute(

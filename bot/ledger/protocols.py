@@ -57,6 +57,7 @@ class RunLedger(Protocol):
         channel_budget: Decimal | None = None,
         models: str = "",
         now: datetime | None = None,
+        run_id: str | None = None,
     ) -> Reservation | BudgetRefusal: ...
 
     async def get_run(self, run_id: str) -> RunInfo | None: ...
@@ -98,13 +99,15 @@ class RunLedger(Protocol):
 
 
 class InstanceLedger(Protocol):
-    """Liveness (`bot/slack/liveness.py`): beat, close the runs of dead instances, leave."""
+    """Liveness (`bot/slack/liveness.py`): beat, forget dead instances, leave."""
 
     id: str
 
-    async def beat(self, *, now: datetime | None = None) -> None: ...
+    async def beat(self, *, now: datetime | None = None) -> bool: ...
 
     async def live(self, *, ttl: timedelta, now: datetime | None = None) -> int: ...
+
+    async def live_ids(self, *, ttl: timedelta, now: datetime | None = None) -> set[str]: ...
 
     async def reap(
         self, *, ttl: timedelta, ownerless_before: datetime, now: datetime | None = None
@@ -222,6 +225,8 @@ class PageLog(Protocol):
     """The run owner (`bot/slack/runs.py`): what each run showed, kept for its web page."""
 
     async def record(self, run_id: str, event: Event, *, now: datetime | None = None) -> None: ...
+
+    async def restart(self, run_id: str) -> None: ...
 
 
 class PageReader(Protocol):

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_args
 
 from bot.core.models import Strategy
 from bot.core.pricing import PriceTable
@@ -27,6 +28,7 @@ from bot.ledger.budgets import Budgets, Limits
 from bot.ledger.driver import Conn, Driver, Row, day_number, now_utc, require_run
 from bot.ledger.migrations import CALL_DAYS_COLUMNS
 from bot.ledger.types import (
+    BudgetName,
     BudgetRefusal,
     BudgetStop,
     CallHold,
@@ -54,10 +56,10 @@ class RunBook:
         prices: PriceTable,
         strategy_model: str,
         store_questions: bool,
-        owner_id: str,
+        owner: Callable[[], str],
     ) -> None:
         self._db = db
-        self._owner_id = owner_id
+        self._owner = owner  # this instance's id (claimed at start)
         self._budgets = budgets
         self._prices = prices
         self._strategy_model = strategy_model
@@ -91,16 +93,25 @@ class RunBook:
         channel_budget: Decimal | None = None,
         models: str = "",
         now: datetime | None = None,
+        run_id: str | None = None,
     ) -> Reservation | BudgetRefusal:
         """Check what is left and insert the run with its reservation, in one transaction.
 
         A refusal is recorded as a `refused` run (no calls, counts toward nothing) so that
         admins can see refusals; the run is otherwise `running` and holds `worst_case_usd`.
         `parent_run_id` makes it a follow-up of that run, asked and answered in its thread.
+        `run_id` names the run (a workflow's id): reserving it again returns what the first
+        reservation decided, and changes nothing.
         """
         run = _NewRun(team_id, channel_id, user_id, question, now_utc(now), parent_run_id)
         limits = Limits(user_budget, workspace_budget, channel_budget)
         async with self._db.write(lock_key=f"orchestrate.budget:{team_id}") as c:
+            if run_id is not None:
+                rows = await c.fetch(
+                    "SELECT status, reserved_nanos, error FROM runs WHERE id = ?", run_id
+                )
+                if rows:
+                    return _decided(run_id, rows[0], worst_case_usd)
             reserve = worst_case_usd
             if limits.any:
                 reserve = await self._budgets.likely_cost(
@@ -118,7 +129,7 @@ class RunBook:
             run_id = await self._insert(
                 c, run, reserved=to_nanos(reserve), models=models,
                 status="running" if refusal is None else "refused",
-                error=None if refusal is None else refusal.reason,
+                error=None if refusal is None else refusal.reason, run_id=run_id,
             )  # fmt: skip
         if refusal is None:
             return Reservation(run_id, worst_case_usd=worst_case_usd, reserved_usd=reserve)
@@ -282,13 +293,17 @@ class RunBook:
         async with self._db.write() as c:
             changed = await c.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, elapsed_s = ?, error = ?"
-                " WHERE id = ?",
+                " WHERE id = ? AND status = 'running'",
                 status,
                 self._db.to_db_time(now_utc(now)),
                 elapsed_s,
                 error,
                 run_id,
             )
+            if not changed:
+                # Ended already (a resumed run re-telling its end): an ended run is never
+                # rewritten. A run that does not exist is still an error.
+                changed = len(await c.fetch("SELECT 1 FROM runs WHERE id = ?", run_id))
             # Whatever the run's calls still hold (a call cut off by a stop or a shutdown)
             # is given back with its end.
             await c.execute("DELETE FROM call_holds WHERE run_id = ?", run_id)
@@ -303,8 +318,10 @@ class RunBook:
         status: str = "running",
         error: str | None = None,
         models: str = "",
+        run_id: str | None = None,
     ) -> str:
-        run_id = str(uuid.uuid4())
+        given = run_id is not None
+        run_id = run_id or str(uuid.uuid4())
         await c.execute(
             "INSERT INTO runs (id, team_id, channel_id, user_id, question_chars, question,"
             " status, started_at, reserved_nanos, error, parent_run_id, owner_id, models)"
@@ -312,7 +329,8 @@ class RunBook:
             run_id, run.team_id, run.channel_id, run.user_id, len(run.question),
             run.question if self._store_questions else None,
             status, self._db.to_db_time(run.at), reserved, error, run.parent_run_id,
-            self._owner_id, models,
+            # A workflow's run (its id given) belongs to the engine, not to an instance.
+            None if given else self._owner(), models,
         )  # fmt: skip
         return run_id
 
@@ -333,6 +351,24 @@ class RunBook:
             reserved_usd=from_nanos(int(reserved)), cost_usd=from_nanos(int(cost)),
             calls=int(calls), unpriced_calls=int(unpriced), error=error, parent_run_id=parent,
         )  # fmt: skip
+
+
+def _decided(run_id: str, row: Row, worst_case_usd: Decimal) -> Reservation | BudgetRefusal:
+    """What an earlier reservation of `run_id` decided, read back from its row: a refused
+    run is refused again (by the budget its error names), any other goes on as admitted."""
+    status, reserved, error = row
+    if status == "refused":
+        # The row keeps which budget refused ("refused: <name> budget"), not the figures.
+        named = str(error or "").removeprefix("refused: ").removesuffix(" budget")
+        budget: BudgetName = "workspace_monthly"
+        for known in get_args(BudgetName):
+            if named == known:
+                budget = known
+        zero = Decimal(0)
+        return BudgetRefusal(run_id, budget, zero, zero, zero, worst_case_usd)
+    return Reservation(
+        run_id, worst_case_usd=worst_case_usd, reserved_usd=from_nanos(int(reserved or 0))
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,12 +86,13 @@ class RunWriter:
         channel_budget: Decimal | None = None,
         models: str = "",
         now: datetime | None = None,
+        run_id: str | None = None,
     ) -> Reservation | BudgetRefusal:
         return await self._book.reserve_run(
             team_id=team_id, channel_id=channel_id, user_id=user_id, question=question,
             worst_case_usd=worst_case_usd, user_budget=user_budget,
             workspace_budget=workspace_budget, parent_run_id=parent_run_id,
-            channel_budget=channel_budget, models=models, now=now,
+            channel_budget=channel_budget, models=models, now=now, run_id=run_id,
         )  # fmt: skip
 
     async def reserve_call(

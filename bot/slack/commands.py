@@ -190,7 +190,9 @@ async def _ask(
     services: Services, *, command: dict[str, Any], question: str, respond: PrivateReply
 ) -> None:
     try:
-        await services.runs.start(_request(command, question), respond)
+        trigger = command.get("trigger_id") or ""
+        delivery = f"command:{trigger}" if trigger else None
+        await services.runs.start(_request(command, question), respond, delivery=delivery)
     except Exception:
         # Not a silent failure: the asker learns, the operator gets the trace.
         log.exception("could not start a run for %s", command.get("user_id"))

@@ -69,6 +69,7 @@ class Request:
     before_ts: str | None  # read the thread up to here (the mention); None: all of it
     respond: Respond  # tells the asker privately (ephemeral)
     replan: bool = False  # in a run's thread, re-plan (the shortcut) rather than route the text
+    delivery: str | None = None  # what Slack sent (`event:<id>`, `shortcut:<trigger>`): a run's id
 
 
 class Conversations:
@@ -160,7 +161,7 @@ class Conversations:
         discussion = self._fit(thread)
         question = request.text or DISCUSSION_QUESTION
         run = _run_request(request, question, discussion)
-        task = await self._runs.start(run, request.respond)
+        task = await self._runs.start(run, request.respond, delivery=request.delivery)
         if task is not None:
             await asyncio.shield(task)
 
@@ -174,6 +175,7 @@ class Conversations:
                 started = await self._runs.start(
                     replace(_run_request(request, text, discussion), parent_run_id=run.run_id),
                     request.respond,
+                    delivery=request.delivery,
                 )
                 if started is not None:
                     await asyncio.shield(started)

@@ -32,6 +32,8 @@ from datetime import UTC, datetime, timedelta
 
 import blocks
 from bot.ledger import InstanceLedger, LedgerError
+from bot.slack.engine import Engine
+from bot.slack.lease import Lease
 from bot.slack.poster import Poster, describe
 
 log = logging.getLogger(__name__)
@@ -49,8 +51,14 @@ class Liveness:
         ttl_s: float,
         longest_run: timedelta,
         housekeeping: Callable[[], Awaitable[object]] | None = None,
+        engine: Engine | None = None,
+        lease: Lease | None = None,
+        on_lost: Callable[[], object] | None = None,
     ) -> None:
         self._instances = instances
+        self._engine = engine
+        self.lease = lease
+        self._on_lost = on_lost
         self._poster = poster
         self._interval_s = interval_s
         self._ttl = timedelta(seconds=ttl_s)
@@ -59,13 +67,18 @@ class Liveness:
         self._task: asyncio.Task[None] | None = None
         self._connected_since: float | None = None
 
-    async def start(self) -> None:
-        """Beat, close what dead instances left, then keep beating in the background."""
-        await self._instances.beat()
+    async def start_beating(self) -> None:
+        """Beat, then keep beating in the background."""
+        await self._beat()
         await self._share(quiet_s=self._interval_s)
         self._connected_since = time.monotonic() - self._ttl.total_seconds()
-        await self.reap()
         self._task = asyncio.create_task(self._loop(), name="liveness")
+
+    async def start(self) -> None:
+        """Beat (if not yet), then resume what dead instances left, or close it."""
+        if self._task is None:
+            await self.start_beating()
+        await self.reap()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -77,12 +90,49 @@ class Liveness:
         except LedgerError as exc:
             log.warning("could not remove this instance from the ledger: %s", exc)
 
+    async def _beat(self) -> None:
+        """One heartbeat; the lease runs from when it was sent. A beat that finds this
+        instance declared dead loses the lease for good."""
+        sent = time.monotonic()
+        if await self._instances.beat():
+            if self.lease is not None:
+                self.lease.renew(at=sent)
+            return
+        log.error(
+            "this instance was declared dead (silent for longer than %.0f s): its runs were "
+            "taken over by another; it acts for them no more",
+            self._ttl.total_seconds(),
+        )
+        if self.lease is not None:
+            self.lease.lose()
+        if self._on_lost is not None:
+            self._on_lost()
+
+    async def take_over(self) -> int:
+        """Resume, here, the unfinished runs of every instance that is not alive."""
+        if self._engine is None:
+            return 0
+        live = await self._instances.live_ids(ttl=self._ttl)
+        orphans = await self._engine.pending_executors() - live - {self._instances.id}
+        if not orphans:
+            return 0
+        taken = await self._engine.recover(sorted(orphans))
+        if taken:
+            log.warning(
+                "took over %d unfinished runs of stopped instances (%s)",
+                taken,
+                ", ".join(sorted(orphans)),
+            )
+        return taken
+
     async def reap(self) -> int:
-        """Close dead instances' runs and say so in their threads; returns how many."""
+        """Forget dead instances and resume their runs here; close the runs that cannot go
+        on and say so in their threads; returns how many were closed."""
         now = datetime.now(UTC)
         threads = await self._instances.reap(
             ttl=self._ttl, ownerless_before=now - self._longest_run, now=now
         )
+        await self.take_over()
         if threads:
             log.warning("%d runs of stopped instances are interrupted", len(threads))
         for channel, ts in threads:
@@ -109,7 +159,9 @@ class Liveness:
                 log.exception("liveness tick failed")
 
     async def _tick(self) -> None:
-        await self._instances.beat()
+        if self.lease is not None and self.lease.lost:
+            return
+        await self._beat()
         await self._share()
         if self._connected_since is None:
             self._connected_since = time.monotonic()

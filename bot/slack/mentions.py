@@ -63,6 +63,7 @@ def register(app: AsyncApp, services: Services) -> None:
             root_ts=root,
             before_ts=str(event["ts"]),
             respond=respond,
+            delivery=f"event:{body['event_id']}" if body.get("event_id") else None,
         )
         services.conversations.accept(request, me)
 

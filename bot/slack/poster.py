@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,6 +154,13 @@ class Poster:
         self._replies_page = replies_page
         self._buckets: dict[str, _Bucket] = {}
         self.updates = UpdateScheduler(client, limit=update_limit)
+        # Awaited before each post: this instance's lease (see `UpdateScheduler.gate`).
+        self.gate: Callable[[], Awaitable[None]] | None = None
+
+    def fence(self, gate: Callable[[], Awaitable[None]]) -> None:
+        """Hold every post and edit to `gate` (this instance's lease)."""
+        self.gate = gate
+        self.updates.gate = gate
 
     async def post(
         self,
@@ -204,6 +211,8 @@ class Poster:
         depth: int,
     ) -> str:
         await self._pace(channel)
+        if self.gate is not None:
+            await self.gate()
         try:
             response = await self.client.chat_postMessage(
                 channel=channel, thread_ts=thread_ts, metadata=metadata, **message.post_kwargs()
@@ -276,6 +285,29 @@ class Poster:
             channel=channel, ts=thread_ts, include_all_metadata=True, limit=self._replies_page
         )
         return await _first_tagged(pages, tag, where=f"thread {thread_ts}")
+
+    async def parts_posted(self, channel: str, thread_ts: str, run_id: str) -> dict[str, str]:
+        """The parts of `run_id` already in the thread (part → ts), read from the tags its
+        messages carry: what a resumed run must not post again. Empty if the thread cannot
+        be read (then a part may be posted twice rather than lost)."""
+        found: dict[str, str] = {}
+        pages = self.client.conversations_replies(
+            channel=channel, ts=thread_ts, include_all_metadata=True, limit=self._replies_page
+        )
+        try:
+            async for page in await pages:
+                for message in page.get("messages") or []:
+                    metadata = message.get("metadata")
+                    if not isinstance(metadata, dict):
+                        continue
+                    payload = metadata.get("event_payload")
+                    if isinstance(payload, dict) and payload.get("run_id") == run_id:
+                        part = payload.get("part")
+                        if isinstance(part, str):
+                            found.setdefault(part, str(message["ts"]))
+        except SLACK_FAILURES as exc:
+            log.warning("cannot read thread %s for a resumed run: %s", thread_ts, describe(exc))
+        return found
 
     async def find_in_channel(self, channel: str, tag: Tag, *, since: float) -> str | None:
         """The `ts` of the top-level message tagged `tag` posted after `since` (epoch

@@ -138,6 +138,11 @@ class ProgressMessage:
             await self.abandon()
             raise
 
+    def stop_now(self) -> None:
+        """Stop sending at once, without waiting (the run was taken over elsewhere)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
     async def abandon(self) -> None:
         """Stop sending (a run cancelled before it could say how it ended, or a close that
         timed out): the task is cancelled and awaited, never left pending behind its run."""

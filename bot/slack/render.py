@@ -83,8 +83,12 @@ class ThreadRenderer:
         draft_interval_s: float = DRAFT_INTERVAL_S,
         progress: ProgressTarget | None = None,
         web_link: str | None = None,
+        posted_before: dict[str, str] | None = None,
     ) -> None:
         self._poster = poster
+        # A resumed run's parts already in the thread (part → ts): not posted again.
+        self._posted_before = posted_before or {}
+        self._fenced = False
         self.channel = channel
         self.thread_ts = thread_ts
         self.top_ts = top_ts or thread_ts
@@ -122,6 +126,8 @@ class ThreadRenderer:
         self.posted = asyncio.Event()
 
     async def __call__(self, event: Event) -> None:
+        if self._fenced:
+            return
         self.state, effects = advance(self.state, event)
         for effect in effects:
             await self._perform(effect)
@@ -167,6 +173,8 @@ class ThreadRenderer:
         error = ""
         for number, message in enumerate(messages, start=1):
             mark = closes_run and number == len(messages) and self.run_id is not None
+            if f"{part}.{number}" in self._posted_before:
+                continue  # posted before the run was resumed
             try:
                 await self._poster.post(
                     self.channel,
@@ -260,6 +268,20 @@ class ThreadRenderer:
         """Set the loading status again after the progress message's reply cleared it."""
         if self._status_now is not None:
             await self._passing(self._status(self._status_now), "the loading status")
+
+    async def suspend(self) -> None:
+        """The run is suspended for a restart (it resumes there): nothing more is said; the
+        progress task stops, and the first message keeps its last state until then."""
+        self._fenced = True
+        if self.progress is not None:
+            await self.progress.abandon()
+
+    def fence(self) -> None:
+        """Another instance has the run now: this renderer performs nothing more."""
+        self._fenced = True
+        self.posted.set()
+        if self.progress is not None:
+            self.progress.stop_now()
 
     async def abandon(self) -> None:
         """The run is over without a word to the renderer (cancelled before it could say

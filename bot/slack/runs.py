@@ -27,10 +27,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -47,7 +49,7 @@ from bot.core.events import (
     StrategyReady,
 )
 from bot.core.models import Strategy
-from bot.core.pipeline import Pipeline, RunStop
+from bot.core.pipeline import Pipeline, RunStop, RunSuspended
 from bot.core.usage import CallRecord
 from bot.ledger import (
     BudgetRefusal,
@@ -67,7 +69,10 @@ from bot.ledger import (
 )
 from bot.logs import fields
 from bot.settings import Settings
+from bot.slack import engine
 from bot.slack.admins import workspace_admins
+from bot.slack.engine import Engine
+from bot.slack.lease import Lease
 from bot.slack.metrics import Metrics, run_outcome, token_kinds
 from bot.slack.poster import SLACK_FAILURES, Poster, Tag, Undelivered, describe, slack_error
 from bot.slack.progress import ProgressTarget, StreamPacing
@@ -77,6 +82,27 @@ from bot.slack.threads import run_metadata
 log = logging.getLogger(__name__)
 Respond = Callable[..., Awaitable[Any]]
 STOP_POLL_S = 1.0  # a Stop pressed on another instance takes effect within about this long
+SUSPEND_S = 10.0  # how long suspended runs have to close their calls at a shutdown
+HOST = "runs"  # the one run registry of a process (see `workflows.host`)
+# Run ids derived from what Slack sent: the same delivery is the same run, on any instance.
+RUN_IDS = uuid.UUID("5f0c7d1e-2a4b-4c8e-9d3f-6b1a0e7c2d94")
+
+
+def run_id_for(delivery: str | None) -> str:
+    """The run id for a delivery (`command:<trigger_id>`, `event:<event_id>`, …); a fresh
+    one when Slack sent no id."""
+    if not delivery:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(RUN_IDS, delivery))
+
+
+@dataclass(frozen=True, slots=True)
+class RunOrder:
+    """What a run's workflow is started with (kept by the engine: plain data only)."""
+
+    run_id: str
+    request: RunRequest
+    host: str = HOST
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +167,7 @@ class Runs:
         poster: Poster,
         settings: Settings,
         claims: WorkClaims,
+        engine: Engine,
         stops: StopRequests | None = None,
         stop_poll_s: float = STOP_POLL_S,
         metrics: Metrics | None = None,
@@ -153,6 +180,7 @@ class Runs:
         self._poster = poster
         self._settings = settings
         self._claims = claims
+        self.engine = engine
         self._stop_requests = stops
         self._stop_poll_s = stop_poll_s
         self._stops: dict[str, RunStop] = {}  # runs in flight in this process
@@ -162,8 +190,15 @@ class Runs:
         self.metrics.track_in_flight(lambda: len(self._tasks))
         self._tasks: set[asyncio.Task[None]] = set()
         # Runs in flight per thread, each with the event its renderer sets once the run's
-        # last message is posted (set too when the task ends, however it ends).
-        self._by_thread: dict[tuple[str, str], dict[asyncio.Task[None], asyncio.Event]] = {}
+        # last message is posted (set too when the run ends, however it ends).
+        self._by_thread: dict[tuple[str, str], dict[str, asyncio.Event]] = {}
+        # How to reply privately to the asker of a run this instance started (a run resumed
+        # elsewhere replies with chat.postEphemeral).
+        self._replies: dict[str, Respond] = {}
+        self.host = HOST  # which registry a workflow started here runs on (one per process)
+        # The run's workflow (`bot.slack.workflows.register` sets it: it imports this module).
+        self.workflow: Callable[[RunOrder], Coroutine[Any, Any, str]] | None = None
+        self.lease: Lease | None = None  # set by the composition root (Liveness)
         self.admitted = 0  # runs launched by this process, for the demo and tests
         # Told the team id after each run that ends (the budget watch uses it).
         self.on_finished: Callable[[str], Awaitable[object]] | None = None
@@ -172,32 +207,64 @@ class Runs:
     def in_flight(self) -> int:
         return len(self._tasks)
 
-    async def start(self, request: RunRequest, respond: Respond) -> asyncio.Task[None] | None:
-        """Admit and launch one run; tell the asker (ephemerally) if it cannot start."""
-        admitted = await self._reserve(request)
-        if isinstance(admitted, blocks.OutboundMessage):
-            await respond(**ephemeral(admitted))
-            return None
-        reservation, limits = admitted
-        run_id = reservation.run_id
+    async def start(
+        self, request: RunRequest, respond: Respond, *, delivery: str | None = None
+    ) -> asyncio.Future[None] | None:
+        """Start one run as a durable workflow; tell the asker (ephemerally) if it cannot
+        start. `delivery` names what Slack sent (a command's `trigger_id`, an event's
+        `event_id`): the run's id is derived from it, so a replay, on any instance, starts
+        nothing. Returns what finishes with the run, or None for a replay."""
+        run_id = run_id_for(delivery)
+        self._replies[run_id] = respond
+        order = RunOrder(run_id, request, self.host)
         try:
-            top_ts = await self._open_thread(request, run_id)
-        except ChannelUnavailable as problem:
-            _not_started(request, run_id, "not in channel", problem.error)
-            await self._ledger.finish_run(
-                run_id, "failed", elapsed_s=0.0, error=f"cannot post in channel: {problem.error}"
-            )
-            await respond(**ephemeral(blocks.channel_unavailable_message(error=problem.error)))
+            handle = await self.engine.start(run_id, self.workflow, order)
+        except Exception as exc:
+            # The engine's tables cannot be written (the database is away or full): a run
+            # that could not be resumed is not started, and nothing is spent.
+            self._replies.pop(run_id, None)
+            log.warning("could not start a run: %s", describe(exc), extra=fields(run_id=run_id))
+            await respond(**ephemeral(blocks.run_not_started_message()))
             return None
-        except BaseException as exc:
-            _not_started(request, run_id, "Slack API error", describe(exc))
-            # No run row may stay `running` (and holding budget) for a run that never began.
-            await self._ledger.finish_run(
-                run_id, "failed", elapsed_s=0.0, error="the first message could not be posted"
-            )
-            raise
+        if handle is None:
+            self._replies.pop(run_id, None)
+            log.info("a delivery seen before was not run again", extra=fields(run_id=run_id))
+            return None
+        ended = asyncio.ensure_future(_quietly(handle))
+        self._tasks.add(ended)
+        ended.add_done_callback(self._tasks.discard)
+        return ended
+
+    async def execute(self, order: RunOrder) -> str:
+        """The run, inside its workflow: admission, the first message and each model call
+        are steps (kept by the engine, so a resumed run does none of them twice). Returns
+        how it ended; raises `CancelledError` when suspended by a shutdown (the workflow
+        stays pending, for the next start to resume)."""
+        request, run_id = order.request, order.run_id
+        respond = self._replies.pop(run_id, None) or self._private_reply(request)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            return await self._execute(order, request, run_id, respond)
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _execute(
+        self, order: RunOrder, request: RunRequest, run_id: str, respond: Respond
+    ) -> str:
+        admitted = await engine.step("admit", partial(self._admit, request, run_id))
+        if isinstance(admitted, blocks.OutboundMessage):
+            await engine.step("tell", partial(_tell, respond, admitted))
+            return "refused"
+        opened = await engine.step("open", partial(self._open, request, run_id))
+        if isinstance(opened, blocks.OutboundMessage):
+            await engine.step("tell", partial(_tell, respond, opened))
+            return "not started"
+        top_ts = opened
         thread_ts = request.thread_ts or top_ts
-        await self._ledger.set_thread(run_id, request.channel_id, thread_ts)
+        resumed = await self._resumed(run_id, request.channel_id, thread_ts)
         renderer = ThreadRenderer(
             self._poster,
             channel=request.channel_id,
@@ -206,20 +273,64 @@ class Runs:
             question=request.question,
             top_ts=top_ts,
             run_id=run_id,
-            progress=self._progress_target(request),
+            progress=None if resumed else self._progress_target(request),
             web_link=self._settings.run_page_url(run_id),
+            posted_before=resumed,
         )
-        self._stops[run_id] = RunStop()
-        task = self.own(self._run(run_id, request, renderer, limits), name=f"run-{run_id}")
-        task.add_done_callback(lambda _: self._stops.pop(run_id, None))
+        if resumed is not None and self._pages is not None:
+            await self._pages.restart(run_id)  # the resumed run tells its events again
+        stop = self._stops[run_id] = RunStop()
         self._watch_stops()
-        self.admitted += 1
         key = (request.channel_id, thread_ts)
-        posted = renderer.posted
-        self._by_thread.setdefault(key, {})[task] = posted
-        task.add_done_callback(lambda done: self._forget(key, done))
-        task.add_done_callback(lambda _: posted.set())
-        return task
+        self._by_thread.setdefault(key, {})[run_id] = renderer.posted
+        self.admitted += 1
+        try:
+            return await self._run(run_id, request, renderer, admitted, stop)
+        finally:
+            self._stops.pop(run_id, None)
+            renderer.posted.set()
+            self._forget(key, run_id)
+
+    async def _admit(self, request: RunRequest, run_id: str) -> Limits | blocks.OutboundMessage:
+        admitted = await self._reserve(request, run_id)
+        if isinstance(admitted, blocks.OutboundMessage):
+            return admitted
+        return admitted[1]
+
+    async def _open(self, request: RunRequest, run_id: str) -> str | blocks.OutboundMessage:
+        """The thread's first message (its `ts`), or the reply saying why it was not posted."""
+        try:
+            top_ts = await self._open_thread(request, run_id)
+        except ChannelUnavailable as problem:
+            _not_started(request, run_id, "not in channel", problem.error)
+            await self._ledger.finish_run(
+                run_id, "failed", elapsed_s=0.0, error=f"cannot post in channel: {problem.error}"
+            )
+            return blocks.channel_unavailable_message(error=problem.error)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise  # a shutdown: the step runs again after the restart
+            _not_started(request, run_id, "Slack API error", describe(exc))
+            # No run row may stay `running` (and holding budget) for a run that never began.
+            await self._ledger.finish_run(
+                run_id, "failed", elapsed_s=0.0, error="the first message could not be posted"
+            )
+            return blocks.run_not_started_message()
+        await self._ledger.set_thread(run_id, request.channel_id, request.thread_ts or top_ts)
+        return top_ts
+
+    async def _resumed(self, run_id: str, channel: str, thread_ts: str) -> dict[str, str] | None:
+        """For a run resumed after a restart or a takeover, the parts of its thread already
+        posted (part → ts), which it must not post again; None for a run on its first go."""
+        if not await self.engine.resumed(run_id):
+            return None
+        posted = await self._poster.parts_posted(channel, thread_ts, run_id)
+        log.info("resuming a run", extra=fields(run_id=run_id, posted=len(posted)))
+        return posted
+
+    def _private_reply(self, request: RunRequest) -> Respond:
+        """How a run resumed on another instance tells the asker something privately."""
+        return PrivateTo(self._poster, request.channel_id, request.user_id)
 
     def _progress_target(self, request: RunRequest) -> ProgressTarget | None:
         """Where the run's progress message streams to (the asker), unless it is off."""
@@ -271,10 +382,10 @@ class Runs:
         if running:
             await asyncio.gather(*(posted.wait() for posted in list(running.values())))
 
-    def _forget(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
+    def _forget(self, key: tuple[str, str], run_id: str) -> None:
         running = self._by_thread.get(key)
         if running is not None:
-            running.pop(task, None)
+            running.pop(run_id, None)
             if not running:
                 del self._by_thread[key]
 
@@ -290,7 +401,12 @@ class Runs:
         return reservation, LedgerBudget(self._ledger, reservation.run_id, limits)
 
     async def _admission(
-        self, request: RunRequest, worst_case: Decimal | None, *, models: str
+        self,
+        request: RunRequest,
+        worst_case: Decimal | None,
+        *,
+        models: str,
+        run_id: str | None = None,
     ) -> tuple[Reservation, Limits] | blocks.OutboundMessage:
         """The reservation and the budgets the run goes on under, or the reply saying why it
         may not start: a channel outside the admins' allow-list, or a budget (checked and the
@@ -324,6 +440,7 @@ class Runs:
             parent_run_id=request.parent_run_id,
             channel_budget=limits.channel_monthly,
             models=models,
+            run_id=run_id,
         )
         if isinstance(result, BudgetRefusal):
             _not_started(request, result.run_id, "budget", f"{result.budget} budget")
@@ -344,7 +461,9 @@ class Runs:
             await asyncio.gather(*set(self._tasks), return_exceptions=True)
 
     async def drain(self, grace_s: float) -> None:
-        """Let runs in flight finish for `grace_s`, then cancel (and so interrupt) the rest."""
+        """Let runs in flight finish for `grace_s`, then suspend the rest: their calls in
+        flight are closed and recorded, and they stay open, to be resumed by the next
+        instance that starts (or by a live one). A run that ended is never rewritten."""
         if self._tasks:
             log.info(
                 "draining: letting %s finish",
@@ -352,14 +471,17 @@ class Runs:
                 extra=fields(grace_s=grace_s),
             )
             done, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
-            for task in pending:
+            for stop in list(self._stops.values()):
+                stop.suspend()
+            _, stuck = await asyncio.wait(pending, timeout=SUSPEND_S) if pending else ((), ())
+            for task in stuck:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             log.info(
-                "drained: %s finished, %d interrupted",
+                "drained: %s finished, %d left to resume after the restart",
                 _runs(len(done)),
                 len(pending),
-                extra=fields(finished=len(done), interrupted=len(pending)),
+                extra=fields(finished=len(done), suspended=len(pending)),
             )
         else:
             log.info("no runs in flight")
@@ -368,11 +490,12 @@ class Runs:
             await asyncio.gather(self._poller, return_exceptions=True)
 
     async def _reserve(
-        self, request: RunRequest
+        self, request: RunRequest, run_id: str
     ) -> tuple[Reservation, Limits] | blocks.OutboundMessage:
         """The run's reservation (the discussion counted in its worst case), or why not."""
         worst_case = self._pipeline.worst_case_usd(request.question, thread=request.thread or "")
-        return await self._admission(request, worst_case, models=",".join(self._settings.models))
+        models = ",".join(self._settings.models)
+        return await self._admission(request, worst_case, models=models, run_id=run_id)
 
     async def _open_thread(self, request: RunRequest, run_id: str) -> str:
         """Post the run's first message (in `request.thread_ts` when set); returns its ts."""
@@ -437,44 +560,60 @@ class Runs:
         return True
 
     async def _run(
-        self, run_id: str, request: RunRequest, renderer: ThreadRenderer, limits: Limits
-    ) -> None:
+        self,
+        run_id: str,
+        request: RunRequest,
+        renderer: ThreadRenderer,
+        limits: Limits,
+        stop: RunStop,
+    ) -> str:
         budget = LedgerBudget(self._ledger, run_id, limits)
         started = time.monotonic()
-        closed = False  # whether the run's row has been given its end
 
         async def emit(event: Event) -> None:
-            nonlocal closed
             await self._to_ledger(run_id, event)
-            closed = closed or isinstance(event, RunFinished | RunFailed)
             self.observe(run_id, request, event)
             await renderer(event)
 
+        steps = engine.DurableSteps(run_id, self._guard)
         try:
-            stop = self._stops.get(run_id)
             await self._pipeline.run(
-                request.question, emit=emit, thread=request.thread, budget=budget, stop=stop
+                request.question,
+                emit=emit,
+                thread=request.thread,
+                budget=budget,
+                stop=stop,
+                steps=steps,
+                resumable=True,
             )
-        except asyncio.CancelledError:
-            if not closed:  # cancelled before the pipeline could say so: still close the row
-                await asyncio.shield(
-                    self._ledger.finish_run(
-                        run_id, "interrupted", elapsed_s=time.monotonic() - started,
-                        error="cancelled",
-                    )
-                )  # fmt: skip
-            await renderer.abandon()  # a progress message the run never closed
-            raise
-        except Exception:
+        except (asyncio.CancelledError, RunSuspended):
+            # A shutdown: the run stays open and resumes after the restart, where it was.
+            log.info("run suspended for a restart", extra=fields(run_id=run_id))
+            await renderer.suspend()
+            raise asyncio.CancelledError from None
+        except BaseException as exc:
+            if engine.lost(exc):
+                # Another instance took the run over (this one was frozen, and found dead),
+                # or it was cancelled: it writes nothing more, and posts nothing more, for it.
+                log.warning("run taken over or cancelled", extra=fields(run_id=run_id))
+                renderer.fence()
+                raise engine.first_lost(exc) from None
+            if not isinstance(exc, Exception):
+                raise
             log.exception("run %s failed with a bug", run_id, extra=fields(run_id=run_id))
             self.metrics.runs.labels("failed").inc()
-            if not closed:
-                await self._ledger.finish_run(
-                    run_id, "failed", elapsed_s=time.monotonic() - started, error="internal error"
-                )
+            await self._ledger.finish_run(
+                run_id, "failed", elapsed_s=time.monotonic() - started, error="internal error"
+            )
             await renderer.bug()
-            return
+            return "failed"
         await self._after(request.team_id)
+        return "ended"
+
+    async def _guard(self) -> None:
+        """Before each model call: this instance must still hold its lease (`Liveness`)."""
+        if self.lease is not None:
+            await self.lease.check()
 
     async def retry(self, run: RunInfo, index: int, *, by: str) -> blocks.OutboundMessage:
         """Illustrate component `index` of `run` once more, for `by`, from what the ledger
@@ -733,3 +872,35 @@ def ephemeral(message: blocks.OutboundMessage) -> dict[str, Any]:
 def _runs(count: int) -> str:
     """ "1 run", "2 runs": the drain's log lines read as written."""
     return f"{count} run" if count == 1 else f"{count} runs"
+
+
+async def _quietly(handle: Any) -> None:
+    """Wait for a workflow's end; how it ended was logged and told where it ended."""
+    try:
+        await handle.get_result()
+    except BaseException as exc:
+        if isinstance(exc, asyncio.CancelledError) and asyncio.current_task() is not None:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+        log.debug("a run's workflow ended without a result: %s", describe(exc))
+
+
+async def _tell(respond: Respond, message: blocks.OutboundMessage) -> None:
+    await respond(**ephemeral(message))
+
+
+class PrivateTo:
+    """A private reply by `chat.postEphemeral` (for a run resumed where no `respond` is)."""
+
+    def __init__(self, poster: Poster, channel: str, user: str) -> None:
+        self._poster, self._channel, self._user = poster, channel, user
+
+    async def __call__(self, **message: Any) -> None:
+        message.pop("response_type", None)
+        try:
+            await self._poster.client.chat_postEphemeral(
+                channel=self._channel, user=self._user, **message
+            )
+        except SLACK_FAILURES as exc:
+            log.warning("could not reply privately to the asker: %s", describe(exc))

@@ -49,5 +49,6 @@ def register(app: AsyncApp, services: Services) -> None:
             before_ts=None,
             respond=private_reply(respond, client, shortcut),
             replan=True,
+            delivery=f"shortcut:{shortcut['trigger_id']}" if shortcut.get("trigger_id") else None,
         )
         services.conversations.accept(request, Me(context.bot_user_id or "", context.bot_id))

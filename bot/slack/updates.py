@@ -152,6 +152,9 @@ class UpdateScheduler:
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
+        # Awaited before each edit: this instance's lease (`bot.slack.lease`), so an instance
+        # woken from a freeze sends no edit for runs another has taken over.
+        self.gate: Callable[[], Awaitable[None]] | None = None
         self.sent = 0  # chat.update calls made, for tests and benchmarks
         self.coalesced = 0  # updates replaced before they were sent
 
@@ -281,8 +284,10 @@ class UpdateScheduler:
 
     async def _send(self, key: Key, pending: _Pending) -> None:
         channel, ts = key
-        self.sent += 1
         try:
+            if self.gate is not None:
+                await self.gate()
+            self.sent += 1
             await self._client.chat_update(channel=channel, ts=ts, **pending.kwargs)
         except asyncio.CancelledError:
             log.error(
