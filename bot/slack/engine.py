@@ -47,6 +47,7 @@ T = TypeVar("T")
 ENGINE_VERSION = "orchestrate-workflows-1"
 # The engine's own tables on PostgreSQL.
 SCHEMA = "dbos"
+START_TIMEOUT_S = 5.0  # a new run waits this long for the engine's database, then is refused
 
 # What DBOS raises when this instance lost a workflow to another (it was taken over).
 Fenced = dbos_error.DBOSWorkflowConflictIDError
@@ -130,7 +131,16 @@ class Engine:
         exists already (a replay: nothing new starts, on this or any instance)."""
         if workflow is None:
             raise EngineError("no workflow registered (bot.slack.workflows.register)")
-        if await DBOS.get_workflow_status_async(workflow_id) is not None:
+        # DBOS waits out a database that is away (retrying for as long as it takes): right
+        # for a run in flight, not for one that has not begun. A read that cannot be made
+        # within START_TIMEOUT_S refuses the start, and wrote nothing that could start it.
+        try:
+            existing = await asyncio.wait_for(
+                DBOS.get_workflow_status_async(workflow_id), START_TIMEOUT_S
+            )
+        except TimeoutError:
+            raise EngineError("the run engine's database did not answer") from None
+        if existing is not None:
             return None
         with SetWorkflowID(workflow_id):
             # Racing another instance on one id, DBOS runs it once: the loser's handle
