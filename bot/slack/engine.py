@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -149,8 +150,19 @@ class Engine:
 
     async def resumed(self, workflow_id: str) -> bool:
         """Whether the workflow is running again (after a restart or a takeover), not for
-        the first time."""
-        status = await DBOS.get_workflow_status_async(workflow_id)
+        the first time.
+
+        Read outside the workflow's context: inside it, DBOS records the status read as a
+        step (`DBOS.getStatus`) and hands a resumed workflow the status recorded on its
+        first go (one attempt), so every resumed run would think it runs for the first time.
+        """
+
+        def read() -> Any:
+            return DBOS.get_workflow_status(workflow_id)
+
+        status = await asyncio.get_running_loop().run_in_executor(
+            None, contextvars.Context().run, read
+        )
         return status is not None and (status.recovery_attempts or 0) > 1
 
     async def cancel(self, workflow_id: str) -> None:
