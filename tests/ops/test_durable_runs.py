@@ -1,0 +1,247 @@
+"""Durable runs as an operator meets them: the real `orchestrate-bot serve`, killed or
+frozen mid-run, and what the thread, the Claude API and the ledger show afterwards.
+
+Every instance runs as its own process against the in-process stand-ins (as
+tests/ops/test_fail_fast.py does). Example calls are slowed by a Claude stand-in rule so
+that some are in flight when an instance is killed; what was paid for is counted from the
+stand-in's served requests and from the ledger's `calls` rows, what was posted from the
+Slack stand-in's thread (each message part carries its run id and part in its metadata).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sqlite3
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.sandbox.claude.rules import RecordedRequest
+from bot.sandbox.claude.server import ClaudeSandbox
+from bot.sandbox.slack.payloads import slash_command_payload
+from bot.sandbox.slack.server import SlackSandbox
+from bot.slack.poster import EVENT_TYPE
+from bot.slack.threads import FOOTER_EVENT, RUN_EVENT
+from tests.ops.test_fail_fast import sandboxes, stack_env
+
+QUESTION = "Design a REST API for a social network"
+CHANNEL = "C0GENERAL"
+SLOW_EXAMPLE_S = 4.0
+# Fast posting (the default paces a workspace at 1 post/s), no progress message (it is a
+# reply of its own, edited often), and a short heartbeat and TTL so a dead instance is
+# found within seconds.
+FAST = {
+    "ORCHESTRATE_SLACK_POSTS_PER_S": "50",
+    "ORCHESTRATE_PROGRESS": "off",
+    "ORCHESTRATE_HEARTBEAT_S": "1",
+    "ORCHESTRATE_INSTANCE_TTL_S": "4",
+}
+
+
+@dataclass
+class Bot:
+    process: asyncio.subprocess.Process
+    log: Path
+
+    @property
+    def stderr(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGKILL)
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGCONT)  # a frozen one must wake to exit
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+@contextlib.asynccontextmanager
+async def bots() -> AsyncIterator[Callable[..., Any]]:
+    """`serve(env, tmp_path, name)` starts one real `serve`; all are ended on the way out."""
+    started: list[Bot] = []
+
+    async def serve(env: dict[str, str], cwd: Path, name: str) -> Bot:
+        log = cwd / f"{name}.log"
+        with log.open("ab") as err:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bot",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                env=env,
+                cwd=cwd,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=err,
+            )
+        bot = Bot(process, log)
+        started.append(bot)
+        return bot
+
+    try:
+        yield serve
+    finally:
+        for bot in started:
+            await bot.stop()
+
+
+def replies(slack: SlackSandbox) -> tuple[Any, list[Any]]:
+    top = slack.messages(CHANNEL)[0]
+    return top, slack.replies(CHANNEL, top.ts)
+
+
+def parts(messages: list[Any]) -> list[str]:
+    """The run-message parts the thread shows (one per tagged message)."""
+    return [
+        str(m.metadata["event_payload"]["part"])
+        for m in messages
+        if m.metadata and m.metadata.get("event_type") == EVENT_TYPE and not m.deleted
+    ]
+
+
+def complete(slack: SlackSandbox) -> bool:
+    if not slack.messages(CHANNEL):
+        return False
+    top, thread = replies(slack)
+    footer = any(m.metadata and m.metadata.get("event_type") == FOOTER_EVENT for m in thread)
+    return footer and "orchestrate_stop" not in str(top.blocks)
+
+
+async def until(condition: Callable[[], bool], *, within_s: float, what: str) -> float:
+    """Poll `condition` (the stand-ins have no notification for these); seconds it took."""
+    began = time.monotonic()
+    try:
+        async with asyncio.timeout(within_s):
+            while not condition():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"not within {within_s} s: {what}") from None
+    return time.monotonic() - began
+
+
+def by_role(requests: list[RecordedRequest]) -> Counter[str]:
+    return Counter(str(r.role) for r in requests)
+
+
+def ledger_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return list(conn.execute(sql))
+
+
+def components_of(slack: SlackSandbox) -> int:
+    top, _ = replies(slack)
+    assert top.metadata and top.metadata["event_type"] == RUN_EVENT, top.metadata
+    return int(top.metadata["event_payload"]["components"])
+
+
+def in_flight(claude: ClaudeSandbox, role: str) -> list[RecordedRequest]:
+    return [r for r in claude.messages() if r.role == role and r.finished is None]
+
+
+def finished_ok(claude: ClaudeSandbox, role: str) -> list[RecordedRequest]:
+    return [r for r in claude.messages() if r.role == role and r.status == 200]
+
+
+async def test_a_run_killed_mid_examples_finishes_after_a_restart_paying_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    async with sandboxes() as (slack, claude), bots() as serve:
+        # One example answers at once, the others are still being written at the kill.
+        claude.add_rule(role="example", delay_s=0.05, times=1)
+        claude.add_rule(role="example", delay_s=SLOW_EXAMPLE_S)
+        env = stack_env(tmp_path, slack, claude, **FAST)
+        first = await serve(env, tmp_path, "first")
+        await slack.wait_connected(timeout=60)
+        await slack.send_slash_command(text=QUESTION, channel_id=CHANNEL)
+        await until(
+            lambda: finished_ok(claude, "example") and in_flight(claude, "example"),
+            within_s=30,
+            what="one example answered and others in flight",
+        )
+        await asyncio.sleep(0.3)  # the answered example's checkpoint is written
+        flying = len(in_flight(claude, "example"))
+        done_before = by_role([r for r in claude.messages() if r.status == 200])
+        first.kill()
+        await first.process.wait()
+        parts_before = parts(replies(slack)[1])
+        claude.clear_rules()
+
+        await serve(env, tmp_path, "second")
+        took = await until(lambda: complete(slack), within_s=15, what="the thread complete")
+        await asyncio.sleep(1.0)  # anything posted twice would show by now
+        top, thread = replies(slack)
+        served = by_role(claude.messages())
+        components = components_of(slack)
+        db = tmp_path / "cli.db"
+        calls = ledger_rows(db, "SELECT role, call_key FROM calls")
+        runs = ledger_rows(db, "SELECT status FROM runs")
+
+    print(f"restart to complete thread: {took:.2f} s; in flight at the kill: {flying}")
+    assert done_before["plan"] == 1 and flying >= 1, (done_before, flying)
+    assert served["plan"] == 1, served
+    assert served["example"] <= components + flying, (served, components, flying)
+    assert served["review"] == 1, served
+    assert len(slack.messages(CHANNEL)) == 1  # one thread
+    shown = parts(thread)
+    assert len(shown) == len(set(shown)), Counter(shown)
+    assert set(parts_before) <= set(shown)
+    assert "orchestrate_stop" not in str(top.blocks)
+    assert "Done" in str(top.blocks) + top.text, top.blocks
+    footers = [m for m in thread if m.metadata and m.metadata["event_type"] == FOOTER_EVENT]
+    assert len(footers) == 1 and "$" in str(footers[0].blocks), footers
+    paid = Counter(role for role, _ in calls)
+    assert paid["plan"] == 1 and paid["example"] == components, (paid, components)
+    assert len({key for _, key in calls}) == len(calls), calls
+    assert runs == [("finished",)], runs
+
+
+async def test_a_replayed_slash_command_starts_one_run_on_two_instances(tmp_path: Path) -> None:
+    async with sandboxes() as (slack, claude), bots() as serve:
+        env = stack_env(tmp_path, slack, claude, **FAST)
+        await serve(env, tmp_path, "one")
+        await serve(env, tmp_path, "two")
+        await slack.wait_connected(timeout=60, count=2)
+        sockets = sum(not ws.closed for ws in slack.socket.connections)
+        entry = slack.response_urls.issue(channel=CHANNEL, user="U0ALICE")
+        payload = slash_command_payload(
+            slack.workspace,
+            text=QUESTION,
+            user_id="U0ALICE",
+            channel_id=CHANNEL,
+            command="/orchestrate",
+            response_url=entry.url,
+            should_escape=False,
+        )
+        # The same delivery, twice on each connection (round robin), back to back.
+        acks = await asyncio.gather(
+            *(
+                slack.send_envelope("slash_commands", payload, accepts_response_payload=True)
+                for _ in range(2 * sockets)
+            )
+        )
+        assert not any(a.timed_out for a in acks)
+        await until(lambda: complete(slack), within_s=30, what="the run's thread complete")
+        await asyncio.sleep(2.0)  # a second run would have posted its first message by now
+        served = by_role(claude.messages())
+        runs = ledger_rows(tmp_path / "cli.db", "SELECT id, status FROM runs")
+        tops = slack.messages(CHANNEL)
+
+    assert sockets >= 2
+    assert len(tops) == 1, [m.text for m in tops]
+    assert len(runs) == 1 and runs[0][1] == "finished", runs
+    assert served["plan"] == 1, served
