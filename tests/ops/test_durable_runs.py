@@ -22,12 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.sandbox.claude.rules import RecordedRequest
 from bot.sandbox.claude.server import ClaudeSandbox
 from bot.sandbox.slack.payloads import slash_command_payload
 from bot.sandbox.slack.server import SlackSandbox
 from bot.slack.poster import EVENT_TYPE
 from bot.slack.threads import FOOTER_EVENT, RUN_EVENT
+from tests.ledger.throwaway_pg import throwaway_postgres
 from tests.ops.test_fail_fast import sandboxes, stack_env
 
 QUESTION = "Design a REST API for a social network"
@@ -245,3 +248,120 @@ async def test_a_replayed_slash_command_starts_one_run_on_two_instances(tmp_path
     assert len(tops) == 1, [m.text for m in tops]
     assert len(runs) == 1 and runs[0][1] == "finished", runs
     assert served["plan"] == 1, served
+
+
+@pytest.fixture
+async def postgres() -> AsyncIterator[str]:
+    """A PostgreSQL cluster of this test's own (its engine schema `dbos` too); skipped as
+    the other PostgreSQL tests skip without the server binaries."""
+    async with throwaway_postgres() as pg:
+        yield pg.url
+
+
+async def pg_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    import asyncpg  # type: ignore[import-untyped]
+
+    conn = await asyncpg.connect(url)
+    try:
+        return [tuple(r) for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
+WRITES = ("chat.postMessage", "chat.update", "chat.delete", "chat.postEphemeral")
+
+
+def thread_writes(slack: SlackSandbox, *, after: float) -> list[Any]:
+    """The Web API writes to the run's thread (its top message or its replies) since `after`."""
+    top, thread = replies(slack)
+    in_thread = {top.ts, *(m.ts for m in thread)}
+    return [
+        call
+        for call in slack.calls
+        if call.at > after
+        and call.method in WRITES
+        and (call.args.get("thread_ts") in in_thread or call.args.get("ts") in in_thread)
+    ]
+
+
+async def start_run_on_first(
+    serve: Callable[..., Any], slack: SlackSandbox, env: dict[str, str], tmp_path: Path
+) -> tuple[Bot, Bot]:
+    """`first` alone receives the command; `second` is up before anything is in flight."""
+    first = await serve(env, tmp_path, "first")
+    await slack.wait_connected(timeout=60)
+    await slack.send_slash_command(text=QUESTION, channel_id=CHANNEL)
+    second = await serve(env, tmp_path, "second")
+    await slack.wait_connected(timeout=60, count=2)
+    return first, second
+
+
+async def test_a_run_of_an_instance_killed_on_postgres_is_finished_by_the_other(
+    tmp_path: Path, postgres: str
+) -> None:
+    async with sandboxes() as (slack, claude), bots() as serve:
+        claude.add_rule(role="example", delay_s=SLOW_EXAMPLE_S * 2)
+        env = stack_env(tmp_path, slack, claude, DATABASE_URL=postgres, **FAST)
+        first, _ = await start_run_on_first(serve, slack, env, tmp_path)
+        await until(
+            lambda: bool(in_flight(claude, "example")), within_s=30, what="examples in flight"
+        )
+        flying = len(in_flight(claude, "example"))
+        first.kill()
+        killed_at = time.monotonic()
+        claude.clear_rules()
+        took = await until(lambda: complete(slack), within_s=20, what="the thread complete")
+        await asyncio.sleep(1.0)
+        _, thread = replies(slack)
+        served = by_role(claude.messages())
+        components = components_of(slack)
+        calls = await pg_rows(postgres, "SELECT role, call_key FROM calls")
+        runs = await pg_rows(postgres, "SELECT status FROM runs")
+
+    print(f"kill to complete thread on the other instance: {took:.2f} s")
+    assert time.monotonic() - killed_at > took
+    assert served["plan"] == 1 and served["review"] == 1, served
+    assert served["example"] <= components + flying, (served, components, flying)
+    shown = parts(thread)
+    assert len(shown) == len(set(shown)), Counter(shown)
+    paid = Counter(role for role, _ in calls)
+    assert paid["plan"] == 1 and paid["example"] == components, (paid, components)
+    assert runs == [("finished",)], runs
+
+
+@pytest.mark.timeout(120)
+async def test_a_frozen_instance_woken_after_a_takeover_writes_nothing_more(
+    tmp_path: Path, postgres: str
+) -> None:
+    async with sandboxes() as (slack, claude), bots() as serve:
+        claude.add_rule(role="example", delay_s=SLOW_EXAMPLE_S)
+        env = stack_env(tmp_path, slack, claude, DATABASE_URL=postgres, **FAST)
+        first, _ = await start_run_on_first(serve, slack, env, tmp_path)
+        await until(
+            lambda: bool(in_flight(claude, "example")), within_s=30, what="examples in flight"
+        )
+        first.process.send_signal(signal.SIGSTOP)
+        claude.clear_rules()
+        took = await until(lambda: complete(slack), within_s=15, what="taken over, complete")
+        await asyncio.sleep(15 - took)
+        woken = time.monotonic()
+        claude_before = len(claude.messages())
+        first.process.send_signal(signal.SIGCONT)
+        # Whatever it had queued (an example's answer, an edit) is due now; give it time.
+        await asyncio.sleep(SLOW_EXAMPLE_S + 2)
+        late_writes = thread_writes(slack, after=woken)
+        late_calls = claude.messages()[claude_before:]
+        exited = await asyncio.wait_for(first.process.wait(), 15)
+        calls = await pg_rows(postgres, "SELECT call_key FROM calls")
+        dupes = await pg_rows(
+            postgres,
+            "SELECT role, component_index, count(*) FROM calls "
+            "GROUP BY role, component_index HAVING count(*) > 1",
+        )
+
+    print(f"SIGSTOP to complete thread on the other instance: {took:.2f} s")
+    assert [(c.method, c.args.get("ts")) for c in late_writes] == []
+    assert [(r.role, r.request_id) for r in late_calls] == []
+    assert dupes == [] and len({key for (key,) in calls}) == len(calls), (dupes, calls)
+    assert exited is not None
+    assert "declared dead" in first.stderr, first.stderr[-2000:]
