@@ -172,8 +172,6 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             governance=ledger.governance,
             deliver=deliver,
         )
-        clock = asyncio.create_task(digest_clock(digest), name="weekly-digest")
-        stack.push_async_callback(_stop, clock)
         # Follow-ups write through the same writer as runs: their calls survive an outage too.
         conversations = Conversations(
             runs=runs, pipeline=pipeline, ledger=ledger.writer, poster=poster, settings=settings
@@ -192,13 +190,18 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             lease=lease,
             on_lost=_stop_serving if settings.exit_when_fenced else None,
         )
-        # Beats first (the lease), so that runs resumed at the engine's launch may go on.
+        # The engine resumes this instance's own unfinished runs as it launches (they wait
+        # for the first heartbeat's lease). Launched before any other task of ours runs:
+        # DBOS's launch blocks the loop while it migrates its tables, and on PostgreSQL its
+        # CREATE INDEX CONCURRENTLY waits for every open transaction (one of ours would
+        # never finish while the loop is blocked).
+        await stack.enter_async_context(open_engine(settings, executor_id=executor_id))
         await liveness.start_beating()
         stack.push_async_callback(liveness.stop)
-        # The engine resumes this instance's own unfinished runs as it launches.
-        await stack.enter_async_context(open_engine(settings, executor_id=executor_id))
         # Resumes the runs dead instances left, and keeps beating.
         await liveness.start()
+        clock = asyncio.create_task(digest_clock(digest), name="weekly-digest")
+        stack.push_async_callback(_stop, clock)
         # Registered last, so it runs first: runs finish while their resources are open.
         stack.push_async_callback(runs.drain, settings.drain_grace_s)
         yield Services(

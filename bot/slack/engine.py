@@ -29,6 +29,7 @@ import contextvars
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -232,6 +233,9 @@ async def open_engine(settings: Settings, *, executor_id: str) -> AsyncIterator[
             await asyncio.to_thread(
                 DBOS.destroy, workflow_completion_timeout_sec=0, destroy_registry=False
             )
+            # DBOS made its own pool the loop's default executor, and has shut it down:
+            # the loop's next `to_thread` (another engine, the ledger) needs a live one.
+            asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor())
 
 
 class DurableStep:
