@@ -83,7 +83,6 @@ log = logging.getLogger(__name__)
 Respond = Callable[..., Awaitable[Any]]
 STOP_POLL_S = 1.0  # a Stop pressed on another instance takes effect within about this long
 SUSPEND_S = 10.0  # how long suspended runs have to close their calls at a shutdown
-HOST = "runs"  # the one run registry of a process (see `workflows.host`)
 # Run ids derived from what Slack sent: the same delivery is the same run, on any instance.
 RUN_IDS = uuid.UUID("5f0c7d1e-2a4b-4c8e-9d3f-6b1a0e7c2d94")
 
@@ -102,7 +101,7 @@ class RunOrder:
 
     run_id: str
     request: RunRequest
-    host: str = HOST
+    host: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +194,9 @@ class Runs:
         # How to reply privately to the asker of a run this instance started (a run resumed
         # elsewhere replies with chat.postEphemeral).
         self._replies: dict[str, Respond] = {}
-        self.host = HOST  # which registry a workflow started here runs on (one per process)
+        # Which registry a workflow started here runs on (a workflow resumed here from
+        # elsewhere runs on any: `bot.slack.workflows.host`).
+        self.host = f"runs-{uuid.uuid4()}"
         # The run's workflow (`bot.slack.workflows.register` sets it: it imports this module).
         self.workflow: Callable[[RunOrder], Coroutine[Any, Any, str]] | None = None
         self.lease: Lease | None = None  # set by the composition root (Liveness)
@@ -460,7 +461,7 @@ class Runs:
         while self._tasks:
             await asyncio.gather(*set(self._tasks), return_exceptions=True)
 
-    async def drain(self, grace_s: float) -> None:
+    async def drain(self, grace_s: float, *, suspend_s: float = SUSPEND_S) -> None:
         """Let runs in flight finish for `grace_s`, then suspend the rest: their calls in
         flight are closed and recorded, and they stay open, to be resumed by the next
         instance that starts (or by a live one). A run that ended is never rewritten."""
@@ -473,7 +474,7 @@ class Runs:
             done, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
             for stop in list(self._stops.values()):
                 stop.suspend()
-            _, stuck = await asyncio.wait(pending, timeout=SUSPEND_S) if pending else ((), ())
+            _, stuck = await asyncio.wait(pending, timeout=suspend_s) if pending else ((), ())
             for task in stuck:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

@@ -26,9 +26,13 @@ def unregister(runs: Runs) -> None:
 
 
 def host(name: str) -> Runs:
+    """The registry a workflow was started on, if it is in this process; else (a workflow
+    resumed after a restart, or taken over) the one registered last."""
     found = _hosts.get(name)
     if found is None:
-        raise RuntimeError(f"no run registry {name!r} in this process")
+        if not _hosts:
+            raise RuntimeError("no run registry in this process")
+        found = list(_hosts.values())[-1]
     return found
 
 

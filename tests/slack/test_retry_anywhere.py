@@ -277,6 +277,7 @@ async def test_a_retry_ended_by_a_bug_gives_its_claim_back(tmp_path: Path) -> No
             poster=services.poster,
             settings=stack.settings,
             claims=services.ledger.claims,
+            engine=services.runs.engine,
         )
         run = await services.ledger.runs.get_run(run_id)
         assert run is not None

@@ -16,7 +16,8 @@ from typing import Any
 
 from bot.core.events import Event
 from bot.ledger import BudgetRefusal
-from bot.slack.runs import RunRequest, Runs
+from bot.slack import workflows
+from bot.slack.runs import RunRequest, Runs, run_id_for
 from tests.harness import Stack, running_stack
 
 Emit = Callable[[Event], Awaitable[None]]
@@ -35,6 +36,7 @@ class BuggyPipeline:
         thread: str | None = None,
         budget: Any = None,
         stop: object = None,
+        **_: Any,
     ) -> None:
         raise RuntimeError("a bug")
 
@@ -50,6 +52,7 @@ class SilentPipeline(BuggyPipeline):
         thread: str | None = None,
         budget: Any = None,
         stop: object = None,
+        **_: Any,
     ) -> None:
         await asyncio.Event().wait()
 
@@ -63,19 +66,24 @@ class QuickPipeline(BuggyPipeline):
         thread: str | None = None,
         budget: Any = None,
         stop: object = None,
+        **_: Any,
     ) -> None:
         return None
 
 
 def runs_with(stack: Stack, pipeline: Any) -> Runs:
-    return Runs(
+    """A second run registry on the stack's engine, its workflows run on it."""
+    runs = Runs(
         pipeline=pipeline,
         ledger=stack.services.ledger.writer,
         governance=stack.services.governance,
         poster=stack.services.poster,
         settings=stack.settings,
         claims=stack.services.ledger.claims,
+        engine=stack.services.runs.engine,
     )
+    workflows.register(runs)
+    return runs
 
 
 async def held(stack: Stack) -> Decimal:
@@ -104,18 +112,25 @@ async def test_a_bug_in_the_pipeline_closes_the_run_and_says_so(tmp_path: Path) 
         assert replies and "internal error" in replies[-1].text
 
 
-async def test_a_run_cancelled_before_the_pipeline_reports_is_closed_as_interrupted(
+async def test_a_run_a_shutdown_cannot_stop_is_left_open_for_the_restart(
     tmp_path: Path,
 ) -> None:
+    """A pipeline that ignores the suspension (as a bug might) is cancelled after the
+    suspension's grace: its workflow stays pending and its run open, holding its budget,
+    for the next start to resume; nothing is rewritten as interrupted."""
     async with running_stack(tmp_path) as stack:
         runs = runs_with(stack, SilentPipeline())
-        await runs.start(REQUEST, no_reply)
-        await asyncio.sleep(0.1)
+        await runs.start(REQUEST, no_reply, delivery="command:silent")
+        await asyncio.sleep(0.3)
         assert await held(stack) == Decimal("0.40")
 
-        await runs.drain(0.0)
+        await runs.drain(0.0, suspend_s=0.2)
 
-        assert await held(stack) == 0
+        run_id = run_id_for("command:silent")
+        assert await held(stack) == Decimal("0.40")
+        row = await stack.services.ledger.runs.get_run(run_id)
+        assert row is not None and row.status == "running"
+        assert await runs.engine.status(run_id) == "PENDING"
 
 
 async def test_a_failing_after_run_check_does_not_leave_a_task_exception(tmp_path: Path) -> None:

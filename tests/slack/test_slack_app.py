@@ -6,6 +6,7 @@ posts to `/slack/events`) and reads the result from the Slack sandbox's workspac
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -256,23 +257,37 @@ async def test_healthz_answers_200_once_ready(tmp_path: Path) -> None:
     assert response.status == 200 and body["ok"] is True
 
 
-async def test_shutdown_interrupts_runs_in_flight_and_records_what_they_spent(
+async def test_shutdown_suspends_runs_in_flight_and_the_restart_finishes_them(
     tmp_path: Path,
 ) -> None:
-    async with running_stack(tmp_path) as stack:
-        stack.claude.add_rule(role="example", delay_s=60)
-        await stack.command(QUESTION)
-        while sum(r.role == "example" for r in stack.claude.requests) < 2:
-            await _tick()
-        await _tick(0.3)
-        await stack.services.runs.drain(0.0)
+    """A shutdown closes the calls in flight and records what they spent, but rewrites
+    nothing: the run stays open, and the next start resumes it in its own thread, from
+    the steps that had finished (the plan is not asked again)."""
+    async with SlackSandbox() as slack:
+        async with running_stack(tmp_path, slack=slack) as stack:
+            stack.claude.add_rule(role="example", delay_s=60)
+            await stack.command(QUESTION)
+            while sum(r.role == "example" for r in stack.claude.requests) < 2:
+                await _tick()
+            await _tick(0.3)
+            await stack.services.runs.drain(0.0)
+            _, suspended = stack.thread()
+            async with open_ledger(stack.settings.database_url) as ledger:
+                cut_off = await ledger.reports.summary("T0SANDBOX", since=_epoch(), until=_future())
+        assert cut_off.calls >= 3  # the plan and the cut-off examples, recorded
+        assert not any("interrupted" in all_text(r).lower() for r in suspended)
 
-        top, replies = stack.thread()
-        async with open_ledger(stack.settings.database_url) as ledger:
-            report = await ledger.reports.summary("T0SANDBOX", since=_epoch(), until=_future())
-    assert "interrupted" in all_text(replies[-1]).lower()
-    assert "Interrupted" in all_text(top)
-    assert report.calls >= 3  # the plan and the cut-off examples
+        async with running_stack(tmp_path, slack=slack) as restarted:
+            async with asyncio.timeout(30):
+                while not any("Reviewed by" in all_text(r) for r in restarted.thread()[1]):
+                    await _tick(0.05)
+            await restarted.services.runs.wait_idle()
+            top, replies = restarted.thread()
+            plans = [r for r in restarted.claude.requests if r.role == "plan"]
+    assert plans == []  # the strategy came from its step, not from Opus again
+    assert "Done" in all_text(top)
+    assert not any("interrupted" in all_text(r).lower() for r in replies)
+    assert len(slack.messages("C0GENERAL")) == 1  # one thread
 
 
 async def _tick(seconds: float = 0.02) -> None:

@@ -131,7 +131,6 @@ async def test_http_mode_serves_the_pages_on_its_own_port(tmp_path: Path) -> Non
                 "web_url": f"http://127.0.0.1:{port}",
                 "slack_client_id": base.slack.oidc.client_id,
                 "slack_client_secret": base.slack.oidc.client_secret,
-                "database_url": f"sqlite:///{tmp_path / 'http.db'}",
             }
         )
         base.slack.oidc.redirect_uris.add(f"http://127.0.0.1:{port}/auth/slack")
