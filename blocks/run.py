@@ -120,6 +120,11 @@ def interrupted_status() -> str:
     return "⚠ Interrupted by a restart"
 
 
+def paused_status() -> str:
+    """A run suspended by a shutdown: it goes on where it was once the bot is back."""
+    return "⏸ Paused while the bot restarts: this run goes on where it was once it is back"
+
+
 # The thread's loading indicator (assistant.threads.setStatus) -------------------------------
 # Plain text, not mrkdwn; Slack rotates the loading messages (at most 10) while it shows them.
 

@@ -270,8 +270,11 @@ class ThreadRenderer:
             await self._passing(self._status(self._status_now), "the loading status")
 
     async def suspend(self) -> None:
-        """The run is suspended for a restart (it resumes there): nothing more is said; the
-        progress task stops, and the first message keeps its last state until then."""
+        """The run is suspended for a restart (it resumes there): its first message says it
+        is paused (queued, for the poster's close to send), the progress task stops, and
+        nothing more is said until the run resumes."""
+        if not self._fenced and not self.state.over:
+            self._update_top(top(self.state, blocks.paused_status()).message, informational=False)
         self._fenced = True
         if self.progress is not None:
             await self.progress.abandon()

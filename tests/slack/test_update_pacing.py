@@ -229,7 +229,7 @@ async def test_close_sends_what_is_queued_and_names_what_it_cannot(
         await late
 
 
-async def test_shutdown_sends_the_last_edits_of_the_runs_it_interrupts(tmp_path: Path) -> None:
+async def test_shutdown_sends_the_last_edits_of_the_runs_it_suspends(tmp_path: Path) -> None:
     # A burst of 1, then 2.4 edits a second: three runs' last edits take about a second.
     pacing = {"slack_update_limit": 6, "slack_update_window_s": 2.0, "drain_grace_s": 2.0}
     async with running_stack(tmp_path, **pacing) as stack:
@@ -239,12 +239,13 @@ async def test_shutdown_sends_the_last_edits_of_the_runs_it_interrupts(tmp_path:
         async with asyncio.timeout(30):
             while sum(r.role == "example" for r in stack.claude.requests) < 3:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
-    # Leaving the stack drained the runs (interrupting them) and then sent their last edits.
+    # Leaving the stack drained the runs (suspending them: they resume at the next start) and
+    # then sent their last edits: each first message says its run is paused.
     tops = stack.slack.messages("C0GENERAL") + stack.slack.messages("C0RANDOM")
     assert len(tops) == 3
     for top in tops:
         shown = top.text + json.dumps(top.blocks, ensure_ascii=False)
-        assert "Interrupted" in shown and STOP_ACTION not in shown
+        assert "Paused while the bot restarts" in shown and "Interrupted" not in shown
     assert all(c.ok for c in stack.slack.calls_to("chat.update"))
 
 
