@@ -194,6 +194,7 @@ class Runs:
         # How to reply privately to the asker of a run this instance started (a run resumed
         # elsewhere replies with chat.postEphemeral).
         self._replies: dict[str, Respond] = {}
+        self._started_here: set[str] = set()  # runs started (not resumed) by this registry
         # Which registry a workflow started here runs on (a workflow resumed here from
         # elsewhere runs on any: `bot.slack.workflows.host`).
         self.host = f"runs-{uuid.uuid4()}"
@@ -232,8 +233,10 @@ class Runs:
             log.info("a delivery seen before was not run again", extra=fields(run_id=run_id))
             return None
         ended = asyncio.ensure_future(_quietly(handle))
-        self._tasks.add(ended)
+        self._tasks.add(ended)  # the run's own task is not counted besides (`execute`)
+        self._started_here.add(run_id)
         ended.add_done_callback(self._tasks.discard)
+        ended.add_done_callback(lambda _: self._started_here.discard(run_id))
         return ended
 
     async def execute(self, order: RunOrder) -> str:
@@ -243,7 +246,8 @@ class Runs:
         stays pending, for the next start to resume)."""
         request, run_id = order.request, order.run_id
         respond = self._replies.pop(run_id, None) or self._private_reply(request)
-        task = asyncio.current_task()
+        # A run resumed here (after a restart, or taken over) is counted by its own task.
+        task = None if run_id in self._started_here else asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
         try:
