@@ -1,5 +1,6 @@
 """Instances sharing one ledger: a starting instance leaves a live one's runs alone, and the
-runs of an instance whose heartbeat stops are closed by a live one, in their threads too.
+runs of an instance whose heartbeat stops are taken over and finished by a live one; the
+frozen one, once woken, acts for them no more and stops.
 
 The first instance is a real `orchestrate-bot serve` process in the middle of a run (its
 examples hang); the second is the same services, opened in the test process on the same
@@ -53,7 +54,7 @@ async def test_a_second_instance_starting_leaves_the_first_ones_live_run_alone(
         assert first.bot.returncode is None
 
 
-async def test_a_frozen_instances_run_is_interrupted_by_a_live_one_and_frees_its_budget(
+async def test_a_frozen_instances_run_is_finished_by_a_live_one_and_the_woken_one_stops(
     tmp_path: Path,
 ) -> None:
     async with bot_mid_run(tmp_path, **FAST_BEATS) as frozen:
@@ -62,18 +63,29 @@ async def test_a_frozen_instances_run_is_interrupted_by_a_live_one_and_frees_its
         try:
             async with open_services(settings) as live:
                 assert run_statuses(tmp_path / "cli.db") == ["running"]
+                frozen.claude.clear_rules()  # the live instance's calls answer at once
                 os.kill(frozen.bot.pid, signal.SIGSTOP)  # alive, but it beats no more
                 stopped = time.monotonic()
-                async with asyncio.timeout(10):  # the TTL plus a beat, with room to spare
-                    while run_statuses(tmp_path / "cli.db") != ["interrupted"]:  # noqa: ASYNC110
+                async with asyncio.timeout(15):  # the TTL plus a beat, and the run's rest
+                    while run_statuses(tmp_path / "cli.db") != ["finished"]:  # noqa: ASYNC110
                         await asyncio.sleep(0.05)
                 # Not before its last beat had aged past the TTL (1.5 s, beats every 0.5 s).
                 assert time.monotonic() - stopped > 0.9
+                await live.runs.wait_idle()
                 assert await held(live.ledger) == 0
-                async with asyncio.timeout(5):  # the notice follows the reap
-                    while not notices(frozen.slack):  # noqa: ASYNC110
-                        await asyncio.sleep(0.05)
-                await asyncio.sleep(0.5)  # a second reaper, were there one, would post by now
-                assert notices(frozen.slack) == 1
+                top = frozen.slack.messages("C0GENERAL")[-1]
+                seen = len(frozen.slack.replies("C0GENERAL", top.ts))
+                edits = len(frozen.slack.calls_to("chat.update"))
+                os.kill(frozen.bot.pid, signal.SIGCONT)
+                # It finds itself declared dead at its next beat, and stops by itself.
+                code = await asyncio.wait_for(frozen.bot.wait(), 30)
+                assert code == 0
+                assert len(frozen.slack.replies("C0GENERAL", top.ts)) == seen
+                assert len(frozen.slack.calls_to("chat.update")) == edits
+                assert notices(frozen.slack) == 0
+                assert "Done" in frozen.slack.messages("C0GENERAL")[-1].text + str(
+                    frozen.slack.messages("C0GENERAL")[-1].blocks
+                )
         finally:
-            os.kill(frozen.bot.pid, signal.SIGKILL)
+            if frozen.bot.returncode is None:
+                os.kill(frozen.bot.pid, signal.SIGKILL)
