@@ -34,8 +34,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+import sqlalchemy.exc
 from dbos import DBOS, DBOSConfig, SetWorkflowID, StepOptions, WorkflowHandleAsync
 from dbos import error as dbos_error
+from dbos._dbos import StepReservation
 
 from bot.core.claude import Reply
 from bot.core.pipeline import Step
@@ -50,6 +52,7 @@ ENGINE_VERSION = "orchestrate-workflows-1"
 # The engine's own tables on PostgreSQL.
 SCHEMA = "dbos"
 START_TIMEOUT_S = 5.0  # a new run waits this long for the engine's database, then is refused
+RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0  # a step's checkpoint, tried again through an outage
 
 # What DBOS raises when this instance lost a workflow to another (it was taken over).
 Fenced = dbos_error.DBOSWorkflowConflictIDError
@@ -257,8 +260,7 @@ class DurableStep:
                 reply = replace(reply, call=replace(reply.call, key=self._key))
             return reply
 
-        options: StepOptions = {"name": self._name, "retries_allowed": False}
-        return await self._reservation.run_async(options, body)
+        return await _checkpointed(self._reservation, self._name, body)
 
 
 class DurableSteps:
@@ -274,8 +276,40 @@ class DurableSteps:
 
 async def step(name: str, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run `work` as one checkpointed step of the current workflow."""
+    return await _checkpointed(DBOS.reserve_step(), name, work)
+
+
+async def _checkpointed(
+    reservation: StepReservation, name: str, work: Callable[[], Awaitable[T]]
+) -> T:
+    """Run `work` at its reserved step, waiting out an engine database that cannot be
+    written. DBOS retries PostgreSQL connection errors itself, but not every error (a
+    SQLite disk that is full, a connection over a Unix socket): then the checkpoint is
+    tried again, at the same step, every few seconds until it lands. What `work` returned is
+    kept meanwhile, so the call behind it is never made (nor paid) twice."""
+    done: list[T] = []
+
+    async def once() -> T:
+        if not done:
+            done.append(await work())
+        return done[0]
+
     options: StepOptions = {"name": name, "retries_allowed": False}
-    return await DBOS.run_step_async(options, work)
+    delay = RETRY_FIRST_S
+    while True:
+        try:
+            return await reservation.run_async(options, once)
+        except sqlalchemy.exc.DBAPIError as exc:
+            log.warning(
+                "the run engine could not record step %s (%s); trying again in %.0f s",
+                name,
+                type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__,
+                delay,
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RETRY_MAX_S)
+        # The same step id again (DBOS lets a reservation run once: a new one, same id).
+        reservation = StepReservation(reservation._step_ctx)
 
 
 def workflow_status_id() -> str | None:

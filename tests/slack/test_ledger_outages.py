@@ -71,6 +71,9 @@ def assert_thread_complete(stack: Stack) -> None:
 async def test_the_ledger_failing_mid_run_loses_no_paid_call_and_the_run_finishes(
     tmp_path: Path, outage: Callable[[Path], Any]
 ) -> None:
+    """The database goes away with calls in flight: the run waits for it (its steps cannot
+    be checkpointed; a call that returned is kept, not made again) and finishes once the
+    database is back, with every paid call in the ledger once."""
     async with (
         outage(tmp_path) as (url, fail, recover),
         running_stack(
@@ -83,16 +86,23 @@ async def test_the_ledger_failing_mid_run_loses_no_paid_call_and_the_run_finishe
             while not any(r.role == "example" for r in stack.claude.messages()):  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         await fail()
+        await asyncio.sleep(2.5)  # the examples have returned meanwhile
+        _, replies = stack.thread()
+        assert not any("Review by" in r.text for r in replies)  # the run waits
+        served_in_outage = sorted(r.request_id for r in stack.claude.messages())
 
-        async with asyncio.timeout(60):
+        await recover()
+        async with asyncio.timeout(90):
             await stack.services.runs.wait_idle()
         assert_thread_complete(stack)
         ledger = stack.services.ledger
-        assert ledger.writer.pending > 0  # the examples and the review are waiting
-
-        await recover()
         async with asyncio.timeout(60):
             await ledger.writer.flushed()
+        # No call that returned during the outage was made again: each example's prompt
+        # (its component) was asked for once.
+        examples = [json.dumps(r.body["messages"]) for r in stack.claude.messages()
+                    if r.role == "example"]  # fmt: skip
+        assert len(set(examples)) == len(examples) and served_in_outage
         served = sorted(r.request_id for r in stack.claude.messages())
         assert await ledger_request_ids(ledger) == served
         report = await ledger.reports.summary(
