@@ -102,39 +102,44 @@ class SpillFile:
         if not self.path.exists():
             yield []
             return
-        with self.path.open("r+", encoding="utf-8") as f, _locked(f):
+        with self.path.open("r+b") as f, _locked(f):
             writes = self._readable([line for line in f if line.strip()])
             left = writes.copy()
             yield left
             f.seek(0)
             f.truncate()
-            f.writelines(json.dumps(to_json(w)) + "\n" for w in left)
+            f.writelines((json.dumps(to_json(w)) + "\n").encode() for w in left)
             f.flush()
             os.fsync(f.fileno())
         if not left:
             self.path.unlink(missing_ok=True)
 
-    def _readable(self, lines: list[str]) -> list[PendingWrite]:
+    def _readable(self, lines: list[bytes]) -> list[PendingWrite]:
         """The writes in `lines`; a line that cannot be read (cut short by a crash during an
-        append) is moved to `<file>.rejected` and logged, so it neither blocks the start nor
-        is lost."""
+        append, damaged, or holding a value no write could have: a negative or malformed
+        cost, a count that is not a whole number) is set aside, never fatal."""
         writes: list[PendingWrite] = []
-        rejected: list[str] = []
+        rejected: list[bytes] = []
         for line in lines:
             try:
-                writes.append(from_json(json.loads(line)))
-            except (ValueError, KeyError, TypeError):
-                rejected.append(line if line.endswith("\n") else line + "\n")
-        if rejected:
-            kept = self.path.with_name(self.path.name + ".rejected")
-            with kept.open("a", encoding="utf-8") as f:
-                f.writelines(rejected)
-            log.error("%d unreadable lines of %s moved to %s", len(rejected), self.path, kept)
+                writes.append(from_json(json.loads(line.decode("utf-8"))))
+            except (ValueError, KeyError, TypeError, ArithmeticError, RecursionError):
+                rejected.append(line if line.endswith(b"\n") else line + b"\n")
+        self.reject(rejected)
         return writes
+
+    def reject(self, lines: list[bytes]) -> None:
+        """Move `lines` to `<file>.rejected` (kept for an operator) and say so in the log."""
+        if not lines:
+            return
+        kept = self.path.with_name(self.path.name + ".rejected")
+        with kept.open("ab") as f:
+            f.writelines(lines)
+        log.error("%d unusable lines of %s moved to %s", len(lines), self.path, kept)
 
 
 @contextmanager
-def _locked(f: IO[str]) -> Iterator[None]:
+def _locked(f: IO[Any]) -> Iterator[None]:
     fcntl.flock(f.fileno(), fcntl.LOCK_EX)
     try:
         yield
@@ -196,9 +201,27 @@ def _call_json(call: CallRecord) -> dict[str, Any]:
 def _call_from_json(data: dict[str, Any]) -> CallRecord:
     # Fields a newer build added are left out rather than refused.
     fields = _known(CallRecord, data)
-    fields["usage"] = TokenUsage(**_known(TokenUsage, data["usage"]))
-    fields["cost_usd"] = None if data["cost_usd"] is None else Decimal(data["cost_usd"])
+    usage = _known(TokenUsage, data["usage"])
+    for name, value in usage.items():
+        wanted = bool if name == "estimated" else int
+        if type(value) is not wanted or (wanted is int and value < 0):
+            raise ValueError(f"{name} is not a count: {value!r}")
+    fields["usage"] = TokenUsage(**usage)
+    fields["cost_usd"] = None if data["cost_usd"] is None else _cost(data["cost_usd"])
+    for name in ("role", "model", "outcome"):
+        if not isinstance(fields.get(name), str):
+            raise ValueError(f"{name} is not text")
     return CallRecord(**fields)
+
+
+def _cost(value: Any) -> Decimal:
+    """A call's cost as written: dollars as a decimal string, finite and not negative."""
+    if not isinstance(value, str):
+        raise ValueError(f"a cost is written as text, not {type(value).__name__}")
+    cost = Decimal(value)
+    if not cost.is_finite() or cost < 0:
+        raise ValueError(f"not a cost: {value!r}")
+    return cost
 
 
 def _known(cls: type[Any], data: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import uuid
@@ -38,6 +39,7 @@ from bot.ledger.spill import (
     StrategySet,
     ThreadSet,
     for_log,
+    to_json,
 )
 from bot.ledger.types import (
     BudgetRefusal,
@@ -46,6 +48,7 @@ from bot.ledger.types import (
     EndStatus,
     FollowUpTotals,
     KeptStrategy,
+    LedgerError,
     LedgerUnavailable,
     Reservation,
     RunInfo,
@@ -169,6 +172,12 @@ class RunWriter:
                     await self._apply(write)
                 except LedgerUnavailable:
                     break  # the rest stay in the file for the next start
+                except LedgerError as exc:
+                    # A write the ledger refuses (a run it does not know): set aside, logged.
+                    log.error("a spilled write was refused (%s): %s", exc, for_log(write))
+                    self._spill.reject([(json.dumps(to_json(write)) + "\n").encode()])
+                    writes.remove(write)
+                    continue
                 writes.remove(write)
                 landed += 1
         if landed:

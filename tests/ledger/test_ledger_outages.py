@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,6 +90,59 @@ async def test_a_spill_line_cut_short_is_set_aside_and_the_rest_replayed(
         assert run is not None and run.calls == 1
     assert not spill.exists()
     assert (tmp_path / "spill.jsonl.rejected").read_text().startswith('{"kind": "call"')
+
+
+def _damaged(good: dict[str, Any]) -> list[bytes]:
+    """Spill lines no write of ours could have produced, each alone on its line."""
+
+    def call(**changes: Any) -> bytes:
+        line = json.loads(json.dumps(good))
+        for path, value in changes.items():
+            *parents, leaf = path.split("__")
+            target = line
+            for name in parents:
+                target = target[name]
+            target[leaf] = value
+        return json.dumps(line).encode()
+
+    return [
+        b"\xff\xfe\x00garbage \x80\x81",  # binary
+        b"[" * 100_000 + b"]" * 100_000,  # nested past any parser's recursion
+        b"{}",  # no kind
+        b'{"kind": "nonsense"}',
+        call(call__cost_usd="12 dollars"),  # a cost that is not a number
+        call(call__cost_usd="-100"),  # a negative cost would lower someone's spend
+        call(call__cost_usd="NaN"),
+        call(call__cost_usd=5),  # a number where the writer writes text
+        call(call__usage__input_tokens="500"),  # a count as a string
+        call(call__usage__output_tokens=-3),
+        call(call__usage__input_tokens=1.5),
+        call(call__model=None),
+        call(run_id="no-such-run"),  # a run the ledger does not know
+    ]
+
+
+async def test_a_damaged_spill_file_never_stops_a_start_and_no_bad_line_is_counted(
+    tmp_path: Path,
+) -> None:
+    spill = tmp_path / "spill.jsonl"
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    async with open_ledger(url, spill_file=spill) as ledger:
+        run_id = await reserved_run(ledger)
+    SpillFile(spill).append([CallWrite("k-plan", run_id, PLAN, NOW)])
+    good = json.loads(spill.read_text().splitlines()[0])
+    good["key"] = "k-other"
+    bad = _damaged(good)
+    with spill.open("ab") as f:
+        f.writelines(line + b"\n" for line in bad)
+
+    async with open_ledger(url, spill_file=spill) as ledger:  # starts: nothing is fatal
+        run = await ledger.runs.get_run(run_id)
+    assert run is not None and run.calls == 1  # the good line, and no bad one
+    assert run.cost_usd == PLAN.cost_usd
+    assert not spill.exists()
+    rejected = (tmp_path / "spill.jsonl.rejected").read_bytes().splitlines()
+    assert len(rejected) == len(bad)
 
 
 async def test_postgres_stopped_mid_run_loses_no_record_and_closes_the_run(
