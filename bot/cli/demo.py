@@ -97,7 +97,8 @@ async def run_demo(
 
 def _interrupted(opened: list[Services]) -> str:
     """What the interruption did: runs in flight get the drain's grace to finish, then are
-    marked interrupted in their threads; the metrics say which happened."""
+    paused (a served bot resumes them at its next start; the demo's ledger is thrown away,
+    so its run ends here); the metrics say which happened."""
     if not opened or not opened[0].runs.admitted:
         return "interrupted before the run started; nothing spent"
     services = opened[0]
@@ -105,7 +106,7 @@ def _interrupted(opened: list[Services]) -> str:
     finished = services.metrics.registry.get_sample_value(
         "orchestrate_runs_total", {"outcome": "finished"}
     )
-    ended = "it finished while stopping" if finished else "it is marked interrupted in its thread"
+    ended = "it finished while stopping" if finished else "it is paused in its thread"
     return f"interrupted; {spent} spent so far; {ended}"
 
 

@@ -186,7 +186,7 @@ class Runs:
         self._stream_pacing = StreamPacing()  # every run's progress stream shares the limits
         self._poller: asyncio.Task[None] | None = None
         self.metrics = metrics or Metrics()
-        self.metrics.track_in_flight(lambda: len(self._tasks))
+        self.metrics.track_in_flight(lambda: self.in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         # Runs in flight per thread, each with the event its renderer sets once the run's
         # last message is posted (set too when the run ends, however it ends).
@@ -195,6 +195,7 @@ class Runs:
         # elsewhere replies with chat.postEphemeral).
         self._replies: dict[str, Respond] = {}
         self._started_here: set[str] = set()  # runs started (not resumed) by this registry
+        self._workflow_tasks: dict[str, asyncio.Task[Any]] = {}  # each run's own task
         # Which registry a workflow started here runs on (a workflow resumed here from
         # elsewhere runs on any: `bot.slack.workflows.host`).
         self.host = f"runs-{uuid.uuid4()}"
@@ -207,7 +208,12 @@ class Runs:
 
     @property
     def in_flight(self) -> int:
-        return len(self._tasks)
+        return len(self._busy())
+
+    def _busy(self) -> set[asyncio.Future[Any]]:
+        """What is in flight: the runs executing here (their workflows' tasks), runs
+        started here and not yet executing, and the other work this registry owns."""
+        return set(self._tasks) | set(self._workflow_tasks.values())
 
     async def start(
         self, request: RunRequest, respond: Respond, *, delivery: str | None = None
@@ -247,14 +253,18 @@ class Runs:
         request, run_id = order.request, order.run_id
         respond = self._replies.pop(run_id, None) or self._private_reply(request)
         # A run resumed here (after a restart, or taken over) is counted by its own task.
-        task = None if run_id in self._started_here else asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
+        current = asyncio.current_task()
+        counted = None if run_id in self._started_here else current
+        if counted is not None:
+            self._tasks.add(counted)
+        if current is not None:
+            self._workflow_tasks[run_id] = current
         try:
             return await self._execute(order, request, run_id, respond)
         finally:
-            if task is not None:
-                self._tasks.discard(task)
+            self._workflow_tasks.pop(run_id, None)
+            if counted is not None:
+                self._tasks.discard(counted)
 
     async def _execute(
         self, order: RunOrder, request: RunRequest, run_id: str, respond: Respond
@@ -462,31 +472,37 @@ class Runs:
 
     async def wait_idle(self) -> None:
         """Return once no run is in flight."""
-        while self._tasks:
-            await asyncio.gather(*set(self._tasks), return_exceptions=True)
+        while busy := self._busy():
+            await asyncio.gather(*busy, return_exceptions=True)
 
     async def drain(self, grace_s: float, *, suspend_s: float = SUSPEND_S) -> None:
         """Let runs in flight finish for `grace_s`, then suspend the rest: their calls in
         flight are closed and recorded, and they stay open, to be resumed by the next
         instance that starts (or by a live one). A run that ended is never rewritten."""
-        if self._tasks:
+        if busy := self._busy():
+            running = self._started_here | set(self._workflow_tasks)
             log.info(
                 "draining: letting %s finish",
-                _runs(len(self._tasks)),
+                _runs(len(running)),
                 extra=fields(grace_s=grace_s),
             )
-            done, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+            _, pending = await asyncio.wait(busy, timeout=grace_s)
+            left = running & (self._started_here | set(self._workflow_tasks))
             for stop in list(self._stops.values()):
                 stop.suspend()
             _, stuck = await asyncio.wait(pending, timeout=suspend_s) if pending else ((), ())
-            for task in stuck:
-                task.cancel()
+            if stuck:
+                # Runs that did not heed the suspension (blocked on Slack, say) are cancelled:
+                # their workflows stay pending all the same.
+                for waiting in [*self._workflow_tasks.values(), *stuck]:
+                    waiting.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            finished = len(running) - len(left)
             log.info(
                 "drained: %s finished, %d left to resume after the restart",
-                _runs(len(done)),
-                len(pending),
-                extra=fields(finished=len(done), suspended=len(pending)),
+                _runs(finished),
+                len(left),
+                extra=fields(finished=finished, suspended=len(left)),
             )
         else:
             log.info("no runs in flight")

@@ -311,5 +311,5 @@ async def test_sigterm_to_the_demo_says_what_it_did_and_exits_143(tmp_path: Path
     assert demo.returncode == 143, stderr
     assert "received SIGTERM; stopping" in stderr
     assert "orchestrate-bot demo: interrupted; $" in stderr and "spent so far" in stderr
-    assert "it is marked interrupted in its thread" in stderr
+    assert "it is paused in its thread" in stderr
     assert "Traceback" not in stderr

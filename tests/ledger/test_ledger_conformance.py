@@ -378,8 +378,8 @@ async def test_a_silent_instances_runs_are_interrupted_after_the_ttl_and_release
     ledger_url: str,
 ) -> None:
     async with open_ledger(ledger_url) as dies, open_ledger(ledger_url) as lives:
-        await dies.instances.beat(now=NOW)
-        await lives.instances.beat(now=NOW)
+        await dies.instances.claim(ttl=TTL, now=NOW)
+        await lives.instances.claim(ttl=TTL, now=NOW)
         held = await dies.runs.reserve_run(
             team_id="T1", channel_id="C1", user_id="U1", question="q",
             worst_case_usd=Decimal("0.30"), user_budget=None, workspace_budget=Decimal(5), now=NOW,
@@ -402,9 +402,9 @@ async def test_a_silent_instances_runs_are_interrupted_after_the_ttl_and_release
 
 async def test_live_instances_are_those_that_beat_within_the_ttl(ledger_url: str) -> None:
     async with open_ledger(ledger_url) as first, open_ledger(ledger_url) as second:
-        await first.instances.beat(now=NOW)
+        await first.instances.claim(ttl=TTL, now=NOW)
         assert await first.instances.live(ttl=TTL, now=NOW) == 1
-        await second.instances.beat(now=NOW + timedelta(seconds=5))
+        await second.instances.claim(ttl=TTL, now=NOW + timedelta(seconds=5))
         assert await first.instances.live(ttl=TTL, now=NOW + timedelta(seconds=5)) == 2
         # The first falls silent: once its beat is older than the TTL it no longer counts.
         later = NOW + TTL + timedelta(seconds=1)
@@ -415,15 +415,34 @@ async def test_live_instances_are_those_that_beat_within_the_ttl(ledger_url: str
 
 async def test_a_starting_instance_never_touches_runs_whose_owner_beats(ledger_url: str) -> None:
     async with open_ledger(ledger_url) as first, open_ledger(ledger_url) as second:
-        await first.instances.beat(now=NOW)
+        await first.instances.claim(ttl=TTL, now=NOW)
         mine = await run_with(first, [PLAN], finish=False)
-        await second.instances.beat(now=NOW + timedelta(seconds=1))
+        await second.instances.claim(ttl=TTL, now=NOW + timedelta(seconds=1))
 
         assert await reap_at(second, NOW + timedelta(seconds=1)) == []
         # Nor does an instance reap its own runs, however late its own beat.
         assert await reap_at(first, NOW + timedelta(hours=1)) == []
         run = await first.runs.get_run(mine)
         assert run is not None and run.status == "running"
+
+
+async def test_instances_take_the_lowest_free_slot_and_a_beat_after_being_declared_dead_says_so(
+    ledger_url: str,
+) -> None:
+    async with open_ledger(ledger_url) as first, open_ledger(ledger_url) as second:
+        assert await first.instances.claim(ttl=TTL, now=NOW) == "instance-0"
+        assert await second.instances.claim(ttl=TTL, now=NOW) == "instance-1"
+        assert await first.instances.beat(now=NOW + timedelta(seconds=1))
+        # The second falls silent past the TTL: the first's reap forgets it ...
+        await reap_at(first, NOW + TTL + timedelta(seconds=2))
+        assert await first.instances.live_ids(ttl=TTL, now=NOW + TTL) == {"instance-0"}
+        # ... and its next beat tells it so: it must act for its runs no more.
+        assert not await second.instances.beat(now=NOW + TTL + timedelta(seconds=3))
+        assert await first.instances.beat(now=NOW + TTL + timedelta(seconds=3))
+    async with open_ledger(ledger_url) as third:  # the freed slot is taken again
+        assert await third.instances.claim(ttl=TTL, now=NOW + TTL + timedelta(seconds=3)) == (
+            "instance-1"
+        )
 
 
 async def test_runs_without_an_owner_are_reaped_only_once_older_than_any_run_lives(
