@@ -365,3 +365,72 @@ async def test_a_frozen_instance_woken_after_a_takeover_writes_nothing_more(
     assert dupes == [] and len({key for (key,) in calls}) == len(calls), (dupes, calls)
     assert exited is not None
     assert "declared dead" in first.stderr, first.stderr[-2000:]
+
+
+def thread_done(slack: SlackSandbox, top: Any) -> bool:
+    thread = slack.replies(CHANNEL, top.ts)
+    footer = any(m.metadata and m.metadata.get("event_type") == FOOTER_EVENT for m in thread)
+    current = next(m for m in slack.messages(CHANNEL) if m.ts == top.ts)
+    return footer and "orchestrate_stop" not in str(current.blocks)
+
+
+RUNS_AT_SIGTERM = 25
+
+
+async def test_sigterm_with_runs_in_flight_rewrites_no_finished_run_and_a_restart_ends_them_all(
+    tmp_path: Path,
+) -> None:
+    async with sandboxes() as (slack, claude), bots() as serve:
+        claude.add_rule(role="example", delay_s=0.05, times=8)  # a few runs finish at once
+        claude.add_rule(role="example", delay_s=30)  # the rest are busy at the SIGTERM
+        env = stack_env(tmp_path, slack, claude, **FAST, ORCHESTRATE_DRAIN_GRACE_S="1")
+        first = await serve(env, tmp_path, "first")
+        await slack.wait_connected(timeout=60)
+        for number in range(RUNS_AT_SIGTERM):
+            await slack.send_slash_command(text=f"{QUESTION} #{number}", channel_id=CHANNEL)
+        await until(
+            lambda: (
+                len(slack.messages(CHANNEL)) == RUNS_AT_SIGTERM
+                and len(in_flight(claude, "example")) >= 10
+            ),
+            within_s=60,
+            what="every run's first message, and examples in flight",
+        )
+        await asyncio.sleep(1.0)
+        db = tmp_path / "cli.db"
+        before = dict(ledger_rows(db, "SELECT id, finished_at FROM runs WHERE status <> 'running'"))
+        first.process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(first.process.wait(), 60)
+        after_stop = dict(ledger_rows(db, "SELECT id, status FROM runs"))
+        paused = [
+            m for m in slack.messages(CHANNEL) if "Paused while the bot restarts" in str(m.blocks)
+        ]
+
+        claude.clear_rules()
+        await serve(env, tmp_path, "second")
+        tops = slack.messages(CHANNEL)
+        took = await until(
+            lambda: all(thread_done(slack, top) for top in tops),
+            within_s=90,
+            what="all threads complete after the restart",
+        )
+        ended = dict(ledger_rows(db, "SELECT id, finished_at FROM runs"))
+        statuses = Counter(status for (status,) in ledger_rows(db, "SELECT status FROM runs"))
+        texts = " ".join(
+            str(m.blocks) + m.text for top in tops for m in slack.replies(CHANNEL, top.ts)
+        )
+
+    print(
+        f"finished before SIGTERM: {len(before)}; paused: {len(paused)}; "
+        f"restart to all {RUNS_AT_SIGTERM} threads complete: {took:.1f} s"
+    )
+    assert code == 0
+    assert len(after_stop) == RUNS_AT_SIGTERM
+    assert set(after_stop.values()) <= {"finished", "running"}, after_stop  # none interrupted
+    # Each paused run's first message is edited to say so, as far as chat.update's workspace
+    # limit (Tier 3) allows within the grace; the restart edits every one to its end.
+    assert 0 < len(paused) <= sum(s == "running" for s in after_stop.values())
+    assert {run: ended[run] for run in before} == before  # 0 finished runs rewritten
+    assert statuses == Counter({"finished": RUNS_AT_SIGTERM}), statuses
+    assert len(slack.messages(CHANNEL)) == RUNS_AT_SIGTERM  # nothing posted twice at the top
+    assert "interrupted" not in texts.lower()
