@@ -114,8 +114,9 @@ def register(app: AsyncApp, services: Services) -> None:
         await ack()
         # Every private answer falls back to chat.postEphemeral if the response URL refuses.
         reply = private_reply(respond, client, command)
-        if not await first_delivery(services, "command", command.get("trigger_id", "")):
-            return  # a replayed request: acknowledged, and nothing more
+        # A replayed question starts nothing: its run's id is derived from the trigger_id,
+        # and the engine starts a workflow id once (`Runs.start`). A replayed help or costs
+        # request is answered again, privately: harmless, and no table is kept for it.
         max_chars = services.settings.max_question_chars
         parsed = parse_command(command.get("text", ""), max_chars=max_chars)
         try:

@@ -1,8 +1,9 @@
 """A replayed signed slash command is acknowledged and ignored: one run, one thread, one bill.
 
 Slack signs a request with a timestamp it accepts for five minutes, so the same body and
-headers, captured and sent again, pass the signature check. The command's `trigger_id` is
-claimed in the ledger on first delivery; later deliveries get their 200 and nothing else.
+headers, captured and sent again, pass the signature check. The run's id is derived from the
+command's `trigger_id`, and the run engine starts a workflow id once: later deliveries get
+their 200 and nothing else.
 """
 
 from __future__ import annotations
