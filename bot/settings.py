@@ -74,6 +74,10 @@ class Settings:
     heartbeat_s: float = 3.0
     instance_ttl_s: float = 12.0
     instance_id: str | None = None  # None: the lowest free slot (`bot.ledger.instances`)
+    # When the weekly digest is fired (cron, UTC; seconds first when 6 fields): as each ISO
+    # week begins, when the hourly check it replaced first found last week's due. Tests
+    # shorten it.
+    digest_cron: str = "0 0 * * 1"
     # Stop (SIGTERM to itself) when found declared dead after a freeze; tests that run an
     # instance inside their own process turn it off.
     exit_when_fenced: bool = False
