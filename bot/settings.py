@@ -151,6 +151,7 @@ class Settings:
             heartbeat_s=r.parse("ORCHESTRATE_HEARTBEAT_S", _positive_float, 3.0),
             instance_ttl_s=r.parse("ORCHESTRATE_INSTANCE_TTL_S", _positive_float, 12.0),
             instance_id=r.text("ORCHESTRATE_INSTANCE_ID") or None,
+            digest_cron=r.text("ORCHESTRATE_DIGEST_CRON") or "0 0 * * 1",
             exit_when_fenced=True,
             anthropic_max_retries=r.parse("ANTHROPIC_MAX_RETRIES", _non_negative_int, 2),
             prices_file=r.parse("PRICES_FILE", _existing_file, None),

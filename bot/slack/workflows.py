@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 from datetime import datetime
 
-from dbos import DBOS
+from dbos import DBOS, ScheduleInput
+from dbos import error as dbos_error
 
+from bot.settings import SettingsError
 from bot.slack.budget_alerts import DIGEST_SCHEDULE, BudgetAlert, BudgetWatch, Digest
 from bot.slack.runs import RunOrder, Runs
 
@@ -86,13 +88,15 @@ async def schedule_digest(cron: str) -> None:
     """Create the digest's schedule, or bring it up to date: every instance, at every start
     (the schedule is kept in the engine's tables; the upsert keeps when it last fired, and a
     week missed while every instance was down is fired at the next start)."""
-    await DBOS.apply_schedules_async(
-        [
-            {
-                "schedule_name": DIGEST_SCHEDULE,
-                "workflow_fn": digest_workflow,
-                "schedule": cron,
-                "automatic_backfill": True,
-            }
-        ]
-    )
+    schedule: ScheduleInput = {
+        "schedule_name": DIGEST_SCHEDULE,
+        "workflow_fn": digest_workflow,
+        "schedule": cron,
+        "automatic_backfill": True,
+    }
+    try:
+        await DBOS.apply_schedules_async([schedule])
+    except dbos_error.DBOSException as exc:
+        if "cron" not in str(exc).lower():
+            raise
+        raise SettingsError(f"ORCHESTRATE_DIGEST_CRON: {cron!r} is not a cron expression") from None
