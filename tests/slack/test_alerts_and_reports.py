@@ -24,7 +24,7 @@ from bot.ledger import BudgetSettings, Reservation, initial_settings, open_ledge
 from bot.ledger.periods import week_bounds
 from bot.sandbox.slack.files import shared_files
 from bot.sandbox.slack.server import SlackSandbox
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
 from bot.slack.budget_alerts import DIGEST_SCHEDULE, fire_digest
 from tests.harness import Stack, running_stack
 from tests.ledger.conftest import fresh_postgres_schema
@@ -281,3 +281,11 @@ async def alices_day(stack: Stack, day: datetime) -> Any:
         return await ledger.reports.summary(
             "T0SANDBOX", since=day, until=day + timedelta(days=1), user_id="U0ALICE"
         )
+
+
+async def test_a_digest_schedule_that_is_no_cron_stops_the_start_in_one_line(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(SettingsError, match="ORCHESTRATE_DIGEST_CRON: 'every monday'"):
+        async with running_stack(tmp_path, digest_cron="every monday"):
+            pass
