@@ -8,7 +8,6 @@ through it, so nothing is a module-level singleton and shutdown is the same ever
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import signal
@@ -43,7 +42,7 @@ from bot.ledger import (
 from bot.logs import database_location
 from bot.settings import Settings, SettingsError
 from bot.slack import server, workflows
-from bot.slack.budget_alerts import BudgetWatch, Delivery, Digest, digest_clock
+from bot.slack.budget_alerts import BudgetWatch, Delivery, Digest
 from bot.slack.conversations import Conversations
 from bot.slack.deps import Services as EdgeServices
 from bot.slack.engine import Engine, open_engine
@@ -162,8 +161,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             pages=ledger.pages if settings.web_url else None,
         )
         deliver = Delivery(settings=settings, client=client)
-        runs.on_finished = BudgetWatch(
-            settings=settings, ledger=ledger.budgets, governance=ledger.governance, deliver=deliver
+        watch = runs.on_finished = BudgetWatch(
+            settings=settings,
+            ledger=ledger.budgets,
+            governance=ledger.governance,
+            deliver=deliver,
+            engine=runs.engine,
         )
         digest = Digest(
             settings=settings,
@@ -179,6 +182,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         runs.lease = lease
         workflows.register(runs)
         stack.callback(workflows.unregister, runs)
+        workflows.register_alerts(watch, digest)
+        stack.callback(workflows.unregister_alerts, watch, digest)
         liveness = Liveness(
             instances=ledger.instances,
             poster=poster,
@@ -196,12 +201,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         # CREATE INDEX CONCURRENTLY waits for every open transaction (one of ours would
         # never finish while the loop is blocked).
         await stack.enter_async_context(open_engine(settings, executor_id=executor_id))
+        # The weekly digest: a schedule of the engine's, kept in its tables (created or
+        # brought up to date by every instance; each week fired once across them).
+        await workflows.schedule_digest(settings.digest_cron)
         await liveness.start_beating()
         stack.push_async_callback(liveness.stop)
         # Resumes the runs dead instances left, and keeps beating.
         await liveness.start()
-        clock = asyncio.create_task(digest_clock(digest), name="weekly-digest")
-        stack.push_async_callback(_stop, clock)
         # Registered last, so it runs first: runs finish while their resources are open.
         stack.push_async_callback(runs.drain, settings.drain_grace_s)
         yield Services(
@@ -251,11 +257,6 @@ def _stop_serving() -> None:
     """This instance was declared dead while it was frozen: it stops (SIGTERM, the same
     clean stop a supervisor asks for), and its supervisor starts it afresh."""
     signal.raise_signal(signal.SIGTERM)
-
-
-async def _stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
 
 
 def longest_run(settings: Settings) -> timedelta:

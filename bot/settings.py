@@ -74,6 +74,10 @@ class Settings:
     heartbeat_s: float = 3.0
     instance_ttl_s: float = 12.0
     instance_id: str | None = None  # None: the lowest free slot (`bot.ledger.instances`)
+    # When the weekly digest is fired (cron, UTC; seconds first when 6 fields): as each ISO
+    # week begins, when the hourly check it replaced first found last week's due. Tests
+    # shorten it.
+    digest_cron: str = "0 0 * * 1"
     # Stop (SIGTERM to itself) when found declared dead after a freeze; tests that run an
     # instance inside their own process turn it off.
     exit_when_fenced: bool = False
@@ -147,6 +151,7 @@ class Settings:
             heartbeat_s=r.parse("ORCHESTRATE_HEARTBEAT_S", _positive_float, 3.0),
             instance_ttl_s=r.parse("ORCHESTRATE_INSTANCE_TTL_S", _positive_float, 12.0),
             instance_id=r.text("ORCHESTRATE_INSTANCE_ID") or None,
+            digest_cron=r.text("ORCHESTRATE_DIGEST_CRON") or "0 0 * * 1",
             exit_when_fenced=True,
             anthropic_max_retries=r.parse("ANTHROPIC_MAX_RETRIES", _non_negative_int, 2),
             prices_file=r.parse("PRICES_FILE", _existing_file, None),

@@ -7,9 +7,11 @@ engine's tables as they return: a run that was cut off (a crash, a shutdown, a f
 instance taken over) is resumed, its finished steps handed back rather than made again.
 
 Where the engine keeps its tables: on PostgreSQL, in the ledger's database, schema
-`dbos`; on SQLite, in a file beside the ledger (`<ledger>.engine.db`), because two
-drivers writing one SQLite file (aiosqlite for the ledger, SQLAlchemy for DBOS) fight for
-its one write lock and each then fails with "database is locked" under load.
+`dbos` (`<schema>_dbos` for a ledger kept in its own schema with `?search_path=<schema>`,
+which DBOS's driver would refuse as a connection option); on SQLite, in a file beside the
+ledger (`<ledger>.engine.db`), because two drivers writing one SQLite file (aiosqlite for
+the ledger, SQLAlchemy for DBOS) fight for its one write lock and each then fails with
+"database is locked" under load.
 
 DBOS is one object per process (its registry and its instance are global). `open_engine`
 is therefore counted: a second `open_services` in the same process (two Slack front ends
@@ -33,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import sqlalchemy.exc
 from dbos import DBOS, DBOSConfig, SetWorkflowID, StepOptions, WorkflowHandleAsync
@@ -96,8 +99,21 @@ def system_database_url(database_url: str) -> str:
     return f"sqlite:///{Path(path).with_name(Path(path).name + '.engine.db')}"
 
 
+def _schema_of(url: str) -> tuple[str, str]:
+    """The URL without its `search_path` (the ledger's schema), and the engine's schema."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ledger_schema = next((v for k, v in query if k == "search_path"), None)
+    kept = urlencode([(k, v) for k, v in query if k != "search_path"])
+    schema = SCHEMA if not ledger_schema else f"{ledger_schema}_{SCHEMA}"
+    return urlunsplit(parts._replace(query=kept)), schema
+
+
 def engine_config(settings: Settings, *, executor_id: str) -> DBOSConfig:
     url = system_database_url(settings.database_url)
+    schema = SCHEMA
+    if url.startswith("postgres"):
+        url, schema = _schema_of(url)
     config: DBOSConfig = {
         "name": "orchestrate",
         "system_database_url": url,
@@ -107,7 +123,7 @@ def engine_config(settings: Settings, *, executor_id: str) -> DBOSConfig:
         "enable_otlp": False,
     }
     if url.startswith("postgres"):
-        config["dbos_system_schema"] = SCHEMA
+        config["dbos_system_schema"] = schema
         config["sys_db_pool_size"] = 10
     return config
 

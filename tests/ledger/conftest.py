@@ -76,6 +76,8 @@ async def fresh_postgres_schema() -> AsyncIterator[str]:
         yield with_search_path(base, schema)
     finally:
         await execute_raw(base, f"DROP SCHEMA {schema} CASCADE")
+        # The run engine's tables, when a test opened one on this ledger (bot.slack.engine).
+        await execute_raw(base, f"DROP SCHEMA IF EXISTS {schema}_dbos CASCADE")
 
 
 @pytest.fixture
