@@ -296,6 +296,7 @@ async def start_run_on_first(
     return first, second
 
 
+@pytest.mark.timeout(150)
 async def test_a_run_of_an_instance_killed_on_postgres_is_finished_by_the_other(
     tmp_path: Path, postgres: str
 ) -> None:
@@ -304,7 +305,7 @@ async def test_a_run_of_an_instance_killed_on_postgres_is_finished_by_the_other(
         env = stack_env(tmp_path, slack, claude, DATABASE_URL=postgres, **FAST)
         first, _ = await start_run_on_first(serve, slack, env, tmp_path)
         await until(
-            lambda: bool(in_flight(claude, "example")), within_s=30, what="examples in flight"
+            lambda: bool(in_flight(claude, "example")), within_s=60, what="examples in flight"
         )
         flying = len(in_flight(claude, "example"))
         first.kill()
@@ -329,7 +330,7 @@ async def test_a_run_of_an_instance_killed_on_postgres_is_finished_by_the_other(
     assert runs == [("finished",)], runs
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(150)
 async def test_a_frozen_instance_woken_after_a_takeover_writes_nothing_more(
     tmp_path: Path, postgres: str
 ) -> None:
@@ -338,7 +339,7 @@ async def test_a_frozen_instance_woken_after_a_takeover_writes_nothing_more(
         env = stack_env(tmp_path, slack, claude, DATABASE_URL=postgres, **FAST)
         first, _ = await start_run_on_first(serve, slack, env, tmp_path)
         await until(
-            lambda: bool(in_flight(claude, "example")), within_s=30, what="examples in flight"
+            lambda: bool(in_flight(claude, "example")), within_s=60, what="examples in flight"
         )
         first.process.send_signal(signal.SIGSTOP)
         claude.clear_rules()
@@ -377,6 +378,7 @@ def thread_done(slack: SlackSandbox, top: Any) -> bool:
 RUNS_AT_SIGTERM = 25
 
 
+@pytest.mark.timeout(240)
 async def test_sigterm_with_runs_in_flight_rewrites_no_finished_run_and_a_restart_ends_them_all(
     tmp_path: Path,
 ) -> None:
