@@ -1,5 +1,5 @@
-"""Budgets: what counts against a budget, the admission check, the per-call holds, month
-spend, and alert claims.
+"""Budgets: what counts against a budget, the admission check, the per-call holds, and month
+spend.
 
 `Budgets.refusal` is the check `RunBook.reserve_run` makes inside its locked transaction: a
 user's UTC day and a workspace's calendar month count every run's recorded cost, plus, for a
@@ -8,9 +8,9 @@ run still `running` or with unpriced calls, the part of its reservation above it
 starts, under the same per-team lock, against the recorded spend and the other calls in
 flight; the call's record settles the hold (`RunBook.record_call` deletes it in the same
 transaction) and `release_call` or the run's end gives it back. `workspace_month_spent` is
-the month's recorded cost (for the 80% alert) and `claim_budget_alert` is true for exactly
-one caller per team, month and threshold, across processes. Refusals come back as data
-(`BudgetRefusal`, `BudgetStop`); `blocks/` words them.
+the month's recorded cost (for the 80% alert, sent once per team, month and threshold by
+its workflow's id). Refusals come back as data (`BudgetRefusal`, `BudgetStop`); `blocks/`
+words them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from bot.ledger import periods
@@ -231,19 +231,6 @@ class Budgets:
         async with self._db.read() as c:
             held = await self.held(c, team_id, user_id, window, channel_id=channel_id)
         return from_nanos(held.spent_nanos)
-
-    async def claim_budget_alert(self, team_id: str, month: date, threshold: int) -> bool:
-        """True for exactly one caller per team, month and threshold (percent), ever."""
-        async with self._db.write() as c:
-            claimed = await c.execute(
-                "INSERT INTO budget_alerts (team_id, month, threshold, claimed_at)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                team_id,
-                f"{month:%Y-%m}",
-                threshold,
-                self._db.to_db_time(now_utc(None)),
-            )
-        return claimed == 1
 
 
 _RUN_SCOPE = "SELECT team_id, user_id, channel_id, started_at FROM runs WHERE id = ?"

@@ -12,8 +12,8 @@ A team's settings have a version (`version`): the id of its latest audited chang
 only grows. A save can be `based_on` the version its form was filled from; if another save
 came in between (another admin's, or the same submission replayed), it is refused with
 `SettingsChanged` inside the locked transaction, so a submission takes effect at most once
-and never undoes a change its author did not see. `claim_notice` is true for exactly one
-caller per team and key (an alert threshold in a month, a weekly digest), across processes.
+and never undoes a change its author did not see. (A notice sent once per period, an alert
+or a digest, is a workflow whose id names the period: `bot/slack/workflows.py`.)
 """
 
 from __future__ import annotations
@@ -141,18 +141,6 @@ class Governance:
             SettingChange(str(k), old, new, str(by), self._db.from_db_time(at))
             for k, old, new, by, at in rows
         )
-
-    async def claim_notice(self, team_id: str, key: str, *, now: datetime | None = None) -> bool:
-        """True for exactly one caller per team and key, ever, across processes."""
-        async with self._db.write() as c:
-            claimed = await c.execute(
-                "INSERT INTO notices (team_id, key, claimed_at) VALUES (?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
-                team_id,
-                key,
-                self._db.to_db_time(now_utc(now)),
-            )
-        return claimed == 1
 
     async def _stored(self, c: Conn, team_id: str) -> dict[str, str]:
         rows = await c.fetch("SELECT key, value FROM team_settings WHERE team_id = ?", team_id)

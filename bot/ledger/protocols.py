@@ -141,11 +141,10 @@ class CostReports(Protocol):
 
 
 class BudgetAlerts(Protocol):
-    """The 80% watch (`bot/slack/budget_alerts.py`): the month's spend, a once-only claim."""
+    """The 80% watch (`bot/slack/budget_alerts.py`): the month's spend (each alert is sent
+    once by its workflow's id, `bot/slack/workflows.py`)."""
 
     async def workspace_month_spent(self, team_id: str, now: datetime | None = None) -> Decimal: ...
-
-    async def claim_budget_alert(self, team_id: str, month: date, threshold: int) -> bool: ...
 
 
 class BudgetUse(BudgetAlerts, Protocol):
@@ -209,10 +208,6 @@ class GovernanceStore(Protocol):
     async def version(self, team_id: str) -> str: ...
 
     async def changes(self, team_id: str, *, limit: int = 5) -> tuple[SettingChange, ...]: ...
-
-    async def claim_notice(
-        self, team_id: str, key: str, *, now: datetime | None = None
-    ) -> bool: ...
 
 
 class RunLookup(Protocol):

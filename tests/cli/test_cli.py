@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -219,7 +220,7 @@ async def test_a_killed_bot_loses_no_recorded_call_and_its_run_finishes_at_resta
         plans_before = sum(r.role == "plan" for r in mid.claude.requests)
         async with open_services(Settings.from_env(mid.env, dotenv=None)) as services:
             async with asyncio.timeout(30):
-                while run_statuses(tmp_path / "cli.db") != ["finished"]:
+                while run_statuses(tmp_path / "cli.db") != ["finished"]:  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
             await services.runs.wait_idle()
             after = await services.ledger.reports.summary(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from bot.core.usage import CallRecord, TokenUsage
@@ -83,10 +82,6 @@ async def main(mode: str, url: str, args: list[str]) -> None:
             n, concurrency = int(args[0]), int(args[1])
             accepted = await reserve(ledger, n, concurrency, Decimal(args[2]), Decimal(args[3]))
             say(f"ACCEPTED {accepted}")
-        elif mode == "claim":
-            await wait_for_go()
-            claimed = await ledger.budgets.claim_budget_alert(TEAM, datetime.now(UTC).date(), 80)
-            say(f"CLAIMED {claimed}")
         else:
             raise SystemExit(f"unknown mode {mode!r}")
 

@@ -4,7 +4,6 @@ once-only notices across instances."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -56,16 +55,6 @@ async def test_every_change_is_audited_and_a_new_connection_sees_it(ledger_url: 
         ("channel_monthly_usd:C2", "7", None, "U0OLIVE"),
     }
     assert history[0].changed_at == later
-
-
-async def test_a_notice_is_claimed_once_across_connections(ledger_url: str) -> None:
-    async with open_ledger(ledger_url) as first, open_ledger(ledger_url) as second:
-        claims = await asyncio.gather(
-            *(db.governance.claim_notice("T1", "digest:2026-W48") for db in (first, second) * 3)
-        )
-        other = await first.governance.claim_notice("T2", "digest:2026-W48")
-    assert sorted(claims) == [False] * 5 + [True]
-    assert other
 
 
 async def test_a_save_based_on_an_older_version_is_refused_and_saves_nothing(

@@ -561,30 +561,6 @@ async def test_two_processes_racing_never_exceed_the_budget(
         assert (report.runs, report.refused_runs) == (0, 26)
 
 
-async def test_the_budget_alert_is_claimed_once_across_processes(
-    ledger_url: str, worker_env: dict[str, str]
-) -> None:
-    async with open_ledger(ledger_url):
-        pass
-    workers = [start_worker(worker_env, "claim", ledger_url) for _ in range(3)]
-    try:
-        assert [await read_line(w) for w in workers] == ["READY"] * 3
-        release(workers)
-        claims = sorted([await read_line(w) for w in workers])
-    finally:
-        reap(workers)
-    assert claims == ["CLAIMED False", "CLAIMED False", "CLAIMED True"]
-
-
-async def test_alert_claims_are_per_team_month_and_threshold(ledger: Ledger) -> None:
-    month = date(2026, 11, 1)
-    assert await ledger.budgets.claim_budget_alert("T1", month, 80) is True
-    assert await ledger.budgets.claim_budget_alert("T1", date(2026, 11, 30), 80) is False
-    assert await ledger.budgets.claim_budget_alert("T1", month, 100) is True
-    assert await ledger.budgets.claim_budget_alert("T1", date(2026, 12, 1), 80) is True
-    assert await ledger.budgets.claim_budget_alert("T2", month, 80) is True
-
-
 async def test_questions_are_dropped_when_not_to_be_stored(ledger_url: str) -> None:
     async with open_ledger(ledger_url, store_questions=False) as ledger:
         run_id = await ledger.runs.start_run(
