@@ -1,10 +1,10 @@
 """What people do to a run from Slack: ask it to stop, and vote on its answer.
 
 `Interactions` owns two tables. `stop_requests` holds one row per run: the first Stop click
-wins (a double click or a second person changes nothing), and whichever instance owns the
-run finds the request by polling `stop_requests_for` with its runs in flight, so a Stop
-pressed on one instance stops a run on another. `votes` holds one 👍 (+1) or 👎 (-1) per
-person and run, replaced when they change their mind, with an optional reason for a 👎.
+wins (a double click or a second person changes nothing); the run, stopped through the
+engine on whichever instance runs it, reads who asked with `stop_requests_for`. `votes`
+holds one 👍 (+1) or 👎 (-1) per person and run, replaced when they change their mind, with
+an optional reason for a 👎.
 `feedback` aggregates a period's votes (by the runs' start, like the cost reports) overall
 and per model set (the models a run's calls used), with the cost per 👍: the period's spend
 divided by its 👍s, so spend can be weighed against usefulness.

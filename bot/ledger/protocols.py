@@ -234,7 +234,7 @@ class PageReader(Protocol):
 
 
 class StopRequests(Protocol):
-    """Stop: the button's handler asks (any instance); the run's owner polls for requests."""
+    """Stop: the button's handler asks (any instance); the run, once stopped, reads who."""
 
     async def request_stop(
         self, run_id: str, user_id: str, *, now: datetime | None = None

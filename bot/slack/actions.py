@@ -127,7 +127,9 @@ async def stop(services: Services, *, body: dict[str, Any], respond: AsyncRespon
         await _say(respond, blocks.only_asker_message(asker_id=run.user_id, action="stop"))
         return
     first = await services.stops.request_stop(run_id, user_id)
-    services.runs.stop_here(run_id, by=user_id)  # at once if this instance owns the run
+    # Cancelled in the engine, so the instance that runs it stops it (within about a
+    # second), and at once if that is this one.
+    await services.runs.stop(run_id, by=user_id)
     if first:
         await _say(respond, blocks.stopping_message())
 

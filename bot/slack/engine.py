@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import sqlalchemy.exc
@@ -69,10 +69,21 @@ class LeaseLost(Exception):
 def lost(exc: BaseException) -> bool:
     """Whether `exc` (or any exception it groups) says this instance lost its workflow: taken
     over by another instance, or cancelled."""
-    if isinstance(exc, Fenced | Cancelled | LeaseLost):
+    return taken_over(exc) or _any(exc, Cancelled)
+
+
+def taken_over(exc: BaseException) -> bool:
+    """Whether `exc` (or any exception it groups) says another instance has the workflow now
+    (this one was found dead): it must write and post nothing more for it. A cancellation
+    is not that: a cancelled run still writes its ending."""
+    return _any(exc, Fenced | LeaseLost)
+
+
+def _any(exc: BaseException, kinds: Any) -> bool:
+    if isinstance(exc, kinds):
         return True
     if isinstance(exc, BaseExceptionGroup):
-        return any(lost(e) for e in exc.exceptions)
+        return any(_any(e, kinds) for e in exc.exceptions)
     return False
 
 
@@ -186,8 +197,9 @@ class Engine:
         return status is not None and (status.recovery_attempts or 0) > 1
 
     async def cancel(self, workflow_id: str) -> None:
-        """Cancel a workflow, wherever it runs: its next step is refused, and its steps in
-        flight here are cancelled by the workflow itself (see `workflows`)."""
+        """Cancel a workflow, wherever it runs: its next step is refused, and its model calls
+        in flight (preemptible steps, `DurableStep`) are cancelled by DBOS's own watcher on
+        the instance that runs it, within about a second."""
         await DBOS.cancel_workflow_async(workflow_id)
 
     async def status(self, workflow_id: str) -> str | None:
@@ -257,16 +269,47 @@ async def open_engine(settings: Settings, *, executor_id: str) -> AsyncIterator[
             asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor())
 
 
-class DurableStep:
-    """One model call's checkpointed step (`bot.core.pipeline.Step`)."""
+async def cancelled(workflow_id: str) -> bool:
+    """Whether the workflow was cancelled. Read outside the workflow's context: inside it,
+    the read would be a step, and a cancelled workflow is refused its steps."""
 
-    def __init__(self, run_id: str, name: str, guard: Callable[[], Awaitable[None]]) -> None:
+    def read() -> Any:
+        return DBOS.get_workflow_status(workflow_id)
+
+    status = await asyncio.get_running_loop().run_in_executor(None, contextvars.Context().run, read)
+    return status is not None and status.status == "CANCELLED"
+
+
+# What a workflow does when it finds itself cancelled (`DurableSteps(on_cancel=...)`): turn
+# it into the run's stop, and wait to be cancelled by it (it never returns).
+OnCancel = Callable[[], Awaitable[NoReturn]]
+
+
+class DurableStep:
+    """One model call's checkpointed step (`bot.core.pipeline.Step`).
+
+    Preemptible: once the workflow is cancelled (a Stop, from any instance), DBOS's watcher
+    cancels the call within about a second, and the call closes its stream and hands over
+    what it spent. That, or a step begun after the cancellation (DBOS refuses it), goes to
+    `on_cancel`; without one, DBOS's `Cancelled` is raised."""
+
+    def __init__(
+        self,
+        run_id: str,
+        name: str,
+        guard: Callable[[], Awaitable[None]],
+        on_cancel: OnCancel | None = None,
+    ) -> None:
         self._reservation = DBOS.reserve_step()
+        self._run_id = run_id
         self._key = f"{run_id}:{name}"
         self._name = name
         self._guard = guard
+        self._on_cancel = on_cancel
 
     async def __call__(self, call: Callable[[], Awaitable[Reply[T]]]) -> Reply[T]:
+        made: list[Reply[T]] = []
+
         async def body() -> Reply[T]:
             await self._guard()  # an instance that lost its lease starts no call
             reply = await call()
@@ -274,20 +317,40 @@ class DurableStep:
                 # A stable key: a step that re-runs after its record was written (but
                 # before its checkpoint) cannot count the call twice.
                 reply = replace(reply, call=replace(reply.call, key=self._key))
+            made.append(reply)
             return reply
 
-        return await _checkpointed(self._reservation, self._name, body)
+        try:
+            return await _checkpointed(self._reservation, self._name, body, preemptible=True)
+        except Cancelled:
+            if self._on_cancel is None:
+                raise
+            return await self._on_cancel()
+        except Fenced:
+            # A call that returned between the cancellation and DBOS's watcher noticing it
+            # is refused its checkpoint as if taken over. It was made and must be recorded:
+            # it is handed back, and the cancellation is met at the next step.
+            if made and self._on_cancel is not None and await cancelled(self._run_id):
+                return made[0]
+            raise
 
 
 class DurableSteps:
     """A workflow's model calls as DBOS steps (`bot.core.pipeline.Steps`)."""
 
-    def __init__(self, run_id: str, guard: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        guard: Callable[[], Awaitable[None]],
+        *,
+        on_cancel: OnCancel | None = None,
+    ) -> None:
         self._run_id = run_id
         self._guard = guard
+        self._on_cancel = on_cancel
 
     def reserve(self, name: str) -> Step:
-        return DurableStep(self._run_id, name, self._guard)
+        return DurableStep(self._run_id, name, self._guard, self._on_cancel)
 
 
 async def step(name: str, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -296,7 +359,11 @@ async def step(name: str, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 async def _checkpointed(
-    reservation: StepReservation, name: str, work: Callable[[], Awaitable[T]]
+    reservation: StepReservation,
+    name: str,
+    work: Callable[[], Awaitable[T]],
+    *,
+    preemptible: bool = False,
 ) -> T:
     """Run `work` at its reserved step, waiting out an engine database that cannot be
     written. DBOS retries PostgreSQL connection errors itself, but not every error (a
@@ -310,7 +377,7 @@ async def _checkpointed(
             done.append(await work())
         return done[0]
 
-    options: StepOptions = {"name": name, "retries_allowed": False}
+    options: StepOptions = {"name": name, "retries_allowed": False, "preemptible": preemptible}
     delay = RETRY_FIRST_S
     while True:
         try:

@@ -11,10 +11,15 @@ run ends (finished, failed, cancelled, a bug) closes its row, releasing its rese
 `drain` lets runs finish for a grace period and cancels the rest, which the pipeline turns
 into an "interrupted" ending with every spent token recorded.
 
-Each run in flight has a `RunStop`. `stop_here` stops a run this process owns at once (the
-Stop button's handler calls it after writing the request to the ledger); a request made on
-another instance is found by a poller that, while runs are in flight, asks the ledger every
-`STOP_POLL_S` which of them someone asked to stop.
+Each run in flight has a `RunStop`. `stop` (the Stop button's handler calls it after
+writing the request to the ledger) cancels the run's workflow in the engine, wherever it
+runs, and stops it at once if this process runs it. On the instance that runs it, DBOS's own
+watcher cancels its model calls in flight within about a second (they are preemptible
+steps, `engine.DurableStep`), and a step begun after the cancellation is refused: either way
+the run reads who asked from the ledger once and stops as a Stop clicked here would (its
+calls closed and recorded, "stopped by …" in the thread, its row closed). A cancelled run
+still writes its ending (ledger writes and posts are not steps); a run taken over by
+another instance writes nothing more.
 
 A Retry of a failed example (`retry`) is served from the ledger alone (the run's row, its
 kept strategy and which of its components failed), so any instance can take the click,
@@ -33,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 from slack_sdk.errors import SlackApiError
 
@@ -81,7 +86,6 @@ from bot.slack.threads import run_metadata
 
 log = logging.getLogger(__name__)
 Respond = Callable[..., Awaitable[Any]]
-STOP_POLL_S = 1.0  # a Stop pressed on another instance takes effect within about this long
 SUSPEND_S = 10.0  # how long suspended runs have to close their calls at a shutdown
 # Run ids derived from what Slack sent: the same delivery is the same run, on any instance.
 RUN_IDS = uuid.UUID("5f0c7d1e-2a4b-4c8e-9d3f-6b1a0e7c2d94")
@@ -168,7 +172,6 @@ class Runs:
         claims: WorkClaims,
         engine: Engine,
         stops: StopRequests | None = None,
-        stop_poll_s: float = STOP_POLL_S,
         metrics: Metrics | None = None,
         pages: PageLog | None = None,
     ) -> None:
@@ -180,11 +183,9 @@ class Runs:
         self._settings = settings
         self._claims = claims
         self.engine = engine
-        self._stop_requests = stops
-        self._stop_poll_s = stop_poll_s
+        self._stop_requests = stops  # who asked a run to stop (read once, when it stops)
         self._stops: dict[str, RunStop] = {}  # runs in flight in this process
         self._stream_pacing = StreamPacing()  # every run's progress stream shares the limits
-        self._poller: asyncio.Task[None] | None = None
         self.metrics = metrics or Metrics()
         self.metrics.track_in_flight(lambda: self.in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -295,7 +296,6 @@ class Runs:
         if resumed is not None and self._pages is not None:
             await self._pages.restart(run_id)  # the resumed run tells its events again
         stop = self._stops[run_id] = RunStop()
-        self._watch_stops()
         key = (request.channel_id, thread_ts)
         self._by_thread.setdefault(key, {})[run_id] = renderer.posted
         self.admitted += 1
@@ -361,26 +361,37 @@ class Runs:
         stop.stop(f"stopped by {by}", by=by)
         return True
 
-    def _watch_stops(self) -> None:
-        """Poll the ledger for stops asked on other instances, while runs are in flight."""
-        if self._stop_requests is None or (self._poller and not self._poller.done()):
-            return
-        self._poller = asyncio.create_task(self._poll_stops(self._stop_requests), name="stops")
+    async def stop(self, run_id: str, *, by: str) -> None:
+        """Stop `run_id` for `by`, wherever it runs: at once if this process runs it, and
+        through the engine's cancellation (noticed within about a second) if another does."""
+        self.stop_here(run_id, by=by)
+        try:
+            await self.engine.cancel(run_id)
+        except Exception as exc:
+            # The engine's database is away: a run here was stopped already; one elsewhere
+            # is not, and the clicker can click again.
+            log.warning("could not cancel run %s in the engine: %s", run_id, describe(exc))
 
-    async def _poll_stops(self, requests: StopRequests) -> None:
-        while self._stops:
-            await asyncio.sleep(self._stop_poll_s)
-            try:
-                asked = await requests.stop_requests_for(list(self._stops))
-            except (LedgerError, OSError) as exc:
-                log.warning("could not check for stop requests: %s", exc)
-                continue
-            except Exception:
-                # A poller that dies would leave Stops pressed on other instances unheard.
-                log.exception("checking for stop requests failed; trying again")
-                continue
-            for run_id, user_id in asked.items():
-                self.stop_here(run_id, by=user_id)
+    async def _cancelled(self, run_id: str, stop: RunStop) -> NoReturn:
+        """The run's workflow was cancelled (a Stop clicked on any instance): stop the run as
+        that Stop would have here, then wait to be cancelled with the run's other calls."""
+        if not stop.requested:
+            by = await self._stopped_by(run_id)
+            log.info("run cancelled in the engine", extra=fields(run_id=run_id, by=by))
+            stop.stop(f"stopped by {by}" if by else "the run was cancelled", by=by)
+        await asyncio.get_running_loop().create_future()  # the stop cancels this step
+        raise AssertionError("unreachable")  # pragma: no cover - the future never resolves
+
+    async def _stopped_by(self, run_id: str) -> str | None:
+        """Who asked `run_id` to stop (the first request, as the ledger keeps it)."""
+        if self._stop_requests is None:
+            return None
+        try:
+            asked = await self._stop_requests.stop_requests_for([run_id])
+        except (LedgerError, OSError) as exc:
+            log.warning("could not read who stopped run %s: %s", run_id, exc)
+            return None
+        return asked.get(run_id)
 
     def own(self, work: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
         """Run `work` as a task this registry owns: kept referenced, drained at shutdown."""
@@ -506,9 +517,6 @@ class Runs:
             )
         else:
             log.info("no runs in flight")
-        if self._poller is not None:
-            self._poller.cancel()
-            await asyncio.gather(self._poller, return_exceptions=True)
 
     async def _reserve(
         self, request: RunRequest, run_id: str
@@ -596,7 +604,9 @@ class Runs:
             self.observe(run_id, request, event)
             await renderer(event)
 
-        steps = engine.DurableSteps(run_id, self._guard)
+        steps = engine.DurableSteps(
+            run_id, self._guard, on_cancel=partial(self._cancelled, run_id, stop)
+        )
         try:
             await self._pipeline.run(
                 request.question,
@@ -613,10 +623,12 @@ class Runs:
             await renderer.suspend()
             raise asyncio.CancelledError from None
         except BaseException as exc:
-            if engine.lost(exc):
-                # Another instance took the run over (this one was frozen, and found dead),
-                # or it was cancelled: it writes nothing more, and posts nothing more, for it.
-                log.warning("run taken over or cancelled", extra=fields(run_id=run_id))
+            if engine.taken_over(exc):
+                # Another instance took the run over (this one was frozen, and found dead):
+                # it writes nothing more, and posts nothing more, for it. (A cancellation is
+                # not that: the model steps turn it into the run's stop, which writes the
+                # run's ending, see `_cancelled`.)
+                log.warning("run taken over", extra=fields(run_id=run_id))
                 renderer.fence()
                 raise engine.first_lost(exc) from None
             if not isinstance(exc, Exception):

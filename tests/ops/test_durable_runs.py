@@ -436,3 +436,76 @@ async def test_sigterm_with_runs_in_flight_rewrites_no_finished_run_and_a_restar
     assert statuses == Counter({"finished": RUNS_AT_SIGTERM}), statuses
     assert len(slack.messages(CHANNEL)) == RUNS_AT_SIGTERM  # nothing posted twice at the top
     assert "interrupted" not in texts.lower()
+
+
+# What a Stop click does on an instance that does not run the run (`Runs.stop`, less the
+# fast path): the request in the ledger, then the workflow cancelled in the engine. Run as
+# a process of its own; prints the (system-wide) monotonic times at the click and once
+# the cancel returned.
+STOPPER = """
+import asyncio, sys, time
+from dbos import DBOS
+from bot.ledger import open_ledger
+from bot.slack.engine import ENGINE_VERSION, system_database_url
+
+url, run_id, by = sys.argv[1:4]
+clicked = time.monotonic()
+
+async def ask() -> None:
+    async with open_ledger(url) as ledger:
+        assert await ledger.interactions.request_stop(run_id, by)
+
+asyncio.run(ask())
+DBOS(config={"name": "orchestrate", "system_database_url": system_database_url(url),
+             "executor_id": "stopper", "application_version": ENGINE_VERSION,
+             "log_level": "WARNING"})
+DBOS.launch()
+DBOS.cancel_workflow(run_id)
+print(clicked, time.monotonic(), flush=True)
+DBOS.destroy(workflow_completion_timeout_sec=0)
+"""
+
+
+async def test_a_stop_from_another_process_closes_the_calls_in_flight_within_a_second_or_so(
+    tmp_path: Path,
+) -> None:
+    async with sandboxes() as (slack, claude), bots() as serve:
+        # Slow enough to be in flight however long the stopper takes to start.
+        claude.add_rule(role="example", delay_s=60.0)
+        env = stack_env(tmp_path, slack, claude, **FAST)
+        await serve(env, tmp_path, "owner")
+        await slack.wait_connected(timeout=60)
+        await slack.send_slash_command(text=QUESTION, channel_id=CHANNEL)
+        await until(lambda: in_flight(claude, "example"), within_s=30, what="examples in flight")
+        db = tmp_path / "cli.db"
+        [(run_id,)] = ledger_rows(db, "SELECT id FROM runs")
+        stopper = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            STOPPER,
+            f"sqlite:///{db}",
+            run_id,
+            "U0ADMIN",
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(stopper.communicate(), 60)
+        assert stopper.returncode == 0
+        clicked, cancelled = (float(t) for t in out.decode().split()[-2:])
+        await until(lambda: complete(slack), within_s=15, what="the run's thread closed")
+        examples = [r for r in claude.messages() if r.role == "example"]
+        closed = max(r.finished or 0.0 for r in examples) - clicked
+        _, thread = replies(slack)
+        runs = ledger_rows(db, "SELECT status, error FROM runs")
+        recorded = ledger_rows(db, "SELECT count(*) FROM calls")
+
+    print(
+        f"stop in another process -> calls closed: {closed:.3f} s"
+        f" (the cancel itself returned after {cancelled - clicked:.3f} s)"
+    )
+    assert all(r.finished is not None for r in examples)
+    assert closed < 2.0, closed  # DBOS's watcher polls once a second
+    assert "Stopped by <@U0ADMIN>" in thread[-1].text
+    assert runs == [("interrupted", "stopped by U0ADMIN")], runs
+    assert recorded == [(len(claude.messages()),)], recorded
