@@ -180,6 +180,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             runs=runs, pipeline=pipeline, ledger=ledger.writer, poster=poster, settings=settings
         )
         runs.lease = lease
+        runs.alive = partial(ledger.instances.live_ids, ttl=ttl)
         workflows.register(runs)
         stack.callback(workflows.unregister, runs)
         workflows.register_alerts(watch, digest)

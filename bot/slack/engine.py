@@ -206,6 +206,14 @@ class Engine:
         found = await DBOS.get_workflow_status_async(workflow_id)
         return None if found is None else found.status
 
+    async def pending_on(self, workflow_id: str) -> str | None:
+        """The executor a pending workflow is on; None if it is not pending (ended, queued,
+        or unknown)."""
+        found = await DBOS.get_workflow_status_async(workflow_id)
+        if found is None or found.status != "PENDING":
+            return None
+        return found.executor_id
+
     async def pending_executors(self) -> set[str]:
         """The executors that hold unfinished workflows of this version."""
         pending = await DBOS.list_workflows_async(

@@ -203,6 +203,8 @@ class Runs:
         # The run's workflow (`bot.slack.workflows.register` sets it: it imports this module).
         self.workflow: Callable[[RunOrder], Coroutine[Any, Any, str]] | None = None
         self.lease: Lease | None = None  # set by the composition root (Liveness)
+        # The ids of the live instances (the composition root sets it from the ledger).
+        self.alive: Callable[[], Awaitable[set[str]]] | None = None
         self.admitted = 0  # runs launched by this process, for the demo and tests
         # Told the team id after each run that ends (the budget watch uses it).
         self.on_finished: Callable[[str], Awaitable[object]] | None = None
@@ -296,6 +298,8 @@ class Runs:
         if resumed is not None and self._pages is not None:
             await self._pages.restart(run_id)  # the resumed run tells its events again
         stop = self._stops[run_id] = RunStop()
+        if resumed is not None and (by := await self._stopped_by(run_id)):
+            stop.stop(f"stopped by {by}", by=by)  # asked while no instance ran it
         key = (request.channel_id, thread_ts)
         self._by_thread.setdefault(key, {})[run_id] = renderer.posted
         self.admitted += 1
@@ -366,11 +370,25 @@ class Runs:
         through the engine's cancellation (noticed within about a second) if another does."""
         self.stop_here(run_id, by=by)
         try:
+            if not await self._held_by_a_live_instance(run_id):
+                # Suspended by a restart, or its instance died: cancelling would leave it to
+                # no one. The request is in the ledger; the run, once resumed, reads it and
+                # stops there at once (`_execute`), saying who stopped it.
+                log.info("stop asked for a run no live instance runs", extra=fields(run_id=run_id))
+                return
             await self.engine.cancel(run_id)
         except Exception as exc:
             # The engine's database is away: a run here was stopped already; one elsewhere
             # is not, and the clicker can click again.
             log.warning("could not cancel run %s in the engine: %s", run_id, describe(exc))
+
+    async def _held_by_a_live_instance(self, run_id: str) -> bool:
+        """Whether the run's workflow is pending on an instance that is alive (or queued to
+        start); True when liveness is not known here."""
+        executor = await self.engine.pending_on(run_id)
+        if executor is None or self.alive is None:
+            return True
+        return executor in await self.alive()
 
     async def _cancelled(self, run_id: str, stop: RunStop) -> NoReturn:
         """The run's workflow was cancelled (a Stop clicked on any instance): stop the run as

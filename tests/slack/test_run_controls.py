@@ -335,3 +335,30 @@ async def test_a_retry_whose_example_slack_refuses_is_still_recorded_as_finished
     assert not any("internal error" in r.text for r in replies)
     assert any("is_archived" in str(r.blocks) + r.text for r in replies)  # the loss is named
     assert "Retried by <@U0ALICE>" in replies[-1].text  # the rest of the retry still posted
+
+
+async def test_a_stop_asked_while_no_instance_runs_the_run_stops_it_when_it_resumes(
+    tmp_path: Path,
+) -> None:
+    """A run paused by a restart (or whose instance died) is run by no one until it is
+    resumed: its Stop is kept in the ledger, and the resumed run stops at once, saying who
+    stopped it, without another model call."""
+    async with SlackSandbox() as slack:
+        async with running_stack(tmp_path, slack=slack) as first:
+            first.claude.add_rule(role="example", delay_s=60)
+            await first.command("Design a REST API")
+            await examples_in_flight(first)
+            await first.services.runs.drain(0.0)  # suspended: its workflow stays pending
+            top = slack.messages("C0GENERAL")[0]
+            run_id = str(top.metadata["event_payload"]["run_id"])
+        async with open_ledger(first.settings.database_url) as ledger:
+            assert await ledger.interactions.request_stop(run_id, "U0ALICE")
+        async with running_stack(tmp_path, slack=slack) as resumed:
+            async with asyncio.timeout(30):
+                while "Stopped by" not in " ".join(r.text for r in resumed.thread()[1]):  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            await resumed.services.runs.wait_idle()
+            run = await resumed.services.ledger.runs.get_run(run_id)
+            served = list(resumed.claude.messages())
+    assert served == []  # nothing asked of the models after the resume
+    assert run is not None and run.status == "interrupted" and run.error == "stopped by U0ALICE"
