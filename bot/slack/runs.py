@@ -197,6 +197,7 @@ class Runs:
         self._replies: dict[str, Respond] = {}
         self._started_here: set[str] = set()  # runs started (not resumed) by this registry
         self._workflow_tasks: dict[str, asyncio.Task[Any]] = {}  # each run's own task
+        self._ended: set[asyncio.Future[None]] = set()  # what ends with a run started here
         # Which registry a workflow started here runs on (a workflow resumed here from
         # elsewhere runs on any: `bot.slack.workflows.host`).
         self.host = f"runs-{uuid.uuid4()}"
@@ -211,7 +212,11 @@ class Runs:
 
     @property
     def in_flight(self) -> int:
-        return len(self._busy())
+        """Runs in flight here (each counted once, whether started here or resumed here),
+        and the other work this registry owns (a Retry, a follow-up)."""
+        runs = self._started_here | set(self._workflow_tasks)
+        owned = self._tasks - self._ended - set(self._workflow_tasks.values())
+        return len(runs) + len(owned)
 
     def _busy(self) -> set[asyncio.Future[Any]]:
         """What is in flight: the runs executing here (their workflows' tasks), runs
@@ -242,7 +247,9 @@ class Runs:
             log.info("a delivery seen before was not run again", extra=fields(run_id=run_id))
             return None
         ended = asyncio.ensure_future(_quietly(handle))
-        self._tasks.add(ended)  # the run's own task is not counted besides (`execute`)
+        self._tasks.add(ended)
+        self._ended.add(ended)
+        ended.add_done_callback(self._ended.discard)
         self._started_here.add(run_id)
         ended.add_done_callback(self._tasks.discard)
         ended.add_done_callback(lambda _: self._started_here.discard(run_id))
@@ -255,19 +262,13 @@ class Runs:
         stays pending, for the next start to resume)."""
         request, run_id = order.request, order.run_id
         respond = self._replies.pop(run_id, None) or self._private_reply(request)
-        # A run resumed here (after a restart, or taken over) is counted by its own task.
         current = asyncio.current_task()
-        counted = None if run_id in self._started_here else current
-        if counted is not None:
-            self._tasks.add(counted)
         if current is not None:
             self._workflow_tasks[run_id] = current
         try:
             return await self._execute(order, request, run_id, respond)
         finally:
             self._workflow_tasks.pop(run_id, None)
-            if counted is not None:
-                self._tasks.discard(counted)
 
     async def _execute(
         self, order: RunOrder, request: RunRequest, run_id: str, respond: Respond

@@ -270,7 +270,9 @@ async def test_shutdown_suspends_runs_in_flight_and_the_restart_finishes_them(
             while sum(r.role == "example" for r in stack.claude.requests) < 2:
                 await _tick()
             await _tick(0.3)
+            assert stack.services.runs.in_flight == 1  # one run, counted once
             await stack.services.runs.drain(0.0)
+            assert stack.services.runs.in_flight == 0
             _, suspended = stack.thread()
             async with open_ledger(stack.settings.database_url) as ledger:
                 cut_off = await ledger.reports.summary("T0SANDBOX", since=_epoch(), until=_future())
