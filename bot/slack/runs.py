@@ -33,7 +33,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -51,6 +51,7 @@ from bot.core.events import (
     ExampleReady,
     RunFailed,
     RunFinished,
+    StrategyDraft,
     StrategyReady,
 )
 from bot.core.models import Strategy
@@ -617,25 +618,31 @@ class Runs:
     ) -> str:
         budget = LedgerBudget(self._ledger, run_id, limits)
         started = time.monotonic()
-
-        async def emit(event: Event) -> None:
-            await self._to_ledger(run_id, event)
-            self.observe(run_id, request, event)
-            await renderer(event)
-
         steps = engine.DurableSteps(
             run_id, self._guard, on_cancel=partial(self._cancelled, run_id, stop)
         )
+        # The pipeline only queues its events; this run's consumer pulls them in order and
+        # writes each to the ledger, then to the thread, so a slow Slack never holds up a
+        # model's stream (drafts it has fallen behind on are skipped).
+        feed = EventFeed()
+        consumer = asyncio.create_task(
+            self._consume(feed, run_id, request, renderer, stop), name=f"events-{run_id}"
+        )
         try:
-            await self._pipeline.run(
-                request.question,
-                emit=emit,
-                thread=request.thread,
-                budget=budget,
-                stop=stop,
-                steps=steps,
-                resumable=True,
-            )
+            try:
+                await self._pipeline.run(
+                    request.question,
+                    emit=feed.emit,
+                    thread=request.thread,
+                    budget=budget,
+                    stop=stop,
+                    steps=steps,
+                    resumable=True,
+                )
+            finally:
+                feed.close()
+                await _drained(consumer)  # every event queued is written, however it ended
+            consumer.result()  # a bug in the consumer is the run's bug
         except (asyncio.CancelledError, RunSuspended):
             # A shutdown: the run stays open and resumes after the restart, where it was.
             log.info("run suspended for a restart", extra=fields(run_id=run_id))
@@ -661,6 +668,23 @@ class Runs:
             return "failed"
         await self._after(request.team_id)
         return "ended"
+
+    async def _consume(
+        self,
+        feed: EventFeed,
+        run_id: str,
+        request: RunRequest,
+        renderer: ThreadRenderer,
+        stop: RunStop,
+    ) -> None:
+        try:
+            async for event in feed:
+                await self._to_ledger(run_id, event)
+                self.observe(run_id, request, event)
+                await renderer(event)
+        except Exception:
+            stop.stop("an internal error stopped this run")  # no more calls paid for nothing
+            raise
 
     async def _guard(self) -> None:
         """Before each model call: this instance must still hold its lease (`Liveness`)."""
@@ -956,3 +980,41 @@ class PrivateTo:
             )
         except SLACK_FAILURES as exc:
             log.warning("could not reply privately to the asker: %s", describe(exc))
+
+
+async def _drained(consumer: asyncio.Task[None]) -> None:
+    """Wait for a run's consumer to write what is queued, even while the run is being
+    cancelled; a cancellation that comes meanwhile cancels it too (it is stuck on Slack)."""
+    try:
+        await asyncio.shield(asyncio.wait({consumer}))
+    except asyncio.CancelledError:
+        consumer.cancel()
+        await asyncio.wait({consumer})
+        raise
+
+
+class EventFeed:
+    """A run's events, queued by the pipeline as they happen and pulled in order by one
+    consumer (`async for`). A strategy draft that a newer draft, or the strategy itself,
+    has overtaken in the queue is skipped: it would be shown only to be replaced."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[tuple[int, Event] | None] = asyncio.Queue()
+        self._last_draft = 0  # the number of the latest draft (or strategy) queued
+        self._count = 0
+
+    async def emit(self, event: Event) -> None:
+        self._count += 1
+        if isinstance(event, StrategyDraft | StrategyReady):
+            self._last_draft = self._count
+        self._queue.put_nowait((self._count, event))
+
+    def close(self) -> None:
+        self._queue.put_nowait(None)
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        while (item := await self._queue.get()) is not None:
+            number, event = item
+            if isinstance(event, StrategyDraft) and number < self._last_draft:
+                continue
+            yield event
