@@ -250,6 +250,7 @@ async def open_engine(settings: Settings, *, executor_id: str) -> AsyncIterator[
         engine = _open.engine
     try:
         if fresh:
+            _route_logs()
             try:
                 DBOS(config=engine_config(settings, executor_id=executor_id))
                 DBOS.launch()
@@ -291,6 +292,28 @@ async def cancelled(workflow_id: str) -> bool:
 # What a workflow does when it finds itself cancelled (`DurableSteps(on_cancel=...)`): turn
 # it into the run's stop, and wait to be cancelled by it (it never returns).
 OnCancel = Callable[[], Awaitable[NoReturn]]
+
+
+def _route_logs() -> None:
+    """DBOS's log records go through the app's own handlers (and their privacy filter), not
+    to a console handler of DBOS's: one line each, without the traceback DBOS attaches to
+    every retry through a database outage."""
+    dbos_log = logging.getLogger("dbos")
+    for handler in list(dbos_log.handlers):
+        dbos_log.removeHandler(handler)
+    dbos_log.addHandler(logging.NullHandler())  # DBOS adds its console handler only to none
+    dbos_log.propagate = True
+    if not any(isinstance(f, _OneLine) for f in dbos_log.filters):
+        dbos_log.addFilter(_OneLine())
+
+
+class _OneLine(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info is not None and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()} ({type(record.exc_info[1]).__name__})"
+            record.args = None
+        record.exc_info = record.exc_text = None
+        return True
 
 
 class DurableStep:
