@@ -178,6 +178,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         )
         runs.lease = lease
         workflows.register(runs)
+        workflows.register_conversations(conversations, runs)
         stack.callback(workflows.unregister, runs)
         liveness = Liveness(
             instances=ledger.instances,

@@ -34,7 +34,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from dbos import DBOS, DBOSConfig, SetWorkflowID, StepOptions, WorkflowHandleAsync
+from dbos import (
+    DBOS,
+    DBOSConfig,
+    Queue,
+    SetEnqueueOptions,
+    SetWorkflowID,
+    StepOptions,
+    WorkflowHandleAsync,
+)
 from dbos import error as dbos_error
 
 from bot.core.claude import Reply
@@ -50,6 +58,10 @@ ENGINE_VERSION = "orchestrate-workflows-1"
 # The engine's own tables on PostgreSQL.
 SCHEMA = "dbos"
 START_TIMEOUT_S = 5.0  # a new run waits this long for the engine's database, then is refused
+# The queue of what is asked in threads (follow-ups, Retries, runs in a thread): one
+# partition per thread, one item at a time in it, across instances, in the order they came.
+THREADS_QUEUE = "threads"
+QUEUE_POLL_S = 0.1  # how often each instance looks for queued work it may start
 
 # What DBOS raises when this instance lost a workflow to another (it was taken over).
 Fenced = dbos_error.DBOSWorkflowConflictIDError
@@ -125,6 +137,15 @@ class Engine:
 
     def __init__(self, executor_id: str) -> None:
         self.executor_id = executor_id
+        self._threads: Queue | None = None
+
+    async def register_queues(self) -> Queue:
+        """The threads queue, stored in the engine's database (each instance's workers poll
+        it from then on). Registering again (another instance, a restart) changes nothing."""
+        self._threads = await DBOS.register_queue_async(
+            THREADS_QUEUE, partition_concurrency=1, polling_interval_sec=QUEUE_POLL_S
+        )
+        return self._threads
 
     async def start(
         self, workflow_id: str, workflow: Callable[..., Coroutine[Any, Any, Any]] | None, *args: Any
@@ -148,6 +169,35 @@ class Engine:
             # Racing another instance on one id, DBOS runs it once: the loser's handle
             # waits for the winner's outcome.
             return await DBOS.start_workflow_async(workflow, *args)
+
+    async def enqueue(
+        self,
+        workflow_id: str,
+        partition: str,
+        workflow: Callable[..., Coroutine[Any, Any, T]],
+        *args: Any,
+    ) -> WorkflowHandleAsync[T]:
+        """Queue `workflow(*args)` under `workflow_id` in `partition` of the threads queue:
+        it starts (here or on another instance) once the items queued before it in that
+        partition have ended. An id queued before (a replay) queues nothing: the handle is
+        the first one's.
+
+        On SQLite (Python 3.11) the queue orders a partition by the second an item was
+        queued, then by its id: ids must sort by arrival within a partition."""
+        queue = self._threads or await self.register_queues()
+        with SetWorkflowID(workflow_id), SetEnqueueOptions(queue_partition_key=partition):
+            return await queue.enqueue_async(workflow, *args)
+
+    async def pending(self, workflow_id_prefix: str) -> bool:
+        """Whether a workflow whose id starts with the prefix is queued or running."""
+        found = await DBOS.list_workflows_async(
+            workflow_id_prefix=workflow_id_prefix,
+            status=["ENQUEUED", "PENDING"],
+            load_input=False,
+            load_output=False,
+            limit=1,
+        )
+        return bool(found)
 
     async def resumed(self, workflow_id: str) -> bool:
         """Whether the workflow is running again (after a restart or a takeover), not for
@@ -214,6 +264,8 @@ async def open_engine(settings: Settings, *, executor_id: str) -> AsyncIterator[
             try:
                 DBOS(config=engine_config(settings, executor_id=executor_id))
                 DBOS.launch()
+                # Queued work left by an instance that stopped resumes as soon as it may.
+                await engine.register_queues()
             except BaseException:
                 with _lock:
                     _open = None

@@ -25,10 +25,11 @@ instances, and is released however the retry ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -231,7 +232,7 @@ class Runs:
             self._replies.pop(run_id, None)
             log.info("a delivery seen before was not run again", extra=fields(run_id=run_id))
             return None
-        ended = asyncio.ensure_future(_quietly(handle))
+        ended = asyncio.ensure_future(quietly(handle))
         self._tasks.add(ended)
         ended.add_done_callback(self._tasks.discard)
         return ended
@@ -375,6 +376,19 @@ class Runs:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    @contextlib.contextmanager
+    def working(self) -> Iterator[None]:
+        """Count the current task (a workflow's) as work in flight: waited for by
+        `wait_idle`, suspended by `drain`."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
     async def wait_thread(self, channel: str, thread_ts: str) -> None:
         """Return once every run of this process in that thread has posted its last
         message (its first message's final edit may still be queued: a follow-up's answer
@@ -400,6 +414,20 @@ class Runs:
             return admitted
         reservation, limits = admitted
         return reservation, LedgerBudget(self._ledger, reservation.run_id, limits)
+
+    async def admit_as(
+        self, request: RunRequest, worst_case: Decimal | None, *, run_id: str
+    ) -> Limits | blocks.OutboundMessage:
+        """`admit` under a given run id (a workflow's): admitting it again (a resumed
+        workflow) reserves nothing more. The budgets the run goes on under, or why not."""
+        admitted = await self._admission(request, worst_case, models="", run_id=run_id)
+        if isinstance(admitted, blocks.OutboundMessage):
+            return admitted
+        return admitted[1]
+
+    def budget(self, run_id: str, limits: Limits) -> CallBudget:
+        """What a follow-up's call holds its worst case against (see `LedgerBudget`)."""
+        return LedgerBudget(self._ledger, run_id, limits)
 
     async def _admission(
         self,
@@ -875,7 +903,7 @@ def _runs(count: int) -> str:
     return f"{count} run" if count == 1 else f"{count} runs"
 
 
-async def _quietly(handle: Any) -> None:
+async def quietly(handle: Any) -> None:
     """Wait for a workflow's end; how it ended was logged and told where it ended."""
     try:
         await handle.get_result()
@@ -894,11 +922,16 @@ async def _tell(respond: Respond, message: blocks.OutboundMessage) -> None:
 class PrivateTo:
     """A private reply by `chat.postEphemeral` (for a run resumed where no `respond` is)."""
 
-    def __init__(self, poster: Poster, channel: str, user: str) -> None:
+    def __init__(
+        self, poster: Poster, channel: str, user: str, *, thread_ts: str | None = None
+    ) -> None:
         self._poster, self._channel, self._user = poster, channel, user
+        self._thread_ts = thread_ts
 
     async def __call__(self, **message: Any) -> None:
         message.pop("response_type", None)
+        if self._thread_ts is not None:
+            message["thread_ts"] = self._thread_ts
         try:
             await self._poster.client.chat_postEphemeral(
                 channel=self._channel, user=self._user, **message

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dbos import DBOS
 
+from bot.slack.conversations import Conversations, ThreadOrder
 from bot.slack.runs import RunOrder, Runs
 
 _hosts: dict[str, Runs] = {}
+_conversations: dict[str, Conversations] = {}
 
 
 def register(runs: Runs) -> None:
@@ -23,6 +25,13 @@ def register(runs: Runs) -> None:
 def unregister(runs: Runs) -> None:
     if _hosts.get(runs.host) is runs:
         del _hosts[runs.host]
+    _conversations.pop(runs.host, None)
+
+
+def register_conversations(conversations: Conversations, runs: Runs) -> None:
+    """Make `conversations` answer the thread workflows queued or resumed on `runs`'s host."""
+    _conversations[runs.host] = conversations
+    conversations.workflow = thread_workflow
 
 
 def host(name: str) -> Runs:
@@ -40,3 +49,15 @@ def host(name: str) -> Runs:
 async def run_workflow(order: RunOrder) -> str:
     """One `/orchestrate` run (a run in a thread, a re-plan): see `Runs.execute`."""
     return await host(order.host).execute(order)
+
+
+@DBOS.workflow(name="orchestrate.thread")
+async def thread_workflow(order: ThreadOrder) -> str:
+    """A mention or a shortcut in a thread, in its turn (the threads queue, one partition per
+    thread): a run in the thread, or a follow-up of its run (`Conversations.answer`)."""
+    found = _conversations.get(order.host)
+    if found is None:
+        if not _conversations:
+            raise RuntimeError("no conversations registry in this process")
+        found = list(_conversations.values())[-1]
+    return await found.answer(order)
