@@ -18,7 +18,8 @@ another instance is found by a poller that, while runs are in flight, asks the l
 
 A Retry of a failed example (`retry`) is served from the ledger alone (the run's row, its
 kept strategy and which of its components failed), so any instance can take the click,
-after any restart; a ledger claim per run and component admits one retry at a time across
+after any restart, as a durable workflow whose id is derived from the click (a replayed click
+starts nothing twice); a ledger claim per run and component admits one retry at a time across
 instances, and is released however the retry ends.
 """
 
@@ -103,6 +104,23 @@ class RunOrder:
     run_id: str
     request: RunRequest
     host: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetryOrder:
+    """What a Retry's workflow is started with (plain data): the follow-up `retry_id` of
+    run `run_id` (its parent), component `index` of `strategy` illustrated again under the
+    admitted `limits`; `claim` (key, when) is given back however the retry ends."""
+
+    retry_id: str
+    run_id: str
+    request: RunRequest
+    strategy: Strategy
+    index: int
+    limits: Limits
+    claim: tuple[str, datetime]
+    host: str
+    kind: str = "retry"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +218,7 @@ class Runs:
         self.host = f"runs-{uuid.uuid4()}"
         # The run's workflow (`bot.slack.workflows.register` sets it: it imports this module).
         self.workflow: Callable[[RunOrder], Coroutine[Any, Any, str]] | None = None
+        self.retry_workflow: Callable[[RetryOrder], Coroutine[Any, Any, str]] | None = None
         self.lease: Lease | None = None  # set by the composition root (Liveness)
         self.admitted = 0  # runs launched by this process, for the demo and tests
         # Told the team id after each run that ends (the budget watch uses it).
@@ -403,17 +422,6 @@ class Runs:
             running.pop(run_id, None)
             if not running:
                 del self._by_thread[key]
-
-    async def admit(
-        self, request: RunRequest, worst_case: Decimal | None
-    ) -> tuple[Reservation, CallBudget] | blocks.OutboundMessage:
-        """Reserve for a follow-up call (at its worst case: one call, no history to go by),
-        with the budget its call holds against, or the reply saying why it may not start."""
-        admitted = await self._admission(request, worst_case, models="")
-        if isinstance(admitted, blocks.OutboundMessage):
-            return admitted
-        reservation, limits = admitted
-        return reservation, LedgerBudget(self._ledger, reservation.run_id, limits)
 
     async def admit_as(
         self, request: RunRequest, worst_case: Decimal | None, *, run_id: str
@@ -644,12 +652,16 @@ class Runs:
         if self.lease is not None:
             await self.lease.check()
 
-    async def retry(self, run: RunInfo, index: int, *, by: str) -> blocks.OutboundMessage:
+    async def retry(
+        self, run: RunInfo, index: int, *, by: str, click: str | None = None
+    ) -> blocks.OutboundMessage:
         """Illustrate component `index` of `run` once more, for `by`, from what the ledger
         keeps (so on any instance): admitted under the budgets as a follow-up of the run
-        (billed to `by`), posted in its thread. Only a component whose example failed, once
-        the run has ended, and one retry at a time per component across instances (a second
-        click is told the first is under way). Returns the reply for `by`."""
+        (billed to `by`), posted in its thread, as a durable workflow whose id is derived
+        from `click` (what identifies the click: a replayed click starts nothing twice, on
+        any instance). Only a component whose example failed, once the run has ended, and
+        one retry at a time per component across instances (a ledger claim: a second click
+        is told the first is under way). Returns the reply for `by`."""
         if run.status == "running":
             return blocks.retry_while_running_message()
         kept = await self._ledger.kept_strategy(run.id)
@@ -658,6 +670,9 @@ class Runs:
         if index not in kept.failed or index >= len(kept.strategy.components):
             return blocks.retry_not_failed_message()
         name = kept.strategy.components[index].name
+        retry_id = run_id_for(f"retry:{run.id}:{index}:{click}" if click else None)
+        if click and await self.engine.status(retry_id) is not None:
+            return blocks.retry_under_way_message(name=name)  # this very click, replayed
         key, claimed_at = f"retry:{run.id}:{index}", datetime.now(UTC)
         if not await self._claims.claim(key, ttl=retry_claim_ttl(self._settings), now=claimed_at):
             return blocks.retry_under_way_message(name=name)
@@ -669,30 +684,43 @@ class Runs:
             thread_ts=run.thread_ts,
             parent_run_id=run.id,
         )
-        handed_over = False  # from then on the retry's task releases the claim
+        handed_over = False  # from then on the retry's workflow releases the claim
         try:
             worst_case = self._pipeline.example_worst_case_usd(kept.question)
-            admitted = await self.admit(request, worst_case)
+            admitted = await self.admit_as(request, worst_case, run_id=retry_id)
             if isinstance(admitted, blocks.OutboundMessage):
                 return admitted
-            reservation, budget = admitted
-            work = self._retry(reservation.run_id, run.id, request, kept.strategy, index, budget)
-            self.own(self._releasing(work, key, claimed_at), name=f"retry-{reservation.run_id}")
+            claim = (key, claimed_at)
+            order = RetryOrder(
+                retry_id, run.id, request, kept.strategy, index, admitted, claim, self.host
+            )
+            handle = await self.engine.start(retry_id, self.retry_workflow, order)
+            if handle is None:
+                return blocks.retry_under_way_message(name=name)  # replayed on another instance
             handed_over = True
+            self.own(quietly(handle), name=f"retry-{retry_id}")
         finally:
             if not handed_over:
                 await self._release(key, claimed_at)
         return blocks.retry_started_message(name=name)
 
-    async def _releasing(
-        self, work: Coroutine[Any, Any, None], key: str, claimed_at: datetime
-    ) -> None:
-        """`work`, then the claim given back, however `work` ends (a bug and a cancellation
-        included), so the next Retry of that component may go."""
+    async def execute_retry(self, order: RetryOrder) -> str:
+        """The Retry, inside its workflow: its one model call a durable step (its record
+        keyed, so a resumed retry never counts it twice); the claim given back however it
+        ends (a bug and a cancellation included), so the next Retry of that component may go."""
         try:
-            await work
+            with self.working():
+                await self._retry(
+                    order.retry_id,
+                    order.run_id,
+                    order.request,
+                    order.strategy,
+                    order.index,
+                    self.budget(order.retry_id, order.limits),
+                )
         finally:
-            await self._release(key, claimed_at)
+            await self._release(*order.claim)
+        return "ended"
 
     async def _release(self, key: str, claimed_at: datetime) -> None:
         try:
@@ -715,9 +743,10 @@ class Runs:
                 await self._post_retry(request, message)
 
         total = len(strategy.components)
+        steps = engine.DurableSteps(retry_id, self._guard)
         try:
             await self._pipeline.example_again(
-                request.question, strategy, index, emit=emit, budget=budget
+                request.question, strategy, index, emit=emit, budget=budget, steps=steps
             )
         except Exception:
             log.exception("retry %s of run %s failed with a bug", retry_id, run_id)

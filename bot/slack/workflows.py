@@ -10,7 +10,7 @@ from __future__ import annotations
 from dbos import DBOS
 
 from bot.slack.conversations import Conversations, ThreadOrder
-from bot.slack.runs import RunOrder, Runs
+from bot.slack.runs import RetryOrder, RunOrder, Runs
 
 _hosts: dict[str, Runs] = {}
 _conversations: dict[str, Conversations] = {}
@@ -20,6 +20,7 @@ def register(runs: Runs) -> None:
     """Make `runs` the registry that workflows started or resumed here run on."""
     _hosts[runs.host] = runs
     runs.workflow = run_workflow
+    runs.retry_workflow = retry_workflow
 
 
 def unregister(runs: Runs) -> None:
@@ -49,6 +50,12 @@ def host(name: str) -> Runs:
 async def run_workflow(order: RunOrder) -> str:
     """One `/orchestrate` run (a run in a thread, a re-plan): see `Runs.execute`."""
     return await host(order.host).execute(order)
+
+
+@DBOS.workflow(name="orchestrate.retry")
+async def retry_workflow(order: RetryOrder) -> str:
+    """A Retry of a failed example, a follow-up of run `order.run_id` (`Runs.execute_retry`)."""
+    return await host(order.host).execute_retry(order)
 
 
 @DBOS.workflow(name="orchestrate.thread")
