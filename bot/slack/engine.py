@@ -327,7 +327,14 @@ class DurableSteps:
 async def step(name: str, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run `work` as one checkpointed step of the current workflow."""
     options: StepOptions = {"name": name, "retries_allowed": False}
-    return await DBOS.run_step_async(options, work)
+
+    async def body() -> T:
+        # DBOS logs the function of a step it sees cancelled (a shutdown): `work`'s repr
+        # may carry a question or a thread's text, which never goes to the logs.
+        return await work()
+
+    body.__qualname__ = body.__name__ = f"step {name}"
+    return await DBOS.run_step_async(options, body)
 
 
 def workflow_status_id() -> str | None:

@@ -207,6 +207,7 @@ class Runs:
         self.metrics = metrics or Metrics()
         self.metrics.track_in_flight(lambda: len(self._tasks))
         self._tasks: set[asyncio.Task[None]] = set()
+        self._suspendable: set[asyncio.Task[Any]] = set()  # see `working`
         # Runs in flight per thread, each with the event its renderer sets once the run's
         # last message is posted (set too when the run ends, however it ends).
         self._by_thread: dict[tuple[str, str], dict[str, asyncio.Event]] = {}
@@ -397,16 +398,19 @@ class Runs:
 
     @contextlib.contextmanager
     def working(self) -> Iterator[None]:
-        """Count the current task (a workflow's) as work in flight: waited for by
-        `wait_idle`, suspended by `drain`."""
+        """Count the current task (a follow-up's workflow) as work in flight: waited for by
+        `wait_idle`; at a shutdown, once the grace is over, cancelled at once (its call in
+        flight records what it spent; the workflow stays pending, for the restart)."""
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
+            self._suspendable.add(task)
         try:
             yield
         finally:
             if task is not None:
                 self._tasks.discard(task)
+                self._suspendable.discard(task)
 
     async def wait_thread(self, channel: str, thread_ts: str) -> None:
         """Return once every run of this process in that thread has posted its last
@@ -510,6 +514,8 @@ class Runs:
             done, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
             for stop in list(self._stops.values()):
                 stop.suspend()
+            for task in list(self._suspendable):
+                task.cancel()
             _, stuck = await asyncio.wait(pending, timeout=suspend_s) if pending else ((), ())
             for task in stuck:
                 task.cancel()

@@ -112,3 +112,33 @@ async def test_a_replayed_retry_click_on_two_instances_retries_once(tmp_path: Pa
     assert retried.count == 1
     assert told[0].startswith("↻ Retrying")
     assert all("is already being retried" in t for t in told[1:])
+
+
+async def test_follow_ups_queued_at_a_shutdown_are_answered_in_order_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    async with SlackSandbox() as slack:
+        async with running_stack(tmp_path, slack=slack) as stack:
+            root = await a_finished_run(stack)
+            before = len(bot_replies(stack, root))
+            stack.claude.add_rule(role="answer", delay_s=60)
+            asks = ["what about auth?", "what about paging?"]
+            for ask in asks:
+                _, event = stack.slack.typed_mention(f"@orchestrate {ask}", thread_ts=root)
+                await deliver(stack, event)
+            # The first is in its call (the second waits its turn in the thread) when the
+            # instance shuts down.
+            async with asyncio.timeout(10):
+                while not any(r.role == "answer" for r in stack.claude.requests):  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            await stack.services.runs.drain(0.0)
+            run_id = stack_run_id(stack, root)
+        async with running_stack(tmp_path, slack=slack) as restarted:
+            await settled(restarted, lambda: len(bot_replies(restarted, root)) >= before + 2)
+            replies = [all_text(m) for m in bot_replies(restarted, root)[before:]]
+            answered = [r for r in restarted.claude.requests if r.role == "answer"]
+            followups = await restarted.services.ledger.runs.followups(run_id)
+    order = [next(i for i, ask in enumerate(asks) if f"asked: _{ask}_" in t) for t in replies]
+    assert order == [0, 1]  # the one cut off, then the one that waited behind it
+    assert len(answered) == 2  # the cut-off call made again, then the second's
+    assert followups.count == 2  # each follow-up admitted once, across the restart
