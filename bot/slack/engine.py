@@ -184,6 +184,11 @@ class Engine:
 
         On SQLite (Python 3.11) the queue orders a partition by the second an item was
         queued, then by its id: ids must sort by arrival within a partition."""
+        # As `start`: a database that is away refuses the request rather than hang it.
+        try:
+            await asyncio.wait_for(DBOS.get_workflow_status_async(workflow_id), START_TIMEOUT_S)
+        except TimeoutError:
+            raise EngineError("the run engine's database did not answer") from None
         queue = self._threads or await self.register_queues()
         with SetWorkflowID(workflow_id), SetEnqueueOptions(queue_partition_key=partition):
             return await queue.enqueue_async(workflow, *args)
