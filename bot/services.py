@@ -182,6 +182,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         runs.lease = lease
         runs.alive = partial(ledger.instances.live_ids, ttl=ttl)
         workflows.register(runs)
+        workflows.register_conversations(conversations, runs)
         stack.callback(workflows.unregister, runs)
         workflows.register_alerts(watch, digest)
         stack.callback(workflows.unregister_alerts, watch, digest)

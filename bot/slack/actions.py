@@ -168,7 +168,11 @@ async def retry(services: Services, *, body: dict[str, Any], respond: AsyncRespo
         message = blocks.retry_too_long_message(length=run.question_chars, max_chars=limit)
         await _say(respond, message)
         return
-    await _say(respond, await services.runs.retry(run, parsed[1], by=user_id))
+    # The click's identity: the button (its value names the run and component) and when it
+    # was clicked; a replay of the very click carries both again.
+    action = (body.get("actions") or [{}])[0]
+    click = str(action.get("action_ts") or body.get("trigger_id") or "") or None
+    await _say(respond, await services.runs.retry(run, parsed[1], by=user_id, click=click))
 
 
 async def vote(

@@ -1,9 +1,13 @@
 """Conversations in threads: what a mention or the message shortcut asks, answered in order.
 
-`Conversations.accept` takes one request (a mention, or "Orchestrate this thread") and answers
-it in a task this object owns. Requests for one thread are answered one at a time, in the order
-they arrived (one lock per thread; asyncio locks are fair). Answering reads the thread first:
-a thread the bot cannot read gets one ephemeral answer saying so. Then:
+`Conversations.accept` takes one request (a mention, or "Orchestrate this thread") and queues it
+as a durable workflow (`orchestrate.thread`) in the engine's threads queue, in the thread's own
+partition: requests for one thread are answered one at a time, in the order they arrived, by
+this instance or any other (after a restart, the next one). The workflow's id comes from what
+Slack sent (the mention's `ts`, which orders it in its thread, then its `event_id`; the
+shortcut's `action_ts` and `trigger_id`), so a replayed event starts nothing twice, on any
+instance. Answering reads the thread first (a step): a thread the bot cannot read gets one
+ephemeral answer saying so. Then:
 
 * a thread without a run (a channel message, or a team's discussion) starts a run in that
   thread, the discussion so far given to the strategy model as context;
@@ -11,8 +15,10 @@ a thread the bot cannot read gets one ephemeral answer saying so. Then:
   critique goes to the review model, one component redone or added to the examples model,
   a re-plan to the whole pipeline (a new strategy version with its examples and review).
 
-Every follow-up is its own run in the ledger, for the user who asked, linked to the thread's
-run and admitted under the budgets before any model is called; its reply says which model
+Every follow-up is its own run in the ledger (its id derived from the workflow's), for the user
+who asked, linked to the thread's run and admitted under the budgets before any model is called
+(a step); its one model call is a step too, its record keyed so a resumed workflow never counts
+it twice; its reply says which model
 answered and what it cost, and the run's footer is amended with the follow-ups' total. Its
 events go through the run registry (`Runs.record`), so it is counted in `/metrics` and gets
 its `run ended` log line as any run does.
@@ -23,7 +29,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -38,11 +45,12 @@ from bot.core.conversation import Add, Ask, Discussion, Redo, Rethink, fit, rout
 from bot.core.events import CallFinished, RunFailed, RunFinished
 from bot.core.pipeline import Pipeline
 from bot.core.usage import CallRecord
-from bot.ledger import LedgerError, RunLedger
+from bot.ledger import LedgerError, Limits, RunLedger
 from bot.settings import Settings
+from bot.slack import engine
 from bot.slack.limits import over_limit, too_long_replies
 from bot.slack.poster import SLACK_FAILURES, Poster, describe
-from bot.slack.runs import Respond, RunRequest, Runs, ephemeral
+from bot.slack.runs import PrivateTo, Respond, RunRequest, Runs, ephemeral, quietly, run_id_for
 from bot.slack.threads import (
     FooterMark,
     Me,
@@ -70,6 +78,45 @@ class Request:
     respond: Respond  # tells the asker privately (ephemeral)
     replan: bool = False  # in a run's thread, re-plan (the shortcut) rather than route the text
     delivery: str | None = None  # what Slack sent (`event:<id>`, `shortcut:<trigger>`): a run's id
+    arrived_ts: str | None = None  # Slack's ts of the request (the mention's, the shortcut's)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadOrder:
+    """What a request's workflow is queued with (kept by the engine: plain data only).
+    `kind` is what asked (`mention`, `shortcut`); the run it follows, if any, is found in
+    the thread when it is answered."""
+
+    workflow_id: str
+    kind: str
+    team_id: str
+    channel: str
+    user_id: str
+    text: str
+    root_ts: str
+    before_ts: str | None
+    replan: bool
+    delivery: str
+    me_user_id: str
+    me_bot_id: str | None
+    host: str
+    queued_at: float  # time.time() when queued: the queue's added latency is measured from it
+
+
+def thread_partition(channel: str, root_ts: str) -> str:
+    """The threads queue's partition of a thread: one item at a time, in order."""
+    return f"{channel}:{root_ts}"
+
+
+def thread_workflow_id(request: Request) -> str:
+    """The request's workflow id: its thread, then Slack's ts of the request zero-padded
+    (unique and increasing in a thread, so the queue's tie-break on ids keeps arrival order
+    within one second), then what Slack sent (or a fresh id, when it sent none)."""
+    arrived = request.arrived_ts or f"{time.time():.6f}"
+    seconds, _, fraction = arrived.partition(".")
+    ordered = f"{seconds.zfill(12)}.{fraction.ljust(6, '0')}"
+    sent = request.delivery or f"fresh:{uuid.uuid4()}"
+    return f"thread:{request.channel}:{request.root_ts}:{ordered}:{run_id_for(sent)}"
 
 
 class Conversations:
@@ -89,65 +136,116 @@ class Conversations:
         self._ledger = ledger
         self._poster = poster
         self._settings = settings
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._waiting: dict[tuple[str, str], int] = {}
+        # How to reply privately to the asker of a request queued here (one answered on
+        # another instance, or after a restart, replies with chat.postEphemeral).
+        self._replies: dict[str, Respond] = {}
+        # The queue's added latency (enqueue → start), seconds, of requests answered here.
+        self.queue_waits: list[float] = []
+        # The thread workflow (`bot.slack.workflows.register_conversations` sets it).
+        self.workflow: Callable[[ThreadOrder], Coroutine[Any, Any, str]] | None = None
 
     @property
     def client(self) -> AsyncWebClient:
         return self._poster.client
 
     def accept(self, request: Request, me: Me) -> asyncio.Task[None]:
-        """Answer `request` in a task the run registry owns (drained at shutdown)."""
-        return self._runs.own(self._answered(request, me), name=f"thread-{request.root_ts}")
+        """Queue `request` in its thread's partition and wait for its answer, in a task the
+        run registry owns (drained at shutdown)."""
+        return self._runs.own(self._queued(request, me), name=f"thread-{request.root_ts}")
 
-    async def _answered(self, request: Request, me: Me) -> None:
-        """`_answer`, and whatever stops it the asker hears about: Bolt acknowledged the
-        event long ago, so a failure nobody is told of is a request that vanished."""
+    async def _queued(self, request: Request, me: Me) -> None:
         limit = self._settings.max_question_chars
         if over_limit(request.text, max_chars=limit):
             for page in too_long_replies(request.text, max_chars=limit):
                 await request.respond(**ephemeral(page))
             return
+        if self.workflow is None:
+            raise RuntimeError("no thread workflow registered (bot.slack.workflows)")
+        workflow_id = thread_workflow_id(request)
+        order = ThreadOrder(
+            workflow_id=workflow_id,
+            kind="shortcut" if request.replan else "mention",
+            team_id=request.team_id,
+            channel=request.channel,
+            user_id=request.user_id,
+            text=request.text,
+            root_ts=request.root_ts,
+            before_ts=request.before_ts,
+            replan=request.replan,
+            delivery=request.delivery or f"queued:{workflow_id}",
+            me_user_id=me.user_id,
+            me_bot_id=me.bot_id,
+            host=self._runs.host,
+            queued_at=time.time(),
+        )
+        self._replies[workflow_id] = request.respond
+        partition = thread_partition(request.channel, request.root_ts)
+        try:
+            handle = await self._runs.engine.enqueue(workflow_id, partition, self.workflow, order)
+        except Exception as exc:
+            # The engine's tables cannot be written: nothing was queued, nothing is spent.
+            self._replies.pop(workflow_id, None)
+            log.warning("could not queue a request in thread %s: %s", request.root_ts, exc)
+            await request.respond(**ephemeral(blocks.run_not_started_message()))
+            return
+        try:
+            await quietly(handle)
+        finally:
+            self._replies.pop(workflow_id, None)
+
+    async def answer(self, order: ThreadOrder) -> str:
+        """The request, inside its workflow (its turn in the thread has come)."""
+        self.queue_waits.append(max(0.0, time.time() - order.queued_at))
+        respond = self._replies.pop(order.workflow_id, None) or PrivateTo(
+            self._poster, order.channel, order.user_id, thread_ts=order.root_ts
+        )
+        request = Request(
+            team_id=order.team_id,
+            channel=order.channel,
+            user_id=order.user_id,
+            text=order.text,
+            root_ts=order.root_ts,
+            before_ts=order.before_ts,
+            respond=respond,
+            replan=order.replan,
+            delivery=order.delivery,
+        )
+        with self._runs.working():
+            await self._answered(request, Me(order.me_user_id, order.me_bot_id))
+        return "answered"
+
+    async def _answered(self, request: Request, me: Me) -> None:
+        """`_answer`, and whatever stops it the asker hears about: Bolt acknowledged the
+        event long ago, so a failure nobody is told of is a request that vanished."""
         try:
             await self._answer(request, me)
         except LedgerError as exc:
             # Admission writes the run down before any model is called: nothing was spent.
             log.warning("could not answer in thread %s, the ledger: %s", request.root_ts, exc)
             await request.respond(**ephemeral(blocks.run_not_started_message()))
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, LedgerError | asyncio.CancelledError) or engine.lost(exc):
+                raise
             log.exception("could not answer a request in thread %s", request.root_ts)
             failed = blocks.command_failed_message(command="@orchestrate", what="answering")
             await request.respond(**ephemeral(failed))
 
     async def _answer(self, request: Request, me: Me) -> None:
-        key = (request.channel, request.root_ts)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        self._waiting[key] = self._waiting.get(key, 0) + 1
-        try:
-            async with lock:
-                await self._runs.wait_thread(request.channel, request.root_ts)
-                await self._in_order(request, me)
-        finally:
-            self._waiting[key] -= 1
-            if not self._waiting[key]:
-                del self._waiting[key], self._locks[key]
+        # The queue orders the thread's requests; a run this instance started in the thread
+        # by a command (not queued) is waited for until its last message is posted.
+        await self._runs.wait_thread(request.channel, request.root_ts)
+        await self._in_order(request, me)
 
     async def _in_order(self, request: Request, me: Me) -> None:
         if request.before_ts == request.root_ts:
             # A mention in a channel message starts its own thread: nothing to read yet.
             await self._start(request, Thread(request.root_ts, ()))
             return
-        try:
-            thread = await read_thread(
-                self.client,
-                channel=request.channel,
-                root_ts=request.root_ts,
-                before_ts=request.before_ts,
-                me=me,
-            )
-        except ThreadUnreadable as problem:
-            await request.respond(
-                **ephemeral(blocks.thread_unreadable_message(error=problem.error))
+        thread = await engine.step("read", partial(self._read, request, me))
+        if isinstance(thread, str):
+            await engine.step(
+                "tell",
+                partial(_tell, request.respond, blocks.thread_unreadable_message(error=thread)),
             )
             return
         run = thread.first_run
@@ -155,6 +253,19 @@ class Conversations:
             await self._start(request, thread)
         else:
             await self._follow_up(request, thread, run)
+
+    async def _read(self, request: Request, me: Me) -> Thread | str:
+        """The thread up to the request, or Slack's code for why it cannot be read."""
+        try:
+            return await read_thread(
+                self.client,
+                channel=request.channel,
+                root_ts=request.root_ts,
+                before_ts=request.before_ts,
+                me=me,
+            )
+        except ThreadUnreadable as problem:
+            return problem.error
 
     async def _start(self, request: Request, thread: Thread) -> None:
         """A run in the thread, the discussion so far (if any) as the strategy's context."""
@@ -200,7 +311,10 @@ class Conversations:
                 model = self._settings.examples_model
                 shape = _Example(text, None, "Added component")
                 await self._single(request, thread, run, model=model, call=call, shape=shape)
-        await self._amend_footer(request.channel, thread.footers.get(run.run_id), run.run_id)
+        footer = thread.footers.get(run.run_id)
+        await engine.step(
+            "footer", partial(self._amend_footer, request.channel, footer, run.run_id)
+        )
 
     async def _single(
         self,
@@ -212,30 +326,69 @@ class Conversations:
         call: Callable[..., Awaitable[Reply[str]]],
         shape: _Answer | _Example,
     ) -> None:
-        """One follow-up call: admitted under the budgets, recorded, answered in the thread."""
+        """One follow-up call, as steps of the request's workflow: admitted under the budgets
+        (its run id derived from the workflow's, so admitting again admits nothing new), the
+        call (kept: a resumed workflow does not make it again; its record keyed, so it is
+        never counted twice), recorded, answered in the thread."""
         context = prompts.thread_context(self._fit(thread))
         worst_case = self._pipeline.followup_worst_case_usd(context, model=model)
         followup = _run_request(request, request.text, None, parent_run_id=run.run_id)
-        admitted = await self._runs.admit(followup, worst_case)
+        run_id = run_id_for(f"followup:{request.delivery}")
+        admitted = await engine.step(
+            "admit", partial(self._admit, request, followup, worst_case, run_id)
+        )
         if isinstance(admitted, blocks.OutboundMessage):
-            await request.respond(**ephemeral(admitted))
+            await engine.step("tell", partial(_tell, request.respond, admitted))
             return
-        reservation, budget = admitted
-        run_id, started = reservation.run_id, time.monotonic()
-        await self._ledger.set_thread(run_id, request.channel, request.root_ts)
+        started = time.monotonic()
+        budget = self._runs.budget(run_id, admitted)
+        asked = partial(self._ask, run_id, followup, call, budget, started)
+        reply = await engine.step("call", asked)
+        if isinstance(reply, str):
+            await engine.step("tell", partial(_tell, request.respond, blocks.error_message(reply)))
+            return
+        await engine.step("record", partial(self._recorded, run_id, followup, reply, started))
+        omitted = self._fit(thread).omitted
+        messages = shape.messages(request.user_id, reply, omitted)
+        await engine.step("post", partial(self._post, request, messages))
+
+    async def _admit(
+        self, request: Request, followup: RunRequest, worst_case: Any, run_id: str
+    ) -> Limits | blocks.OutboundMessage:
+        admitted = await self._runs.admit_as(followup, worst_case, run_id=run_id)
+        if not isinstance(admitted, blocks.OutboundMessage):
+            await self._ledger.set_thread(run_id, request.channel, request.root_ts)
+        return admitted
+
+    async def _ask(
+        self,
+        run_id: str,
+        followup: RunRequest,
+        call: Callable[..., Awaitable[Reply[str]]],
+        budget: Any,
+        started: float,
+    ) -> Reply[str] | str:
+        """The call's reply, or why it was refused (no room left once it came to it: nothing
+        was spent). A shutdown that cuts the call off records the tokens it had spent and
+        leaves the workflow pending: the restart (or a live instance) makes the call again."""
         cut_off: list[CallRecord] = []
         try:
             reply = await call(on_cancel=cut_off.append, budget=budget)
         except CallRefused as refused:
-            # No room left for the call once it came to it: nothing was spent.
             ended = RunFailed(refused.reason, self._pipeline.bill([]), time.monotonic() - started)
             await self._runs.record(run_id, followup, ended)
-            await request.respond(**ephemeral(blocks.error_message(refused.reason)))
-            return
+            return refused.reason
         except asyncio.CancelledError:
-            # The tokens a cancelled call had already spent are recorded all the same.
-            await asyncio.shield(self._interrupted(run_id, followup, cut_off, started))
+            await asyncio.shield(self._cut_off(run_id, followup, cut_off))
             raise
+        if reply.call.key is None:
+            # A stable key: a record written before the step's checkpoint is not counted twice.
+            reply = replace(reply, call=replace(reply.call, key=f"{run_id}:call"))
+        return reply
+
+    async def _recorded(
+        self, run_id: str, followup: RunRequest, reply: Reply[str], started: float
+    ) -> None:
         # Through the run registry, as a run's events go: ledger, metrics, the run's log line.
         await self._runs.record(run_id, followup, CallFinished(reply.call))
         cost, elapsed = self._pipeline.bill([reply.call]), time.monotonic() - started
@@ -245,17 +398,10 @@ class Conversations:
             else RunFailed(reply.problem or "unknown failure", cost, elapsed)
         )
         await self._runs.record(run_id, followup, end)
-        omitted = self._fit(thread).omitted
-        await self._post(request, shape.messages(request.user_id, reply, omitted))
 
-    async def _interrupted(
-        self, run_id: str, followup: RunRequest, calls: list[CallRecord], started: float
-    ) -> None:
+    async def _cut_off(self, run_id: str, followup: RunRequest, calls: list[CallRecord]) -> None:
         for record in calls:
             await self._runs.record(run_id, followup, CallFinished(record))
-        elapsed = time.monotonic() - started
-        ended = RunFailed("shutdown", self._pipeline.bill(calls), elapsed, interrupted=True)
-        await self._runs.record(run_id, followup, ended)
 
     async def _post(self, request: Request, messages: list[blocks.OutboundMessage]) -> None:
         try:
@@ -333,6 +479,10 @@ class _Example:
             cost_usd=call.cost_usd,
             omitted=omitted,
         )
+
+
+async def _tell(respond: Respond, message: blocks.OutboundMessage) -> None:
+    await respond(**ephemeral(message))
 
 
 def _failed(asker_id: str, reply: Reply[str]) -> blocks.OutboundMessage:

@@ -38,7 +38,15 @@ from typing import Any, NoReturn, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import sqlalchemy.exc
-from dbos import DBOS, DBOSConfig, SetWorkflowID, StepOptions, WorkflowHandleAsync
+from dbos import (
+    DBOS,
+    DBOSConfig,
+    Queue,
+    SetEnqueueOptions,
+    SetWorkflowID,
+    StepOptions,
+    WorkflowHandleAsync,
+)
 from dbos import error as dbos_error
 from dbos._dbos import StepReservation
 
@@ -56,6 +64,10 @@ ENGINE_VERSION = "orchestrate-workflows-1"
 SCHEMA = "dbos"
 START_TIMEOUT_S = 5.0  # a new run waits this long for the engine's database, then is refused
 RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0  # a step's checkpoint, tried again through an outage
+# The queue of what is asked in threads (follow-ups, Retries, runs in a thread): one
+# partition per thread, one item at a time in it, across instances, in the order they came.
+THREADS_QUEUE = "threads"
+QUEUE_POLL_S = 0.1  # how often each instance looks for queued work it may start
 
 # What DBOS raises when this instance lost a workflow to another (it was taken over).
 Fenced = dbos_error.DBOSWorkflowConflictIDError
@@ -155,6 +167,15 @@ class Engine:
 
     def __init__(self, executor_id: str) -> None:
         self.executor_id = executor_id
+        self._threads: Queue | None = None
+
+    async def register_queues(self) -> Queue:
+        """The threads queue, stored in the engine's database (each instance's workers poll
+        it from then on). Registering again (another instance, a restart) changes nothing."""
+        self._threads = await DBOS.register_queue_async(
+            THREADS_QUEUE, partition_concurrency=1, polling_interval_sec=QUEUE_POLL_S
+        )
+        return self._threads
 
     async def start(
         self, workflow_id: str, workflow: Callable[..., Coroutine[Any, Any, Any]] | None, *args: Any
@@ -178,6 +199,40 @@ class Engine:
             # Racing another instance on one id, DBOS runs it once: the loser's handle
             # waits for the winner's outcome.
             return await DBOS.start_workflow_async(workflow, *args)
+
+    async def enqueue(
+        self,
+        workflow_id: str,
+        partition: str,
+        workflow: Callable[..., Coroutine[Any, Any, T]],
+        *args: Any,
+    ) -> WorkflowHandleAsync[T]:
+        """Queue `workflow(*args)` under `workflow_id` in `partition` of the threads queue:
+        it starts (here or on another instance) once the items queued before it in that
+        partition have ended. An id queued before (a replay) queues nothing: the handle is
+        the first one's.
+
+        On SQLite (Python 3.11) the queue orders a partition by the second an item was
+        queued, then by its id: ids must sort by arrival within a partition."""
+        # As `start`: a database that is away refuses the request rather than hang it.
+        try:
+            await asyncio.wait_for(DBOS.get_workflow_status_async(workflow_id), START_TIMEOUT_S)
+        except TimeoutError:
+            raise EngineError("the run engine's database did not answer") from None
+        queue = self._threads or await self.register_queues()
+        with SetWorkflowID(workflow_id), SetEnqueueOptions(queue_partition_key=partition):
+            return await queue.enqueue_async(workflow, *args)
+
+    async def pending(self, workflow_id_prefix: str) -> bool:
+        """Whether a workflow whose id starts with the prefix is queued or running."""
+        found = await DBOS.list_workflows_async(
+            workflow_id_prefix=workflow_id_prefix,
+            status=["ENQUEUED", "PENDING"],
+            load_input=False,
+            load_output=False,
+            limit=1,
+        )
+        return bool(found)
 
     async def resumed(self, workflow_id: str) -> bool:
         """Whether the workflow is running again (after a restart or a takeover), not for
@@ -254,6 +309,8 @@ async def open_engine(settings: Settings, *, executor_id: str) -> AsyncIterator[
             try:
                 DBOS(config=engine_config(settings, executor_id=executor_id))
                 DBOS.launch()
+                # Queued work left by an instance that stopped resumes as soon as it may.
+                await engine.register_queues()
             except BaseException:
                 with _lock:
                     _open = None
@@ -407,6 +464,10 @@ async def _checkpointed(
         if not done:
             done.append(await work())
         return done[0]
+
+    # DBOS logs the function of a step it sees cancelled (a shutdown) by its name: never
+    # `work`'s repr, which may carry a question or a thread's text.
+    once.__qualname__ = once.__name__ = f"step {name}"
 
     options: StepOptions = {"name": name, "retries_allowed": False, "preemptible": preemptible}
     delay = RETRY_FIRST_S

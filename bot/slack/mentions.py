@@ -3,8 +3,10 @@
 A mention is never answered when a bot wrote it (Bolt already drops the bot's own events;
 another app's bot carries `bot_id`), so two bots cannot talk each other into a loop. Bolt
 does not de-duplicate Events API retries (Slack resends an event it thinks was not
-acknowledged, with the same `event_id`, possibly to another instance), so each event id is
-claimed once in the shared ledger before anything is answered. Plain thread replies without a
+acknowledged, with the same `event_id`, possibly to another instance): a mention's answer is
+a workflow whose id is derived from its `event_id` (`bot.slack.conversations`), so a replay
+answers nothing twice, on any instance; a bare mention's help text (no workflow) claims the
+event id in the shared ledger first. Plain thread replies without a
 mention are not answered: the bot speaks when it is asked. What the mention asks is handed to
 `bot.slack.conversations` (whose admission checks the admins' channel allow-list); a bare
 `@orchestrate` in a channel gets the help text, in the thread where it is allowed, and
@@ -37,14 +39,14 @@ def register(app: AsyncApp, services: Services) -> None:
     ) -> None:
         if event.get("bot_id") or not event.get("user"):
             return  # another app's bot (or a message without a person): never answered
-        if not await first_delivery(services, "event", str(body.get("event_id") or "")):
-            return  # a retry, or a copy another instance already took
         me = Me(context.bot_user_id or "", context.bot_id)
         text = mention_request(str(event.get("text") or ""), bot_user_id=me.user_id)
         root = str(event.get("thread_ts") or event["ts"])
         team_id = str(body.get("team_id") or event.get("team") or "")
         respond = _ephemeral(services, channel=event["channel"], user=event["user"], ts=root)
         if not text and root == event["ts"]:
+            if not await first_delivery(services, "event", str(body.get("event_id") or "")):
+                return  # a retry, or a copy another instance already took
             channel = str(event["channel"])
             try:
                 await _hint(
@@ -64,6 +66,7 @@ def register(app: AsyncApp, services: Services) -> None:
             before_ts=str(event["ts"]),
             respond=respond,
             delivery=f"event:{body['event_id']}" if body.get("event_id") else None,
+            arrived_ts=str(event["ts"]),
         )
         services.conversations.accept(request, me)
 

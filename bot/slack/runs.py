@@ -23,17 +23,19 @@ another instance writes nothing more.
 
 A Retry of a failed example (`retry`) is served from the ledger alone (the run's row, its
 kept strategy and which of its components failed), so any instance can take the click,
-after any restart; a ledger claim per run and component admits one retry at a time across
+after any restart, as a durable workflow whose id is derived from the click (a replayed click
+starts nothing twice); a ledger claim per run and component admits one retry at a time across
 instances, and is released however the retry ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -107,6 +109,23 @@ class RunOrder:
     run_id: str
     request: RunRequest
     host: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetryOrder:
+    """What a Retry's workflow is started with (plain data): the follow-up `retry_id` of
+    run `run_id` (its parent), component `index` of `strategy` illustrated again under the
+    admitted `limits`; `claim` (key, when) is given back however the retry ends."""
+
+    retry_id: str
+    run_id: str
+    request: RunRequest
+    strategy: Strategy
+    index: int
+    limits: Limits
+    claim: tuple[str, datetime]
+    host: str
+    kind: str = "retry"
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +209,7 @@ class Runs:
         self.metrics = metrics or Metrics()
         self.metrics.track_in_flight(lambda: self.in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._suspendable: set[asyncio.Task[Any]] = set()  # see `working`
         # Runs in flight per thread, each with the event its renderer sets once the run's
         # last message is posted (set too when the run ends, however it ends).
         self._by_thread: dict[tuple[str, str], dict[str, asyncio.Event]] = {}
@@ -204,6 +224,7 @@ class Runs:
         self.host = f"runs-{uuid.uuid4()}"
         # The run's workflow (`bot.slack.workflows.register` sets it: it imports this module).
         self.workflow: Callable[[RunOrder], Coroutine[Any, Any, str]] | None = None
+        self.retry_workflow: Callable[[RetryOrder], Coroutine[Any, Any, str]] | None = None
         self.lease: Lease | None = None  # set by the composition root (Liveness)
         # The ids of the live instances (the composition root sets it from the ledger).
         self.alive: Callable[[], Awaitable[set[str]]] | None = None
@@ -247,7 +268,7 @@ class Runs:
             self._replies.pop(run_id, None)
             log.info("a delivery seen before was not run again", extra=fields(run_id=run_id))
             return None
-        ended = asyncio.ensure_future(_quietly(handle))
+        ended = asyncio.ensure_future(quietly(handle))
         self._tasks.add(ended)
         self._ended.add(ended)
         ended.add_done_callback(self._ended.discard)
@@ -420,6 +441,22 @@ class Runs:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    @contextlib.contextmanager
+    def working(self) -> Iterator[None]:
+        """Count the current task (a follow-up's workflow) as work in flight: waited for by
+        `wait_idle`; at a shutdown, once the grace is over, cancelled at once (its call in
+        flight records what it spent; the workflow stays pending, for the restart)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            self._suspendable.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+                self._suspendable.discard(task)
+
     async def wait_thread(self, channel: str, thread_ts: str) -> None:
         """Return once every run of this process in that thread has posted its last
         message (its first message's final edit may still be queued: a follow-up's answer
@@ -435,16 +472,19 @@ class Runs:
             if not running:
                 del self._by_thread[key]
 
-    async def admit(
-        self, request: RunRequest, worst_case: Decimal | None
-    ) -> tuple[Reservation, CallBudget] | blocks.OutboundMessage:
-        """Reserve for a follow-up call (at its worst case: one call, no history to go by),
-        with the budget its call holds against, or the reply saying why it may not start."""
-        admitted = await self._admission(request, worst_case, models="")
+    async def admit_as(
+        self, request: RunRequest, worst_case: Decimal | None, *, run_id: str
+    ) -> Limits | blocks.OutboundMessage:
+        """`admit` under a given run id (a workflow's): admitting it again (a resumed
+        workflow) reserves nothing more. The budgets the run goes on under, or why not."""
+        admitted = await self._admission(request, worst_case, models="", run_id=run_id)
         if isinstance(admitted, blocks.OutboundMessage):
             return admitted
-        reservation, limits = admitted
-        return reservation, LedgerBudget(self._ledger, reservation.run_id, limits)
+        return admitted[1]
+
+    def budget(self, run_id: str, limits: Limits) -> CallBudget:
+        """What a follow-up's call holds its worst case against (see `LedgerBudget`)."""
+        return LedgerBudget(self._ledger, run_id, limits)
 
     async def _admission(
         self,
@@ -521,6 +561,8 @@ class Runs:
             left = running & (self._started_here | set(self._workflow_tasks))
             for stop in list(self._stops.values()):
                 stop.suspend()
+            for task in list(self._suspendable):
+                task.cancel()
             _, stuck = await asyncio.wait(pending, timeout=suspend_s) if pending else ((), ())
             if stuck:
                 # Runs that did not heed the suspension (blocked on Slack, say) are cancelled:
@@ -691,12 +733,16 @@ class Runs:
         if self.lease is not None:
             await self.lease.check()
 
-    async def retry(self, run: RunInfo, index: int, *, by: str) -> blocks.OutboundMessage:
+    async def retry(
+        self, run: RunInfo, index: int, *, by: str, click: str | None = None
+    ) -> blocks.OutboundMessage:
         """Illustrate component `index` of `run` once more, for `by`, from what the ledger
         keeps (so on any instance): admitted under the budgets as a follow-up of the run
-        (billed to `by`), posted in its thread. Only a component whose example failed, once
-        the run has ended, and one retry at a time per component across instances (a second
-        click is told the first is under way). Returns the reply for `by`."""
+        (billed to `by`), posted in its thread, as a durable workflow whose id is derived
+        from `click` (what identifies the click: a replayed click starts nothing twice, on
+        any instance). Only a component whose example failed, once the run has ended, and
+        one retry at a time per component across instances (a ledger claim: a second click
+        is told the first is under way). Returns the reply for `by`."""
         if run.status == "running":
             return blocks.retry_while_running_message()
         kept = await self._ledger.kept_strategy(run.id)
@@ -705,6 +751,9 @@ class Runs:
         if index not in kept.failed or index >= len(kept.strategy.components):
             return blocks.retry_not_failed_message()
         name = kept.strategy.components[index].name
+        retry_id = run_id_for(f"retry:{run.id}:{index}:{click}" if click else None)
+        if click and await self.engine.status(retry_id) is not None:
+            return blocks.retry_under_way_message(name=name)  # this very click, replayed
         key, claimed_at = f"retry:{run.id}:{index}", datetime.now(UTC)
         if not await self._claims.claim(key, ttl=retry_claim_ttl(self._settings), now=claimed_at):
             return blocks.retry_under_way_message(name=name)
@@ -716,30 +765,43 @@ class Runs:
             thread_ts=run.thread_ts,
             parent_run_id=run.id,
         )
-        handed_over = False  # from then on the retry's task releases the claim
+        handed_over = False  # from then on the retry's workflow releases the claim
         try:
             worst_case = self._pipeline.example_worst_case_usd(kept.question)
-            admitted = await self.admit(request, worst_case)
+            admitted = await self.admit_as(request, worst_case, run_id=retry_id)
             if isinstance(admitted, blocks.OutboundMessage):
                 return admitted
-            reservation, budget = admitted
-            work = self._retry(reservation.run_id, run.id, request, kept.strategy, index, budget)
-            self.own(self._releasing(work, key, claimed_at), name=f"retry-{reservation.run_id}")
+            claim = (key, claimed_at)
+            order = RetryOrder(
+                retry_id, run.id, request, kept.strategy, index, admitted, claim, self.host
+            )
+            handle = await self.engine.start(retry_id, self.retry_workflow, order)
+            if handle is None:
+                return blocks.retry_under_way_message(name=name)  # replayed on another instance
             handed_over = True
+            self.own(quietly(handle), name=f"retry-{retry_id}")
         finally:
             if not handed_over:
                 await self._release(key, claimed_at)
         return blocks.retry_started_message(name=name)
 
-    async def _releasing(
-        self, work: Coroutine[Any, Any, None], key: str, claimed_at: datetime
-    ) -> None:
-        """`work`, then the claim given back, however `work` ends (a bug and a cancellation
-        included), so the next Retry of that component may go."""
+    async def execute_retry(self, order: RetryOrder) -> str:
+        """The Retry, inside its workflow: its one model call a durable step (its record
+        keyed, so a resumed retry never counts it twice); the claim given back however it
+        ends (a bug and a cancellation included), so the next Retry of that component may go."""
         try:
-            await work
+            with self.working():
+                await self._retry(
+                    order.retry_id,
+                    order.run_id,
+                    order.request,
+                    order.strategy,
+                    order.index,
+                    self.budget(order.retry_id, order.limits),
+                )
         finally:
-            await self._release(key, claimed_at)
+            await self._release(*order.claim)
+        return "ended"
 
     async def _release(self, key: str, claimed_at: datetime) -> None:
         try:
@@ -762,9 +824,10 @@ class Runs:
                 await self._post_retry(request, message)
 
         total = len(strategy.components)
+        steps = engine.DurableSteps(retry_id, self._guard)
         try:
             await self._pipeline.example_again(
-                request.question, strategy, index, emit=emit, budget=budget
+                request.question, strategy, index, emit=emit, budget=budget, steps=steps
             )
         except Exception:
             log.exception("retry %s of run %s failed with a bug", retry_id, run_id)
@@ -950,7 +1013,7 @@ def _runs(count: int) -> str:
     return f"{count} run" if count == 1 else f"{count} runs"
 
 
-async def _quietly(handle: Any) -> None:
+async def quietly(handle: Any) -> None:
     """Wait for a workflow's end; how it ended was logged and told where it ended."""
     try:
         await handle.get_result()
@@ -969,11 +1032,16 @@ async def _tell(respond: Respond, message: blocks.OutboundMessage) -> None:
 class PrivateTo:
     """A private reply by `chat.postEphemeral` (for a run resumed where no `respond` is)."""
 
-    def __init__(self, poster: Poster, channel: str, user: str) -> None:
+    def __init__(
+        self, poster: Poster, channel: str, user: str, *, thread_ts: str | None = None
+    ) -> None:
         self._poster, self._channel, self._user = poster, channel, user
+        self._thread_ts = thread_ts
 
     async def __call__(self, **message: Any) -> None:
         message.pop("response_type", None)
+        if self._thread_ts is not None:
+            message["thread_ts"] = self._thread_ts
         try:
             await self._poster.client.chat_postEphemeral(
                 channel=self._channel, user=self._user, **message

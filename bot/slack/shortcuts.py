@@ -5,8 +5,8 @@ thread to `Conversations`: a discussion is planned with the whole thread as cont
 run's thread it re-plans with what the team said since. A thread the bot cannot read (a
 private channel it is not in) is answered through the payload's `response_url`, which works
 where the bot cannot post. Slack never retries an interactive payload, but a captured signed
-one can be sent again within the signature's five minutes: its `trigger_id` is claimed, so a
-second delivery is acknowledged and starts no paid run.
+one can be sent again within the signature's five minutes: the request's workflow id is
+derived from its `trigger_id`, so a second delivery is acknowledged and starts nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.commands import first_delivery
 from bot.slack.conversations import Request
 from bot.slack.deps import Services
 from bot.slack.replies import private_reply
@@ -36,8 +35,6 @@ def register(app: AsyncApp, services: Services) -> None:
         client: AsyncWebClient,
     ) -> None:
         await ack()
-        if not await first_delivery(services, "action", str(shortcut.get("trigger_id") or "")):
-            return  # a replayed request: acknowledged, and nothing more
         message = shortcut.get("message") or {}
         root = str(message.get("thread_ts") or shortcut["message_ts"])
         request = Request(
@@ -50,5 +47,6 @@ def register(app: AsyncApp, services: Services) -> None:
             respond=private_reply(respond, client, shortcut),
             replan=True,
             delivery=f"shortcut:{shortcut['trigger_id']}" if shortcut.get("trigger_id") else None,
+            arrived_ts=str(shortcut.get("action_ts") or "") or None,
         )
         services.conversations.accept(request, Me(context.bot_user_id or "", context.bot_id))

@@ -15,20 +15,30 @@ from dbos import error as dbos_error
 
 from bot.settings import SettingsError
 from bot.slack.budget_alerts import DIGEST_SCHEDULE, BudgetAlert, BudgetWatch, Digest
-from bot.slack.runs import RunOrder, Runs
+from bot.slack.conversations import Conversations, ThreadOrder
+from bot.slack.runs import RetryOrder, RunOrder, Runs
 
 _hosts: dict[str, Runs] = {}
+_conversations: dict[str, Conversations] = {}
 
 
 def register(runs: Runs) -> None:
     """Make `runs` the registry that workflows started or resumed here run on."""
     _hosts[runs.host] = runs
     runs.workflow = run_workflow
+    runs.retry_workflow = retry_workflow
 
 
 def unregister(runs: Runs) -> None:
     if _hosts.get(runs.host) is runs:
         del _hosts[runs.host]
+    _conversations.pop(runs.host, None)
+
+
+def register_conversations(conversations: Conversations, runs: Runs) -> None:
+    """Make `conversations` answer the thread workflows queued or resumed on `runs`'s host."""
+    _conversations[runs.host] = conversations
+    conversations.workflow = thread_workflow
 
 
 def host(name: str) -> Runs:
@@ -100,3 +110,21 @@ async def schedule_digest(cron: str) -> None:
         if "cron" not in str(exc).lower():
             raise
         raise SettingsError(f"ORCHESTRATE_DIGEST_CRON: {cron!r} is not a cron expression") from None
+
+
+@DBOS.workflow(name="orchestrate.retry")
+async def retry_workflow(order: RetryOrder) -> str:
+    """A Retry of a failed example, a follow-up of run `order.run_id` (`Runs.execute_retry`)."""
+    return await host(order.host).execute_retry(order)
+
+
+@DBOS.workflow(name="orchestrate.thread")
+async def thread_workflow(order: ThreadOrder) -> str:
+    """A mention or a shortcut in a thread, in its turn (the threads queue, one partition per
+    thread): a run in the thread, or a follow-up of its run (`Conversations.answer`)."""
+    found = _conversations.get(order.host)
+    if found is None:
+        if not _conversations:
+            raise RuntimeError("no conversations registry in this process")
+        found = list(_conversations.values())[-1]
+    return await found.answer(order)

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from bot.sandbox.slack.server import SlackSandbox
+from bot.slack import workflows
 from bot.slack.runs import Runs
 from tests.harness import Stack, running_stack
 from tests.ledger.conftest import fresh_postgres_schema
@@ -280,10 +281,14 @@ async def test_a_retry_ended_by_a_bug_gives_its_claim_back(tmp_path: Path) -> No
             claims=services.ledger.claims,
             engine=services.runs.engine,
         )
+        workflows.register(runs)  # a Retry is a workflow: it runs on the registry it names
         run = await services.ledger.runs.get_run(run_id)
         assert run is not None
-        started = await runs.retry(run, int(index), by="U0ALICE")
-        await runs.wait_idle()
+        try:
+            started = await runs.retry(run, int(index), by="U0ALICE")
+            await runs.wait_idle()
+        finally:
+            workflows.unregister(runs)
         retried = await services.ledger.runs.followups(run_id)
         free = await services.ledger.claims.claim(f"retry:{run_id}:{index}")
         _, replies = stack.thread()
