@@ -665,8 +665,16 @@ class Runs:
         )
         # The pipeline only queues its events; this run's consumer pulls them in order and
         # writes each to the ledger, then to the thread, so a slow Slack never holds up a
-        # model's stream (drafts it has fallen behind on are skipped).
+        # model's stream (drafts it has fallen behind on are skipped). A call's record is
+        # the exception: written the moment the call returns, before it is queued, so it
+        # settles the call's budget hold before the next call asks the budget.
         feed = EventFeed()
+
+        async def emit(event: Event) -> None:
+            if isinstance(event, CallFinished):
+                await self._to_ledger(run_id, event)
+            await feed.emit(event)
+
         consumer = asyncio.create_task(
             self._consume(feed, run_id, request, renderer, stop), name=f"events-{run_id}"
         )
@@ -674,7 +682,7 @@ class Runs:
             try:
                 await self._pipeline.run(
                     request.question,
-                    emit=feed.emit,
+                    emit=emit,
                     thread=request.thread,
                     budget=budget,
                     stop=stop,
@@ -721,7 +729,8 @@ class Runs:
     ) -> None:
         try:
             async for event in feed:
-                await self._to_ledger(run_id, event)
+                if not isinstance(event, CallFinished):  # written already
+                    await self._to_ledger(run_id, event)
                 self.observe(run_id, request, event)
                 await renderer(event)
         except Exception:
