@@ -98,6 +98,10 @@ async def bots() -> AsyncIterator[Callable[..., Any]]:
 
     try:
         yield serve
+    except BaseException:
+        for bot in started:  # shown by pytest with the failure: what each instance said
+            print(f"--- {bot.log.name} (exit {bot.process.returncode})\n{bot.stderr[-4000:]}")
+        raise
     finally:
         for bot in started:
             await bot.stop()
