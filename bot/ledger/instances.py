@@ -9,8 +9,8 @@ longer exists: the run engine then resumes its unfinished runs on a live instanc
 (`bot.slack.liveness`). A beat that finds its row gone tells the instance it was declared
 dead (it was frozen for longer than the TTL) and must act for its runs no more. A run that is
 a workflow has no `owner_id` and is interrupted only once older than the longest a run can
-live; a follow-up's single call, not a workflow, is interrupted with its dead owner. Times
-are the instances' own clocks: keep them within a few seconds of each other (NTP).
+live; a run written by an older version, not a workflow, is interrupted with its dead owner.
+Times are the instances' own clocks: keep them within a few seconds of each other (NTP).
 """
 
 from __future__ import annotations
