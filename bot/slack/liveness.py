@@ -1,14 +1,17 @@
-"""This instance's heartbeat, and the runs of dead instances closed in their threads.
+"""This instance's heartbeat and lease, and the runs of dead instances resumed here.
 
-`Liveness` beats in the ledger every `ORCHESTRATE_HEARTBEAT_S` and, each time, asks the
-ledger to reap: the runs of an instance silent for `ORCHESTRATE_INSTANCE_TTL_S` (or gone
-from this host) become `interrupted`, releasing their reservations, and this instance says
-"interrupted" in each of their threads, so none is left at "⏳". With the defaults (10 s,
-45 s) a dead instance's runs are closed within 55 s, by whichever live instance reaps first.
-An instance that has just regained the database waits one TTL before reaping, so that its
-siblings, cut off by the same outage, have beaten again first. The loop is a task this
-object owns: `start` beats, reaps once and starts it; `stop` ends it and removes this
-instance's row.
+`Liveness` beats in the ledger every `ORCHESTRATE_HEARTBEAT_S`; each beat that lands renews
+this instance's lease (`bot.slack.lease`), and a beat that finds this instance declared dead
+loses it for good (a serving process then stops). Each time it also asks the ledger to
+reap: an instance silent for `ORCHESTRATE_INSTANCE_TTL_S` (or gone from this host) is
+forgotten, and the unfinished workflows of every executor that is not alive are resumed
+here (`take_over` → `Engine.recover`; DBOS's re-enqueue admits one runner, so two instances
+taking over at once run each once). With the defaults (3 s, 12 s) a dead instance's runs
+go on within about 15 s. A run that truly cannot go on (older than any run lives) becomes
+`interrupted`, and this instance says so in its thread. An instance that has just regained
+the database waits one TTL before reaping, so that its siblings, cut off by the same outage,
+have beaten again first. The loop is a task this object owns: `start_beating` beats and
+starts it, `start` then reaps once; `stop` ends it and removes this instance's row.
 
 Each beat also counts the live instances and gives this one its share of `chat.update`'s
 workspace limit (`Poster.updates.share`): Slack counts edits per workspace, and the
