@@ -108,6 +108,20 @@ def thread_partition(channel: str, root_ts: str) -> str:
     return f"{channel}:{root_ts}"
 
 
+MAX_ORDER = 2**31 - 1  # the engine's largest priority (a thread older than 24 days: last)
+
+
+def thread_order(request: Request) -> int:
+    """Where the request goes in its thread's queue: milliseconds from the thread's root to
+    the request, by Slack's clock (the queue takes the smallest first, before it looks at
+    when an item was queued: a request delivered a little late still goes in its place)."""
+    try:
+        since = float(request.arrived_ts or time.time()) - float(request.root_ts)
+    except ValueError:
+        return MAX_ORDER
+    return max(1, min(MAX_ORDER, int(since * 1000) + 1))
+
+
 def thread_workflow_id(request: Request) -> str:
     """The request's workflow id: its thread, then Slack's ts of the request zero-padded
     (unique and increasing in a thread, so the queue's tie-break on ids keeps arrival order
@@ -181,7 +195,9 @@ class Conversations:
         self._replies[workflow_id] = request.respond
         partition = thread_partition(request.channel, request.root_ts)
         try:
-            handle = await self._runs.engine.enqueue(workflow_id, partition, self.workflow, order)
+            handle = await self._runs.engine.enqueue(
+                workflow_id, partition, self.workflow, order, order=thread_order(request)
+            )
         except Exception as exc:
             # The engine's tables cannot be written: nothing was queued, nothing is spent.
             self._replies.pop(workflow_id, None)

@@ -206,21 +206,24 @@ class Engine:
         partition: str,
         workflow: Callable[..., Coroutine[Any, Any, T]],
         *args: Any,
+        order: int | None = None,
     ) -> WorkflowHandleAsync[T]:
         """Queue `workflow(*args)` under `workflow_id` in `partition` of the threads queue:
         it starts (here or on another instance) once the items queued before it in that
         partition have ended. An id queued before (a replay) queues nothing: the handle is
         the first one's.
 
-        On SQLite (Python 3.11) the queue orders a partition by the second an item was
-        queued, then by its id: ids must sort by arrival within a partition."""
+        The queue takes a partition's items by `order` (DBOS's priority, smallest first),
+        then by when they were queued (to the second, on SQLite under Python 3.11), then by
+        id: `order` keeps Slack's order even where items were queued out of it."""
         # As `start`: a database that is away refuses the request rather than hang it.
         try:
             await asyncio.wait_for(DBOS.get_workflow_status_async(workflow_id), START_TIMEOUT_S)
         except TimeoutError:
             raise EngineError("the run engine's database did not answer") from None
         queue = self._threads or await self.register_queues()
-        with SetWorkflowID(workflow_id), SetEnqueueOptions(queue_partition_key=partition):
+        options = SetEnqueueOptions(queue_partition_key=partition, priority=order)
+        with SetWorkflowID(workflow_id), options:
             return await queue.enqueue_async(workflow, *args)
 
     async def pending(self, workflow_id_prefix: str) -> bool:
