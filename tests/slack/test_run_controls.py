@@ -8,8 +8,10 @@ once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +34,20 @@ async def examples_in_flight(stack: Stack) -> None:
             r.role == "example" and r.first_token is not None for r in stack.claude.requests
         ):
             await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def two_instances(tmp_path: Path) -> AsyncIterator[tuple[SlackSandbox, Stack, Stack]]:
+    """Two real apps (HTTP mode, each its own Claude stand-in) behind one Slack, on one
+    ledger and so one run engine, with a run on the first whose examples are in flight."""
+    async with (
+        SlackSandbox() as slack,
+        running_stack(tmp_path, mode="http", slack=slack, time_scale=1.0) as first,
+        running_stack(tmp_path, mode="http", slack=slack, time_scale=1.0) as second,
+    ):
+        await first.command(QUESTION)
+        await examples_in_flight(first)
+        yield slack, first, second
 
 
 async def ephemeral_for(stack: Stack, user_id: str, count: int = 1) -> list[Any]:
@@ -125,13 +141,7 @@ async def test_a_stop_clicked_on_another_instance_stops_the_run_through_the_engi
     # Two instances (real apps in HTTP mode, each its own Claude stand-in) behind one Slack,
     # on one ledger and so one run engine. The run is on the first; the click reaches the
     # second, which does not run it: only the engine's cancellation can tell the first.
-    async with (
-        SlackSandbox() as slack,
-        running_stack(tmp_path, mode="http", slack=slack, time_scale=1.0) as first,
-        running_stack(tmp_path, mode="http", slack=slack, time_scale=1.0) as second,
-    ):
-        await first.command(QUESTION)
-        await examples_in_flight(first)
+    async with two_instances(tmp_path) as (slack, first, second):
         top, _ = first.thread()
         run_id = next(iter(first.services.runs._stops))
         assert not second.services.runs._stops  # the second runs nothing
@@ -169,13 +179,7 @@ async def test_calls_that_return_before_the_engine_notices_a_stop_are_kept_and_n
     # cancelled, and the engine refuses their checkpoints. Their calls are still recorded,
     # and the next step (the review) is refused: the run stops there, for who clicked.
     monkeypatch.setattr(dbos_core, "_PREEMPTIBLE_POLL_INTERVAL_SEC", 60.0)
-    async with (
-        SlackSandbox() as slack,
-        running_stack(tmp_path, mode="http", slack=slack, time_scale=1.0) as first,
-        running_stack(tmp_path, mode="http", slack=slack, time_scale=1.0) as second,
-    ):
-        await first.command(QUESTION)
-        await examples_in_flight(first)
+    async with two_instances(tmp_path) as (slack, first, second):
         top, _ = first.thread()
         await slack.click(
             "C0GENERAL", top.ts, "orchestrate_stop", user_id="U0ADMIN", url=second.events_url
