@@ -813,10 +813,18 @@ class Runs:
         return "ended"
 
     async def _release(self, key: str, claimed_at: datetime) -> None:
+        """Give the claim back, to the end even when this task is being cancelled (a
+        shutdown): the task ends only once the claim is free, so a drain that has waited for
+        it leaves no claim behind for the next click to stumble on."""
+        release = asyncio.ensure_future(self._claims.release(key, claimed_at=claimed_at))
         try:
-            await asyncio.shield(self._claims.release(key, claimed_at=claimed_at))
-        except (LedgerError, OSError, TimeoutError) as exc:
-            log.warning("could not release claim %s (it lapses by itself): %s", key, exc)
+            await asyncio.shield(release)
+        except asyncio.CancelledError:
+            await asyncio.wait({release})
+            _released(release, key)
+            raise
+        except (LedgerError, OSError, TimeoutError):
+            _released(release, key)
 
     async def _retry(
         self,
@@ -1095,3 +1103,12 @@ class EventFeed:
             if isinstance(event, StrategyDraft) and number < self._last_draft:
                 continue
             yield event
+
+
+def _released(release: asyncio.Future[Any], key: str) -> None:
+    """Log a claim that could not be given back (it lapses by itself)."""
+    if release.cancelled():
+        return
+    problem = release.exception()
+    if problem is not None:
+        log.warning("could not release claim %s (it lapses by itself): %s", key, problem)
