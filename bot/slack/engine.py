@@ -184,16 +184,7 @@ class Engine:
         exists already (a replay: nothing new starts, on this or any instance)."""
         if workflow is None:
             raise EngineError("no workflow registered (bot.slack.workflows.register)")
-        # DBOS waits out a database that is away (retrying for as long as it takes): right
-        # for a run in flight, not for one that has not begun. A read that cannot be made
-        # within START_TIMEOUT_S refuses the start, and wrote nothing that could start it.
-        try:
-            existing = await asyncio.wait_for(
-                DBOS.get_workflow_status_async(workflow_id), START_TIMEOUT_S
-            )
-        except TimeoutError:
-            raise EngineError("the run engine's database did not answer") from None
-        if existing is not None:
+        if await _exists(workflow_id):
             return None
         with SetWorkflowID(workflow_id):
             # Racing another instance on one id, DBOS runs it once: the loser's handle
@@ -216,26 +207,11 @@ class Engine:
         The queue takes a partition's items by `order` (DBOS's priority, smallest first),
         then by when they were queued (to the second, on SQLite under Python 3.11), then by
         id: `order` keeps Slack's order even where items were queued out of it."""
-        # As `start`: a database that is away refuses the request rather than hang it.
-        try:
-            await asyncio.wait_for(DBOS.get_workflow_status_async(workflow_id), START_TIMEOUT_S)
-        except TimeoutError:
-            raise EngineError("the run engine's database did not answer") from None
+        await _exists(workflow_id)  # as `start`: a database away refuses, never hangs
         queue = self._threads or await self.register_queues()
         options = SetEnqueueOptions(queue_partition_key=partition, priority=order)
         with SetWorkflowID(workflow_id), options:
             return await queue.enqueue_async(workflow, *args)
-
-    async def pending(self, workflow_id_prefix: str) -> bool:
-        """Whether a workflow whose id starts with the prefix is queued or running."""
-        found = await DBOS.list_workflows_async(
-            workflow_id_prefix=workflow_id_prefix,
-            status=["ENQUEUED", "PENDING"],
-            load_input=False,
-            load_output=False,
-            limit=1,
-        )
-        return bool(found)
 
     async def resumed(self, workflow_id: str) -> bool:
         """Whether the workflow is running again (after a restart or a takeover), not for
@@ -245,13 +221,7 @@ class Engine:
         step (`DBOS.getStatus`) and hands a resumed workflow the status recorded on its
         first go (one attempt), so every resumed run would think it runs for the first time.
         """
-
-        def read() -> Any:
-            return DBOS.get_workflow_status(workflow_id)
-
-        status = await asyncio.get_running_loop().run_in_executor(
-            None, contextvars.Context().run, read
-        )
+        status = await _status_outside(workflow_id)
         return status is not None and (status.recovery_attempts or 0) > 1
 
     async def cancel(self, workflow_id: str) -> None:
@@ -339,14 +309,32 @@ async def open_engine(settings: Settings, *, executor_id: str) -> AsyncIterator[
 
 
 async def cancelled(workflow_id: str) -> bool:
-    """Whether the workflow was cancelled. Read outside the workflow's context: inside it,
-    the read would be a step, and a cancelled workflow is refused its steps."""
+    """Whether the workflow was cancelled (read outside the workflow's context: inside it,
+    the read would be a step, and a cancelled workflow is refused its steps)."""
+    status = await _status_outside(workflow_id)
+    return status is not None and status.status == "CANCELLED"
+
+
+async def _status_outside(workflow_id: str) -> Any:
+    """The workflow's status, read from an empty context in an executor: never recorded as
+    a step of the workflow this code may run in (DBOS records a read made in a workflow)."""
 
     def read() -> Any:
         return DBOS.get_workflow_status(workflow_id)
 
-    status = await asyncio.get_running_loop().run_in_executor(None, contextvars.Context().run, read)
-    return status is not None and status.status == "CANCELLED"
+    return await asyncio.get_running_loop().run_in_executor(None, contextvars.Context().run, read)
+
+
+async def _exists(workflow_id: str) -> bool:
+    """Whether a workflow with this id exists. DBOS waits out a database that is away
+    (retrying for as long as it takes): right for a run in flight, not for one that has not
+    begun. A read that cannot be made within START_TIMEOUT_S raises `EngineError`, having
+    written nothing that could start the workflow."""
+    try:
+        found = await asyncio.wait_for(DBOS.get_workflow_status_async(workflow_id), START_TIMEOUT_S)
+    except TimeoutError:
+        raise EngineError("the run engine's database did not answer") from None
+    return found is not None
 
 
 # What a workflow does when it finds itself cancelled (`DurableSteps(on_cancel=...)`): turn
@@ -488,8 +476,3 @@ async def _checkpointed(
         delay = min(delay * 2, RETRY_MAX_S)
         # The same step id again (DBOS lets a reservation run once: a new one, same id).
         reservation = StepReservation(reservation._step_ctx)
-
-
-def workflow_status_id() -> str | None:
-    """The id of the workflow this code runs in (None outside one)."""
-    return DBOS.workflow_id
