@@ -216,9 +216,9 @@ class Runs:
         # How to reply privately to the asker of a run this instance started (a run resumed
         # elsewhere replies with chat.postEphemeral).
         self._replies: dict[str, Respond] = {}
-        self._started_here: set[str] = set()  # runs started (not resumed) by this registry
+        # What ends with each run started (not resumed) here, until it has ended.
+        self._started: dict[str, asyncio.Future[None]] = {}
         self._workflow_tasks: dict[str, asyncio.Task[Any]] = {}  # each run's own task
-        self._ended: set[asyncio.Future[None]] = set()  # what ends with a run started here
         # Which registry a workflow started here runs on (a workflow resumed here from
         # elsewhere runs on any: `bot.slack.workflows.host`).
         self.host = f"runs-{uuid.uuid4()}"
@@ -236,14 +236,16 @@ class Runs:
     def in_flight(self) -> int:
         """Runs in flight here (each counted once, whether started here or resumed here),
         and the other work this registry owns (a Retry, a follow-up)."""
-        runs = self._started_here | set(self._workflow_tasks)
-        owned = self._tasks - self._ended - set(self._workflow_tasks.values())
-        return len(runs) + len(owned)
+        return len(self._running()) + len(self._tasks)
+
+    def _running(self) -> set[str]:
+        """The runs in flight here: started here, or executing here (each counted once)."""
+        return set(self._started) | set(self._workflow_tasks)
 
     def _busy(self) -> set[asyncio.Future[Any]]:
         """What is in flight: the runs executing here (their workflows' tasks), runs
         started here and not yet executing, and the other work this registry owns."""
-        return set(self._tasks) | set(self._workflow_tasks.values())
+        return {*self._tasks, *self._started.values(), *self._workflow_tasks.values()}
 
     async def start(
         self, request: RunRequest, respond: Respond, *, delivery: str | None = None
@@ -269,12 +271,8 @@ class Runs:
             log.info("a delivery seen before was not run again", extra=fields(run_id=run_id))
             return None
         ended = asyncio.ensure_future(quietly(handle))
-        self._tasks.add(ended)
-        self._ended.add(ended)
-        ended.add_done_callback(self._ended.discard)
-        self._started_here.add(run_id)
-        ended.add_done_callback(self._tasks.discard)
-        ended.add_done_callback(lambda _: self._started_here.discard(run_id))
+        self._started[run_id] = ended
+        ended.add_done_callback(lambda _: self._started.pop(run_id, None))
         return ended
 
     async def execute(self, order: RunOrder) -> str:
@@ -551,14 +549,14 @@ class Runs:
         flight are closed and recorded, and they stay open, to be resumed by the next
         instance that starts (or by a live one). A run that ended is never rewritten."""
         if busy := self._busy():
-            running = self._started_here | set(self._workflow_tasks)
+            running = self._running()
             log.info(
                 "draining: letting %s finish",
                 _runs(len(running)),
                 extra=fields(grace_s=grace_s),
             )
             _, pending = await asyncio.wait(busy, timeout=grace_s)
-            left = running & (self._started_here | set(self._workflow_tasks))
+            left = running & self._running()
             for stop in list(self._stops.values()):
                 stop.suspend()
             for task in list(self._suspendable):
