@@ -212,6 +212,16 @@ def retry_under_way_message(*, name: str) -> OutboundMessage:
     return OutboundMessage(text=fallback(line), blocks=(section(clip(line, 3000)),))
 
 
+def retry_used_message(*, name: str) -> OutboundMessage:
+    """The answer to a click on a Retry button whose retry has ended (a stale double click,
+    a replay): its result is in the thread, and a retry that failed again has its own button."""
+    line = (
+        f"↻ *{escape(name)}* was retried from this button already: the thread shows the "
+        "result, and if it failed again, its own ↻ Retry button."
+    )
+    return OutboundMessage(text=fallback(line), blocks=(section(clip(line, 3000)),))
+
+
 def retry_started_message(*, name: str) -> OutboundMessage:
     line = f"↻ Retrying *{escape(name)}*: the new example will appear in the thread."
     return OutboundMessage(text=fallback(line), blocks=(section(clip(line, 3000)),))

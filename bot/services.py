@@ -30,7 +30,6 @@ from bot.ledger import (
     CallsExport,
     CostReports,
     EvalResults,
-    EventClaims,
     Feedback,
     GovernanceStore,
     Ledger,
@@ -79,10 +78,6 @@ class Services:
     @property
     def reports(self) -> CostReports:
         return self.ledger.reports
-
-    @property
-    def claims(self) -> EventClaims:
-        return self.ledger.claims
 
     @property
     def governance(self) -> GovernanceStore:
@@ -154,7 +149,6 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             governance=ledger.governance,
             poster=poster,
             settings=settings,
-            claims=ledger.claims,
             engine=Engine(executor_id),
             stops=ledger.interactions,
             metrics=metrics,
@@ -177,7 +171,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         )
         # Follow-ups write through the same writer as runs: their calls survive an outage too.
         conversations = Conversations(
-            runs=runs, pipeline=pipeline, ledger=ledger.writer, poster=poster, settings=settings
+            runs=runs,
+            pipeline=pipeline,
+            ledger=ledger.writer,
+            governance=ledger.governance,
+            poster=poster,
+            settings=settings,
         )
         runs.lease = lease
         runs.alive = partial(ledger.instances.live_ids, ttl=ttl)
@@ -192,7 +191,6 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             interval_s=settings.heartbeat_s,
             ttl_s=settings.instance_ttl_s,
             longest_run=longest_run(settings),
-            housekeeping=ledger.claims.expire,
             engine=runs.engine,
             lease=lease,
             on_lost=_stop_serving if settings.exit_when_fenced else None,

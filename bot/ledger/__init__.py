@@ -28,7 +28,6 @@ from bot.ledger.protocols import (
     CallsExport,
     CostReports,
     EvalResults,
-    EventClaims,
     Feedback,
     GovernanceStore,
     InstanceLedger,
@@ -37,7 +36,6 @@ from bot.ledger.protocols import (
     RunLedger,
     RunLookup,
     StopRequests,
-    WorkClaims,
 )
 from bot.ledger.spill import default_spill_path
 from bot.ledger.types import (
@@ -76,7 +74,6 @@ __all__ = [
     "EndStatus",
     "EvalHeadline",
     "EvalResults",
-    "EventClaims",
     "Feedback",
     "FeedbackReport",
     "FollowUpTotals",
@@ -104,7 +101,6 @@ __all__ = [
     "Spender",
     "StopRequests",
     "VoteValue",
-    "WorkClaims",
     "initial_settings",
     "ledger_for",
     "open_ledger",

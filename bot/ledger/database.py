@@ -3,13 +3,13 @@
 `Ledger` owns the driver's life (open, migrate, replay the spill file, close) and hands out
 small parts that share it: `runs` (runs and calls), `writer` (the same writes, kept and retried
 through an outage, for the run owner), `budgets` (admission arithmetic, alert claims), `reports`
-(summaries, daily totals), `export` (the finance CSV), `claims` (work taken once across
-instances), `interactions` (stop requests and votes from Slack) and `evals` (what
-`orchestrate-bot eval` spent, and its headline). They are composed rather
-than mixed into one class so that each part is a small class with one concern, each narrow
-consumer protocol (`bot.ledger.protocols`) is met by the one part that owns it, and a consumer
-is handed that part alone: the Slack run owner never sees report queries, the CLI never sees
-reservation writes. Both backends share every part; only the driver differs.
+(summaries, daily totals), `export` (the finance CSV), `interactions` (stop requests and
+votes from Slack) and `evals` (what `orchestrate-bot eval` spent, and its headline). They are
+composed rather than mixed into one class so that each part is a small class with one
+concern, each narrow consumer protocol (`bot.ledger.protocols`) is met by the one part that
+owns it, and a consumer is handed that part alone: the Slack run owner never sees report
+queries, the CLI never sees reservation writes. Both backends share every part; only the
+driver differs.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from typing import Self
 
 from bot.core.pricing import PriceTable
 from bot.ledger.budgets import Budgets
-from bot.ledger.claims import Claims
 from bot.ledger.driver import Conn, Driver
 from bot.ledger.evals import Evals
 from bot.ledger.export import CallExport
@@ -64,7 +63,6 @@ class Ledger:
         self.writer = RunWriter(self.runs, spill=SpillFile(spill_file))
         self.reports = Reports(driver, strategy_model=strategy_model)
         self.export = CallExport(driver)
-        self.claims = Claims(driver)
         self.governance = Governance(driver)
         self.interactions = Interactions(driver)
         self.pages = RunPages(driver, store_questions=store_questions, read_run=self.runs.read_row)

@@ -5,9 +5,8 @@ a glance what the Slack run owner writes and what a report view reads, and a tes
 in a small fake where no database is wanted. Each protocol is met by one part of `Ledger`
 (`bot.ledger.database`): `RunLedger` by `ledger.writer` (or `ledger.runs`), `InstanceLedger`
 by `ledger.instances`, `BudgetAlerts` by `ledger.budgets`, `CostReports` by `ledger.reports`,
-`CallsExport` by `ledger.export`, `EventClaims` and `WorkClaims` by `ledger.claims`,
-`RunLookup` by `ledger.runs`, `StopRequests` and `Feedback` by `ledger.interactions`,
-`EvalResults` by `ledger.evals`.
+`CallsExport` by `ledger.export`, `RunLookup` by `ledger.runs`, `StopRequests` and `Feedback`
+by `ledger.interactions`, `EvalResults` by `ledger.evals`.
 """
 
 from __future__ import annotations
@@ -158,26 +157,6 @@ class BudgetUse(BudgetAlerts, Protocol):
         user_id: str | None = None,
         channel_id: str | None = None,
     ) -> Decimal: ...
-
-
-class EventClaims(Protocol):
-    """The Slack entry points: take a delivery (an event, a command, an action) once,
-    whichever instance it reached; keys from `bot.ledger.claims.replay_key`."""
-
-    async def claim(
-        self, key: str, *, ttl: timedelta = ..., now: datetime | None = None
-    ) -> bool: ...
-
-
-class WorkClaims(Protocol):
-    """The run owner: take a piece of work (a Retry) once across instances while it runs,
-    and give it back when it ends."""
-
-    async def claim(
-        self, key: str, *, ttl: timedelta = ..., now: datetime | None = None
-    ) -> bool: ...
-
-    async def release(self, key: str, *, claimed_at: datetime) -> bool: ...
 
 
 class CallsExport(Protocol):

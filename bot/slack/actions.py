@@ -168,11 +168,12 @@ async def retry(services: Services, *, body: dict[str, Any], respond: AsyncRespo
         message = blocks.retry_too_long_message(length=run.question_chars, max_chars=limit)
         await _say(respond, message)
         return
-    # The click's identity: the button (its value names the run and component) and when it
-    # was clicked; a replay of the very click carries both again.
-    action = (body.get("actions") or [{}])[0]
-    click = str(action.get("action_ts") or body.get("trigger_id") or "") or None
-    await _say(respond, await services.runs.retry(run, parsed[1], by=user_id, click=click))
+    # The button's identity: the message it is on (the failure it offers to retry). Every
+    # click of it, replayed or reaching another instance, names the same retry.
+    button = str((body.get("container") or {}).get("message_ts") or "") or None
+    await _say(
+        respond, await services.runs.retries.retry(run, parsed[1], by=user_id, button=button)
+    )
 
 
 async def vote(

@@ -8,9 +8,9 @@ it again on the way out. Errors a user can fix are answered ephemerally through 
 command's `response_url`, which works even where the bot cannot post), falling back to
 `chat.postEphemeral` when Slack refuses the URL (`bot.slack.replies`). Who may see
 workspace-wide figures is decided on the server at every request (`bot.slack.admins`). A
-command whose `trigger_id` was already claimed in the ledger (a captured request replayed
-within its signature window, by whichever instance it reaches) is acknowledged and ignored;
-`first_delivery` is the same check for events and actions.
+question's run is a workflow whose id is derived from the command's `trigger_id`, so a
+captured request replayed within its signature window starts nothing, on whichever instance
+it reaches.
 """
 
 from __future__ import annotations
@@ -24,18 +24,16 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 import blocks
-from bot.ledger import LedgerError, read_period
-from bot.ledger.claims import Kind, replay_key
+from bot.ledger import read_period
 from bot.slack.admins import is_admin
 from bot.slack.deps import Services
 from bot.slack.exports import send_calls_csv
-from bot.slack.limits import over_limit, too_long_replies
+from bot.slack.limits import COMMAND, over_limit, too_long_replies
 from bot.slack.replies import PrivateReply, private_reply
-from bot.slack.runs import RunRequest, ephemeral
+from bot.slack.requests import RunRequest, ephemeral
 from bot.slack.threads import decode
 
 log = logging.getLogger(__name__)
-COMMAND = "/orchestrate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,19 +170,6 @@ async def _apologise(reply: PrivateReply, parsed: Command) -> None:
         await reply(**ephemeral(message))
     except Exception:
         log.exception("could not tell the asker that their command failed")
-
-
-async def first_delivery(services: Services, kind: Kind, ident: str) -> bool:
-    """False if this delivery's id was already claimed, by any instance (a replay or retry).
-    A delivery without an id, or one the ledger cannot check right now, goes ahead: a run it
-    starts is still admitted through the ledger."""
-    if not ident:
-        return True
-    try:
-        return await services.claims.claim(replay_key(kind, ident))
-    except LedgerError as exc:
-        log.warning("could not check %s %s for a replay: %s", kind, ident, exc)
-        return True
 
 
 async def _ask(

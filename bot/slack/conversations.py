@@ -45,12 +45,13 @@ from bot.core.conversation import Add, Ask, Discussion, Redo, Rethink, fit, rout
 from bot.core.events import CallFinished, RunFailed, RunFinished
 from bot.core.pipeline import Pipeline
 from bot.core.usage import CallRecord
-from bot.ledger import LedgerError, Limits, RunLedger
+from bot.ledger import GovernanceStore, LedgerError, Limits, RunLedger, initial_settings
 from bot.settings import Settings
 from bot.slack import engine
-from bot.slack.limits import over_limit, too_long_replies
+from bot.slack.limits import COMMAND, over_limit, too_long_replies
 from bot.slack.poster import SLACK_FAILURES, Poster, describe
-from bot.slack.runs import PrivateTo, Respond, RunRequest, Runs, ephemeral, quietly, run_id_for
+from bot.slack.requests import PrivateTo, Respond, RunRequest, ephemeral, quietly, run_id_for, tell
+from bot.slack.runs import Runs
 from bot.slack.threads import (
     FooterMark,
     Me,
@@ -79,6 +80,7 @@ class Request:
     replan: bool = False  # in a run's thread, re-plan (the shortcut) rather than route the text
     delivery: str | None = None  # what Slack sent (`event:<id>`, `shortcut:<trigger>`): a run's id
     arrived_ts: str | None = None  # Slack's ts of the request (the mention's, the shortcut's)
+    hint: bool = False  # a bare mention in a channel: answered with the help text
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,10 @@ def thread_partition(channel: str, root_ts: str) -> str:
 
 
 MAX_ORDER = 2**31 - 1  # the engine's largest priority (a thread older than 24 days: last)
+# A request in a thread may start no sooner than this long after it was posted (by Slack's
+# clock): requests posted close together but delivered (or queued) out of order are all in
+# the queue by then, where `thread_order` puts them in the order they were posted.
+ORDER_WINDOW_S = 1.0
 
 
 def thread_order(request: Request) -> int:
@@ -120,6 +126,19 @@ def thread_order(request: Request) -> int:
     except ValueError:
         return MAX_ORDER
     return max(1, min(MAX_ORDER, int(since * 1000) + 1))
+
+
+def thread_hold(request: Request, *, now: float) -> float | None:
+    """How long a request in an existing thread is held before it may start (see
+    `ORDER_WINDOW_S`), never more than the window; None for a request that opens its thread
+    (nothing can be asked before it there)."""
+    if request.arrived_ts is None or request.arrived_ts == request.root_ts:
+        return None
+    try:
+        posted = float(request.arrived_ts)
+    except ValueError:
+        return None
+    return min(ORDER_WINDOW_S, max(0.0, posted + ORDER_WINDOW_S - now))
 
 
 def thread_workflow_id(request: Request) -> str:
@@ -142,10 +161,12 @@ class Conversations:
         runs: Runs,
         pipeline: Pipeline,
         ledger: RunLedger,
+        governance: GovernanceStore,
         poster: Poster,
         settings: Settings,
     ) -> None:
         self._runs = runs
+        self._governance = governance
         self._pipeline = pipeline
         self._ledger = ledger
         self._poster = poster
@@ -178,7 +199,7 @@ class Conversations:
         workflow_id = thread_workflow_id(request)
         order = ThreadOrder(
             workflow_id=workflow_id,
-            kind="shortcut" if request.replan else "mention",
+            kind="shortcut" if request.replan else "hint" if request.hint else "mention",
             team_id=request.team_id,
             channel=request.channel,
             user_id=request.user_id,
@@ -196,7 +217,12 @@ class Conversations:
         partition = thread_partition(request.channel, request.root_ts)
         try:
             handle = await self._runs.engine.enqueue(
-                workflow_id, partition, self.workflow, order, order=thread_order(request)
+                workflow_id,
+                partition,
+                self.workflow,
+                order,
+                order=thread_order(request),
+                hold_s=thread_hold(request, now=time.time()),
             )
         except Exception as exc:
             # The engine's tables cannot be written: nothing was queued, nothing is spent.
@@ -225,6 +251,7 @@ class Conversations:
             respond=respond,
             replan=order.replan,
             delivery=order.delivery,
+            hint=order.kind == "hint",
         )
         with self._runs.working():
             await self._answered(request, Me(order.me_user_id, order.me_bot_id))
@@ -253,6 +280,9 @@ class Conversations:
         await self._in_order(request, me)
 
     async def _in_order(self, request: Request, me: Me) -> None:
+        if request.hint:
+            await engine.step("hint", partial(self._hint, request))
+            return
         if request.before_ts == request.root_ts:
             # A mention in a channel message starts its own thread: nothing to read yet.
             await self._start(request, Thread(request.root_ts, ()))
@@ -261,7 +291,7 @@ class Conversations:
         if isinstance(thread, str):
             await engine.step(
                 "tell",
-                partial(_tell, request.respond, blocks.thread_unreadable_message(error=thread)),
+                partial(tell, request.respond, blocks.thread_unreadable_message(error=thread)),
             )
             return
         run = thread.first_run
@@ -269,6 +299,21 @@ class Conversations:
             await self._start(request, thread)
         else:
             await self._follow_up(request, thread, run)
+
+    async def _hint(self, request: Request) -> None:
+        """The help text in the mention's thread; outside the admins' allow-list, a private
+        note naming the allowed channels instead (the same one a refused run gets), so the
+        bot says nothing in public where admins have not enabled it."""
+        current = await self._governance.budget_settings(
+            request.team_id, initial_settings(self._settings)
+        )
+        if not current.allows(request.channel):
+            refusal = blocks.channel_not_allowed_message(current.allowed_channels)
+            await request.respond(**ephemeral(refusal))
+            return
+        limit = self._settings.max_question_chars
+        hint = blocks.help_message(command=COMMAND, max_chars=limit)
+        await self._poster.post(request.channel, hint, thread_ts=request.root_ts)
 
     async def _read(self, request: Request, me: Me) -> Thread | str:
         """The thread up to the request, or Slack's code for why it cannot be read."""
@@ -354,14 +399,14 @@ class Conversations:
             "admit", partial(self._admit, request, followup, worst_case, run_id)
         )
         if isinstance(admitted, blocks.OutboundMessage):
-            await engine.step("tell", partial(_tell, request.respond, admitted))
+            await engine.step("tell", partial(tell, request.respond, admitted))
             return
         started = time.monotonic()
-        budget = self._runs.budget(run_id, admitted)
+        budget = self._runs.admission.budget(run_id, admitted)
         asked = partial(self._ask, run_id, followup, call, budget, started)
         reply = await engine.step("call", asked)
         if isinstance(reply, str):
-            await engine.step("tell", partial(_tell, request.respond, blocks.error_message(reply)))
+            await engine.step("tell", partial(tell, request.respond, blocks.error_message(reply)))
             return
         await engine.step("record", partial(self._recorded, run_id, followup, reply, started))
         omitted = self._fit(thread).omitted
@@ -371,7 +416,7 @@ class Conversations:
     async def _admit(
         self, request: Request, followup: RunRequest, worst_case: Any, run_id: str
     ) -> Limits | blocks.OutboundMessage:
-        admitted = await self._runs.admit_as(followup, worst_case, run_id=run_id)
+        admitted = await self._runs.admission.admit(followup, worst_case, run_id=run_id)
         if not isinstance(admitted, blocks.OutboundMessage):
             await self._ledger.set_thread(run_id, request.channel, request.root_ts)
         return admitted
@@ -392,7 +437,7 @@ class Conversations:
             reply = await call(on_cancel=cut_off.append, budget=budget)
         except CallRefused as refused:
             ended = RunFailed(refused.reason, self._pipeline.bill([]), time.monotonic() - started)
-            await self._runs.record(run_id, followup, ended)
+            await self._runs.recorder.record(run_id, followup, ended)
             return refused.reason
         except asyncio.CancelledError:
             await asyncio.shield(self._cut_off(run_id, followup, cut_off))
@@ -406,18 +451,18 @@ class Conversations:
         self, run_id: str, followup: RunRequest, reply: Reply[str], started: float
     ) -> None:
         # Through the run registry, as a run's events go: ledger, metrics, the run's log line.
-        await self._runs.record(run_id, followup, CallFinished(reply.call))
+        await self._runs.recorder.record(run_id, followup, CallFinished(reply.call))
         cost, elapsed = self._pipeline.bill([reply.call]), time.monotonic() - started
         end: RunFinished | RunFailed = (
             RunFinished(cost, elapsed)
             if reply.value is not None
             else RunFailed(reply.problem or "unknown failure", cost, elapsed)
         )
-        await self._runs.record(run_id, followup, end)
+        await self._runs.recorder.record(run_id, followup, end)
 
     async def _cut_off(self, run_id: str, followup: RunRequest, calls: list[CallRecord]) -> None:
         for record in calls:
-            await self._runs.record(run_id, followup, CallFinished(record))
+            await self._runs.recorder.record(run_id, followup, CallFinished(record))
 
     async def _post(self, request: Request, messages: list[blocks.OutboundMessage]) -> None:
         try:
@@ -495,10 +540,6 @@ class _Example:
             cost_usd=call.cost_usd,
             omitted=omitted,
         )
-
-
-async def _tell(respond: Respond, message: blocks.OutboundMessage) -> None:
-    await respond(**ephemeral(message))
 
 
 def _failed(asker_id: str, reply: Reply[str]) -> blocks.OutboundMessage:

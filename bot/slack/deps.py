@@ -18,7 +18,6 @@ from bot.ledger import (
     CallsExport,
     CostReports,
     EvalResults,
-    EventClaims,
     Feedback,
     GovernanceStore,
     RunLookup,
@@ -61,9 +60,6 @@ class Services(Protocol):
 
     @property
     def conversations(self) -> Conversations: ...
-
-    @property
-    def claims(self) -> EventClaims: ...
 
     @property
     def run_lookup(self) -> RunLookup: ...

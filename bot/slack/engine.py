@@ -186,10 +186,13 @@ class Engine:
             raise EngineError("no workflow registered (bot.slack.workflows.register)")
         if await _exists(workflow_id):
             return None
-        with SetWorkflowID(workflow_id):
-            # Racing another instance on one id, DBOS runs it once: the loser's handle
-            # waits for the winner's outcome.
-            return await DBOS.start_workflow_async(workflow, *args)
+        # Racing another instance on one id, the database lets one insert it: the other is
+        # refused (`reject`), and starts nothing either.
+        try:
+            with SetWorkflowID(workflow_id, workflow_id_reuse_policy="reject"):
+                return await DBOS.start_workflow_async(workflow, *args)
+        except dbos_error.DBOSWorkflowIDInUseError:
+            return None
 
     async def enqueue(
         self,
@@ -198,6 +201,7 @@ class Engine:
         workflow: Callable[..., Coroutine[Any, Any, T]],
         *args: Any,
         order: int | None = None,
+        hold_s: float | None = None,
     ) -> WorkflowHandleAsync[T]:
         """Queue `workflow(*args)` under `workflow_id` in `partition` of the threads queue:
         it starts (here or on another instance) once the items queued before it in that
@@ -206,10 +210,14 @@ class Engine:
 
         The queue takes a partition's items by `order` (DBOS's priority, smallest first),
         then by when they were queued (to the second, on SQLite under Python 3.11), then by
-        id: `order` keeps Slack's order even where items were queued out of it."""
+        id: `order` keeps Slack's order even where items were queued out of it. `hold_s`
+        keeps the item from starting for that long (DBOS's delayed enqueue): items queued
+        meanwhile are taken by `order` then."""
         await _exists(workflow_id)  # as `start`: a database away refuses, never hangs
         queue = self._threads or await self.register_queues()
-        options = SetEnqueueOptions(queue_partition_key=partition, priority=order)
+        options = SetEnqueueOptions(
+            queue_partition_key=partition, priority=order, delay_seconds=hold_s or None
+        )
         with SetWorkflowID(workflow_id), options:
             return await queue.enqueue_async(workflow, *args)
 

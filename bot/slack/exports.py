@@ -22,12 +22,12 @@ import blocks
 from bot.ledger import read_period
 from bot.slack.admins import is_admin
 from bot.slack.deps import Services
+from bot.slack.limits import COMMAND
 from bot.slack.poster import describe
 from bot.slack.replies import PrivateReply
-from bot.slack.runs import ephemeral
+from bot.slack.requests import ephemeral
 
 log = logging.getLogger(__name__)
-COMMAND = "/orchestrate"  # commands.COMMAND; imported there, so not from there
 
 
 async def send_calls_csv(

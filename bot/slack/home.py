@@ -15,8 +15,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 import blocks
 from bot.ledger import initial_settings, parse_period
 from bot.slack.admins import is_admin
-from bot.slack.commands import COMMAND
 from bot.slack.deps import Services
+from bot.slack.limits import COMMAND
 
 HOME_DAYS = 30
 

@@ -16,6 +16,8 @@ import blocks
 
 MAX_REPLIES = 5  # Slack accepts five posts to one command's response_url
 
+COMMAND = "/orchestrate"  # the slash command, as manifest.yml declares it
+
 
 def over_limit(question: str, *, max_chars: int) -> bool:
     return len(question) > max_chars

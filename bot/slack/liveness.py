@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import blocks
@@ -53,7 +53,6 @@ class Liveness:
         interval_s: float,
         ttl_s: float,
         longest_run: timedelta,
-        housekeeping: Callable[[], Awaitable[object]] | None = None,
         engine: Engine | None = None,
         lease: Lease | None = None,
         on_lost: Callable[[], object] | None = None,
@@ -66,7 +65,6 @@ class Liveness:
         self._interval_s = interval_s
         self._ttl = timedelta(seconds=ttl_s)
         self._longest_run = longest_run
-        self._housekeeping = housekeeping
         self._task: asyncio.Task[None] | None = None
         self._connected_since: float | None = None
 
@@ -172,5 +170,3 @@ class Liveness:
         if time.monotonic() - self._connected_since < self._ttl.total_seconds():
             return
         await self.reap()
-        if self._housekeeping is not None:
-            await self._housekeeping()

@@ -3,11 +3,11 @@
 A mention is never answered when a bot wrote it (Bolt already drops the bot's own events;
 another app's bot carries `bot_id`), so two bots cannot talk each other into a loop. Bolt
 does not de-duplicate Events API retries (Slack resends an event it thinks was not
-acknowledged, with the same `event_id`, possibly to another instance): a mention's answer is
-a workflow whose id is derived from its `event_id` (`bot.slack.conversations`), so a replay
-answers nothing twice, on any instance; a bare mention's help text (no workflow) claims the
-event id in the shared ledger first. Plain thread replies without a
-mention are not answered: the bot speaks when it is asked. What the mention asks is handed to
+acknowledged, with the same `event_id`, possibly to another instance): a mention's answer,
+the help text for a bare one included, is a workflow whose id is derived from its `event_id`
+(`bot.slack.conversations`), so a replay answers nothing twice, on any instance. Plain
+thread replies without a mention are not answered: the bot speaks when it is asked. What the
+mention asks is handed to
 `bot.slack.conversations` (whose admission checks the admins' channel allow-list); a bare
 `@orchestrate` in a channel gets the help text, in the thread where it is allowed, and
 elsewhere only the mentioner is told, privately, the channels where the bot works.
@@ -20,13 +20,10 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
-import blocks
-from bot.ledger import initial_settings
-from bot.slack.commands import COMMAND, first_delivery
 from bot.slack.conversations import Request
 from bot.slack.deps import Services
 from bot.slack.poster import SLACK_FAILURES, describe
-from bot.slack.runs import Respond, ephemeral
+from bot.slack.requests import Respond
 from bot.slack.threads import Me, mention_request
 
 log = logging.getLogger(__name__)
@@ -44,19 +41,6 @@ def register(app: AsyncApp, services: Services) -> None:
         root = str(event.get("thread_ts") or event["ts"])
         team_id = str(body.get("team_id") or event.get("team") or "")
         respond = _ephemeral(services, channel=event["channel"], user=event["user"], ts=root)
-        if not text and root == event["ts"]:
-            if not await first_delivery(services, "event", str(body.get("event_id") or "")):
-                return  # a retry, or a copy another instance already took
-            channel = str(event["channel"])
-            try:
-                await _hint(
-                    services, team_id=team_id, channel=channel, thread_ts=root, respond=respond
-                )
-            except Exception:
-                # Acknowledged already: the mentioner must hear of a failure from us.
-                log.exception("could not answer a bare mention in %s", channel)
-                await respond(**ephemeral(_failed()))
-            return
         request = Request(
             team_id=team_id,
             channel=str(event["channel"]),
@@ -67,28 +51,9 @@ def register(app: AsyncApp, services: Services) -> None:
             respond=respond,
             delivery=f"event:{body['event_id']}" if body.get("event_id") else None,
             arrived_ts=str(event["ts"]),
+            hint=not text and root == event["ts"],  # a bare mention in a channel: the help
         )
         services.conversations.accept(request, me)
-
-
-async def _hint(
-    services: Services, *, team_id: str, channel: str, thread_ts: str, respond: Respond
-) -> None:
-    """The help text in the mention's thread; outside the admins' allow-list, a private
-    note naming the allowed channels instead (the same one a refused run gets), so the bot
-    says nothing in public where admins have not enabled it."""
-    current = await services.governance.budget_settings(
-        team_id, initial_settings(services.settings)
-    )
-    if not current.allows(channel):
-        await respond(**ephemeral(blocks.channel_not_allowed_message(current.allowed_channels)))
-        return
-    hint = blocks.help_message(command=COMMAND, max_chars=services.settings.max_question_chars)
-    await services.poster.post(channel, hint, thread_ts=thread_ts)
-
-
-def _failed() -> blocks.OutboundMessage:
-    return blocks.command_failed_message(command="@orchestrate", what="answering")
 
 
 def _ephemeral(services: Services, *, channel: str, user: str, ts: str) -> Respond:

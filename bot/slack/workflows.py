@@ -16,7 +16,8 @@ from dbos import error as dbos_error
 from bot.settings import SettingsError
 from bot.slack.budget_alerts import DIGEST_SCHEDULE, BudgetAlert, BudgetWatch, Digest
 from bot.slack.conversations import Conversations, ThreadOrder
-from bot.slack.runs import RetryOrder, RunOrder, Runs
+from bot.slack.retries import RetryOrder
+from bot.slack.runs import RunOrder, Runs
 
 _hosts: dict[str, Runs] = {}
 _conversations: dict[str, Conversations] = {}
@@ -114,8 +115,8 @@ async def schedule_digest(cron: str) -> None:
 
 @DBOS.workflow(name="orchestrate.retry")
 async def retry_workflow(order: RetryOrder) -> str:
-    """A Retry of a failed example, a follow-up of run `order.run_id` (`Runs.execute_retry`)."""
-    return await host(order.host).execute_retry(order)
+    """A Retry of a failed example, a follow-up of run `order.run_id` (`Retries.execute`)."""
+    return await host(order.host).retries.execute(order)
 
 
 @DBOS.workflow(name="orchestrate.thread")

@@ -658,33 +658,6 @@ async def test_follow_ups_are_runs_of_their_askers_totalled_under_the_run_they_f
     assert (await ledger.runs.followups(asked[0])).count == 0
 
 
-async def test_a_claim_is_taken_once_across_instances(ledger_url: str) -> None:
-    async with open_ledger(ledger_url) as one, open_ledger(ledger_url) as two:
-        results = await asyncio.gather(
-            *(ledger.claims.claim("event:Ev1") for ledger in (one, two, one, two))
-        )
-        assert sorted(results) == [False, False, False, True]
-        assert await two.claims.claim("event:Ev2")
-
-
-async def test_a_claim_lapses_after_its_ttl_and_can_be_taken_again(ledger: Ledger) -> None:
-    ttl = timedelta(minutes=10)
-    assert await ledger.claims.claim("command:1.2.abc", ttl=ttl, now=NOW)
-    assert not await ledger.claims.claim("command:1.2.abc", ttl=ttl, now=NOW + ttl / 2)
-    assert await ledger.claims.claim("command:1.2.abc", ttl=ttl, now=NOW + ttl)
-    assert not await ledger.claims.claim("command:1.2.abc", ttl=ttl, now=NOW + ttl)
-
-
-async def test_expired_claims_are_deleted_and_live_ones_kept(ledger: Ledger) -> None:
-    await ledger.claims.claim("event:old", ttl=timedelta(minutes=1), now=NOW)
-    await ledger.claims.claim("event:new", ttl=timedelta(hours=1), now=NOW)
-
-    assert await ledger.claims.expire(now=NOW + timedelta(minutes=5)) == 1
-
-    assert not await ledger.claims.claim("event:new", now=NOW + timedelta(minutes=5))
-    assert await ledger.claims.claim("event:old", now=NOW + timedelta(minutes=5))
-
-
 async def test_an_estimated_call_is_kept_estimated_in_reports_and_the_export(
     ledger: Ledger,
 ) -> None:

@@ -4,9 +4,7 @@ while the question is, and a claim that marks a retry under way until it is rele
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
-from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -65,39 +63,6 @@ async def test_a_run_whose_question_was_erased_gives_no_strategy(
     await ledger.runs.record_strategy(run_id, STRATEGY)
     await raw_sql(ledger_url, f"UPDATE runs SET question = NULL WHERE id = '{run_id}'")
     assert await ledger.runs.kept_strategy(run_id) is None
-
-
-async def test_a_retry_claim_is_held_until_released_by_its_holder(ledger: Ledger) -> None:
-    key, ttl = "retry:run-1:0", timedelta(minutes=10)
-    assert await ledger.claims.claim(key, ttl=ttl, now=NOW)
-    assert not await ledger.claims.claim(key, ttl=ttl, now=NOW + timedelta(seconds=1))
-    # Only the claim taken at that moment is given back.
-    assert not await ledger.claims.release(key, claimed_at=NOW + timedelta(seconds=1))
-    assert not await ledger.claims.claim(key, ttl=ttl, now=NOW + timedelta(seconds=2))
-    assert await ledger.claims.release(key, claimed_at=NOW)
-    assert not await ledger.claims.release(key, claimed_at=NOW)  # released once
-    later = NOW + timedelta(seconds=3)
-    assert await ledger.claims.claim(key, ttl=ttl, now=later)  # the next Retry may go
-
-
-async def test_a_lapsed_retry_claim_is_taken_over_and_its_old_holder_cannot_free_it(
-    ledger: Ledger,
-) -> None:
-    key, ttl = "retry:run-1:2", timedelta(minutes=10)
-    assert await ledger.claims.claim(key, ttl=ttl, now=NOW)  # its holder then crashed
-    taken = NOW + ttl
-    assert await ledger.claims.claim(key, ttl=ttl, now=taken)
-    assert not await ledger.claims.release(key, claimed_at=NOW)  # the old holder, too late
-    assert not await ledger.claims.claim(key, ttl=ttl, now=taken + timedelta(seconds=1))
-    assert await ledger.claims.release(key, claimed_at=taken)
-
-
-async def test_two_instances_clicking_at_once_take_one_claim(ledger_url: str) -> None:
-    async with open_ledger(ledger_url) as first, open_ledger(ledger_url) as second:
-        taken = await asyncio.gather(
-            *(db.claims.claim("retry:run-1:1", now=NOW) for db in (first, second) * 3)
-        )
-    assert sorted(taken) == [False] * 5 + [True]
 
 
 async def test_a_strategy_the_database_refuses_is_logged_without_its_text(

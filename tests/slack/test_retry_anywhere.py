@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from bot.ledger import initial_settings
 from bot.sandbox.slack.server import SlackSandbox
 from bot.slack import workflows
 from bot.slack.runs import Runs
@@ -267,7 +269,7 @@ class BuggyRetry:
         raise RuntimeError("a bug")
 
 
-async def test_a_retry_ended_by_a_bug_gives_its_claim_back(tmp_path: Path) -> None:
+async def test_a_retry_ended_by_a_bug_says_so_and_ends_its_workflow(tmp_path: Path) -> None:
     async with running_stack(tmp_path) as stack:
         failed = await a_failed_example(stack)
         run_id, _, index = retry_value(failed).rpartition(":")
@@ -278,22 +280,21 @@ async def test_a_retry_ended_by_a_bug_gives_its_claim_back(tmp_path: Path) -> No
             governance=services.governance,
             poster=services.poster,
             settings=stack.settings,
-            claims=services.ledger.claims,
             engine=services.runs.engine,
         )
         workflows.register(runs)  # a Retry is a workflow: it runs on the registry it names
         run = await services.ledger.runs.get_run(run_id)
         assert run is not None
         try:
-            started = await runs.retry(run, int(index), by="U0ALICE")
+            started = await runs.retries.retry(run, int(index), by="U0ALICE")
             await runs.wait_idle()
         finally:
             workflows.unregister(runs)
         retried = await services.ledger.runs.followups(run_id)
-        free = await services.ledger.claims.claim(f"retry:{run_id}:{index}")
+        pending = await runs.engine.pending_executors()
         _, replies = stack.thread()
     assert "Retrying" in started.text
-    assert retried.count == 1 and free  # the retry ended (failed) and let go of its claim
+    assert retried.count == 1 and not pending  # the retry ended (failed), not left pending
     assert "an internal error stopped the retry of" in replies[-1].text  # not left unanswered
 
 
@@ -326,10 +327,9 @@ async def test_a_forged_retry_value_is_refused_with_a_reply_and_costs_nothing(
         told = await ephemeral_for(stack, "U0ALICE")
         await stack.settle()
         after = examples(stack)
-        free = await stack.services.ledger.claims.claim(f"retry:{value}")
     assert len(told) == 1
     assert "can be retried" in told[0].text or "no longer available" in told[0].text
-    assert after == before and follow_up_count(stack) == 0 and free
+    assert after == before and follow_up_count(stack) == 0
 
 
 async def test_a_retry_button_clicked_again_after_its_retry_illustrated_it_costs_nothing(
@@ -351,19 +351,32 @@ async def test_a_retry_button_clicked_again_after_its_retry_illustrated_it_costs
     assert after == before and follow_up_count(stack) == 1
 
 
-async def test_a_retry_cut_off_at_shutdown_gives_its_claim_back(tmp_path: Path) -> None:
-    async with running_stack(tmp_path) as stack:
-        failed = await a_failed_example(stack)
-        stack.claude.add_rule(role="example", delay_s=30.0, times=1)
-        await click(stack, stack, failed)
-        told = await ephemeral_for(stack, "U0ALICE")
-        await stack.services.runs.drain(0.0)  # shutdown: the retry in flight is cancelled
-        free = await stack.services.ledger.claims.claim(f"retry:{retry_value(failed)}")
-    assert "Retrying" in told[0].text
-    assert free  # the next click, on any instance, may retry at once
+async def test_a_retry_cut_off_at_shutdown_is_under_way_until_the_restart_finishes_it(
+    tmp_path: Path,
+) -> None:
+    async with SlackSandbox() as slack:
+        async with running_stack(tmp_path, slack=slack) as stack:
+            failed = await a_failed_example(stack)
+            stack.claude.add_rule(role="example", delay_s=30.0, times=1)
+            await click(stack, stack, failed)
+            await ephemeral_for(stack, "U0ALICE")
+            await stack.services.runs.drain(0.0)  # shutdown: the retry in flight is suspended
+            await click(stack, stack, failed)  # clicked again meanwhile: not a second retry
+            told = await ephemeral_for(stack, "U0ALICE", count=2)
+        async with running_stack(tmp_path, slack=slack) as restarted:
+            # The engine resumes the suspended retry as the instance starts again.
+            for _ in range(200):
+                _, replies = restarted.thread()
+                if any("Retried by" in r.text for r in replies):
+                    break
+                await asyncio.sleep(0.05)
+            await restarted.services.runs.wait_idle()
+            _, replies = restarted.thread()
+    assert "Retrying" in told[0].text and "is already being retried" in told[1].text
+    assert sum("Retried by <@U0ALICE>" in r.text for r in replies) == 1
 
 
-async def test_a_retry_over_the_clickers_budget_is_refused_costs_nothing_and_frees_its_claim(
+async def test_a_retry_over_the_clickers_budget_is_refused_costs_nothing_and_may_go_later(
     tmp_path: Path,
 ) -> None:
     async with running_stack(tmp_path, budget_user_daily_usd=Decimal("1.00")) as stack:
@@ -374,6 +387,16 @@ async def test_a_retry_over_the_clickers_budget_is_refused_costs_nothing_and_fre
         told = await ephemeral_for(stack, "U0ALICE")
         await stack.settle()
         after = examples(stack)
-        free = await stack.services.ledger.claims.claim(f"retry:{retry_value(failed)}")
+        # An admin raises the daily budget: the same button's next click is a new decision.
+        defaults = initial_settings(stack.settings)
+        raised = dataclasses.replace(defaults, user_daily_usd=Decimal("5.00"))
+        await stack.services.governance.save(
+            "T0SANDBOX", raised, changed_by="U0ADMIN", defaults=defaults
+        )
+        await click(stack, stack, failed)
+        again = await ephemeral_for(stack, "U0ALICE", count=2)
+        await stack.services.runs.wait_idle()
+        retried = examples(stack)
     assert "daily" in told[0].text and "$1.0000" in told[0].text
-    assert after == before and free  # refused before any call; a later click may go
+    assert after == before  # refused before any call
+    assert "Retrying" in again[1].text and retried == before + 1

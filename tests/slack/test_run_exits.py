@@ -17,7 +17,8 @@ from typing import Any
 from bot.core.events import Event
 from bot.ledger import BudgetRefusal
 from bot.slack import workflows
-from bot.slack.runs import RunRequest, Runs, run_id_for
+from bot.slack.requests import RunRequest, run_id_for
+from bot.slack.runs import Runs
 from tests.harness import Stack, running_stack
 
 Emit = Callable[[Event], Awaitable[None]]
@@ -79,7 +80,6 @@ def runs_with(stack: Stack, pipeline: Any) -> Runs:
         governance=stack.services.governance,
         poster=stack.services.poster,
         settings=stack.settings,
-        claims=stack.services.ledger.claims,
         engine=stack.services.runs.engine,
     )
     workflows.register(runs)

@@ -91,7 +91,7 @@ async def two_on_one_ledger(tmp: Path) -> AsyncIterator[tuple[Stack, Stack]]:
 async def test_a_replayed_retry_click_on_two_instances_retries_once(tmp_path: Path) -> None:
     async with two_on_one_ledger(tmp_path) as (first, second):
         failed = await a_failed_example(first)
-        # The retry fails again: its component stays retriable, so only the click's own
+        # The retry fails again: its component stays retriable, so only the button's own
         # identity (not "already illustrated") can keep a replay from retrying again.
         for stack in (first, second):
             stack.claude.add_rule(role="example", fault="refusal", times=1)
@@ -100,8 +100,8 @@ async def test_a_replayed_retry_click_on_two_instances_retries_once(tmp_path: Pa
         await first.slack.send_interactive(payload, url=first.events_url)
         await ephemeral_for(first, "U0ALICE")
         await first.services.runs.wait_idle()
-        # The very same click, replayed to the other instance once the first retry ended
-        # (its claim given back), then to the first again.
+        # The very same click, replayed to the other instance once the first retry ended,
+        # then to the first again.
         await first.slack.send_interactive(payload, url=second.events_url)
         await first.slack.send_interactive(payload, url=first.events_url)
         told = [e.text for e in await ephemeral_for(first, "U0ALICE", count=3)]
@@ -111,7 +111,7 @@ async def test_a_replayed_retry_click_on_two_instances_retries_once(tmp_path: Pa
     assert after == before + 1  # one model call for the one click
     assert retried.count == 1
     assert told[0].startswith("↻ Retrying")
-    assert all("is already being retried" in t for t in told[1:])
+    assert all("was retried from this button already" in t for t in told[1:])
 
 
 async def test_follow_ups_queued_at_a_shutdown_are_answered_in_order_after_the_restart(
