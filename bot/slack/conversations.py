@@ -22,6 +22,14 @@ it twice; its reply says which model
 answered and what it cost, and the run's footer is amended with the follow-ups' total. Its
 events go through the run registry (`Runs.record`), so it is counted in `/metrics` and gets
 its `run ended` log line as any run does.
+
+Every message a follow-up posts in the thread (each part of its answer, the notice of a part
+Slack refused) carries a `Tag` (the follow-up's run id and the part) in its metadata, as a
+run's messages do: the post is a step, and a step cut off after some parts landed but before
+its checkpoint (a crash, a shutdown, a takeover) runs again when the workflow resumes; it
+then reads the parts already in the thread (`Poster.parts_posted`) and posts only the rest.
+(What the asker is told privately, an ephemeral message, cannot be found again: a `tell`
+step cut off just after it was sent may tell it twice.)
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 import blocks
@@ -46,10 +55,11 @@ from bot.core.events import CallFinished, RunFailed, RunFinished
 from bot.core.pipeline import Pipeline
 from bot.core.usage import CallRecord
 from bot.ledger import GovernanceStore, LedgerError, Limits, RunLedger, initial_settings
+from bot.logs import fields
 from bot.settings import Settings
 from bot.slack import engine
 from bot.slack.limits import COMMAND, over_limit, too_long_replies
-from bot.slack.poster import SLACK_FAILURES, Poster, describe
+from bot.slack.poster import SLACK_FAILURES, Poster, Tag, Undelivered, describe, slack_error
 from bot.slack.requests import PrivateTo, Respond, RunRequest, ephemeral, quietly, run_id_for, tell
 from bot.slack.runs import Runs
 from bot.slack.threads import (
@@ -64,6 +74,10 @@ from bot.slack.threads import (
 
 log = logging.getLogger(__name__)
 DISCUSSION_QUESTION = "Turn this discussion into a plan."
+# The parts of a follow-up's thread messages (their tags): its answer's messages, numbered
+# from 1, and the notice of what Slack refused of them.
+ANSWER_PART = "answer"
+UNDELIVERED_PART = "undelivered.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +95,7 @@ class Request:
     delivery: str | None = None  # what Slack sent (`event:<id>`, `shortcut:<trigger>`): a run's id
     arrived_ts: str | None = None  # Slack's ts of the request (the mention's, the shortcut's)
     hint: bool = False  # a bare mention in a channel: answered with the help text
+    workflow_id: str | None = None  # the workflow answering it, once its turn has come
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +267,7 @@ class Conversations:
             replan=order.replan,
             delivery=order.delivery,
             hint=order.kind == "hint",
+            workflow_id=order.workflow_id,
         )
         with self._runs.working():
             await self._answered(request, Me(order.me_user_id, order.me_bot_id))
@@ -411,7 +427,7 @@ class Conversations:
         await engine.step("record", partial(self._recorded, run_id, followup, reply, started))
         omitted = self._fit(thread).omitted
         messages = shape.messages(request.user_id, reply, omitted)
-        await engine.step("post", partial(self._post, request, messages))
+        await engine.step("post", partial(self._post, request, run_id, messages))
 
     async def _admit(
         self, request: Request, followup: RunRequest, worst_case: Any, run_id: str
@@ -464,11 +480,59 @@ class Conversations:
         for record in calls:
             await self._runs.recorder.record(run_id, followup, CallFinished(record))
 
-    async def _post(self, request: Request, messages: list[blocks.OutboundMessage]) -> None:
+    async def _post(
+        self, request: Request, run_id: str, messages: list[blocks.OutboundMessage]
+    ) -> None:
+        """The follow-up's messages in the thread, each tagged `answer.<n>` with the
+        follow-up's run id; those a resumed workflow finds there already are not posted
+        again. Parts Slack refuses even cut smaller are named in a notice (`undelivered.1`)."""
+        posted = await self._posted_before(request, run_id)
+        lost: list[blocks.OutboundMessage] = []
+        error = ""
+        for number, message in enumerate(messages, start=1):
+            tag = Tag(run_id, f"{ANSWER_PART}.{number}")
+            if tag.part in posted:
+                continue
+            try:
+                await self._poster.post(
+                    request.channel, message, thread_ts=request.root_ts, tag=tag
+                )
+            except Undelivered as exc:
+                lost += exc.lost
+                error = exc.error
+            except SlackApiError as exc:
+                lost.append(message)
+                error = slack_error(exc)
+            except SLACK_FAILURES as exc:
+                # Not answered even after the retries (and not found in the thread).
+                log.error("could not post a follow-up in %s: %s", request.root_ts, describe(exc))
+                return
+        if lost and UNDELIVERED_PART not in posted:
+            await self._report_lost(request, run_id, error, lost)
+
+    async def _posted_before(self, request: Request, run_id: str) -> dict[str, str]:
+        """The follow-up's parts already in the thread (part → ts) when its workflow runs
+        again after a restart or a takeover; nothing (and no read) on its first go."""
+        if request.workflow_id is None or not await self._runs.engine.resumed(request.workflow_id):
+            return {}
+        posted = await self._poster.parts_posted(request.channel, request.root_ts, run_id)
+        log.info("resuming a follow-up's post", extra=fields(run_id=run_id, posted=len(posted)))
+        return posted
+
+    async def _report_lost(
+        self, request: Request, run_id: str, error: str, lost: list[blocks.OutboundMessage]
+    ) -> None:
+        log.error("Slack refused a follow-up in %s: %s", request.root_ts, error)
+        notice = blocks.undelivered_message(what="the follow-up's answer", error=error, lost=lost)
         try:
-            await self._poster.post_all(request.channel, messages, thread_ts=request.root_ts)
-        except SLACK_FAILURES as exc:
-            log.error("could not post a follow-up in %s: %s", request.root_ts, describe(exc))
+            await self._poster.post(
+                request.channel,
+                notice,
+                thread_ts=request.root_ts,
+                tag=Tag(run_id, UNDELIVERED_PART),
+            )
+        except (Undelivered, *SLACK_FAILURES) as exc:
+            log.error("could not say so in thread %s: %s", request.root_ts, describe(exc))
 
     async def _amend_footer(self, channel: str, footer: FooterMark | None, run_id: str) -> None:
         """The run's footer, with the follow-ups and the new total (from the ledger)."""

@@ -29,7 +29,9 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import re
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -236,6 +238,7 @@ class Engine:
         """Cancel a workflow, wherever it runs: its next step is refused, and its model calls
         in flight (preemptible steps, `DurableStep`) are cancelled by DBOS's own watcher on
         the instance that runs it, within about a second."""
+        expect_cancelled(workflow_id)  # before DBOS hears of it: its log lines come after
         await DBOS.cancel_workflow_async(workflow_id)
 
     async def status(self, workflow_id: str) -> str | None:
@@ -320,7 +323,10 @@ async def cancelled(workflow_id: str) -> bool:
     """Whether the workflow was cancelled (read outside the workflow's context: inside it,
     the read would be a step, and a cancelled workflow is refused its steps)."""
     status = await _status_outside(workflow_id)
-    return status is not None and status.status == "CANCELLED"
+    found = status is not None and status.status == "CANCELLED"
+    if found:
+        expect_cancelled(workflow_id)
+    return found
 
 
 async def _status_outside(workflow_id: str) -> Any:
@@ -359,8 +365,81 @@ def _route_logs() -> None:
         dbos_log.removeHandler(handler)
     dbos_log.addHandler(logging.NullHandler())  # DBOS adds its console handler only to none
     dbos_log.propagate = True
-    if not any(isinstance(f, _OneLine) for f in dbos_log.filters):
-        dbos_log.addFilter(_OneLine())
+    # In this order: the first reads the exception a record carries, the second drops it.
+    for kind in (_Cancellations, _OneLine):
+        if not any(isinstance(f, kind) for f in dbos_log.filters):
+            dbos_log.addFilter(kind())
+
+
+# Workflows this process knows to be cancelled (it cancelled them, or one of their steps was
+# refused as cancelled), most recent last; bounded, as a workflow's last record may never come.
+_cancelled_here: OrderedDict[str, None] = OrderedDict()
+_cancelled_lock = threading.Lock()  # noted on the loop, read where DBOS logs (any thread)
+CANCELLED_KEPT = 1024
+
+
+def expect_cancelled(workflow_id: str) -> None:
+    """Note that `workflow_id` is cancelled, so DBOS's records of it ending so are expected."""
+    with _cancelled_lock:
+        _cancelled_here[workflow_id] = None
+        _cancelled_here.move_to_end(workflow_id)
+        while len(_cancelled_here) > CANCELLED_KEPT:
+            _cancelled_here.popitem(last=False)
+
+
+def _expected_cancellation(workflow_id: str) -> bool:
+    with _cancelled_lock:
+        return workflow_id in _cancelled_here
+
+
+def _forget_cancelled(workflow_id: str) -> None:
+    with _cancelled_lock:
+        _cancelled_here.pop(workflow_id, None)
+
+
+# What DBOS logs as a workflow whose outcome it could not write ends: a cancelled one (the
+# outcome is already CANCELLED), or one taken over by another instance (which writes it).
+_NOT_RECORDED = re.compile(
+    r"^Workflow (?P<id>\S+) (?:outcome was not recorded|was cancelled during execution)\b"
+)
+# What DBOS logs when an asyncio task running a workflow or a step is cancelled.
+_TASK_CANCELLED = "Asyncio task cancelled for workflow or step"
+
+
+class _Cancellations(logging.Filter):
+    """DBOS's records of an expected cancellation, each logged as a DEBUG line of ours.
+
+    A Stop cancels the run's workflow (`Engine.cancel`). The run then writes its own ending
+    (`run ended`, and `run cancelled in the engine` when the Stop came from elsewhere); DBOS,
+    failing to write the workflow's outcome over the CANCELLED one, warns that the outcome
+    was not recorded, then logs the `DBOSAwaitedWorkflowCancelledError` it reads back as an
+    error. Neither is news to anyone, and both would alarm an operator. Dropped, precisely:
+
+    * the error, when the cancelled workflow it names is the one it is logged for (its own
+      outcome; a workflow awaiting another that was cancelled keeps its error);
+    * the warning, when this process knows the workflow is cancelled (the outcome also goes
+      unwritten when another instance took the workflow over: that warning is kept);
+    * DBOS's warning for an asyncio task of a workflow or a step that was cancelled: in this
+      app only its own code cancels them (a Stop cutting a run's calls, the drain at a
+      shutdown), and says so in its own words (`run ended`, `run suspended for a restart`).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith(_TASK_CANCELLED):
+            log.debug("DBOS: a task of a workflow or a step was cancelled")
+            return False
+        if (matched := _NOT_RECORDED.match(message)) and _expected_cancellation(matched["id"]):
+            log.debug("DBOS: workflow %s ended cancelled, its outcome kept", matched["id"])
+            return False
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, dbos_error.DBOSAwaitedWorkflowCancelledError) and (
+            error.workflow_id == DBOS.workflow_id
+        ):
+            _forget_cancelled(error.workflow_id)  # its last record
+            log.debug("DBOS: workflow %s was cancelled", error.workflow_id)
+            return False
+        return True
 
 
 class _OneLine(logging.Filter):
@@ -473,6 +552,11 @@ async def _checkpointed(
     while True:
         try:
             return await reservation.run_async(options, once)
+        except Cancelled:
+            # Refused, or preempted: the workflow was cancelled (a Stop, from any instance).
+            if (workflow_id := DBOS.workflow_id) is not None:
+                expect_cancelled(workflow_id)
+            raise
         except sqlalchemy.exc.DBAPIError as exc:
             log.warning(
                 "the run engine could not record step %s (%s); trying again in %.0f s",

@@ -264,20 +264,6 @@ class Poster:
             raise Undelivered(error, lost)
         return first
 
-    async def post_all(
-        self,
-        channel: str,
-        messages: Sequence[OutboundMessage],
-        *,
-        thread_ts: str | None = None,
-        tags: Sequence[Tag] | None = None,
-    ) -> list[str]:
-        marks: Sequence[Tag | None] = tags or [None] * len(messages)
-        return [
-            await self.post(channel, m, thread_ts=thread_ts, tag=t)
-            for m, t in zip(messages, marks, strict=True)
-        ]
-
     async def find(self, channel: str, thread_ts: str, tag: Tag) -> str | None:
         """The `ts` of the message tagged `tag` in the thread, or None if it is not there
         (or the thread cannot be read: then it is posted again)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -18,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dbos import DBOS
 from dbos import _core as dbos_core
+from dbos import error as dbos_error
 
 from bot.ledger import open_ledger
 from bot.sandbox.slack.server import SlackSandbox
+from bot.slack import engine
 from tests.harness import Mode, Stack, running_stack
 
 QUESTION = "Design a REST API for a social network"
@@ -198,6 +202,64 @@ async def test_calls_that_return_before_the_engine_notices_a_stop_are_kept_and_n
     assert not any(r.role == "review" for r in requests)
     assert "Stopped by <@U0ADMIN>" in replies[-1].text
     assert run.calls == len(requests) and rows == [("interrupted", "stopped by U0ADMIN")]
+
+
+@pytest.mark.parametrize("where", ["here", "elsewhere", "elsewhere, noticed late"])
+async def test_a_stop_logs_no_warning_or_error_and_one_line_at_most_about_the_cancellation(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    """A Stop cancels the run's workflow. DBOS, finding the outcome already CANCELLED when
+    the run ends, warns that it could not record it and logs the cancellation it reads back
+    as an error; a Stop here also cuts the run's calls, and DBOS warns of each step's task
+    cancelled. None of it is news: the run says how it ended, in its own lines."""
+    if where.endswith("late"):  # the calls return, and are refused their checkpoints
+        monkeypatch.setattr(dbos_core, "_PREEMPTIBLE_POLL_INTERVAL_SEC", 60.0)
+    async with two_instances(tmp_path) as (slack, first, second):
+        top, _ = first.thread()
+        caplog.set_level(logging.INFO)
+        caplog.clear()
+        on = first if where == "here" else second
+        await slack.click(
+            "C0GENERAL", top.ts, "orchestrate_stop", user_id="U0ADMIN", url=on.events_url
+        )
+        await first.settle()
+        _, replies = first.thread()
+    assert "Stopped by <@U0ADMIN>" in replies[-1].text
+    loud = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud == []
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("bot.")]
+    assert "run ended" in ours
+    assert sum("cancel" in line for line in ours) <= 1  # "run cancelled in the engine"
+
+
+def test_dbos_records_of_a_cancellation_not_known_here_are_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Only an expected cancellation is quietened: the same warning for a workflow this
+    process did not see cancelled (one taken over by another instance), and the error of a
+    workflow awaiting another that was cancelled, are logged as DBOS wrote them."""
+    engine._route_logs()
+    dbos_log = logging.getLogger("dbos")
+    with caplog.at_level(logging.INFO):
+        dbos_log.warning(
+            "Workflow wf-taken-over outcome was not recorded: the workflow is no longer"
+            " owned by this execution. Waiting for the recorded outcome"
+        )
+        assert DBOS.workflow_id is None  # not inside wf-awaiting's workflow
+        awaited = dbos_error.DBOSAwaitedWorkflowCancelledError("wf-awaited")
+        dbos_log.error("Exception encountered in asynchronous workflow:", exc_info=awaited)
+        engine.expect_cancelled("wf-stopped")
+        dbos_log.warning(
+            "Workflow wf-stopped outcome was not recorded: the workflow is no longer"
+            " owned by this execution. Waiting for the recorded outcome"
+        )
+    kept = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "dbos"]
+    assert [level for level, _ in kept] == ["WARNING", "ERROR"]
+    assert "wf-taken-over" in kept[0][1]
+    assert "DBOSAwaitedWorkflowCancelledError" in kept[1][1]
 
 
 async def test_a_double_click_on_stop_is_counted_once(tmp_path: Path) -> None:

@@ -24,7 +24,9 @@ from tests.slack.test_conversations import (
     all_text,
     bot_replies,
     deliver,
+    mention,
     settled,
+    until,
 )
 from tests.slack.test_retry_anywhere import RETRY, examples, retry_value
 from tests.slack.test_run_controls import a_failed_example, ephemeral_for
@@ -142,3 +144,53 @@ async def test_follow_ups_queued_at_a_shutdown_are_answered_in_order_after_the_r
     assert order == [0, 1]  # the one cut off, then the one that waited behind it
     assert len(answered) == 2  # the cut-off call made again, then the second's
     assert followups.count == 2  # each follow-up admitted once, across the restart
+
+
+async def test_a_follow_up_cut_off_after_part_of_its_answer_landed_posts_each_part_once(
+    tmp_path: Path,
+) -> None:
+    """A follow-up's answer is posted in a step, checkpointed once every part is in the
+    thread. Cut off between a part landing and the checkpoint (here: the answer's second
+    message held by a 429 when the instance shuts down), the step runs again after the
+    restart: it posts only the parts its tags do not show in the thread already."""
+    paragraphs = [f"Paragraph {i}: " + "lorem ipsum dolor sit amet " * 30 for i in range(14)]
+    long_answer = "\n\n".join(paragraphs)  # two messages, within the call's max_tokens
+    async with SlackSandbox() as slack:
+        async with running_stack(tmp_path, slack=slack) as stack:
+            root = await a_finished_run(stack)
+            before = len(bot_replies(stack, root))
+            stack.claude.add_rule(role="answer", text=long_answer)
+            # The first message lands; the second is refused for a minute (Retry-After):
+            # the step is still posting when the instance shuts down.
+            slack.fail_next("chat.postMessage", status=429, retry_after=60, after=1)
+            await mention(stack, "what about auth?", thread_ts=root)
+            await until(lambda: any(c.status == 429 for c in slack.calls_to("chat.postMessage")))
+            landed = bot_replies(stack, root)[before:]
+            await stack.services.runs.drain(0.0)
+        async with running_stack(tmp_path, slack=slack) as restarted:
+            await settled(restarted, lambda: len(bot_replies(restarted, root)) >= before + 2)
+            await asyncio.sleep(0.5)  # a duplicate, were one coming, would be posted by now
+            await restarted.services.runs.wait_idle()
+            answer = bot_replies(restarted, root)[before:]
+            asked = [r for r in restarted.claude.requests if r.role == "answer"]
+    assert len(landed) == 1 and "Paragraph 0: " in all_text(landed[0])
+    assert [m.ts for m in answer[:1]] == [landed[0].ts]  # the part that had landed, kept
+    assert len(answer) == 2  # and only the part that had not, posted after the restart
+    assert "Paragraph 13: " in all_text(answer[1])
+    assert asked == []  # the answer came from the call's checkpoint, not from Sonnet again
+
+
+async def test_a_follow_up_answer_slack_refuses_is_named_in_the_thread_by_a_tagged_notice(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path) as stack:
+        root = await a_finished_run(stack)
+        before = len(bot_replies(stack, root))
+        stack.slack.fail_next("chat.postMessage", error="is_archived")
+        await mention(stack, "what about auth?", thread_ts=root)
+        await settled(stack, lambda: len(bot_replies(stack, root)) > before)
+        posted = bot_replies(stack, root)[before:]
+    assert len(posted) == 1 and "Slack refused the follow-up's answer" in all_text(posted[0])
+    assert "is_archived" in all_text(posted[0])
+    assert posted[0].metadata is not None
+    assert posted[0].metadata["event_payload"]["part"] == "undelivered.1"
