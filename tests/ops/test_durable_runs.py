@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import sqlite3
 import sys
@@ -26,9 +27,10 @@ import pytest
 
 from bot.sandbox.claude.rules import RecordedRequest
 from bot.sandbox.claude.server import ClaudeSandbox
-from bot.sandbox.slack.payloads import slash_command_payload
+from bot.sandbox.slack.payloads import message_action_payload, slash_command_payload
 from bot.sandbox.slack.server import SlackSandbox
 from bot.slack.poster import EVENT_TYPE
+from bot.slack.shortcuts import CALLBACK_ID
 from bot.slack.threads import FOOTER_EVENT, RUN_EVENT
 from tests.ledger.throwaway_pg import throwaway_postgres
 from tests.ops.test_fail_fast import sandboxes, stack_env
@@ -119,6 +121,10 @@ def parts(messages: list[Any]) -> list[str]:
         for m in messages
         if m.metadata and m.metadata.get("event_type") == EVENT_TYPE and not m.deleted
     ]
+
+
+def all_text(message: Any) -> str:
+    return message.text + json.dumps(message.blocks, ensure_ascii=False)
 
 
 def complete(slack: SlackSandbox) -> bool:
@@ -217,13 +223,21 @@ async def test_a_run_killed_mid_examples_finishes_after_a_restart_paying_nothing
     assert runs == [("finished",)], runs
 
 
+async def two_instances(
+    serve: Callable[..., Any], slack: SlackSandbox, env: dict[str, str], tmp_path: Path
+) -> int:
+    """Two `serve` processes on one ledger file, both connected; the open Socket Mode
+    connections (the stand-in deals envelopes to them in turn, as Slack does)."""
+    await serve(env, tmp_path, "one")
+    await serve(env, tmp_path, "two")
+    await slack.wait_connected(timeout=60, count=2)
+    return sum(not ws.closed for ws in slack.socket.connections)
+
+
 async def test_a_replayed_slash_command_starts_one_run_on_two_instances(tmp_path: Path) -> None:
     async with sandboxes() as (slack, claude), bots() as serve:
         env = stack_env(tmp_path, slack, claude, **FAST)
-        await serve(env, tmp_path, "one")
-        await serve(env, tmp_path, "two")
-        await slack.wait_connected(timeout=60, count=2)
-        sockets = sum(not ws.closed for ws in slack.socket.connections)
+        sockets = await two_instances(serve, slack, env, tmp_path)
         entry = slack.response_urls.issue(channel=CHANNEL, user="U0ALICE")
         payload = slash_command_payload(
             slack.workspace,
@@ -252,6 +266,116 @@ async def test_a_replayed_slash_command_starts_one_run_on_two_instances(tmp_path
     assert len(tops) == 1, [m.text for m in tops]
     assert len(runs) == 1 and runs[0][1] == "finished", runs
     assert served["plan"] == 1, served
+
+
+def thread_workflows(tmp_path: Path) -> Counter[str]:
+    """The statuses of the engine's `orchestrate.thread` workflows (one per request a
+    thread's queue took: a replay queues none), from its tables beside the ledger file."""
+    rows = ledger_rows(
+        tmp_path / "cli.db.engine.db",
+        "SELECT status FROM workflow_status WHERE name = 'orchestrate.thread'",
+    )
+    return Counter(status for (status,) in rows)
+
+
+def queue_drained(tmp_path: Path) -> bool:
+    """Every queued request has been answered (any copy queued would be answered by now)."""
+    workflows = thread_workflows(tmp_path)
+    return bool(workflows) and set(workflows) == {"SUCCESS"}
+
+
+def bot_replies(slack: SlackSandbox, top: Any) -> list[Any]:
+    return [m for m in slack.replies(CHANNEL, top.ts) if m.bot_id]
+
+
+# Two processes' start, a run, then the replays: about 15 s alone, several times that on
+# a loaded machine.
+@pytest.mark.timeout(150)
+async def test_a_replayed_mention_event_is_answered_once_on_two_instances(tmp_path: Path) -> None:
+    async with sandboxes() as (slack, claude), bots() as serve:
+        env = stack_env(tmp_path, slack, claude, **FAST)
+        sockets = await two_instances(serve, slack, env, tmp_path)
+        await slack.send_slash_command(text=QUESTION, channel_id=CHANNEL)
+        await until(lambda: complete(slack), within_s=30, what="the run's thread complete")
+        top, _ = replies(slack)
+        before = len(bot_replies(slack, top))
+        _, event = slack.typed_mention("@orchestrate what about auth?", thread_ts=top.ts)
+        # One event (one event_id), twice on each connection, back to back: the first as
+        # Slack sends it, the others as its retries (Slack resends an event it thinks was
+        # not acknowledged, to any of the app's connections).
+        acks = await asyncio.gather(
+            *(
+                slack.send_event(event, event_id="Ev0REPLAYED", retry_num=attempt or None)
+                for attempt in range(2 * sockets)
+            )
+        )
+        assert not any(a.timed_out for a in acks)
+        await until(
+            lambda: len(bot_replies(slack, top)) > before and queue_drained(tmp_path),
+            within_s=30,
+            what="the answer posted, nothing left queued",
+        )
+        await asyncio.sleep(1.0)  # a second answer would have been posted by now
+        workflows = thread_workflows(tmp_path)
+        asked = "asked: _what about auth?_"
+        answers = [m for m in bot_replies(slack, top)[before:] if asked in all_text(m)]
+        served = by_role(claude.messages())
+        followups = ledger_rows(
+            tmp_path / "cli.db", "SELECT status FROM runs WHERE parent_run_id IS NOT NULL"
+        )
+
+    assert sockets >= 2
+    assert workflows == Counter({"SUCCESS": 1}), workflows
+    assert len(answers) == 1, [m.text for m in bot_replies(slack, top)[before:]]
+    assert served["answer"] == 1, served
+    assert followups == [("finished",)], followups
+
+
+@pytest.mark.timeout(150)
+async def test_a_replayed_message_shortcut_starts_one_run_on_two_instances(
+    tmp_path: Path,
+) -> None:
+    async with sandboxes() as (slack, claude), bots() as serve:
+        env = stack_env(tmp_path, slack, claude, **FAST)
+        sockets = await two_instances(serve, slack, env, tmp_path)
+        discussion = slack.workspace.post_as("U0BOB", CHANNEL, "How should we version the API?")
+        entry = slack.response_urls.issue(channel=CHANNEL, user="U0ALICE")
+        payload = message_action_payload(
+            slack.workspace,
+            discussion,
+            user_id="U0ALICE",
+            callback_id=CALLBACK_ID,
+            response_url=entry.url,
+        )
+        # The same payload (one trigger_id), twice on each connection, back to back.
+        acks = await asyncio.gather(
+            *(slack.send_envelope("interactive", payload) for _ in range(2 * sockets))
+        )
+        assert not any(a.timed_out for a in acks)
+        await until(
+            lambda: (
+                any(
+                    m.metadata and m.metadata.get("event_type") == FOOTER_EVENT
+                    for m in slack.replies(CHANNEL, discussion.ts)
+                )
+                and queue_drained(tmp_path)
+            ),
+            within_s=30,
+            what="the run's footer in the discussion's thread, nothing left queued",
+        )
+        await asyncio.sleep(1.0)  # a second run would have posted its first message by now
+        workflows = thread_workflows(tmp_path)
+        served = by_role(claude.messages())
+        runs = ledger_rows(tmp_path / "cli.db", "SELECT status, thread_ts FROM runs")
+        thread = slack.replies(CHANNEL, discussion.ts)
+
+    assert sockets >= 2
+    assert workflows == Counter({"SUCCESS": 1}), workflows
+    assert runs == [("finished", discussion.ts)], runs
+    assert served["plan"] == 1 and served["review"] == 1, served
+    assert len(slack.messages(CHANNEL)) == 1  # the discussion only: the run is in its thread
+    footers = [m for m in thread if m.metadata and m.metadata["event_type"] == FOOTER_EVENT]
+    assert len(footers) == 1, [m.text for m in thread]
 
 
 @pytest.fixture
@@ -380,20 +504,66 @@ def thread_done(slack: SlackSandbox, top: Any) -> bool:
 
 
 RUNS_AT_SIGTERM = 25
+# The thread the mentions are asked in: its run finishes before the SIGTERM (its examples are
+# answered at once), so what is in flight there is the mentions' own work.
+ASKED_IN = 0
+# Questions (answered by the review model): none names a component, which would be redone.
+FOLLOW_UPS = [
+    f"what about {topic}?" for topic in ("auth", "paging", "caching", "rate limits", "errors")
+]
 
 
-@pytest.mark.timeout(240)
-async def test_sigterm_with_runs_in_flight_rewrites_no_finished_run_and_a_restart_ends_them_all(
+def tagged(number: int) -> str:
+    """Run `number`'s question; the tag is in every model call of the run (its examples'
+    context holds the question), so a stand-in rule can pick that run's calls."""
+    return f"{QUESTION} [run {number:02d}]"
+
+
+def answered(slack: SlackSandbox, top: Any) -> list[int]:
+    """Which of FOLLOW_UPS the bot's replies in `top`'s thread answer, in the thread's order
+    (a follow-up answered twice shows twice)."""
+    return [
+        number
+        for m in slack.replies(CHANNEL, top.ts)
+        if m.bot_id
+        for number, ask in enumerate(FOLLOW_UPS)
+        if f"asked: _{ask}_" in all_text(m)
+    ]
+
+
+# About 75 s alone (45 s of it the restart, paced by chat.update's limit); over three
+# times that under a load of 9-16 on 2 cores.
+@pytest.mark.timeout(360)
+async def test_sigterm_amid_runs_and_queued_mentions_rewrites_nothing_and_a_restart_ends_all(
     tmp_path: Path,
 ) -> None:
     async with sandboxes() as (slack, claude), bots() as serve:
-        claude.add_rule(role="example", delay_s=0.05, times=8)  # a few runs finish at once
+        claude.add_rule(role="example", contains=tagged(ASKED_IN), delay_s=0.05)
+        claude.add_rule(role="example", delay_s=0.05, times=8)  # a few others finish at once
         claude.add_rule(role="example", delay_s=30)  # the rest are busy at the SIGTERM
+        claude.add_rule(role="answer", delay_s=30)  # so is the first mention's answer
         env = stack_env(tmp_path, slack, claude, **FAST, ORCHESTRATE_DRAIN_GRACE_S="1")
         first = await serve(env, tmp_path, "first")
         await slack.wait_connected(timeout=60)
-        for number in range(RUNS_AT_SIGTERM):
-            await slack.send_slash_command(text=f"{QUESTION} #{number}", channel_id=CHANNEL)
+        # The asked-in run first, on its own: the process's model calls are capped
+        # (ORCHESTRATE_MAX_CONCURRENT_CALLS, 16), and the 24 others' slow examples would
+        # hold every slot before the first mention's answer could take one.
+        await slack.send_slash_command(text=tagged(ASKED_IN), channel_id=CHANNEL)
+        await until(lambda: complete(slack), within_s=60, what="the asked-in run finished")
+        asked_in = slack.messages(CHANNEL)[0]
+        # Five mentions in its thread, in this order: the first is in its model call when
+        # the others are posted, so they wait their turn in the thread's queue.
+        for number, ask in enumerate(FOLLOW_UPS):
+            _, ack = await slack.mention(text=f"@orchestrate {ask}", thread_ts=asked_in.ts)
+            assert not ack.timed_out
+            if number == 0:
+                await until(
+                    lambda: bool(in_flight(claude, "answer")),
+                    within_s=30,
+                    what="the first mention's answer in flight",
+                )
+        for number in range(1, RUNS_AT_SIGTERM):
+            await slack.send_slash_command(text=tagged(number), channel_id=CHANNEL)
         await until(
             lambda: (
                 len(slack.messages(CHANNEL)) == RUNS_AT_SIGTERM
@@ -405,30 +575,59 @@ async def test_sigterm_with_runs_in_flight_rewrites_no_finished_run_and_a_restar
         await asyncio.sleep(1.0)
         db = tmp_path / "cli.db"
         before = dict(ledger_rows(db, "SELECT id, finished_at FROM runs WHERE status <> 'running'"))
+        answers_flying = len(in_flight(claude, "answer"))
+        answered_before = answered(slack, asked_in)
         first.process.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(first.process.wait(), 60)
-        after_stop = dict(ledger_rows(db, "SELECT id, status FROM runs"))
+        after_stop = dict(
+            ledger_rows(db, "SELECT id, status FROM runs WHERE parent_run_id IS NULL")
+        )
         paused = [
             m for m in slack.messages(CHANNEL) if "Paused while the bot restarts" in str(m.blocks)
         ]
+        # What the engine kept of the mentions: the one cut off in its call, the others queued.
+        mentions_at_stop = dict(
+            ledger_rows(
+                tmp_path / "cli.db.engine.db",
+                "SELECT status, count(*) FROM workflow_status"
+                " WHERE name = 'orchestrate.thread' GROUP BY status",
+            )
+        )
 
         claude.clear_rules()
         await serve(env, tmp_path, "second")
         tops = slack.messages(CHANNEL)
         took = await until(
-            lambda: all(thread_done(slack, top) for top in tops),
-            within_s=90,
-            what="all threads complete after the restart",
+            lambda: (
+                all(thread_done(slack, top) for top in tops)
+                and len(answered(slack, asked_in)) >= len(FOLLOW_UPS)
+            ),
+            within_s=180,
+            what="all threads complete and every mention answered after the restart",
         )
+        await asyncio.sleep(2.0)  # an answer posted twice would show by now
+        order = answered(slack, asked_in)
         ended = dict(ledger_rows(db, "SELECT id, finished_at FROM runs"))
-        statuses = Counter(status for (status,) in ledger_rows(db, "SELECT status FROM runs"))
+        statuses = Counter(
+            status
+            for (status,) in ledger_rows(db, "SELECT status FROM runs WHERE parent_run_id IS NULL")
+        )
+        followups = Counter(
+            status
+            for (status,) in ledger_rows(
+                db, "SELECT status FROM runs WHERE parent_run_id IS NOT NULL"
+            )
+        )
+        answer_calls = by_role(claude.messages())["answer"]
         texts = " ".join(
             str(m.blocks) + m.text for top in tops for m in slack.replies(CHANNEL, top.ts)
         )
 
     print(
-        f"finished before SIGTERM: {len(before)}; paused: {len(paused)}; "
-        f"restart to all {RUNS_AT_SIGTERM} threads complete: {took:.1f} s"
+        f"finished before SIGTERM: {len(before)}; paused: {len(paused)}; answer calls in"
+        f" flight at the SIGTERM: {answers_flying}, made in all: {answer_calls};"
+        f" restart to all {RUNS_AT_SIGTERM} threads"
+        f" complete and {len(FOLLOW_UPS)} mentions answered: {took:.1f} s"
     )
     assert code == 0
     assert len(after_stop) == RUNS_AT_SIGTERM
@@ -441,6 +640,13 @@ async def test_sigterm_with_runs_in_flight_rewrites_no_finished_run_and_a_restar
     assert statuses == Counter({"finished": RUNS_AT_SIGTERM}), statuses
     assert len(slack.messages(CHANNEL)) == RUNS_AT_SIGTERM  # nothing posted twice at the top
     assert "interrupted" not in texts.lower()
+    # The mentions: none answered before the SIGTERM (the first was in its call), each
+    # answered once after it, in the order sent; the cut-off call is the only one made twice.
+    assert answered_before == [] and answers_flying == 1, (answered_before, answers_flying)
+    assert mentions_at_stop == {"PENDING": 1, "ENQUEUED": len(FOLLOW_UPS) - 1}, mentions_at_stop
+    assert order == list(range(len(FOLLOW_UPS))), order
+    assert followups == Counter({"finished": len(FOLLOW_UPS)}), followups
+    assert len(FOLLOW_UPS) <= answer_calls <= len(FOLLOW_UPS) + answers_flying, answer_calls
 
 
 # What a Stop click does on an instance that does not run the run (`Runs.stop`, less the
