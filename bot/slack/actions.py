@@ -6,8 +6,9 @@ ledger by the id the button carries and must belong to the clicker's workspace; 
 asker or an admin may stop or retry it, whoever sees the thread may vote. Clicks are
 idempotent: the first Stop request is the one recorded (a double click or a second person
 changes nothing), a vote is one per person and run (clicking again is counted once;
-switching replaces it), a Retry runs once at a time per component, whichever instances the
-clicks reach (a second click is told the first one's retry is under way). Replies are
+switching replaces it), a Retry button starts one retry however often it is clicked, and
+whichever instances the clicks reach (a second click is told the retry is under way, or has
+run). Replies are
 ephemeral, through the payload's `response_url`; a click that names no run of the
 clicker's workspace, or arrives while the ledger cannot be reached, is answered too; a
 "what was wrong?" answer is saved before its modal closes, which stays open saying so (the
@@ -169,8 +170,13 @@ async def retry(services: Services, *, body: dict[str, Any], respond: AsyncRespo
         await _say(respond, message)
         return
     # The button's identity: the message it is on (the failure it offers to retry). Every
-    # click of it, replayed or reaching another instance, names the same retry.
-    button = str((body.get("container") or {}).get("message_ts") or "") or None
+    # click of it, replayed or reaching another instance, names the same retry. A click
+    # without one (never seen from Slack) is named by the click itself.
+    action = (body.get("actions") or [{}])[0]
+    button = str(
+        (body.get("container") or {}).get("message_ts")
+        or f"click:{action.get('action_ts') or body.get('trigger_id') or ''}"
+    )
     await _say(
         respond, await services.runs.retries.retry(run, parsed[1], by=user_id, button=button)
     )

@@ -18,10 +18,10 @@ ephemeral answer saying so. Then:
 Every follow-up is its own run in the ledger (its id derived from the workflow's), for the user
 who asked, linked to the thread's run and admitted under the budgets before any model is called
 (a step); its one model call is a step too, its record keyed so a resumed workflow never counts
-it twice; its reply says which model
-answered and what it cost, and the run's footer is amended with the follow-ups' total. Its
-events go through the run registry (`Runs.record`), so it is counted in `/metrics` and gets
-its `run ended` log line as any run does.
+it twice; its reply says which model answered and what it cost, and the run's footer is
+amended with the follow-ups' total. Its events go through the run registry's recorder
+(`Recorder.record`), so it is counted in `/metrics` and gets its `run ended` log line as any
+run does.
 
 Every message a follow-up posts in the thread (each part of its answer, the notice of a part
 Slack refused) carries a `Tag` (the follow-up's run id and the part) in its metadata, as a
@@ -78,6 +78,7 @@ DISCUSSION_QUESTION = "Turn this discussion into a plan."
 # from 1, and the notice of what Slack refused of them.
 ANSWER_PART = "answer"
 UNDELIVERED_PART = "undelivered.1"
+HINT_PART = "hint.1"  # a bare mention's help text
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +126,8 @@ def thread_partition(channel: str, root_ts: str) -> str:
     return f"{channel}:{root_ts}"
 
 
-MAX_ORDER = 2**31 - 1  # the engine's largest priority (a thread older than 24 days: last)
+MAX_ORDER = 2**31 - 1  # the engine's largest priority
+ORDER_UNIT_S = 1e-5  # `thread_order`'s unit: 10 µs, so MAX_ORDER is about 6 hours
 # A request in a thread may start no sooner than this long after it was posted (by Slack's
 # clock): requests posted close together but delivered (or queued) out of order are all in
 # the queue by then, where `thread_order` puts them in the order they were posted.
@@ -133,27 +135,29 @@ ORDER_WINDOW_S = 1.0
 
 
 def thread_order(request: Request) -> int:
-    """Where the request goes in its thread's queue: milliseconds from the thread's root to
-    the request, by Slack's clock (the queue takes the smallest first, before it looks at
-    when an item was queued: a request delivered a little late still goes in its place)."""
+    """Where the request goes in its thread's queue: the time from the thread's root to the
+    request by Slack's clock, in units of 10 µs (the queue takes the smallest first, before
+    it looks at when an item was queued: a request delivered a little late still goes in its
+    place). Capped, so monotonic: requests more than about 6 hours into a thread tie, and go
+    in the order they were queued."""
     try:
         since = float(request.arrived_ts or time.time()) - float(request.root_ts)
     except ValueError:
         return MAX_ORDER
-    return max(1, min(MAX_ORDER, int(since * 1000) + 1))
+    return max(1, min(MAX_ORDER, int(since / ORDER_UNIT_S) + 1))
 
 
 def thread_hold(request: Request, *, now: float) -> float | None:
-    """How long a request in an existing thread is held before it may start (see
-    `ORDER_WINDOW_S`), never more than the window; None for a request that opens its thread
-    (nothing can be asked before it there)."""
+    """Until when (epoch seconds) a request in an existing thread is held before it may
+    start (see `ORDER_WINDOW_S`), never past `now` plus the window; None for a request that
+    opens its thread (nothing can be asked before it there)."""
     if request.arrived_ts is None or request.arrived_ts == request.root_ts:
         return None
     try:
         posted = float(request.arrived_ts)
     except ValueError:
         return None
-    return min(ORDER_WINDOW_S, max(0.0, posted + ORDER_WINDOW_S - now))
+    return min(now, posted) + ORDER_WINDOW_S
 
 
 def thread_workflow_id(request: Request) -> str:
@@ -237,7 +241,7 @@ class Conversations:
                 self.workflow,
                 order,
                 order=thread_order(request),
-                hold_s=thread_hold(request, now=time.time()),
+                hold_until=thread_hold(request, now=time.time()),
             )
         except Exception as exc:
             # The engine's tables cannot be written: nothing was queued, nothing is spent.
@@ -329,7 +333,12 @@ class Conversations:
             return
         limit = self._settings.max_question_chars
         hint = blocks.help_message(command=COMMAND, max_chars=limit)
-        await self._poster.post(request.channel, hint, thread_ts=request.root_ts)
+        # Tagged with the request's own id: a resumed workflow that finds it posted is done.
+        tagged_as = request.workflow_id or run_id_for(request.delivery)
+        if HINT_PART in await self._posted_before(request, tagged_as):
+            return
+        tag = Tag(tagged_as, HINT_PART)
+        await self._poster.post(request.channel, hint, thread_ts=request.root_ts, tag=tag)
 
     async def _read(self, request: Request, me: Me) -> Thread | str:
         """The thread up to the request, or Slack's code for why it cannot be read."""

@@ -31,6 +31,7 @@ import contextvars
 import logging
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -61,7 +62,10 @@ T = TypeVar("T")
 # DBOS resumes only the workflows written under its own application version. Ours names
 # the shape of the workflows' steps: change it only when their order or names change
 # (runs in flight then are left to the version that wrote them).
-ENGINE_VERSION = "orchestrate-workflows-1"
+# Version 2: a Retry's order lost its claim, and a thread order may be a bare mention's help
+# (`kind="hint"`), which version 1 would answer with a run: drain version 1 before version 2
+# starts taking work (a rolling upgrade of a mixed fleet must not share one queue).
+ENGINE_VERSION = "orchestrate-workflows-2"
 # The engine's own tables on PostgreSQL.
 SCHEMA = "dbos"
 START_TIMEOUT_S = 5.0  # a new run waits this long for the engine's database, then is refused
@@ -183,9 +187,15 @@ class Engine:
         self, workflow_id: str, workflow: Callable[..., Coroutine[Any, Any, Any]] | None, *args: Any
     ) -> WorkflowHandleAsync[Any] | None:
         """Start `workflow(*args)` under `workflow_id`; None if a workflow with that id
-        exists already (a replay: nothing new starts, on this or any instance)."""
+        exists already (a replay: nothing new starts, on this or any instance).
+
+        Inside a workflow (a re-plan started by a thread's request) the start is one of its
+        steps: DBOS records it, and a resumed workflow gets the same child's handle back."""
         if workflow is None:
             raise EngineError("no workflow registered (bot.slack.workflows.register)")
+        if DBOS.workflow_id is not None:
+            with SetWorkflowID(workflow_id):
+                return await DBOS.start_workflow_async(workflow, *args)
         if await _exists(workflow_id):
             return None
         # Racing another instance on one id, the database lets one insert it: the other is
@@ -203,7 +213,7 @@ class Engine:
         workflow: Callable[..., Coroutine[Any, Any, T]],
         *args: Any,
         order: int | None = None,
-        hold_s: float | None = None,
+        hold_until: float | None = None,
     ) -> WorkflowHandleAsync[T]:
         """Queue `workflow(*args)` under `workflow_id` in `partition` of the threads queue:
         it starts (here or on another instance) once the items queued before it in that
@@ -212,13 +222,16 @@ class Engine:
 
         The queue takes a partition's items by `order` (DBOS's priority, smallest first),
         then by when they were queued (to the second, on SQLite under Python 3.11), then by
-        id: `order` keeps Slack's order even where items were queued out of it. `hold_s`
-        keeps the item from starting for that long (DBOS's delayed enqueue): items queued
-        meanwhile are taken by `order` then."""
+        id: `order` keeps Slack's order even where items were queued out of it. The item
+        may not start before `hold_until` (epoch seconds; DBOS's delayed enqueue, moved to
+        the queue by DBOS's sweep once a second): items queued meanwhile are taken by
+        `order` then."""
         await _exists(workflow_id)  # as `start`: a database away refuses, never hangs
         queue = self._threads or await self.register_queues()
+        # The delay counts from now (DBOS turns it into a deadline as the options are made).
+        delay = None if hold_until is None else max(0.0, hold_until - time.time())
         options = SetEnqueueOptions(
-            queue_partition_key=partition, priority=order, delay_seconds=hold_s or None
+            queue_partition_key=partition, priority=order, delay_seconds=delay or None
         )
         with SetWorkflowID(workflow_id), options:
             return await queue.enqueue_async(workflow, *args)
@@ -242,7 +255,14 @@ class Engine:
         await DBOS.cancel_workflow_async(workflow_id)
 
     async def status(self, workflow_id: str) -> str | None:
-        found = await DBOS.get_workflow_status_async(workflow_id)
+        """The workflow's status (None: no such workflow); `EngineError` if the engine's
+        database does not answer within START_TIMEOUT_S (a click must not hang on it)."""
+        try:
+            found = await asyncio.wait_for(
+                DBOS.get_workflow_status_async(workflow_id), START_TIMEOUT_S
+            )
+        except TimeoutError:
+            raise EngineError("the run engine's database did not answer") from None
         return None if found is None else found.status
 
     async def pending_on(self, workflow_id: str) -> str | None:

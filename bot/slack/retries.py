@@ -36,6 +36,8 @@ from bot.slack.recording import Recorder
 from bot.slack.requests import RunRequest, quietly, run_id_for
 
 log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 50  # ids tried per button (each a refused or failed retry before it)
+ACTIVE = ("ENQUEUED", "PENDING")  # a retry's workflow that is still to end
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +85,7 @@ class Retries:
         self._poster = poster
 
     async def retry(
-        self, run: RunInfo, index: int, *, by: str, button: str | None = None
+        self, run: RunInfo, index: int, *, by: str, button: str
     ) -> blocks.OutboundMessage:
         """Illustrate component `index` of `run` once more, for `by`, posted in its thread:
         only a component whose example failed, once the run has ended. `button` identifies
@@ -96,9 +98,14 @@ class Retries:
         if index not in kept.failed or index >= len(kept.strategy.components):
             return blocks.retry_not_failed_message()
         name = kept.strategy.components[index].name
-        retry_id = await self._retry_id(run.id, index, button)
         runs = self._runs
-        if button and (status := await runs.engine.status(retry_id)) is not None:
+        try:
+            retry_id, status = await self._retry_id(run.id, index, button)
+        except Exception as exc:
+            # The engine's database is away: nothing is started, nothing is spent.
+            log.warning("could not look up the retries of run %s: %s", run.id, describe(exc))
+            return blocks.run_not_started_message()
+        if status is not None:
             return _seen(status, name)
         request = RunRequest(
             team_id=run.team_id,
@@ -114,25 +121,33 @@ class Retries:
         if isinstance(admitted, blocks.OutboundMessage):
             return admitted
         order = RetryOrder(retry_id, run.id, request, kept.strategy, index, admitted, runs.host)
-        handle = await runs.engine.start(retry_id, runs.retry_workflow, order)
+        try:
+            handle = await runs.engine.start(retry_id, runs.retry_workflow, order)
+        except Exception as exc:
+            # Admitted, not started: the next click of the button takes up the same id (and
+            # its reservation, which admission hands back unchanged), so nothing is lost.
+            log.warning("could not start retry %s: %s", retry_id, describe(exc))
+            return blocks.run_not_started_message()
         if handle is None:
             return blocks.retry_under_way_message(name=name)  # started by a racing click
         runs.own(quietly(handle), name=f"retry-{retry_id}")
         return blocks.retry_started_message(name=name)
 
-    async def _retry_id(self, run_id: str, index: int, button: str | None) -> str:
-        """The id of the retry a click on `button` asks for: the button's first, or, when
-        the budgets refused that one (a click before an admin raised them), the next one not
-        refused. Clicks racing on one button, on any instance, find the same id."""
-        if not button:
-            return run_id_for(None)
-        attempt = 0
-        while True:
+    async def _retry_id(self, run_id: str, index: int, button: str) -> tuple[str, str | None]:
+        """The id of the retry a click on `button` asks for, and its workflow's status (None:
+        not started): the button's first, or the next one when that one gave no answer to
+        retry from and is not running: the budgets refused it (a click before an admin
+        raised them), or it ended without a new example or a new button (a bug). Clicks
+        racing on one button, on any instance, find the same id."""
+        for attempt in range(MAX_ATTEMPTS):
             retry_id = run_id_for(f"retry:{run_id}:{index}:{button}:{attempt}")
+            status = await self._runs.engine.status(retry_id)
+            if status in ACTIVE:
+                return retry_id, status
             seen = await self._ledger.get_run(retry_id)
-            if seen is None or seen.status != "refused":
-                return retry_id
-            attempt += 1
+            if seen is None or seen.status not in ("refused", "failed", "interrupted"):
+                return retry_id, status
+        return run_id_for(None), None  # a button refused this often: no longer deduplicated
 
     async def execute(self, order: RetryOrder) -> str:
         """The Retry, inside its workflow: its one model call a durable step (its record
@@ -202,7 +217,7 @@ class Retries:
 def _seen(status: str, name: str) -> blocks.OutboundMessage:
     """The reply to a click on a Retry button whose retry exists (a double click, a replay):
     under way while it runs, else the button was used, and the thread has what it gave."""
-    if status in ("ENQUEUED", "PENDING"):
+    if status in ACTIVE:
         return blocks.retry_under_way_message(name=name)
     return blocks.retry_used_message(name=name)
 

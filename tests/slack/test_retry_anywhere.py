@@ -269,7 +269,9 @@ class BuggyRetry:
         raise RuntimeError("a bug")
 
 
-async def test_a_retry_ended_by_a_bug_says_so_and_ends_its_workflow(tmp_path: Path) -> None:
+async def test_a_retry_ended_by_a_bug_says_so_and_its_button_may_retry_again(
+    tmp_path: Path,
+) -> None:
     async with running_stack(tmp_path) as stack:
         failed = await a_failed_example(stack)
         run_id, _, index = retry_value(failed).rpartition(":")
@@ -286,16 +288,23 @@ async def test_a_retry_ended_by_a_bug_says_so_and_ends_its_workflow(tmp_path: Pa
         run = await services.ledger.runs.get_run(run_id)
         assert run is not None
         try:
-            started = await runs.retries.retry(run, int(index), by="U0ALICE")
+            started = await runs.retries.retry(run, int(index), by="U0ALICE", button=failed.ts)
             await runs.wait_idle()
         finally:
             workflows.unregister(runs)
         retried = await services.ledger.runs.followups(run_id)
         pending = await runs.engine.pending_executors()
         _, replies = stack.thread()
+        # The bug posted no new button: the same one retries again (on the working registry).
+        before = examples(stack)
+        await click(stack, stack, failed)
+        again = await ephemeral_for(stack, "U0ALICE")
+        await services.runs.wait_idle()
+        after = examples(stack)
     assert "Retrying" in started.text
     assert retried.count == 1 and not pending  # the retry ended (failed), not left pending
     assert "an internal error stopped the retry of" in replies[-1].text  # not left unanswered
+    assert "Retrying" in again[0].text and after == before + 1
 
 
 @pytest.mark.parametrize(
