@@ -320,10 +320,11 @@ def _write_ahead_log(url: str) -> None:
     poller every 0.1 s, the watcher of preemptible steps every second) also holds off a
     writer's commit, and the writer then backs off in SQLite's busy handler (1, 2, 5,
     10 ms... between tries). Parallel examples that return together queue up behind each
-    other's commits, and the review waits for the last one: runs took up to 10% longer
-    than their critical path (BENCHMARKS.md, durable runs). In WAL mode a commit appends to
-    the log and syncs it once, and readers never block the writer. `synchronous` stays
-    FULL, as in the ledger, so a checkpoint still survives a power loss."""
+    other's commits, and the review waits for the last one: on a quiet machine one run in
+    ten took 8 to 12% longer than its critical path (BENCHMARKS.md, the pipeline's tail).
+    In WAL mode a commit appends to the log and syncs it once, and readers never block the
+    writer. `synchronous` stays FULL, as in the ledger, so a checkpoint still survives a
+    power loss."""
     path = url.removeprefix("sqlite:///")
     with contextlib.closing(sqlite3.connect(path, timeout=START_TIMEOUT_S)) as db:
         db.execute("PRAGMA journal_mode=WAL")
