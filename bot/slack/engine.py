@@ -326,8 +326,13 @@ def _write_ahead_log(url: str) -> None:
     writer. `synchronous` stays FULL, as in the ledger, so a checkpoint still survives a
     power loss."""
     path = url.removeprefix("sqlite:///")
-    with contextlib.closing(sqlite3.connect(path, timeout=START_TIMEOUT_S)) as db:
-        db.execute("PRAGMA journal_mode=WAL")
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=START_TIMEOUT_S)) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as exc:
+        # Changing the mode needs the file to itself: an instance of an older version may
+        # hold it open. The engine works in either mode, only slower: start anyway.
+        log.warning("the run engine's file stays in its rollback journal (%s)", exc)
 
 
 async def cancelled(workflow_id: str) -> bool:
