@@ -2,7 +2,7 @@
 
 Run from the repository root (not collected by pytest):
 
-    .venv/bin/python -m tests.benchmarks.bench_engine                 # ~1 minute
+    .venv/bin/python -m tests.benchmarks.bench_engine                 # ~4 minutes
     .venv/bin/python -m tests.benchmarks.bench_engine --reps 9 --steps 200 --no-postgres
 
 (a) Per-step overhead: a workflow of N trivial durable steps (`engine.step`) against the
@@ -15,8 +15,15 @@ cost (start, status, result) is measured with N = 0 and taken out: per step =
 (b) One run end to end through the real `Pipeline` (the anthropic SDK over loopback to the
 Claude stand-in, in this process), its calls made at once (`Immediate`) or as durable
 steps (`DurableSteps`, inside a workflow, on SQLite), each divided by the run's critical
-path as the stand-in timed it (plan + slowest example + review). Medians (min-max) over
---reps, interleaved, after one warm-up of each.
+path as the stand-in timed it (plan + slowest example + review). `Immediate` never touches
+the engine: its spread is the control, what the machine's own noise does to a run.
+
+Both parts run the engine's SQLite file two ways, taking turns: in write-ahead-log mode, as
+`engine.open_engine` sets it (after), and in SQLite's default rollback journal, as before
+that (`engine._write_ahead_log` skipped; each engine has a fresh file). (b) runs --blocks
+blocks; in each, each mode opens one engine (the modes' order alternating from block to
+block) and makes --runs runs of each kind, `Immediate` and `DurableSteps` taking turns,
+after one warm-up of each. Median, 90th percentile and worst over all blocks.
 """
 
 from __future__ import annotations
@@ -25,14 +32,16 @@ import argparse
 import asyncio
 import contextlib
 import os
+import sqlite3
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from dbos import DBOS
 
@@ -45,6 +54,25 @@ from bot.settings import Settings
 from bot.slack import engine
 
 QUESTION = "Design a REST API for a social network"
+# The engine's SQLite journal: after (as `open_engine` sets it), before (SQLite's default).
+WAL, ROLLBACK = "WAL", "rollback journal"
+
+
+def journal_of(settings: Settings) -> str:
+    """The journal mode the engine's SQLite file is in."""
+    path = engine.system_database_url(settings.database_url).removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return str(db.execute("PRAGMA journal_mode").fetchone()[0])
+
+
+@contextlib.contextmanager
+def journal(mode: str) -> Iterator[None]:
+    """Engines opened inside keep their SQLite file in `mode`."""
+    if mode == WAL:
+        yield
+        return
+    with mock.patch.object(engine, "_write_ahead_log", lambda url: None):
+        yield
 
 
 async def trivial(i: int) -> int:
@@ -85,15 +113,18 @@ class Overhead:
     step_us: float  # per durable step, the workflow's own cost taken out
 
 
-async def step_overhead(backend: str, database_url: str, *, n: int, reps: int) -> Overhead:
+async def step_overhead(
+    backend: str, database_url: str, *, n: int, reps: int, mode: str = WAL
+) -> Overhead:
     settings = Settings(database_url=database_url)
-    async with engine.open_engine(settings, executor_id="bench"):
-        await in_workflow(trivial_steps, n)  # warm-up: tables, connections
-        plain, empty, full = [], [], []
-        for _ in range(reps):
-            plain.append(await timed(partial(plain_steps, n)))
-            empty.append(await timed(partial(in_workflow, trivial_steps, 0)))
-            full.append(await timed(partial(in_workflow, trivial_steps, n)))
+    with journal(mode):
+        async with engine.open_engine(settings, executor_id="bench"):
+            await in_workflow(trivial_steps, n)  # warm-up: tables, connections
+            plain, empty, full = [], [], []
+            for _ in range(reps):
+                plain.append(await timed(partial(plain_steps, n)))
+                empty.append(await timed(partial(in_workflow, trivial_steps, 0)))
+                full.append(await timed(partial(in_workflow, trivial_steps, n)))
     return Overhead(
         backend,
         plain_us=statistics.median(plain) / n * 1e6,
@@ -166,11 +197,18 @@ async def one_run(claude: ClaudeSandbox, durable: bool) -> tuple[float, float]:
     return wall, critical_path(claude, since)
 
 
+def p90(values: list[float]) -> float:
+    return statistics.quantiles(values, n=10, method="inclusive")[-1]
+
+
 def spread(values: list[float], fmt: str = ".3f") -> str:
-    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+    """Median, 90th percentile and worst."""
+    return f"{statistics.median(values):{fmt}} / {p90(values):{fmt}} / {max(values):{fmt}}"
 
 
-async def pipeline_runs(*, reps: int, time_scale: float) -> dict[str, list[tuple[float, float]]]:
+async def pipeline_runs(
+    *, reps: int, time_scale: float, mode: str = WAL
+) -> dict[str, list[tuple[float, float]]]:
     global _pipeline
     prices = PriceTable.load()
     results: dict[str, list[tuple[float, float]]] = {"Immediate": [], "DurableSteps": []}
@@ -184,12 +222,14 @@ async def pipeline_runs(*, reps: int, time_scale: float) -> dict[str, list[tuple
             model = Claude.from_settings(settings, price=prices.cost)
             _pipeline = Pipeline(model, settings=settings, prices=prices)
             try:
-                async with engine.open_engine(settings, executor_id="bench"):
-                    await one_run(claude, durable=False)  # warm-up of each
-                    await one_run(claude, durable=True)
-                    for _ in range(reps):
-                        results["Immediate"].append(await one_run(claude, durable=False))
-                        results["DurableSteps"].append(await one_run(claude, durable=True))
+                with journal(mode):
+                    async with engine.open_engine(settings, executor_id="bench"):
+                        assert (journal_of(settings) == "wal") == (mode == WAL), mode
+                        await one_run(claude, durable=False)  # warm-up of each
+                        await one_run(claude, durable=True)
+                        for _ in range(reps):
+                            results["Immediate"].append(await one_run(claude, durable=False))
+                            results["DurableSteps"].append(await one_run(claude, durable=True))
             finally:
                 await model.aclose()
                 _pipeline = None
@@ -201,9 +241,12 @@ async def overheads(args: argparse.Namespace) -> None:
     print("| backend | plain await, µs/step | empty workflow, ms | durable step, µs/step |")
     print("|---|---|---|---|")
     rows: list[Overhead] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'ledger.db'}"
-        rows.append(await step_overhead("SQLite", url, n=args.steps, reps=args.reps))
+    for mode in (ROLLBACK, WAL, ROLLBACK, WAL):
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{Path(tmp) / 'ledger.db'}"
+            rows.append(
+                await step_overhead(f"SQLite, {mode}", url, n=args.steps, reps=args.reps, mode=mode)
+            )
     async with postgres_url(args.postgres) as pg:
         if pg is not None:
             rows.append(await step_overhead("PostgreSQL", pg, n=args.steps, reps=args.reps))
@@ -213,32 +256,54 @@ async def overheads(args: argparse.Namespace) -> None:
         print(f"| {row.backend} | {row.plain_us:.2f} | {row.workflow_ms:.2f} | {row.step_us:.0f} |")
 
 
-async def end_to_end(args: argparse.Namespace) -> None:
+def load() -> str:
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+def end_to_end(args: argparse.Namespace) -> None:
+    runs = args.blocks * args.runs
     print(
-        f"\n(b) one run end to end (time scale {args.time_scale}), {args.reps} reps, "
-        "median (min-max)"
+        f"\n(b) one run end to end (time scale {args.time_scale}), {args.blocks} blocks of "
+        f"{args.runs} runs of each kind per journal mode ({runs} each), "
+        "median / 90th percentile / worst"
     )
-    print("| steps | wall s | critical path s | wall ÷ critical |")
-    print("|---|---|---|---|")
-    results = await pipeline_runs(reps=args.reps, time_scale=args.time_scale)
-    for name, samples in results.items():
-        walls = [w for w, _ in samples]
-        paths = [c for _, c in samples]
-        ratios = [w / c for w, c in samples]
-        print(f"| {name} | {spread(walls)} | {spread(paths)} | {spread(ratios)} |")
+    samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for block in range(args.blocks):
+        modes = (ROLLBACK, WAL) if block % 2 == 0 else (WAL, ROLLBACK)
+        for mode in modes:
+            began = load()
+            # One event loop each: DBOS replaces a loop's default executor with its own.
+            results = asyncio.run(
+                pipeline_runs(reps=args.runs, time_scale=args.time_scale, mode=mode)
+            )
+            print(f"block {block + 1}, {mode}: load average (1 min) {began} to {load()}")
+            for kind, pairs in results.items():
+                samples.setdefault((mode, kind), []).extend(pairs)
+    print("| engine's journal | steps | wall s | critical path s | wall ÷ critical |")
+    print("|---|---|---|---|---|")
+    for mode in (ROLLBACK, WAL):
+        for kind in ("Immediate", "DurableSteps"):
+            pairs = samples[(mode, kind)]
+            walls = [w for w, _ in pairs]
+            paths = [c for _, c in pairs]
+            ratios = [w / c for w, c in pairs]
+            print(f"| {mode} | {kind} | {spread(walls)} | {spread(paths)} | {spread(ratios)} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--reps", type=int, default=5, help="(a): repetitions")
+    parser.add_argument("--steps", type=int, default=100, help="(a): steps per workflow")
+    parser.add_argument("--blocks", type=int, default=4, help="(b): blocks")
+    parser.add_argument("--runs", type=int, default=5, help="(b): runs of each kind per block")
     parser.add_argument("--time-scale", type=float, default=0.1)
     parser.add_argument("--no-postgres", dest="postgres", action="store_false")
+    parser.add_argument("--only", choices=("a", "b"), help="run only one part")
     args = parser.parse_args()
-    # One event loop each: DBOS replaces a loop's default executor with its own pool and
-    # shuts it down when destroyed, so a loop that closed an engine cannot run another.
-    asyncio.run(overheads(args))
-    asyncio.run(end_to_end(args))
+    if args.only != "b":
+        asyncio.run(overheads(args))
+    if args.only != "a":
+        end_to_end(args)
 
 
 if __name__ == "__main__":
