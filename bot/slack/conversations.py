@@ -128,10 +128,9 @@ def thread_partition(channel: str, root_ts: str) -> str:
 
 MAX_ORDER = 2**31 - 1  # the engine's largest priority
 ORDER_UNIT_S = 1e-5  # `thread_order`'s unit: 10 µs, so MAX_ORDER is about 6 hours
-# A request in a thread may start no sooner than this long after it was posted (by Slack's
-# clock): requests posted close together but delivered (or queued) out of order are all in
-# the queue by then, where `thread_order` puts them in the order they were posted.
-ORDER_WINDOW_S = 1.0
+# How long a request waits, in this process, for others of its thread delivered with it
+# (Slack's retries, a burst of mentions), so that they are queued in the order they were posted.
+GATHER_S = 0.05
 
 
 def thread_order(request: Request) -> int:
@@ -147,17 +146,13 @@ def thread_order(request: Request) -> int:
     return max(1, min(MAX_ORDER, int(since / ORDER_UNIT_S) + 1))
 
 
-def thread_hold(request: Request, *, now: float) -> float | None:
-    """Until when (epoch seconds) a request in an existing thread is held before it may
-    start (see `ORDER_WINDOW_S`), never past `now` plus the window; None for a request that
-    opens its thread (nothing can be asked before it there)."""
-    if request.arrived_ts is None or request.arrived_ts == request.root_ts:
-        return None
-    try:
-        posted = float(request.arrived_ts)
-    except ValueError:
-        return None
-    return min(now, posted) + ORDER_WINDOW_S
+class _Arrivals:
+    """The requests of one thread arriving in this process, queued one at a time, each once
+    every request posted before it that has arrived (within GATHER_S of it) is queued."""
+
+    def __init__(self) -> None:
+        self.waiting: set[tuple[int, str]] = set()  # (thread order, workflow id)
+        self.turn = asyncio.Condition()
 
 
 def thread_workflow_id(request: Request) -> str:
@@ -193,6 +188,7 @@ class Conversations:
         # How to reply privately to the asker of a request queued here (one answered on
         # another instance, or after a restart, replies with chat.postEphemeral).
         self._replies: dict[str, Respond] = {}
+        self._arrivals: dict[str, _Arrivals] = {}  # per thread partition, see `_enqueue_in_turn`
         # The queue's added latency (enqueue → start), seconds, of requests answered here.
         self.queue_waits: list[float] = []
         # The thread workflow (`bot.slack.workflows.register_conversations` sets it).
@@ -235,14 +231,7 @@ class Conversations:
         self._replies[workflow_id] = request.respond
         partition = thread_partition(request.channel, request.root_ts)
         try:
-            handle = await self._runs.engine.enqueue(
-                workflow_id,
-                partition,
-                self.workflow,
-                order,
-                order=thread_order(request),
-                hold_until=thread_hold(request, now=time.time()),
-            )
+            handle = await self._enqueue_in_turn(partition, order, thread_order(request))
         except Exception as exc:
             # The engine's tables cannot be written: nothing was queued, nothing is spent.
             self._replies.pop(workflow_id, None)
@@ -253,6 +242,33 @@ class Conversations:
             await quietly(handle)
         finally:
             self._replies.pop(workflow_id, None)
+
+    async def _enqueue_in_turn(
+        self, partition: str, order: ThreadOrder, position: int
+    ) -> engine.Handle[str]:
+        """Queue `order` in its thread's partition once the requests of that thread that
+        arrived here with it (within GATHER_S) and were posted before it are queued. The
+        queue takes a partition's items by their position; this keeps them from being taken
+        in the order their deliveries happened to be handled, where the first to be queued
+        would start before the earlier-posted ones were in the queue."""
+        assert self.workflow is not None
+        arrivals = self._arrivals.setdefault(partition, _Arrivals())
+        mine = (position, order.workflow_id)
+        arrivals.waiting.add(mine)
+        try:
+            await asyncio.sleep(GATHER_S)
+            async with arrivals.turn:
+                await arrivals.turn.wait_for(lambda: min(arrivals.waiting) == mine)
+                return await self._runs.engine.enqueue(
+                    order.workflow_id, partition, self.workflow, order, order=position
+                )
+        finally:
+            arrivals.waiting.discard(mine)
+            if arrivals.waiting:
+                async with arrivals.turn:
+                    arrivals.turn.notify_all()
+            elif self._arrivals.get(partition) is arrivals:
+                del self._arrivals[partition]
 
     async def answer(self, order: ThreadOrder) -> str:
         """The request, inside its workflow (its turn in the thread has come)."""

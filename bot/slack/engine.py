@@ -32,7 +32,6 @@ import logging
 import re
 import sqlite3
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -76,6 +75,7 @@ RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0  # a step's checkpoint, tried again throu
 THREADS_QUEUE = "threads"
 QUEUE_POLL_S = 0.1  # how often each instance looks for queued work it may start
 
+Handle = WorkflowHandleAsync  # a started or queued workflow: `await handle.get_result()`
 # What DBOS raises when this instance lost a workflow to another (it was taken over).
 Fenced = dbos_error.DBOSWorkflowConflictIDError
 Cancelled = dbos_error.DBOSWorkflowCancelledError
@@ -214,7 +214,6 @@ class Engine:
         workflow: Callable[..., Coroutine[Any, Any, T]],
         *args: Any,
         order: int | None = None,
-        hold_until: float | None = None,
     ) -> WorkflowHandleAsync[T]:
         """Queue `workflow(*args)` under `workflow_id` in `partition` of the threads queue:
         it starts (here or on another instance) once the items queued before it in that
@@ -223,17 +222,10 @@ class Engine:
 
         The queue takes a partition's items by `order` (DBOS's priority, smallest first),
         then by when they were queued (to the second, on SQLite under Python 3.11), then by
-        id: `order` keeps Slack's order even where items were queued out of it. The item
-        may not start before `hold_until` (epoch seconds; DBOS's delayed enqueue, moved to
-        the queue by DBOS's sweep once a second): items queued meanwhile are taken by
-        `order` then."""
+        id: `order` keeps Slack's order even where items were queued out of it."""
         await _exists(workflow_id)  # as `start`: a database away refuses, never hangs
         queue = self._threads or await self.register_queues()
-        # The delay counts from now (DBOS turns it into a deadline as the options are made).
-        delay = None if hold_until is None else max(0.0, hold_until - time.time())
-        options = SetEnqueueOptions(
-            queue_partition_key=partition, priority=order, delay_seconds=delay or None
-        )
+        options = SetEnqueueOptions(queue_partition_key=partition, priority=order)
         with SetWorkflowID(workflow_id), options:
             return await queue.enqueue_async(workflow, *args)
 

@@ -18,13 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bot.sandbox.slack.server import SlackSandbox
-from bot.slack.conversations import (
-    MAX_ORDER,
-    ORDER_WINDOW_S,
-    Request,
-    thread_hold,
-    thread_order,
-)
+from bot.slack.conversations import MAX_ORDER, Request, thread_order
 from tests.harness import Stack, running_stack
 from tests.slack.test_conversations import (
     a_finished_run,
@@ -203,16 +197,10 @@ async def test_a_follow_up_answer_slack_refuses_is_named_in_the_thread_by_a_tagg
     assert posted[0].metadata["event_payload"]["part"] == "undelivered.1"
 
 
-def test_a_thread_request_is_held_from_when_it_was_posted_and_ordered_to_10_microseconds() -> None:
+def test_a_thread_request_is_ordered_to_10_microseconds_from_its_root() -> None:
     def asked(at: str, root: str = "1700000000.000000") -> Request:
         return Request("T", "C", "U", "q", root, at, _no_reply, arrived_ts=at)
 
-    now = 1700000000.5
-    # Held until a second after it was posted (by Slack's clock), never past now + 1 s.
-    assert thread_hold(asked("1700000000.250000"), now=now) == 1700000001.25
-    assert thread_hold(asked("1700000009.000000"), now=now) == now + ORDER_WINDOW_S
-    # A request that opens its thread waits for nothing.
-    assert thread_hold(asked("1700000000.000000"), now=now) is None
     # Posted 90 µs apart in the same millisecond: still in order; capped after ~6 hours.
     orders = [thread_order(asked(f"1700000000.{us:06d}")) for us in (142983, 143191, 143278)]
     assert orders == sorted(orders) and len(set(orders)) == 3
