@@ -43,7 +43,6 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 import blocks
@@ -59,7 +58,7 @@ from bot.logs import fields
 from bot.settings import Settings
 from bot.slack import engine
 from bot.slack.limits import COMMAND, over_limit, too_long_replies
-from bot.slack.poster import SLACK_FAILURES, Poster, Tag, Undelivered, describe, slack_error
+from bot.slack.poster import SLACK_FAILURES, Poster, Tag, Undelivered, describe
 from bot.slack.requests import PrivateTo, Respond, RunRequest, ephemeral, quietly, run_id_for, tell
 from bot.slack.runs import Runs
 from bot.slack.threads import (
@@ -519,15 +518,11 @@ class Conversations:
             if tag.part in posted:
                 continue
             try:
-                await self._poster.post(
+                refused = await self._poster.post_or_refusal(
                     request.channel, message, thread_ts=request.root_ts, tag=tag
                 )
-            except Undelivered as exc:
-                lost += exc.lost
-                error = exc.error
-            except SlackApiError as exc:
-                lost.append(message)
-                error = slack_error(exc)
+                if refused is not None:
+                    lost, error = lost + refused[0], refused[1]
             except SLACK_FAILURES as exc:
                 # Not answered even after the retries (and not found in the thread).
                 log.error("could not post a follow-up in %s: %s", request.root_ts, describe(exc))

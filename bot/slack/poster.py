@@ -162,6 +162,26 @@ class Poster:
         self.gate = gate
         self.updates.gate = gate
 
+    async def post_or_refusal(
+        self,
+        channel: str,
+        message: OutboundMessage,
+        *,
+        thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        tag: Tag | None = None,
+    ) -> tuple[list[OutboundMessage], str] | None:
+        """`post`, with what Slack refused (even cut smaller) returned rather than raised:
+        the parts it never showed and its error code, for a notice that names them; None
+        once posted. A post Slack did not answer, even after the retries, still raises."""
+        try:
+            await self.post(channel, message, thread_ts=thread_ts, metadata=metadata, tag=tag)
+        except Undelivered as exc:
+            return list(exc.lost), exc.error
+        except SlackApiError as exc:
+            return [message], slack_error(exc)
+        return None
+
     async def post(
         self,
         channel: str,

@@ -176,19 +176,15 @@ class ThreadRenderer:
             if f"{part}.{number}" in self._posted_before:
                 continue  # posted before the run was resumed
             try:
-                await self._poster.post(
+                refused = await self._poster.post_or_refusal(
                     self.channel,
                     message,
                     thread_ts=self.thread_ts,
                     metadata=footer_metadata(self.run_id) if mark and self.run_id else None,
                     tag=self._tag(f"{part}.{number}"),
                 )
-            except Undelivered as exc:
-                lost += exc.lost
-                error = exc.error
-            except SlackApiError as exc:
-                lost.append(message)
-                error = slack_error(exc)
+                if refused is not None:
+                    lost, error = lost + refused[0], refused[1]
             except SLACK_FAILURES as exc:
                 # Not answered even after the retries (and, tagged, not found in the thread).
                 log.error(

@@ -19,8 +19,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from slack_sdk.errors import SlackApiError
-
 import blocks
 from bot.core.budget import CallBudget
 from bot.core.events import Event, ExampleFailed, ExampleReady, RunFinished
@@ -31,7 +29,7 @@ from bot.slack import engine
 from bot.slack.admission import Admission
 from bot.slack.engine import Engine
 from bot.slack.metrics import Metrics
-from bot.slack.poster import SLACK_FAILURES, Poster, Undelivered, describe, slack_error
+from bot.slack.poster import SLACK_FAILURES, Poster, Undelivered, describe
 from bot.slack.recording import Recorder
 from bot.slack.requests import RunRequest, quietly, run_id_for
 
@@ -185,15 +183,13 @@ class Retries:
         failed); what Slack refused, even cut smaller, is named in the thread."""
         channel, thread_ts = request.channel_id, request.thread_ts
         try:
-            await self._poster.post(channel, message, thread_ts=thread_ts)
-            return
-        except Undelivered as exc:
-            lost, error = list(exc.lost), exc.error
-        except SlackApiError as exc:
-            lost, error = [message], slack_error(exc)
+            refused = await self._poster.post_or_refusal(channel, message, thread_ts=thread_ts)
         except SLACK_FAILURES as exc:
             log.error("could not post a retry's reply in thread %s: %s", thread_ts, describe(exc))
             return
+        if refused is None:
+            return
+        lost, error = refused
         log.error("Slack refused a retry's reply in thread %s: %s", thread_ts, error)
         notice = blocks.undelivered_message(what="the retried example", error=error, lost=lost)
         try:
