@@ -378,6 +378,85 @@ async def test_a_replayed_message_shortcut_starts_one_run_on_two_instances(
     assert len(footers) == 1, [m.text for m in thread]
 
 
+def retry_workflows(tmp_path: Path) -> Counter[str]:
+    """The statuses of the engine's `orchestrate.retry` workflows (one per retry started)."""
+    rows = ledger_rows(
+        tmp_path / "cli.db.engine.db",
+        "SELECT status FROM workflow_status WHERE name = 'orchestrate.retry'",
+    )
+    return Counter(status for (status,) in rows)
+
+
+RETRY = "orchestrate_retry"
+# What the clicker may be told of a click on a Retry button: the click that started the
+# retry, or one of its copies (while that retry runs, or after it ended).
+STARTED = "↻ Retrying"
+COPY = ("is already being retried", "was retried from this button already")
+
+
+# Two processes' start, a run, then the replayed click: about 15 s alone, several times
+# that on a loaded machine.
+@pytest.mark.timeout(150)
+async def test_a_replayed_retry_click_retries_once_on_two_instances(tmp_path: Path) -> None:
+    """The same Retry click (one button: `container.message_ts`; one `action_ts`), twice on
+    each of two processes' connections at once. Each process has its own engine (DBOS is one
+    object per process), so only the workflow id the click names (derived from the button)
+    and the engine's refusal to start an id twice keep the copies from retrying again."""
+    async with sandboxes() as (slack, claude), bots() as serve:
+        env = stack_env(tmp_path, slack, claude, **FAST)
+        sockets = await two_instances(serve, slack, env, tmp_path)
+        claude.add_rule(role="example", fault="refusal", times=1)  # one example fails
+        await slack.send_slash_command(text=QUESTION, channel_id=CHANNEL)
+        await until(lambda: complete(slack), within_s=60, what="the run's thread complete")
+        top, thread = replies(slack)
+        failed = [m for m in thread if "could not be illustrated" in m.text]
+        assert len(failed) == 1 and RETRY in str(failed[0].blocks), [m.text for m in thread]
+        examples_before = by_role(claude.messages())["example"]
+        told_before = len(slack.ephemerals("U0ALICE"))
+        # The retry's example takes a while, so copies arriving after the first also find
+        # its workflow running (not only ended).
+        claude.add_rule(role="example", delay_s=1.0, times=1)
+        payload = slack.click_payload(CHANNEL, failed[0].ts, RETRY, user_id="U0ALICE")
+        acks = await asyncio.gather(
+            *(
+                slack.send_envelope("interactive", payload, accepts_response_payload=True)
+                for _ in range(2 * sockets)
+            )
+        )
+        assert not any(a.timed_out for a in acks)
+
+        def retried() -> list[Any]:
+            return [m for m in slack.replies(CHANNEL, top.ts) if "Retried by" in m.text]
+
+        await until(
+            lambda: (
+                len(slack.ephemerals("U0ALICE")) >= told_before + 2 * sockets
+                and bool(retried())
+                and set(retry_workflows(tmp_path)) == {"SUCCESS"}
+            ),
+            within_s=60,
+            what="every click answered, the retry posted and its workflow ended",
+        )
+        await asyncio.sleep(1.0)  # a second retry would have made its call by now
+        told = [e.text for e in slack.ephemerals("U0ALICE")[told_before:]]
+        workflows = retry_workflows(tmp_path)
+        examples = by_role(claude.messages())["example"] - examples_before
+        followups = ledger_rows(
+            tmp_path / "cli.db", "SELECT user_id, status FROM runs WHERE parent_run_id IS NOT NULL"
+        )
+        shown = retried()
+
+    kinds = Counter(next((c for c in (STARTED, *COPY) if c in t), "something else") for t in told)
+    print(f"clicks: {2 * sockets}; the clicker was told: {dict(kinds)}")
+    assert sockets >= 2
+    assert workflows == Counter({"SUCCESS": 1}), workflows
+    assert examples == 1, examples
+    assert followups == [("U0ALICE", "finished")], followups
+    assert len(shown) == 1, [m.text for m in shown]
+    assert len(told) == 2 * sockets, told
+    assert kinds[STARTED] == 1 and kinds[STARTED] + sum(kinds[c] for c in COPY) == len(told), told
+
+
 @pytest.fixture
 async def postgres() -> AsyncIterator[str]:
     """A PostgreSQL cluster of this test's own (its engine schema `dbos` too); skipped as
