@@ -156,8 +156,8 @@ class _Arrivals:
 
 def thread_workflow_id(request: Request) -> str:
     """The request's workflow id: its thread, then Slack's ts of the request zero-padded
-    (unique and increasing in a thread, so the queue's tie-break on ids keeps arrival order
-    within one second), then what Slack sent (or a fresh id, when it sent none)."""
+    (so ids list in the order posted; the queue itself orders by `thread_order`), then what
+    Slack sent (or a fresh id, when it sent none)."""
     arrived = request.arrived_ts or f"{time.time():.6f}"
     seconds, _, fraction = arrived.partition(".")
     ordered = f"{seconds.zfill(12)}.{fraction.ljust(6, '0')}"
@@ -302,7 +302,7 @@ class Conversations:
             log.warning("could not answer in thread %s, the ledger: %s", request.root_ts, exc)
             await request.respond(**ephemeral(blocks.run_not_started_message()))
         except Exception as exc:
-            if isinstance(exc, LedgerError | asyncio.CancelledError) or engine.lost(exc):
+            if engine.lost(exc):
                 raise
             log.exception("could not answer a request in thread %s", request.root_ts)
             failed = blocks.command_failed_message(command="@orchestrate", what="answering")

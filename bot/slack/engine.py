@@ -70,8 +70,8 @@ ENGINE_VERSION = "orchestrate-workflows-2"
 SCHEMA = "dbos"
 START_TIMEOUT_S = 5.0  # a new run waits this long for the engine's database, then is refused
 RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0  # a step's checkpoint, tried again through an outage
-# The queue of what is asked in threads (follow-ups, Retries, runs in a thread): one
-# partition per thread, one item at a time in it, across instances, in the order they came.
+# The queue of what is asked in threads (mentions and the shortcut: follow-ups, runs in a
+# thread): one partition per thread, one item at a time in it, across instances, in order.
 THREADS_QUEUE = "threads"
 QUEUE_POLL_S = 0.1  # how often each instance looks for queued work it may start
 
@@ -221,8 +221,8 @@ class Engine:
         the first one's.
 
         The queue takes a partition's items by `order` (DBOS's priority, smallest first),
-        then by when they were queued (to the second, on SQLite under Python 3.11), then by
-        id: `order` keeps Slack's order even where items were queued out of it."""
+        then by when they were queued (to the second, on SQLite under Python 3.11): `order`
+        keeps Slack's order even where items were queued out of it."""
         await _exists(workflow_id)  # as `start`: a database away refuses, never hangs
         queue = self._threads or await self.register_queues()
         options = SetEnqueueOptions(queue_partition_key=partition, priority=order)
@@ -250,12 +250,7 @@ class Engine:
     async def status(self, workflow_id: str) -> str | None:
         """The workflow's status (None: no such workflow); `EngineError` if the engine's
         database does not answer within START_TIMEOUT_S (a click must not hang on it)."""
-        try:
-            found = await asyncio.wait_for(
-                DBOS.get_workflow_status_async(workflow_id), START_TIMEOUT_S
-            )
-        except TimeoutError:
-            raise EngineError("the run engine's database did not answer") from None
+        found = await _bounded_status(workflow_id)
         return None if found is None else found.status
 
     async def pending_on(self, workflow_id: str) -> str | None:
@@ -379,15 +374,20 @@ async def _status_outside(workflow_id: str) -> Any:
 
 
 async def _exists(workflow_id: str) -> bool:
-    """Whether a workflow with this id exists. DBOS waits out a database that is away
-    (retrying for as long as it takes): right for a run in flight, not for one that has not
-    begun. A read that cannot be made within START_TIMEOUT_S raises `EngineError`, having
-    written nothing that could start the workflow."""
+    """Whether a workflow with this id exists (`_bounded_status`), having written nothing
+    that could start it."""
+    return await _bounded_status(workflow_id) is not None
+
+
+async def _bounded_status(workflow_id: str) -> Any:
+    """The workflow's status, None if there is no such workflow. DBOS waits out a database
+    that is away (retrying for as long as it takes): right for a run in flight, not for one
+    that has not begun nor for a click waiting for its answer. A read that cannot be made
+    within START_TIMEOUT_S raises `EngineError`."""
     try:
-        found = await asyncio.wait_for(DBOS.get_workflow_status_async(workflow_id), START_TIMEOUT_S)
+        return await asyncio.wait_for(DBOS.get_workflow_status_async(workflow_id), START_TIMEOUT_S)
     except TimeoutError:
         raise EngineError("the run engine's database did not answer") from None
-    return found is not None
 
 
 # What a workflow does when it finds itself cancelled (`DurableSteps(on_cancel=...)`): turn

@@ -194,13 +194,11 @@ class Runs:
         if current is not None:
             self._workflow_tasks[run_id] = current
         try:
-            return await self._execute(order, request, run_id, respond)
+            return await self._execute(request, run_id, respond)
         finally:
             self._workflow_tasks.pop(run_id, None)
 
-    async def _execute(
-        self, order: RunOrder, request: RunRequest, run_id: str, respond: Respond
-    ) -> str:
+    async def _execute(self, request: RunRequest, run_id: str, respond: Respond) -> str:
         admit = partial(self.admission.admit_run, request, run_id)
         admitted = await engine.step("admit", admit)
         if isinstance(admitted, blocks.OutboundMessage):
