@@ -84,7 +84,8 @@ class Settings:
     anthropic_max_retries: int = 2
     prices_file: Path | None = None
     ledger_store_questions: bool = True
-    ledger_spill_file: Path | None = None  # None: beside the SQLite file, or a state dir
+    # Where an older version spilled writes (named at start, not replayed); None: its default.
+    ledger_spill_file: Path | None = None
     budget_user_daily_usd: Decimal | None = None
     budget_workspace_monthly_usd: Decimal | None = None
     log_level: str | None = None  # None: INFO when serving, WARNING for the demo

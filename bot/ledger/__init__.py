@@ -37,7 +37,6 @@ from bot.ledger.protocols import (
     RunLookup,
     StopRequests,
 )
-from bot.ledger.spill import default_spill_path
 from bot.ledger.types import (
     BudgetRefusal,
     BudgetSettings,
@@ -58,6 +57,7 @@ from bot.ledger.types import (
     SettingsChanged,
     Spender,
 )
+from bot.ledger.writer import older_spill_path
 from bot.settings import Settings
 
 __all__ = [
@@ -115,16 +115,16 @@ def open_ledger(
     prices: PriceTable | None = None,
     strategy_model: str | None = None,
     store_questions: bool = True,
-    spill_file: Path | None = None,
+    older_spill: Path | None = None,
 ) -> Ledger:
     """The backend `url` names, not yet connected; defaults: packaged prices, Settings' models,
-    the database's own spill file (`default_spill_path`)."""
+    and the spill file an older version kept for this database (`older_spill_path`)."""
     return Ledger(
         _driver(url),
         prices=prices if prices is not None else PriceTable.load(),
         strategy_model=strategy_model or Settings().strategy_model,
         store_questions=store_questions,
-        spill_file=spill_file or default_spill_path(url),
+        older_spill=older_spill or older_spill_path(url),
     )
 
 
@@ -149,5 +149,5 @@ def ledger_for(settings: Settings) -> Ledger:
         prices=PriceTable.load(settings.prices_file),
         strategy_model=settings.strategy_model,
         store_questions=settings.ledger_store_questions,
-        spill_file=settings.ledger_spill_file,
+        older_spill=settings.ledger_spill_file,
     )

@@ -1,8 +1,8 @@
 """The opened ledger: one driver, its schema brought up to date, and the parts that use it.
 
-`Ledger` owns the driver's life (open, migrate, replay the spill file, close) and hands out
-small parts that share it: `runs` (runs and calls), `writer` (the same writes, kept and retried
-through an outage, for the run owner), `budgets` (admission arithmetic, alert claims), `reports`
+`Ledger` owns the driver's life (open, migrate, close) and hands out small parts that share
+it: `runs` (runs and calls), `writer` (the same writes, waiting out an outage, for the run
+owner), `budgets` (admission arithmetic, alert claims), `reports`
 (summaries, daily totals), `export` (the finance CSV), `interactions` (stop requests and
 votes from Slack) and `evals` (what `orchestrate-bot eval` spent, and its headline). They are
 composed rather than mixed into one class so that each part is a small class with one
@@ -32,8 +32,7 @@ from bot.ledger.migrations import SCHEMA_VERSION_TABLE, pending
 from bot.ledger.pages import RunPages
 from bot.ledger.reports import Reports
 from bot.ledger.runs import RunBook
-from bot.ledger.spill import SpillFile
-from bot.ledger.writer import RunWriter
+from bot.ledger.writer import RunWriter, name_older_spill
 
 
 class Ledger:
@@ -45,7 +44,7 @@ class Ledger:
         *,
         prices: PriceTable,
         strategy_model: str,
-        spill_file: Path,
+        older_spill: Path,
         store_questions: bool = True,
     ) -> None:
         self._db = driver
@@ -60,7 +59,8 @@ class Ledger:
             store_questions=store_questions,
             owner=lambda: self.instances.id,
         )
-        self.writer = RunWriter(self.runs, spill=SpillFile(spill_file))
+        self.writer = RunWriter(self.runs)
+        self._older_spill = older_spill  # an older version's unlanded writes, named at open
         self.reports = Reports(driver, strategy_model=strategy_model)
         self.export = CallExport(driver)
         self.governance = Governance(driver)
@@ -69,22 +69,17 @@ class Ledger:
         self.evals = Evals(driver, store_questions=store_questions)
 
     async def open(self) -> None:
-        """Connect, bring the schema up to date (idempotent across processes), and replay
-        the writes an earlier process spilled."""
+        """Connect and bring the schema up to date (idempotent across processes)."""
         await self._db.open()
         try:
             await self._migrate()
-            await self.writer.replay_spilled()
         except BaseException:
             await self._db.close()
             raise
+        name_older_spill(self._older_spill)
 
     async def close(self) -> None:
-        """Land (or spill) the writes still held, then disconnect."""
-        try:
-            await self.writer.close()
-        finally:
-            await self._db.close()
+        await self._db.close()
 
     async def __aenter__(self) -> Self:
         await self.open()

@@ -257,7 +257,7 @@ class KeptStrategy:
 
 
 def strategy_to_json(strategy: Strategy) -> dict[str, Any]:
-    """A strategy as JSON-able data (the ledger's column, the spill file's line)."""
+    """A strategy as JSON-able data (the ledger's column, a run page's event)."""
     return {
         "title": strategy.title,
         "essence": strategy.essence,

@@ -1,46 +1,45 @@
-"""A run's writes that survive an outage: written now, or kept and retried until they land.
+"""A run's ledger writes wait out an outage where they are, as the run itself does.
 
-`RunWriter` is what the run owner writes through (`RunLedger`). `reserve_run` (and the
-reads) go straight to the database: a run that cannot be admitted must not start. A call's
-record, a run's end, its thread and its strategy are written the moment they are handed
-over; if the database is unavailable (`LedgerUnavailable`, or no answer within
-`WRITE_TIMEOUT_S`), the write is kept in memory, the caller goes on (a run finishes for its
-user whatever the ledger's state), and one owned task retries the backlog in order with
-capped exponential backoff until it lands. While a backlog exists new writes join it, so a
-dead database costs a run no waiting. At `close`, what still has not landed after one last
-try goes to the spill file (`bot.ledger.spill`), which `open` replays. Call records carry a
-key, so a write whose fate is unknown (the connection dropped during COMMIT) is simply sent
-again. A write the database refuses for another reason (a bug) is logged whole at ERROR,
-never dropped silently.
+`RunWriter` is what a run and a follow-up write through (`RunLedger`). A run is a durable
+workflow (`bot.slack.engine`): while its database is away the engine cannot checkpoint the
+run's steps, so the run waits for the database whatever its ledger writes do. They wait with
+it: a call's record, a budget hold, a run's end, its thread and its strategy are each tried
+until they land, with capped, jittered exponential backoff, and the run goes on once they
+have. `reserve_run` and the reads are not retried: a run that cannot be admitted must not
+start, and the person who asked is told so.
+
+Every write may be sent twice harmlessly (a call's record carries the key of its step or
+budget hold, unique in the ledger; a run's end, its thread and its strategy are updates of
+one row), so a write whose fate is unknown (the connection dropped during COMMIT) is simply
+sent again, and a step the engine re-runs after a crash never counts a call twice. This
+replaced an in-memory backlog and a spill file for what was still held at shutdown: with
+the run waiting on its checkpoints anyway, the backlog only let writes fall behind a run
+that could not move. A write still waiting when its run is cut off (a shutdown while the
+database is away) is logged at ERROR with its figures, never a text, and its run's workflow
+resumes at the next start. A write the database refuses for another reason (a bug) is not
+retried; it is logged at ERROR in the same way and the run goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
+import hashlib
 import json
 import logging
+import os
 import random
-import uuid
-from collections import deque
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
 
 from bot.core.models import Strategy
 from bot.core.usage import CallRecord
 from bot.ledger.budgets import Limits
-from bot.ledger.driver import now_utc
 from bot.ledger.runs import RunBook
-from bot.ledger.spill import (
-    CallWrite,
-    PendingWrite,
-    RunEnd,
-    SpillFile,
-    StrategySet,
-    ThreadSet,
-    for_log,
-    to_json,
-)
 from bot.ledger.types import (
     BudgetRefusal,
     BudgetStop,
@@ -48,32 +47,23 @@ from bot.ledger.types import (
     EndStatus,
     FollowUpTotals,
     KeptStrategy,
-    LedgerError,
     LedgerUnavailable,
     Reservation,
     RunInfo,
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 WRITE_TIMEOUT_S = 10.0
 FIRST_RETRY_S = 0.25
 MAX_RETRY_S = 5.0
-FINAL_FLUSH_S = 5.0
 
 
 class RunWriter:
-    """The run owner's view of the ledger, with writes that are kept until they land."""
+    """The run owner's view of the ledger, with writes that wait until they land."""
 
-    def __init__(self, book: RunBook, *, spill: SpillFile) -> None:
+    def __init__(self, book: RunBook) -> None:
         self._book = book
-        self._spill = spill
-        self._backlog: deque[PendingWrite] = deque()
-        self._flusher: asyncio.Task[None] | None = None
-
-    @property
-    def pending(self) -> int:
-        """Writes held because the database could not take them yet."""
-        return len(self._backlog)
 
     async def reserve_run(
         self,
@@ -101,31 +91,24 @@ class RunWriter:
     async def reserve_call(
         self, run_id: str, *, worst_case_usd: Decimal, limits: Limits
     ) -> CallHold | BudgetStop:
-        """Hold one call's worst case (`RunBook.reserve_call`). During an outage the hold
-        cannot be taken (and held call records are not in the database yet): the call goes
-        on unheld, as the run's writes do, and the outage is logged."""
-        try:
-            return await asyncio.wait_for(
-                self._book.reserve_call(run_id, worst_case_usd=worst_case_usd, limits=limits),
-                WRITE_TIMEOUT_S,
-            )
-        except (LedgerUnavailable, TimeoutError) as exc:
-            log.warning("budget hold for run %s skipped, the ledger is unavailable: %s",
-                        run_id, exc)  # fmt: skip
-            return CallHold(run_id, None, Decimal(0))
+        """Hold one call's worst case (`RunBook.reserve_call`), once the ledger can: no call
+        starts unheld, so the budgets hold through an outage too."""
+        hold = partial(
+            self._book.reserve_call, run_id, worst_case_usd=worst_case_usd, limits=limits
+        )
+        return await _landed(hold, {"write": "hold", "run_id": run_id})
 
     async def release_call(self, hold: CallHold) -> None:
-        """Give back a hold; if the ledger cannot be reached, the run's end gives it back."""
-        try:
-            await asyncio.wait_for(self._book.release_call(hold), WRITE_TIMEOUT_S)
-        except (LedgerUnavailable, TimeoutError) as exc:
-            log.warning("budget hold of run %s not released now: %s", hold.run_id, exc)
+        await _landed(partial(self._book.release_call, hold), {"write": "release", "key": hold.key})
 
     async def get_run(self, run_id: str) -> RunInfo | None:
         return await self._book.get_run(run_id)
 
     async def followups(self, run_id: str) -> FollowUpTotals:
         return await self._book.followups(run_id)
+
+    async def kept_strategy(self, run_id: str) -> KeptStrategy | None:
+        return await self._book.kept_strategy(run_id)
 
     async def record_call(
         self,
@@ -135,8 +118,10 @@ class RunWriter:
         key: str | None = None,
         now: datetime | None = None,
     ) -> bool:
-        """True if written now; False if kept to be retried (it will land, or be spilled)."""
-        return await self._write(CallWrite(key or str(uuid.uuid4()), run_id, call, now_utc(now)))
+        """True if written, False if a write with its key was already there (or refused)."""
+        write = partial(self._book.record_call, run_id, call, key=key, now=now)
+        described = {"write": "call", "run_id": run_id, "key": key, "call": _call_json(call)}
+        return await _written(write, described, refused=False)
 
     async def finish_run(
         self,
@@ -147,125 +132,80 @@ class RunWriter:
         error: str | None = None,
         now: datetime | None = None,
     ) -> None:
-        await self._write(RunEnd(run_id, status, elapsed_s, error, now_utc(now)))
+        end = partial(
+            self._book.finish_run, run_id, status, elapsed_s=elapsed_s, error=error, now=now
+        )
+        described = {"write": "end", "run_id": run_id, "status": status, "elapsed_s": elapsed_s}
+        await _written(end, described, refused=None)
 
     async def set_thread(self, run_id: str, channel: str, ts: str) -> None:
-        await self._write(ThreadSet(run_id, channel, ts))
+        thread = partial(self._book.set_thread, run_id, channel, ts)
+        await _written(thread, {"write": "thread", "run_id": run_id, "ts": ts}, refused=None)
 
     async def record_strategy(
         self, run_id: str, strategy: Strategy, *, now: datetime | None = None
     ) -> None:
-        # Dropped here rather than by the book, so that with questions not kept the text is
-        # never held in memory, spilled to disk or logged through an outage either.
-        if self._book.stores_questions:
-            await self._write(StrategySet(run_id, strategy, now_utc(now)))
+        # The strategy's text is private like the question it answers: never in a log line.
+        keep = partial(self._book.record_strategy, run_id, strategy, now=now)
+        await _written(keep, {"write": "strategy", "run_id": run_id}, refused=None)
 
-    async def kept_strategy(self, run_id: str) -> KeptStrategy | None:
-        return await self._book.kept_strategy(run_id)
 
-    async def replay_spilled(self) -> int:
-        """Write what an earlier process spilled; returns how many landed (the rest stay)."""
-        landed = 0
-        with self._spill.replaying() as writes:
-            for write in list(writes):
-                try:
-                    await self._apply(write)
-                except LedgerUnavailable:
-                    break  # the rest stay in the file for the next start
-                except LedgerError as exc:
-                    # A write the ledger refuses (a run it does not know): set aside, logged.
-                    log.error("a spilled write was refused (%s): %s", exc, for_log(write))
-                    self._spill.reject([(json.dumps(to_json(write)) + "\n").encode()])
-                    writes.remove(write)
-                    continue
-                writes.remove(write)
-                landed += 1
-        if landed:
-            log.info("replayed %d ledger writes from %s", landed, self._spill.path)
-        return landed
+async def _landed(write: Callable[[], Awaitable[T]], described: dict[str, Any]) -> T:
+    """`write()`'s result once the ledger takes it: an outage (`LedgerUnavailable`, or no
+    answer within `WRITE_TIMEOUT_S`) is waited out; any other error is raised."""
+    delay = FIRST_RETRY_S
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(WRITE_TIMEOUT_S):
+                    return await write()
+            except (LedgerUnavailable, TimeoutError) as exc:
+                log.warning("ledger unavailable, a write waits for it: %s (%s)",
+                            json.dumps(described), exc)  # fmt: skip
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, MAX_RETRY_S)
+    except asyncio.CancelledError:
+        log.error("ledger write given up, its run cut off while it waited: %s",
+                  json.dumps(described))  # fmt: skip
+        raise
 
-    async def flushed(self) -> None:
-        """Return once every held write has landed (tests and shutdown wait on this)."""
-        while self._flusher is not None:
-            await asyncio.shield(self._flusher)
 
-    async def close(self) -> None:
-        """One last try for what is held, then the spill file for what still cannot land."""
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(FINAL_FLUSH_S):
-                while self._backlog and await self._try(self._backlog[0]):
-                    self._backlog.popleft()
-        left, self._backlog = list(self._backlog), deque()
-        if left:
-            self._spill_or_log(left)
+async def _written(write: Callable[[], Awaitable[T]], described: dict[str, Any], *,
+                      refused: T) -> T:  # fmt: skip
+    """`_landed`, except that a write the ledger refuses (a bug, not an outage) is logged
+    whole, figures only, and the run goes on without it (`refused` stands in for it)."""
+    try:
+        return await _landed(write, described)
+    except Exception:
+        log.exception("ledger refused a write; the record: %s", json.dumps(described))
+        return refused
 
-    async def _write(self, write: PendingWrite) -> bool:
-        if self._backlog:  # the database is known to be down: do not make the run wait
-            self._hold(write)
-            return False
-        try:
-            landed = await self._try(write)
-        except asyncio.CancelledError:
-            self._hold(write)  # its fate is unknown: sending it again is harmless
-            raise
-        if not landed:
-            self._hold(write)
-        return landed
 
-    async def _try(self, write: PendingWrite) -> bool:
-        """Write once: True if it landed (or needs no retry), False if the database is down."""
-        try:
-            async with asyncio.timeout(WRITE_TIMEOUT_S):
-                await self._apply(write)
-        except (LedgerUnavailable, TimeoutError) as exc:
-            log.warning("ledger unavailable, holding the write: %s", exc)
-            return False
-        except Exception:
-            # Not an outage, so retrying cannot help: keep the record in the log instead.
-            log.exception("ledger refused a write; the record: %s", for_log(write))
-        return True
+def _call_json(call: CallRecord) -> dict[str, Any]:
+    """A call's record as a log line may show it: figures and ids, no text."""
+    fields = {f.name: getattr(call, f.name) for f in dataclasses.fields(call)}
+    fields["usage"] = dataclasses.asdict(call.usage)
+    fields["cost_usd"] = None if call.cost_usd is None else str(call.cost_usd)
+    return fields
 
-    async def _apply(self, write: PendingWrite) -> None:
-        match write:
-            case CallWrite(key=key, run_id=run_id, call=call, at=at):
-                await self._book.record_call(run_id, call, key=key, now=at)
-            case RunEnd(run_id=run_id, status=status, elapsed_s=elapsed, error=error, at=at):
-                await self._book.finish_run(run_id, status, elapsed_s=elapsed, error=error, now=at)
-            case ThreadSet(run_id=run_id, channel=channel, ts=ts):
-                await self._book.set_thread(run_id, channel, ts)
-            case StrategySet(run_id=run_id, strategy=strategy, at=at):
-                await self._book.record_strategy(run_id, strategy, now=at)
 
-    def _hold(self, write: PendingWrite) -> None:
-        self._backlog.append(write)
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush(), name="ledger-flush")
+def older_spill_path(database_url: str) -> Path:
+    """Where versions before the durable engine spilled writes they could not land at
+    shutdown: `<file>.spill.jsonl` beside a SQLite file, else under `$XDG_STATE_HOME`."""
+    if database_url.startswith("sqlite:///"):
+        return Path(database_url.removeprefix("sqlite:///").split("?", 1)[0] + ".spill.jsonl")
+    digest = hashlib.sha256(database_url.encode()).hexdigest()[:12]
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "orchestrate" / f"ledger-spill-{digest}.jsonl"
 
-    async def _flush(self) -> None:
-        delay = FIRST_RETRY_S
-        try:
-            while self._backlog:
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                while self._backlog and await self._try(self._backlog[0]):
-                    self._backlog.popleft()
-                    delay = FIRST_RETRY_S
-                delay = min(delay * 2, MAX_RETRY_S)
-            log.info("ledger reachable again; every held write has landed")
-        finally:
-            self._flusher = None
 
-    def _spill_or_log(self, writes: list[PendingWrite]) -> None:
-        try:
-            self._spill.append(writes)
-        except OSError:
-            # The last resort: the records in the log, where an operator can replay them.
-            for write in writes:
-                log.error("ledger write lost to disk, kept here: %s", for_log(write))
-            raise
-        log.warning(
-            "%d ledger writes spilled to %s for the next start", len(writes), self._spill.path
+def name_older_spill(path: Path) -> None:
+    """Say at start, never fatally, that an older version left writes this one does not
+    replay (docs/operations.md: start that version once to land them)."""
+    if path.is_file() and path.stat().st_size > 0:
+        log.error(
+            "%s holds ledger writes an older version could not land; this version does not "
+            "replay them: start the older version once with the database reachable (it "
+            "replays them at start), or move the file aside to drop them",
+            path,
         )

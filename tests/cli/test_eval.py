@@ -152,7 +152,6 @@ async def live_settings(sandbox: ClaudeSandbox, tmp_path: Path) -> Settings:
         anthropic_api_key=sandbox.api_key,
         anthropic_base_url=sandbox.base_url,
         database_url=f"sqlite:///{tmp_path / 'live.db'}",
-        ledger_spill_file=tmp_path / "live.spill.jsonl",
     )
 
 

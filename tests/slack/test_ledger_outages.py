@@ -1,8 +1,9 @@
 """The ledger fails mid-run under the real app: PostgreSQL stopped, or SQLite's disk full.
 
-The run still finishes for its user (strategy, examples, review and footer in the thread, no
-"⏳" left, nothing posted twice), and once the database is back every call the Claude
-stand-in served is in the ledger, once, and the run is closed with its reservation released.
+The run waits for the database, as its engine's checkpoints and its ledger writes do, then
+finishes for its user (strategy, examples, review and footer in the thread, no "⏳" left,
+nothing posted twice): every call the Claude stand-in served is in the ledger, once, and the
+run is closed with its reservation released.
 """
 
 from __future__ import annotations
@@ -76,9 +77,7 @@ async def test_the_ledger_failing_mid_run_loses_no_paid_call_and_the_run_finishe
     database is back, with every paid call in the ledger once."""
     async with (
         outage(tmp_path) as (url, fail, recover),
-        running_stack(
-            tmp_path, database_url=url, ledger_spill_file=tmp_path / "spill.jsonl"
-        ) as stack,
+        running_stack(tmp_path, database_url=url) as stack,
     ):
         stack.claude.add_rule(role="example", delay_s=1.0)
         await stack.command(QUESTION)
@@ -96,8 +95,6 @@ async def test_the_ledger_failing_mid_run_loses_no_paid_call_and_the_run_finishe
             await stack.services.runs.wait_idle()
         assert_thread_complete(stack)
         ledger = stack.services.ledger
-        async with asyncio.timeout(60):
-            await ledger.writer.flushed()
         # No call that returned during the outage was made again: each example's prompt
         # (its component) was asked for once.
         examples = [json.dumps(r.body["messages"]) for r in stack.claude.messages()
@@ -127,9 +124,7 @@ async def test_a_follow_up_in_flight_while_the_disk_is_full_is_answered_once_the
 
     async with (
         full_disk_outage(tmp_path) as (url, fail, recover),
-        running_stack(
-            tmp_path, database_url=url, ledger_spill_file=tmp_path / "spill.jsonl"
-        ) as stack,
+        running_stack(tmp_path, database_url=url) as stack,
     ):
         root = await a_finished_run(stack)
         before = len(bot_replies(stack, root))
@@ -145,8 +140,6 @@ async def test_a_follow_up_in_flight_while_the_disk_is_full_is_answered_once_the
         await recover()
         await settled(stack, lambda: len(bot_replies(stack, root)) > before)
         ledger = stack.services.ledger
-        async with asyncio.timeout(60):
-            await ledger.writer.flushed()
         served = sorted(r.request_id for r in stack.claude.messages())
         assert await ledger_request_ids(ledger) == served
         assert sum(r.role == "answer" for r in stack.claude.messages()) == 1

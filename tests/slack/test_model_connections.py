@@ -9,7 +9,6 @@ shows with "≈".
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -30,8 +29,6 @@ def shown(message: Any) -> str:
 
 async def ledger_rows(stack: Stack) -> dict[str, dict[str, str]]:
     ledger = stack.services.ledger
-    async with asyncio.timeout(10):
-        await ledger.writer.flushed()
     out = io.StringIO()
     await ledger.export.calls_csv(None, datetime.now(UTC) - timedelta(hours=1), out)
     return {row["request_id"]: row for row in csv.DictReader(io.StringIO(out.getvalue()))}

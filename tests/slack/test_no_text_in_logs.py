@@ -38,9 +38,7 @@ def leaked(records: list[logging.LogRecord]) -> list[str]:
 async def on_postgres(tmp: Path, mode: Mode) -> AsyncIterator[tuple[Stack, object]]:
     async with (
         throwaway_postgres() as pg,
-        running_stack(
-            tmp, mode=mode, database_url=pg.url, ledger_spill_file=tmp / "spill.jsonl"
-        ) as stack,
+        running_stack(tmp, mode=mode, database_url=pg.url) as stack,
     ):
         yield stack, pg
 

@@ -154,7 +154,6 @@ async def _arms(
                 anthropic_api_key=sandbox.api_key,
                 anthropic_base_url=sandbox.base_url,
                 database_url=f"sqlite:///{(options.out / 'eval-ledger.db').resolve()}",
-                ledger_spill_file=options.out / "eval-ledger.spill.jsonl",
             )
         ledger = await stack.enter_async_context(
             open_ledger(
@@ -162,7 +161,7 @@ async def _arms(
                 prices=prices,
                 strategy_model=run_settings.strategy_model,
                 store_questions=run_settings.ledger_store_questions,
-                spill_file=run_settings.ledger_spill_file,
+                older_spill=run_settings.ledger_spill_file,
             )
         )
         claude = Claude.from_settings(run_settings, price=prices.cost)
