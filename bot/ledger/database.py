@@ -18,7 +18,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from bot.core.pricing import PriceTable
 from bot.ledger.budgets import Budgets
@@ -51,15 +51,15 @@ class Ledger:
         self.strategy_model = strategy_model
         self.budgets = Budgets(driver)
         self.instances = Instances(driver, instance_id=str(uuid.uuid4()))
-        self.runs = RunBook(
-            driver,
-            budgets=self.budgets,
-            prices=prices,
-            strategy_model=strategy_model,
-            store_questions=store_questions,
-            owner=lambda: self.instances.id,
-        )
-        self.writer = RunWriter(self.runs)
+        book: dict[str, Any] = {
+            "budgets": self.budgets,
+            "prices": prices,
+            "strategy_model": strategy_model,
+            "store_questions": store_questions,
+            "owner": lambda: self.instances.id,
+        }
+        self.runs = RunBook(driver, **book)
+        self.writer = RunWriter(driver, **book)  # the same book, its writes waiting
         self._older_spill = older_spill  # an older version's unlanded writes, named at open
         self.reports = Reports(driver, strategy_model=strategy_model)
         self.export = CallExport(driver)

@@ -1,8 +1,9 @@
 """A run's ledger writes wait out an outage where they are, as the run itself does.
 
-`RunWriter` is what a run and a follow-up write through (`RunLedger`). A run is a durable
-workflow (`bot.slack.engine`): while its database is away the engine cannot checkpoint the
-run's steps, so the run waits for the database whatever its ledger writes do. They wait with
+`RunWriter` is what a run and a follow-up write through (`RunLedger`): a `RunBook` whose
+writes wait. A run is a durable workflow (`bot.slack.engine`): while its database is away
+the engine cannot checkpoint the run's steps, so the run waits for the database whatever its
+ledger writes do. They wait with
 it: a call's record, a budget hold, a run's end, its thread and its strategy are each tried
 until they land, with capped, jittered exponential backoff, and the run goes on once they
 have. `reserve_run` and the reads are not retried: a run that cannot be admitted must not
@@ -40,17 +41,7 @@ from bot.core.models import Strategy
 from bot.core.usage import CallRecord
 from bot.ledger.budgets import Limits
 from bot.ledger.runs import RunBook
-from bot.ledger.types import (
-    BudgetRefusal,
-    BudgetStop,
-    CallHold,
-    EndStatus,
-    FollowUpTotals,
-    KeptStrategy,
-    LedgerUnavailable,
-    Reservation,
-    RunInfo,
-)
+from bot.ledger.types import BudgetStop, CallHold, EndStatus, LedgerUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,56 +50,20 @@ FIRST_RETRY_S = 0.25
 MAX_RETRY_S = 5.0
 
 
-class RunWriter:
-    """The run owner's view of the ledger, with writes that wait until they land."""
-
-    def __init__(self, book: RunBook) -> None:
-        self._book = book
-
-    async def reserve_run(
-        self,
-        *,
-        team_id: str,
-        channel_id: str,
-        user_id: str,
-        question: str,
-        worst_case_usd: Decimal,
-        user_budget: Decimal | None,
-        workspace_budget: Decimal | None,
-        parent_run_id: str | None = None,
-        channel_budget: Decimal | None = None,
-        models: str = "",
-        now: datetime | None = None,
-        run_id: str | None = None,
-    ) -> Reservation | BudgetRefusal:
-        return await self._book.reserve_run(
-            team_id=team_id, channel_id=channel_id, user_id=user_id, question=question,
-            worst_case_usd=worst_case_usd, user_budget=user_budget,
-            workspace_budget=workspace_budget, parent_run_id=parent_run_id,
-            channel_budget=channel_budget, models=models, now=now, run_id=run_id,
-        )  # fmt: skip
+class RunWriter(RunBook):
+    """A `RunBook` whose writes wait until they land (the reads and `reserve_run` do not)."""
 
     async def reserve_call(
-        self, run_id: str, *, worst_case_usd: Decimal, limits: Limits
+        self, run_id: str, *, worst_case_usd: Decimal, limits: Limits, now: datetime | None = None
     ) -> CallHold | BudgetStop:
         """Hold one call's worst case (`RunBook.reserve_call`), once the ledger can: no call
         starts unheld, so the budgets hold through an outage too."""
-        hold = partial(
-            self._book.reserve_call, run_id, worst_case_usd=worst_case_usd, limits=limits
-        )
+        hold = partial(super().reserve_call, run_id, worst_case_usd=worst_case_usd, limits=limits,
+                       now=now)  # fmt: skip
         return await _landed(hold, {"write": "hold", "run_id": run_id})
 
     async def release_call(self, hold: CallHold) -> None:
-        await _landed(partial(self._book.release_call, hold), {"write": "release", "key": hold.key})
-
-    async def get_run(self, run_id: str) -> RunInfo | None:
-        return await self._book.get_run(run_id)
-
-    async def followups(self, run_id: str) -> FollowUpTotals:
-        return await self._book.followups(run_id)
-
-    async def kept_strategy(self, run_id: str) -> KeptStrategy | None:
-        return await self._book.kept_strategy(run_id)
+        await _landed(partial(super().release_call, hold), {"write": "release", "key": hold.key})
 
     async def record_call(
         self,
@@ -119,7 +74,7 @@ class RunWriter:
         now: datetime | None = None,
     ) -> bool:
         """True if written, False if a write with its key was already there (or refused)."""
-        write = partial(self._book.record_call, run_id, call, key=key, now=now)
+        write = partial(super().record_call, run_id, call, key=key, now=now)
         described = {"write": "call", "run_id": run_id, "key": key, "call": _call_json(call)}
         return await _written(write, described, refused=False)
 
@@ -132,21 +87,19 @@ class RunWriter:
         error: str | None = None,
         now: datetime | None = None,
     ) -> None:
-        end = partial(
-            self._book.finish_run, run_id, status, elapsed_s=elapsed_s, error=error, now=now
-        )
+        end = partial(super().finish_run, run_id, status, elapsed_s=elapsed_s, error=error, now=now)
         described = {"write": "end", "run_id": run_id, "status": status, "elapsed_s": elapsed_s}
         await _written(end, described, refused=None)
 
     async def set_thread(self, run_id: str, channel: str, ts: str) -> None:
-        thread = partial(self._book.set_thread, run_id, channel, ts)
+        thread = partial(super().set_thread, run_id, channel, ts)
         await _written(thread, {"write": "thread", "run_id": run_id, "ts": ts}, refused=None)
 
     async def record_strategy(
         self, run_id: str, strategy: Strategy, *, now: datetime | None = None
     ) -> None:
         # The strategy's text is private like the question it answers: never in a log line.
-        keep = partial(self._book.record_strategy, run_id, strategy, now=now)
+        keep = partial(super().record_strategy, run_id, strategy, now=now)
         await _written(keep, {"write": "strategy", "run_id": run_id}, refused=None)
 
 
