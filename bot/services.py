@@ -169,7 +169,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             governance=ledger.governance,
             deliver=deliver,
         )
-        # Follow-ups write through the same writer as runs: their calls survive an outage too.
+        # Follow-ups write through the same writer as runs: their writes wait out an outage too.
         conversations = Conversations(
             runs=runs,
             pipeline=pipeline,

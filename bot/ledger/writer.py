@@ -106,7 +106,7 @@ class RunWriter(RunBook):
 async def _landed(write: Callable[[], Awaitable[T]], described: dict[str, Any]) -> T:
     """`write()`'s result once the ledger takes it: an outage (`LedgerUnavailable`, or no
     answer within `WRITE_TIMEOUT_S`) is waited out; any other error is raised."""
-    delay = FIRST_RETRY_S
+    delay, waiting = FIRST_RETRY_S, False
     try:
         while True:
             try:
@@ -115,11 +115,13 @@ async def _landed(write: Callable[[], Awaitable[T]], described: dict[str, Any]) 
             except (LedgerUnavailable, TimeoutError) as exc:
                 log.warning("ledger unavailable, a write waits for it: %s (%s)",
                             json.dumps(described), exc)  # fmt: skip
+                waiting = True
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, MAX_RETRY_S)
     except asyncio.CancelledError:
-        log.error("ledger write given up, its run cut off while it waited: %s",
-                  json.dumps(described))  # fmt: skip
+        if waiting:  # not a write cut off in its first try, with the database answering
+            log.error("ledger write given up, its run cut off while it waited: %s",
+                      json.dumps(described))  # fmt: skip
         raise
 
 
