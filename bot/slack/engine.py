@@ -44,7 +44,6 @@ import sqlalchemy.exc
 from dbos import (
     DBOS,
     DBOSConfig,
-    Queue,
     SetEnqueueOptions,
     SetWorkflowID,
     StepOptions,
@@ -174,15 +173,6 @@ class Engine:
 
     def __init__(self, executor_id: str) -> None:
         self.executor_id = executor_id
-        self._threads: Queue | None = None
-
-    async def register_queues(self) -> Queue:
-        """The threads queue, stored in the engine's database (each instance's workers poll
-        it from then on). Registering again (another instance, a restart) changes nothing."""
-        self._threads = await DBOS.register_queue_async(
-            THREADS_QUEUE, partition_concurrency=1, polling_interval_sec=QUEUE_POLL_S
-        )
-        return self._threads
 
     async def start(
         self, workflow_id: str, workflow: Callable[..., Coroutine[Any, Any, Any]] | None, *args: Any
@@ -224,10 +214,9 @@ class Engine:
         then by when they were queued (to the second, on SQLite under Python 3.11): `order`
         keeps Slack's order even where items were queued out of it."""
         await _exists(workflow_id)  # as `start`: a database away refuses, never hangs
-        queue = self._threads or await self.register_queues()
         options = SetEnqueueOptions(queue_partition_key=partition, priority=order)
         with SetWorkflowID(workflow_id), options:
-            return await queue.enqueue_async(workflow, *args)
+            return await DBOS.enqueue_workflow_async(THREADS_QUEUE, workflow, *args)
 
     async def resumed(self, workflow_id: str) -> bool:
         """Whether the workflow is running again (after a restart or a takeover), not for
@@ -303,8 +292,13 @@ async def open_engine(settings: Settings, *, executor_id: str) -> AsyncIterator[
                     _write_ahead_log(url)
                 DBOS(config=engine_config(settings, executor_id=executor_id))
                 DBOS.launch()
-                # Queued work left by an instance that stopped resumes as soon as it may.
-                await engine.register_queues()
+                # The threads queue, stored in the engine's database: each instance's workers
+                # poll it from then on, and queued work left by an instance that stopped
+                # resumes as soon as it may. Registering again (another instance, a restart)
+                # changes nothing.
+                await DBOS.register_queue_async(
+                    THREADS_QUEUE, partition_concurrency=1, polling_interval_sec=QUEUE_POLL_S
+                )
             except BaseException:
                 with _lock:
                     _open = None
