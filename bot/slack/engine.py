@@ -15,7 +15,7 @@ the ledger, SQLAlchemy for DBOS) fight for its one write lock and each then fail
 
 DBOS is one object per process (its registry and its instance are global). `open_engine`
 is therefore counted: a second `open_services` in the same process (two Slack front ends
-in one test, say) shares the first's engine if it names the same database, and is refused
+in one test, say) shares the first's DBOS if it names the same database, and is refused
 with a clear message if it names another.
 
 Each instance gives DBOS a stable executor id (`bot.ledger.instances` claims a slot), so a
@@ -35,7 +35,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -157,15 +157,9 @@ def engine_config(settings: Settings, *, executor_id: str) -> DBOSConfig:
     return config
 
 
-@dataclass
-class _Open:
-    engine: Engine
-    url: str
-    users: int
-
-
 _lock = threading.Lock()
-_open: _Open | None = None
+_open_on: str | None = None  # the database of this process's engine, while it is open
+_users = 0  # the `open_engine` contexts in this process that are inside it
 
 
 class Engine:
@@ -268,50 +262,41 @@ class Engine:
 
 
 @contextlib.asynccontextmanager
-async def open_engine(settings: Settings, *, executor_id: str) -> AsyncIterator[Engine]:
+async def open_engine(settings: Settings, *, executor_id: str) -> AsyncIterator[None]:
     """DBOS for this process, launched on the running event loop (so workflows resumed or
-    taken over run beside the app's own tasks), destroyed when the last user leaves."""
-    global _open
+    taken over run beside the app's own tasks), destroyed when the last user leaves (or
+    when its launch fails: the finally below is then the first user's)."""
+    global _open_on, _users
     url = system_database_url(settings.database_url)
     with _lock:
-        if _open is not None and _open.url != url:
+        if _open_on not in (None, url):
             raise EngineError(
                 "one run engine per process: this process already runs one on another database"
             )
-        fresh = _open is None
-        if fresh:
-            _open = _Open(Engine(executor_id), url, 0)
-        assert _open is not None
-        _open.users += 1
-        engine = _open.engine
+        fresh = _open_on is None
+        _open_on = url
+        _users += 1
     try:
         if fresh:
             _route_logs()
-            try:
-                if not url.startswith("postgres"):
-                    _write_ahead_log(url)
-                DBOS(config=engine_config(settings, executor_id=executor_id))
-                DBOS.launch()
-                # The threads queue, stored in the engine's database: each instance's workers
-                # poll it from then on, and queued work left by an instance that stopped
-                # resumes as soon as it may. Registering again (another instance, a restart)
-                # changes nothing.
-                await DBOS.register_queue_async(
-                    THREADS_QUEUE, partition_concurrency=1, polling_interval_sec=QUEUE_POLL_S
-                )
-            except BaseException:
-                with _lock:
-                    _open = None
-                DBOS.destroy(destroy_registry=False)
-                raise
-        yield engine
+            if not url.startswith("postgres"):
+                _write_ahead_log(url)
+            DBOS(config=engine_config(settings, executor_id=executor_id))
+            DBOS.launch()
+            # The threads queue, stored in the engine's database: each instance's workers
+            # poll it from then on, and queued work left by an instance that stopped
+            # resumes as soon as it may. Registering again (another instance, a restart)
+            # changes nothing.
+            await DBOS.register_queue_async(
+                THREADS_QUEUE, partition_concurrency=1, polling_interval_sec=QUEUE_POLL_S
+            )
+        yield
     finally:
         with _lock:
-            assert _open is not None
-            _open.users -= 1
-            last = _open.users == 0
+            _users -= 1
+            last = _users == 0
             if last:
-                _open = None
+                _open_on = None
         if last:
             # Workflows still running were suspended by the runs' drain; what is left
             # is not waited for: it stays PENDING, for the next start to resume.
