@@ -138,11 +138,8 @@ def _schema_of(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=kept)), schema
 
 
-def engine_config(settings: Settings, *, executor_id: str) -> DBOSConfig:
-    url = system_database_url(settings.database_url)
-    schema = SCHEMA
-    if url.startswith("postgres"):
-        url, schema = _schema_of(url)
+def engine_config(url: str, *, executor_id: str) -> DBOSConfig:
+    """DBOS's configuration for its tables at `url` (`system_database_url`)."""
     config: DBOSConfig = {
         "name": "orchestrate",
         "system_database_url": url,
@@ -152,7 +149,7 @@ def engine_config(settings: Settings, *, executor_id: str) -> DBOSConfig:
         "enable_otlp": False,
     }
     if url.startswith("postgres"):
-        config["dbos_system_schema"] = schema
+        config["system_database_url"], config["dbos_system_schema"] = _schema_of(url)
         config["sys_db_pool_size"] = 10
     return config
 
@@ -281,7 +278,7 @@ async def open_engine(settings: Settings, *, executor_id: str) -> AsyncIterator[
             _route_logs()
             if not url.startswith("postgres"):
                 _write_ahead_log(url)
-            DBOS(config=engine_config(settings, executor_id=executor_id))
+            DBOS(config=engine_config(url, executor_id=executor_id))
             DBOS.launch()
             # The threads queue, stored in the engine's database: each instance's workers
             # poll it from then on, and queued work left by an instance that stopped
