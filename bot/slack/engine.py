@@ -178,7 +178,9 @@ class Engine:
         if DBOS.workflow_id is not None:
             with SetWorkflowID(workflow_id):
                 return await DBOS.start_workflow_async(workflow, *args)
-        if await _exists(workflow_id):
+        # Read first, within START_TIMEOUT_S: a database away refuses before anything that
+        # could start the workflow is written.
+        if await _bounded_status(workflow_id) is not None:
             return None
         # Racing another instance on one id, the database lets one insert it: the other is
         # refused (`reject`), and starts nothing either.
@@ -204,7 +206,7 @@ class Engine:
         The queue takes a partition's items by `order` (DBOS's priority, smallest first),
         then by when they were queued (to the second, on SQLite under Python 3.11): `order`
         keeps Slack's order even where items were queued out of it."""
-        await _exists(workflow_id)  # as `start`: a database away refuses, never hangs
+        await _bounded_status(workflow_id)  # as `start`: a database away refuses, never hangs
         options = SetEnqueueOptions(queue_partition_key=partition, priority=order)
         with SetWorkflowID(workflow_id), options:
             return await DBOS.enqueue_workflow_async(THREADS_QUEUE, workflow, *args)
@@ -347,12 +349,6 @@ async def _status_outside(workflow_id: str) -> Any:
         return DBOS.get_workflow_status(workflow_id)
 
     return await asyncio.get_running_loop().run_in_executor(None, contextvars.Context().run, read)
-
-
-async def _exists(workflow_id: str) -> bool:
-    """Whether a workflow with this id exists (`_bounded_status`), having written nothing
-    that could start it."""
-    return await _bounded_status(workflow_id) is not None
 
 
 async def _bounded_status(workflow_id: str) -> Any:
