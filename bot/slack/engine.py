@@ -35,7 +35,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -224,7 +224,7 @@ class Engine:
 
     async def cancel(self, workflow_id: str) -> None:
         """Cancel a workflow, wherever it runs: its next step is refused, and its model calls
-        in flight (preemptible steps, `DurableStep`) are cancelled by DBOS's own watcher on
+        in flight (preemptible steps, `DurableSteps`) are cancelled by DBOS's own watcher on
         the instance that runs it, within about a second."""
         expect_cancelled(workflow_id)  # before DBOS hears of it: its log lines come after
         await DBOS.cancel_workflow_async(workflow_id)
@@ -462,72 +462,50 @@ class _OneLine(logging.Filter):
         return True
 
 
-class DurableStep:
-    """One model call's checkpointed step (`bot.core.pipeline.Step`).
-
-    Preemptible: once the workflow is cancelled (a Stop, from any instance), DBOS's watcher
-    cancels the call within about a second, and the call closes its stream and hands over
-    what it spent. That, or a step begun after the cancellation (DBOS refuses it), goes to
-    `on_cancel`; without one, DBOS's `Cancelled` is raised."""
-
-    def __init__(
-        self,
-        run_id: str,
-        name: str,
-        guard: Callable[[], Awaitable[None]],
-        on_cancel: OnCancel | None = None,
-    ) -> None:
-        self._reservation = DBOS.reserve_step()
-        self._run_id = run_id
-        self._key = f"{run_id}:{name}"
-        self._name = name
-        self._guard = guard
-        self._on_cancel = on_cancel
-
-    async def __call__(self, call: Callable[[], Awaitable[Reply[T]]]) -> Reply[T]:
-        made: list[Reply[T]] = []
-
-        async def body() -> Reply[T]:
-            await self._guard()  # an instance that lost its lease starts no call
-            reply = await call()
-            if reply.call.key is None:
-                # A stable key: a step that re-runs after its record was written (but
-                # before its checkpoint) cannot count the call twice.
-                reply = replace(reply, call=replace(reply.call, key=self._key))
-            made.append(reply)
-            return reply
-
-        try:
-            return await _checkpointed(self._reservation, self._name, body, preemptible=True)
-        except Cancelled:
-            if self._on_cancel is None:
-                raise
-            return await self._on_cancel()
-        except Fenced:
-            # A call that returned between the cancellation and DBOS's watcher noticing it
-            # is refused its checkpoint as if taken over. It was made and must be recorded:
-            # it is handed back, and the cancellation is met at the next step.
-            if made and self._on_cancel is not None and await cancelled(self._run_id):
-                return made[0]
-            raise
-
-
+@dataclass(frozen=True)
 class DurableSteps:
-    """A workflow's model calls as DBOS steps (`bot.core.pipeline.Steps`)."""
+    """A workflow's model calls as DBOS steps (`bot.core.pipeline.Steps`).
 
-    def __init__(
-        self,
-        run_id: str,
-        guard: Callable[[], Awaitable[None]],
-        *,
-        on_cancel: OnCancel | None = None,
-    ) -> None:
-        self._run_id = run_id
-        self._guard = guard
-        self._on_cancel = on_cancel
+    Each is preemptible: once the workflow is cancelled (a Stop, from any instance), DBOS's
+    watcher cancels the call within about a second, and the call closes its stream and
+    hands over what it spent. That, or a step begun after the cancellation (DBOS refuses
+    it), goes to `on_cancel`; without one, DBOS's `Cancelled` is raised."""
+
+    run_id: str
+    guard: Callable[[], Awaitable[None]]  # an instance that lost its lease starts no call
+    on_cancel: OnCancel | None = None
 
     def reserve(self, name: str) -> Step:
-        return DurableStep(self._run_id, name, self._guard, self._on_cancel)
+        reservation = DBOS.reserve_step()
+
+        async def durable(call: Callable[[], Awaitable[Reply[T]]]) -> Reply[T]:
+            made: list[Reply[T]] = []
+
+            async def body() -> Reply[T]:
+                await self.guard()
+                reply = await call()
+                if reply.call.key is None:
+                    # A stable key: a step that re-runs after its record was written (but
+                    # before its checkpoint) cannot count the call twice.
+                    reply = replace(reply, call=replace(reply.call, key=f"{self.run_id}:{name}"))
+                made.append(reply)
+                return reply
+
+            try:
+                return await _checkpointed(reservation, name, body, preemptible=True)
+            except Cancelled:
+                if self.on_cancel is None:
+                    raise
+                return await self.on_cancel()
+            except Fenced:
+                # A call that returned between the cancellation and DBOS's watcher noticing
+                # it is refused its checkpoint as if taken over. It was made and must be
+                # recorded: it is handed back, and the cancellation is met at the next step.
+                if made and self.on_cancel is not None and await cancelled(self.run_id):
+                    return made[0]
+                raise
+
+        return durable
 
 
 async def step(name: str, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
