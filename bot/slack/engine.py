@@ -251,11 +251,9 @@ class Engine:
         return {w.executor_id for w in pending if w.executor_id}
 
     async def recover(self, executor_ids: list[str]) -> int:
-        """Take over the unfinished workflows of `executor_ids` (instances found dead):
-        they resume here, from their last finished step. Their old executor, if it comes
-        back, is refused its next checkpoint."""
-        if not executor_ids:
-            return 0
+        """Take over the unfinished workflows of `executor_ids` (instances found dead, at
+        least one): they resume here, from their last finished step. Their old executor, if
+        it comes back, is refused its next checkpoint."""
         handles = await asyncio.to_thread(DBOS._recover_pending_workflows, executor_ids)
         return len(handles)
 
