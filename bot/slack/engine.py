@@ -98,11 +98,9 @@ def taken_over(exc: BaseException) -> bool:
 
 
 def _any(exc: BaseException, kinds: Any) -> bool:
-    if isinstance(exc, kinds):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        return any(_any(e, kinds) for e in exc.exceptions)
-    return False
+    if isinstance(exc, BaseExceptionGroup):  # `subgroup` looks through nested groups
+        return exc.subgroup(lambda e: isinstance(e, kinds)) is not None
+    return isinstance(exc, kinds)
 
 
 def first_lost(exc: BaseException) -> BaseException:
