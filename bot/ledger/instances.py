@@ -114,10 +114,8 @@ class Instances:
         return [(str(channel), str(ts)) for channel, ts in closed if ts is not None]
 
     async def _forget_dead(self, c: Conn, *, ttl: timedelta, moment: datetime) -> None:
-        rows = await c.fetch(
-            "SELECT id, pid FROM instances WHERE host = ? AND NOT (id = ? AND pid = ?)",
-            self.host, self.id, self.pid,
-        )  # fmt: skip
+        rows = await c.fetch("SELECT id, pid FROM instances WHERE host = ?", self.host)
+        # Not this process's (its own row, another front end's in the same process: alive).
         gone = [str(i) for i, pid in rows if int(pid) != self.pid and not _alive(int(pid))]
         for instance in gone:
             await c.execute("DELETE FROM instances WHERE id = ?", instance)

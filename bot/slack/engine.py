@@ -15,7 +15,7 @@ the ledger, SQLAlchemy for DBOS) fight for its one write lock and each then fail
 
 DBOS is one object per process (its registry and its instance are global). `open_engine`
 is therefore counted: a second `open_services` in the same process (two Slack front ends
-in one test, say) shares the first's engine if it names the same database, and is refused
+in one test, say) shares the first's DBOS if it names the same database, and is refused
 with a clear message if it names another.
 
 Each instance gives DBOS a stable executor id (`bot.ledger.instances` claims a slot), so a
@@ -44,7 +44,6 @@ import sqlalchemy.exc
 from dbos import (
     DBOS,
     DBOSConfig,
-    Queue,
     SetEnqueueOptions,
     SetWorkflowID,
     StepOptions,
@@ -99,11 +98,9 @@ def taken_over(exc: BaseException) -> bool:
 
 
 def _any(exc: BaseException, kinds: Any) -> bool:
-    if isinstance(exc, kinds):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        return any(_any(e, kinds) for e in exc.exceptions)
-    return False
+    if isinstance(exc, BaseExceptionGroup):  # `subgroup` looks through nested groups
+        return exc.subgroup(lambda e: isinstance(e, kinds)) is not None
+    return isinstance(exc, kinds)
 
 
 def first_lost(exc: BaseException) -> BaseException:
@@ -139,11 +136,8 @@ def _schema_of(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=kept)), schema
 
 
-def engine_config(settings: Settings, *, executor_id: str) -> DBOSConfig:
-    url = system_database_url(settings.database_url)
-    schema = SCHEMA
-    if url.startswith("postgres"):
-        url, schema = _schema_of(url)
+def engine_config(url: str, *, executor_id: str) -> DBOSConfig:
+    """DBOS's configuration for its tables at `url` (`system_database_url`)."""
     config: DBOSConfig = {
         "name": "orchestrate",
         "system_database_url": url,
@@ -153,20 +147,14 @@ def engine_config(settings: Settings, *, executor_id: str) -> DBOSConfig:
         "enable_otlp": False,
     }
     if url.startswith("postgres"):
-        config["dbos_system_schema"] = schema
+        config["system_database_url"], config["dbos_system_schema"] = _schema_of(url)
         config["sys_db_pool_size"] = 10
     return config
 
 
-@dataclass
-class _Open:
-    engine: Engine
-    url: str
-    users: int
-
-
 _lock = threading.Lock()
-_open: _Open | None = None
+_open_on: str | None = None  # the database of this process's engine, while it is open
+_users = 0  # the `open_engine` contexts in this process that are inside it
 
 
 class Engine:
@@ -174,15 +162,6 @@ class Engine:
 
     def __init__(self, executor_id: str) -> None:
         self.executor_id = executor_id
-        self._threads: Queue | None = None
-
-    async def register_queues(self) -> Queue:
-        """The threads queue, stored in the engine's database (each instance's workers poll
-        it from then on). Registering again (another instance, a restart) changes nothing."""
-        self._threads = await DBOS.register_queue_async(
-            THREADS_QUEUE, partition_concurrency=1, polling_interval_sec=QUEUE_POLL_S
-        )
-        return self._threads
 
     async def start(
         self, workflow_id: str, workflow: Callable[..., Coroutine[Any, Any, Any]] | None, *args: Any
@@ -197,7 +176,9 @@ class Engine:
         if DBOS.workflow_id is not None:
             with SetWorkflowID(workflow_id):
                 return await DBOS.start_workflow_async(workflow, *args)
-        if await _exists(workflow_id):
+        # Read first, within START_TIMEOUT_S: a database away refuses before anything that
+        # could start the workflow is written.
+        if await _bounded_status(workflow_id) is not None:
             return None
         # Racing another instance on one id, the database lets one insert it: the other is
         # refused (`reject`), and starts nothing either.
@@ -223,11 +204,10 @@ class Engine:
         The queue takes a partition's items by `order` (DBOS's priority, smallest first),
         then by when they were queued (to the second, on SQLite under Python 3.11): `order`
         keeps Slack's order even where items were queued out of it."""
-        await _exists(workflow_id)  # as `start`: a database away refuses, never hangs
-        queue = self._threads or await self.register_queues()
+        await _bounded_status(workflow_id)  # as `start`: a database away refuses, never hangs
         options = SetEnqueueOptions(queue_partition_key=partition, priority=order)
         with SetWorkflowID(workflow_id), options:
-            return await queue.enqueue_async(workflow, *args)
+            return await DBOS.enqueue_workflow_async(THREADS_QUEUE, workflow, *args)
 
     async def resumed(self, workflow_id: str) -> bool:
         """Whether the workflow is running again (after a restart or a takeover), not for
@@ -242,7 +222,7 @@ class Engine:
 
     async def cancel(self, workflow_id: str) -> None:
         """Cancel a workflow, wherever it runs: its next step is refused, and its model calls
-        in flight (preemptible steps, `DurableStep`) are cancelled by DBOS's own watcher on
+        in flight (preemptible steps, `DurableSteps`) are cancelled by DBOS's own watcher on
         the instance that runs it, within about a second."""
         expect_cancelled(workflow_id)  # before DBOS hears of it: its log lines come after
         await DBOS.cancel_workflow_async(workflow_id)
@@ -269,55 +249,49 @@ class Engine:
         return {w.executor_id for w in pending if w.executor_id}
 
     async def recover(self, executor_ids: list[str]) -> int:
-        """Take over the unfinished workflows of `executor_ids` (instances found dead):
-        they resume here, from their last finished step. Their old executor, if it comes
-        back, is refused its next checkpoint."""
-        if not executor_ids:
-            return 0
+        """Take over the unfinished workflows of `executor_ids` (instances found dead, at
+        least one): they resume here, from their last finished step. Their old executor, if
+        it comes back, is refused its next checkpoint."""
         handles = await asyncio.to_thread(DBOS._recover_pending_workflows, executor_ids)
         return len(handles)
 
 
 @contextlib.asynccontextmanager
-async def open_engine(settings: Settings, *, executor_id: str) -> AsyncIterator[Engine]:
+async def open_engine(settings: Settings, *, executor_id: str) -> AsyncIterator[None]:
     """DBOS for this process, launched on the running event loop (so workflows resumed or
-    taken over run beside the app's own tasks), destroyed when the last user leaves."""
-    global _open
+    taken over run beside the app's own tasks), destroyed when the last user leaves (or
+    when its launch fails: the finally below is then the first user's)."""
+    global _open_on, _users
     url = system_database_url(settings.database_url)
     with _lock:
-        if _open is not None and _open.url != url:
+        if _open_on not in (None, url):
             raise EngineError(
                 "one run engine per process: this process already runs one on another database"
             )
-        fresh = _open is None
-        if fresh:
-            _open = _Open(Engine(executor_id), url, 0)
-        assert _open is not None
-        _open.users += 1
-        engine = _open.engine
+        fresh = _open_on is None
+        _open_on = url
+        _users += 1
     try:
         if fresh:
             _route_logs()
-            try:
-                if not url.startswith("postgres"):
-                    _write_ahead_log(url)
-                DBOS(config=engine_config(settings, executor_id=executor_id))
-                DBOS.launch()
-                # Queued work left by an instance that stopped resumes as soon as it may.
-                await engine.register_queues()
-            except BaseException:
-                with _lock:
-                    _open = None
-                DBOS.destroy(destroy_registry=False)
-                raise
-        yield engine
+            if not url.startswith("postgres"):
+                _write_ahead_log(url)
+            DBOS(config=engine_config(url, executor_id=executor_id))
+            DBOS.launch()
+            # The threads queue, stored in the engine's database: each instance's workers
+            # poll it from then on, and queued work left by an instance that stopped
+            # resumes as soon as it may. Registering again (another instance, a restart)
+            # changes nothing.
+            await DBOS.register_queue_async(
+                THREADS_QUEUE, partition_concurrency=1, polling_interval_sec=QUEUE_POLL_S
+            )
+        yield
     finally:
         with _lock:
-            assert _open is not None
-            _open.users -= 1
-            last = _open.users == 0
+            _users -= 1
+            last = _users == 0
             if last:
-                _open = None
+                _open_on = None
         if last:
             # Workflows still running were suspended by the runs' drain; what is left
             # is not waited for: it stays PENDING, for the next start to resume.
@@ -371,12 +345,6 @@ async def _status_outside(workflow_id: str) -> Any:
         return DBOS.get_workflow_status(workflow_id)
 
     return await asyncio.get_running_loop().run_in_executor(None, contextvars.Context().run, read)
-
-
-async def _exists(workflow_id: str) -> bool:
-    """Whether a workflow with this id exists (`_bounded_status`), having written nothing
-    that could start it."""
-    return await _bounded_status(workflow_id) is not None
 
 
 async def _bounded_status(workflow_id: str) -> Any:
@@ -490,72 +458,50 @@ class _OneLine(logging.Filter):
         return True
 
 
-class DurableStep:
-    """One model call's checkpointed step (`bot.core.pipeline.Step`).
-
-    Preemptible: once the workflow is cancelled (a Stop, from any instance), DBOS's watcher
-    cancels the call within about a second, and the call closes its stream and hands over
-    what it spent. That, or a step begun after the cancellation (DBOS refuses it), goes to
-    `on_cancel`; without one, DBOS's `Cancelled` is raised."""
-
-    def __init__(
-        self,
-        run_id: str,
-        name: str,
-        guard: Callable[[], Awaitable[None]],
-        on_cancel: OnCancel | None = None,
-    ) -> None:
-        self._reservation = DBOS.reserve_step()
-        self._run_id = run_id
-        self._key = f"{run_id}:{name}"
-        self._name = name
-        self._guard = guard
-        self._on_cancel = on_cancel
-
-    async def __call__(self, call: Callable[[], Awaitable[Reply[T]]]) -> Reply[T]:
-        made: list[Reply[T]] = []
-
-        async def body() -> Reply[T]:
-            await self._guard()  # an instance that lost its lease starts no call
-            reply = await call()
-            if reply.call.key is None:
-                # A stable key: a step that re-runs after its record was written (but
-                # before its checkpoint) cannot count the call twice.
-                reply = replace(reply, call=replace(reply.call, key=self._key))
-            made.append(reply)
-            return reply
-
-        try:
-            return await _checkpointed(self._reservation, self._name, body, preemptible=True)
-        except Cancelled:
-            if self._on_cancel is None:
-                raise
-            return await self._on_cancel()
-        except Fenced:
-            # A call that returned between the cancellation and DBOS's watcher noticing it
-            # is refused its checkpoint as if taken over. It was made and must be recorded:
-            # it is handed back, and the cancellation is met at the next step.
-            if made and self._on_cancel is not None and await cancelled(self._run_id):
-                return made[0]
-            raise
-
-
+@dataclass(frozen=True)
 class DurableSteps:
-    """A workflow's model calls as DBOS steps (`bot.core.pipeline.Steps`)."""
+    """A workflow's model calls as DBOS steps (`bot.core.pipeline.Steps`).
 
-    def __init__(
-        self,
-        run_id: str,
-        guard: Callable[[], Awaitable[None]],
-        *,
-        on_cancel: OnCancel | None = None,
-    ) -> None:
-        self._run_id = run_id
-        self._guard = guard
-        self._on_cancel = on_cancel
+    Each is preemptible: once the workflow is cancelled (a Stop, from any instance), DBOS's
+    watcher cancels the call within about a second, and the call closes its stream and
+    hands over what it spent. That, or a step begun after the cancellation (DBOS refuses
+    it), goes to `on_cancel`; without one, DBOS's `Cancelled` is raised."""
+
+    run_id: str
+    guard: Callable[[], Awaitable[None]]  # an instance that lost its lease starts no call
+    on_cancel: OnCancel | None = None
 
     def reserve(self, name: str) -> Step:
-        return DurableStep(self._run_id, name, self._guard, self._on_cancel)
+        reservation = DBOS.reserve_step()
+
+        async def durable(call: Callable[[], Awaitable[Reply[T]]]) -> Reply[T]:
+            made: list[Reply[T]] = []
+
+            async def body() -> Reply[T]:
+                await self.guard()
+                reply = await call()
+                if reply.call.key is None:
+                    # A stable key: a step that re-runs after its record was written (but
+                    # before its checkpoint) cannot count the call twice.
+                    reply = replace(reply, call=replace(reply.call, key=f"{self.run_id}:{name}"))
+                made.append(reply)
+                return reply
+
+            try:
+                return await _checkpointed(reservation, name, body, preemptible=True)
+            except Cancelled:
+                if self.on_cancel is None:
+                    raise
+                return await self.on_cancel()
+            except Fenced:
+                # A call that returned between the cancellation and DBOS's watcher noticing
+                # it is refused its checkpoint as if taken over. It was made and must be
+                # recorded: it is handed back, and the cancellation is met at the next step.
+                if made and self.on_cancel is not None and await cancelled(self.run_id):
+                    return made[0]
+                raise
+
+        return durable
 
 
 async def step(name: str, work: Callable[[], Coroutine[Any, Any, T]]) -> T:

@@ -22,31 +22,24 @@ class Lease:
     def __init__(self, *, ttl_s: float, margin_s: float) -> None:
         self._valid_for = max(0.1, ttl_s - margin_s)
         self._until = float("-inf")
-        self._lost = False
+        self.lost = False  # for good: a heartbeat found this instance declared dead
         self._renewed = asyncio.Event()
 
-    @property
-    def lost(self) -> bool:
-        return self._lost
-
-    def renew(self, *, at: float | None = None) -> None:
+    def renew(self, *, at: float) -> None:
         """A heartbeat landed (its write started at `at`, monotonic)."""
-        self._until = (time.monotonic() if at is None else at) + self._valid_for
+        self._until = at + self._valid_for
         self._renewed.set()
         self._renewed = asyncio.Event()
 
     def lose(self) -> None:
         """A heartbeat found this instance declared dead."""
-        self._lost = True
+        self.lost = True
         self._renewed.set()
-
-    def valid(self) -> bool:
-        return not self._lost and time.monotonic() < self._until
 
     async def check(self) -> None:
         """Return while the lease holds; wait for the next heartbeat if it has lapsed;
         raise `LeaseLost` if this instance was declared dead."""
-        while not self.valid():
-            if self._lost:
+        while self.lost or time.monotonic() >= self._until:
+            if self.lost:
                 raise LeaseLost("this instance was declared dead; its runs were taken over")
             await self._renewed.wait()

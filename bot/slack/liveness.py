@@ -5,7 +5,7 @@ this instance's lease (`bot.slack.lease`), and a beat that finds this instance d
 loses it for good (a serving process then stops). Each time it also asks the ledger to
 reap: an instance silent for `ORCHESTRATE_INSTANCE_TTL_S` (or gone from this host) is
 forgotten, and the unfinished workflows of every executor that is not alive are resumed
-here (`take_over` → `Engine.recover`; DBOS's re-enqueue admits one runner, so two instances
+here (`Engine.recover`; DBOS's re-enqueue admits one runner, so two instances
 taking over at once run each once). With the defaults (3 s, 12 s) a dead instance's runs
 go on within about 15 s. A run that truly cannot go on (older than any run lives) becomes
 `interrupted`, and this instance says so in its thread. An instance that has just regained
@@ -53,8 +53,8 @@ class Liveness:
         interval_s: float,
         ttl_s: float,
         longest_run: timedelta,
+        lease: Lease,
         engine: Engine | None = None,
-        lease: Lease | None = None,
         on_lost: Callable[[], object] | None = None,
     ) -> None:
         self._instances = instances
@@ -96,44 +96,36 @@ class Liveness:
         instance declared dead loses the lease for good."""
         sent = time.monotonic()
         if await self._instances.beat():
-            if self.lease is not None:
-                self.lease.renew(at=sent)
+            self.lease.renew(at=sent)
             return
         log.error(
             "this instance was declared dead (silent for longer than %.0f s): its runs were "
             "taken over by another; it acts for them no more",
             self._ttl.total_seconds(),
         )
-        if self.lease is not None:
-            self.lease.lose()
+        self.lease.lose()
         if self._on_lost is not None:
             self._on_lost()
 
-    async def take_over(self) -> int:
-        """Resume, here, the unfinished runs of every instance that is not alive."""
-        if self._engine is None:
-            return 0
-        live = await self._instances.live_ids(ttl=self._ttl)
-        orphans = await self._engine.pending_executors() - live - {self._instances.id}
-        if not orphans:
-            return 0
-        taken = await self._engine.recover(sorted(orphans))
-        if taken:
-            log.warning(
-                "took over %d unfinished runs of stopped instances (%s)",
-                taken,
-                ", ".join(sorted(orphans)),
-            )
-        return taken
-
-    async def reap(self) -> int:
+    async def reap(self) -> None:
         """Forget dead instances and resume their runs here; close the runs that cannot go
-        on and say so in their threads; returns how many were closed."""
+        on and say so in their threads."""
         now = datetime.now(UTC)
         threads = await self._instances.reap(
             ttl=self._ttl, ownerless_before=now - self._longest_run, now=now
         )
-        await self.take_over()
+        if self._engine is not None:
+            # Resume here the unfinished runs of every instance that is not alive.
+            live = await self._instances.live_ids(ttl=self._ttl)
+            orphans = await self._engine.pending_executors() - live - {self._instances.id}
+            if orphans:
+                taken = await self._engine.recover(sorted(orphans))
+                if taken:
+                    log.warning(
+                        "took over %d unfinished runs of stopped instances (%s)",
+                        taken,
+                        ", ".join(sorted(orphans)),
+                    )
         if threads:
             log.warning("%d runs of stopped instances are interrupted", len(threads))
         for channel, ts in threads:
@@ -141,7 +133,6 @@ class Liveness:
                 await self._poster.post(channel, blocks.interrupted_message(), thread_ts=ts)
             except Exception as exc:  # Slack refusing or unreachable: the run is closed anyway
                 log.warning("could not mark thread %s interrupted: %s", ts, describe(exc))
-        return len(threads)
 
     async def _share(self, *, quiet_s: float = 0.0) -> None:
         self._poster.updates.share(await self._instances.live(ttl=self._ttl), quiet_s=quiet_s)
@@ -160,7 +151,7 @@ class Liveness:
                 log.exception("liveness tick failed")
 
     async def _tick(self) -> None:
-        if self.lease is not None and self.lease.lost:
+        if self.lease.lost:
             return
         await self._beat()
         await self._share()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime
+from typing import TypeVar
 
 from dbos import DBOS, ScheduleInput
 from dbos import error as dbos_error
@@ -19,6 +20,7 @@ from bot.slack.conversations import Conversations, ThreadOrder
 from bot.slack.retries import RetryOrder
 from bot.slack.runs import RunOrder, Runs
 
+R = TypeVar("R")
 _hosts: dict[str, Runs] = {}
 _conversations: dict[str, Conversations] = {}
 
@@ -45,12 +47,16 @@ def register_conversations(conversations: Conversations, runs: Runs) -> None:
 def host(name: str) -> Runs:
     """The registry a workflow was started on, if it is in this process; else (a workflow
     resumed after a restart, or taken over) the one registered last."""
-    found = _hosts.get(name)
-    if found is None:
-        if not _hosts:
-            raise RuntimeError("no run registry in this process")
-        found = list(_hosts.values())[-1]
-    return found
+    return _registered(_hosts, name, "run")
+
+
+def _registered(registries: dict[str, R], name: str, what: str) -> R:
+    """`registries[name]`, else the one registered last (`host`)."""
+    if name in registries:
+        return registries[name]
+    if not registries:
+        raise RuntimeError(f"no {what} registry in this process")
+    return list(registries.values())[-1]
 
 
 @DBOS.workflow(name="orchestrate.run")
@@ -123,9 +129,4 @@ async def retry_workflow(order: RetryOrder) -> str:
 async def thread_workflow(order: ThreadOrder) -> str:
     """A mention or a shortcut in a thread, in its turn (the threads queue, one partition per
     thread): a run in the thread, or a follow-up of its run (`Conversations.answer`)."""
-    found = _conversations.get(order.host)
-    if found is None:
-        if not _conversations:
-            raise RuntimeError("no conversations registry in this process")
-        found = list(_conversations.values())[-1]
-    return await found.answer(order)
+    return await _registered(_conversations, order.host, "conversations").answer(order)

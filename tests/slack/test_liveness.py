@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 import blocks
 from bot.ledger import LedgerUnavailable
+from bot.slack.lease import Lease
 from bot.slack.liveness import Liveness
 from bot.slack.poster import Poster
 
@@ -28,10 +29,11 @@ class FlakyInstances:
         self.reaps = 0
         self.left = False
 
-    async def beat(self, *, now: datetime | None = None) -> None:
+    async def beat(self, *, now: datetime | None = None) -> bool:
         self.beats += 1
         if self.beats == 3:
             raise LedgerUnavailable("the database went away")
+        return True  # its row is there: not declared dead
 
     async def reap(
         self, *, ttl: timedelta, ownerless_before: datetime, now: datetime | None = None
@@ -55,8 +57,9 @@ class CountedInstances(FlakyInstances):
         super().__init__()
         self.alive = alive
 
-    async def beat(self, *, now: datetime | None = None) -> None:
+    async def beat(self, *, now: datetime | None = None) -> bool:
         self.beats += 1
+        return True
 
     async def reap(
         self, *, ttl: timedelta, ownerless_before: datetime, now: datetime | None = None
@@ -78,7 +81,7 @@ async def test_the_heartbeat_goes_on_after_an_outage_and_a_failing_reap(
     instances = FlakyInstances()
     liveness = Liveness(
         instances=instances, poster=idle_poster(), interval_s=0.01, ttl_s=0.05,
-        longest_run=timedelta(hours=1),
+        longest_run=timedelta(hours=1), lease=Lease(ttl_s=0.05, margin_s=0.01),
     )  # fmt: skip
 
     await liveness.start()
@@ -97,7 +100,7 @@ async def test_each_instance_paces_chat_update_at_its_share_of_the_workspace_lim
     full = poster.updates.limit
     liveness = Liveness(
         instances=instances, poster=poster, interval_s=0.01, ttl_s=0.05,
-        longest_run=timedelta(hours=1),
+        longest_run=timedelta(hours=1), lease=Lease(ttl_s=0.05, margin_s=0.01),
     )  # fmt: skip
     await liveness.start()
     # Joining a live instance: half the rate, and no edit before the other has counted it.
