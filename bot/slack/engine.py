@@ -68,7 +68,11 @@ ENGINE_VERSION = "orchestrate-workflows-2"
 # The engine's own tables on PostgreSQL.
 SCHEMA = "dbos"
 START_TIMEOUT_S = 5.0  # a new run waits this long for the engine's database, then is refused
-RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0  # a step's checkpoint, tried again through an outage
+# A step's checkpoint, tried again through an outage DBOS does not retry itself (a full
+# SQLite disk). Capped at 5 s, as the ledger's writes are: a try while the database is away
+# is cheap, and the cap bounds how long a run sits idle once it is back. (PostgreSQL's
+# connection errors DBOS retries underneath, doubling to 60 s; that cap is not ours to set.)
+RETRY_FIRST_S, RETRY_MAX_S = 1.0, 5.0
 # The queue of what is asked in threads (mentions and the shortcut: follow-ups, runs in a
 # thread): one partition per thread, one item at a time in it, across instances, in order.
 THREADS_QUEUE = "threads"
