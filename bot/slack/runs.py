@@ -257,18 +257,11 @@ class Runs:
             return None
         return ProgressTarget(request.user_id, request.team_id, self._stream_pacing)
 
-    def stop_here(self, run_id: str, *, by: str) -> bool:
-        """Stop `run_id` now if this process runs it; False if it does not (or it ended)."""
-        stop = self._stops.get(run_id)
-        if stop is None:
-            return False
-        stop.stop(f"stopped by {by}", by=by)
-        return True
-
     async def stop(self, run_id: str, *, by: str) -> None:
         """Stop `run_id` for `by`, wherever it runs: at once if this process runs it, and
         through the engine's cancellation (noticed within about a second) if another does."""
-        self.stop_here(run_id, by=by)
+        if (here := self._stops.get(run_id)) is not None:
+            here.stop(f"stopped by {by}", by=by)
         try:
             if not await self._held_by_a_live_instance(run_id):
                 # Suspended by a restart, or its instance died: cancelling would leave it to
