@@ -118,9 +118,9 @@ class Runs:
         self.retries = Retries(self, pipeline=pipeline, ledger=ledger, poster=poster)
         self._tasks: set[asyncio.Task[None]] = set()
         self._suspendable: set[asyncio.Task[Any]] = set()  # see `working`
-        # Runs in flight per thread, each with the event its renderer sets once the run's
+        # Each run in flight here: its thread, and the event its renderer sets once the run's
         # last message is posted (set too when the run ends, however it ends).
-        self._by_thread: dict[tuple[str, str], dict[str, asyncio.Event]] = {}
+        self._posted: dict[str, tuple[tuple[str, str], asyncio.Event]] = {}
         # How to reply privately to the asker of a run this instance started (a run resumed
         # elsewhere replies with chat.postEphemeral).
         self._replies: dict[str, Respond] = {}
@@ -228,15 +228,14 @@ class Runs:
         stop = self._stops[run_id] = RunStop()
         if resumed is not None and (by := await self._stopped_by(run_id)):
             stop.stop(f"stopped by {by}", by=by)  # asked while no instance ran it
-        key = (request.channel_id, thread_ts)
-        self._by_thread.setdefault(key, {})[run_id] = renderer.posted
+        self._posted[run_id] = ((request.channel_id, thread_ts), renderer.posted)
         self.admitted += 1
         try:
             return await self._run(run_id, request, renderer, admitted, stop)
         finally:
             self._stops.pop(run_id, None)
+            self._posted.pop(run_id, None)
             renderer.posted.set()
-            self._forget(key, run_id)
 
     async def _resumed(self, run_id: str, channel: str, thread_ts: str) -> dict[str, str] | None:
         """For a run resumed after a restart or a takeover, the parts of its thread already
@@ -331,16 +330,9 @@ class Runs:
         """Return once every run of this process in that thread has posted its last
         message (its first message's final edit may still be queued: a follow-up's answer
         need not wait a minute of Tier 3 pacing for it)."""
-        running = self._by_thread.get((channel, thread_ts))
-        if running:
-            await asyncio.gather(*(posted.wait() for posted in list(running.values())))
-
-    def _forget(self, key: tuple[str, str], run_id: str) -> None:
-        running = self._by_thread.get(key)
-        if running is not None:
-            running.pop(run_id, None)
-            if not running:
-                del self._by_thread[key]
+        thread = (channel, thread_ts)
+        posted = [event for where, event in self._posted.values() if where == thread]
+        await asyncio.gather(*(event.wait() for event in posted))
 
     async def wait_idle(self) -> None:
         """Return once no run is in flight."""
