@@ -46,6 +46,11 @@ class Recorder:
             case _:
                 pass
 
+    async def bug(self, run_id: str, elapsed_s: float) -> None:
+        """A run (or a Retry) ended by a bug: counted as failed, its ledger row closed."""
+        self._metrics.runs.labels("failed").inc()
+        await self._ledger.finish_run(run_id, "failed", elapsed_s=elapsed_s, error="internal error")
+
     async def to_ledger(self, run_id: str, event: Event) -> None:
         if self._pages is not None:
             await self._pages.record(run_id, event)

@@ -28,7 +28,6 @@ from bot.ledger import Limits, RunInfo, RunLedger
 from bot.slack import engine
 from bot.slack.admission import Admission
 from bot.slack.engine import Engine
-from bot.slack.metrics import Metrics
 from bot.slack.poster import SLACK_FAILURES, Poster, Undelivered, describe
 from bot.slack.recording import Recorder
 from bot.slack.requests import RunRequest, quietly, run_id_for
@@ -62,7 +61,6 @@ class Host(Protocol):
     retry_workflow: Callable[[RetryOrder], Coroutine[Any, Any, str]] | None
     admission: Admission
     recorder: Recorder
-    metrics: Metrics
 
     def own(self, work: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]: ...
 
@@ -171,10 +169,7 @@ class Retries:
             )
         except Exception:
             log.exception("retry %s of run %s failed with a bug", order.retry_id, order.run_id)
-            self._runs.metrics.runs.labels("failed").inc()
-            await self._ledger.finish_run(
-                order.retry_id, "failed", elapsed_s=0.0, error="internal error"
-            )
+            await self._runs.recorder.bug(order.retry_id, 0.0)
             await self._bug(request, strategy.components[order.index].name)
 
     async def _post(self, request: RunRequest, message: blocks.OutboundMessage) -> None:

@@ -433,10 +433,7 @@ class Runs:
             if not isinstance(exc, Exception):
                 raise
             log.exception("run %s failed with a bug", run_id, extra=fields(run_id=run_id))
-            self.metrics.runs.labels("failed").inc()
-            await self._ledger.finish_run(
-                run_id, "failed", elapsed_s=time.monotonic() - started, error="internal error"
-            )
+            await self.recorder.bug(run_id, time.monotonic() - started)
             await renderer.bug()
             return "failed"
         await self._after(request.team_id)
