@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import blocks
-from bot.core.budget import CallBudget
 from bot.core.events import Event, ExampleFailed, ExampleReady, RunFinished
 from bot.core.models import Strategy
 from bot.core.pipeline import Pipeline
@@ -148,12 +147,6 @@ class Retries:
     async def execute(self, order: RetryOrder) -> str:
         """The Retry, inside its workflow: its one model call a durable step (its record
         keyed, so a resumed retry never counts it twice)."""
-        with self._runs.working():
-            budget = self._runs.admission.budget(order.retry_id, order.limits)
-            await self._retry(order, budget)
-        return "ended"
-
-    async def _retry(self, order: RetryOrder, budget: CallBudget) -> None:
         request, strategy = order.request, order.strategy
         total = len(strategy.components)
 
@@ -162,15 +155,18 @@ class Retries:
             for message in _messages(event, run_id=order.run_id, by=request.user_id, total=total):
                 await self._post(request, message)
 
+        budget = self._runs.admission.budget(order.retry_id, order.limits)
         steps = engine.DurableSteps(order.retry_id, self._runs.guard)
-        try:
-            await self._pipeline.example_again(
-                request.question, strategy, order.index, emit=emit, budget=budget, steps=steps
-            )
-        except Exception:
-            log.exception("retry %s of run %s failed with a bug", order.retry_id, order.run_id)
-            await self._runs.recorder.bug(order.retry_id, 0.0)
-            await self._bug(request, strategy.components[order.index].name)
+        with self._runs.working():
+            try:
+                await self._pipeline.example_again(
+                    request.question, strategy, order.index, emit=emit, budget=budget, steps=steps
+                )
+            except Exception:
+                log.exception("retry %s of run %s failed with a bug", order.retry_id, order.run_id)
+                await self._runs.recorder.bug(order.retry_id, 0.0)
+                await self._bug(request, strategy.components[order.index].name)
+        return "ended"
 
     async def _post(self, request: RunRequest, message: blocks.OutboundMessage) -> None:
         """Post one of a retry's messages. The call behind it is billed and recorded already:
