@@ -169,7 +169,8 @@ class Retries:
         return "ended"
 
     async def _post(self, request: RunRequest, message: blocks.OutboundMessage) -> None:
-        """Post one of a retry's messages. The call behind it is billed and recorded already:
+        """Post one of a retry's messages (its example, its failure, what it cost, or that a
+        bug stopped it). The call behind it is billed and recorded already:
         a message Slack refuses must not end the retry as a bug (and close its ledger row as
         failed); what Slack refused, even cut smaller, is named in the thread."""
         channel, thread_ts = request.channel_id, request.thread_ts
@@ -193,12 +194,7 @@ class Retries:
         problem = (
             f"an internal error stopped the retry of {name}; it has been logged for the operators"
         )
-        try:
-            await self._poster.post(
-                request.channel_id, blocks.error_message(problem), thread_ts=request.thread_ts
-            )
-        except SLACK_FAILURES as exc:
-            log.warning("could not say that a retry failed: %s", describe(exc))
+        await self._post(request, blocks.error_message(problem))
 
 
 def _seen(status: str, name: str) -> blocks.OutboundMessage:
