@@ -100,8 +100,12 @@ class Retries:
             # The engine's database is away: nothing is started, nothing is spent.
             log.warning("could not look up the retries of run %s: %s", run.id, describe(exc))
             return blocks.run_not_started_message()
+        # A retry that exists (a double click, a replay): under way while it runs, else the
+        # button was used, and the thread has what it gave.
+        if status in ACTIVE:
+            return blocks.retry_under_way_message(name=name)
         if status is not None:
-            return _seen(status, name)
+            return blocks.retry_used_message(name=name)
         request = RunRequest(
             team_id=run.team_id,
             channel_id=run.thread_channel or run.channel_id,
@@ -195,14 +199,6 @@ class Retries:
             f"an internal error stopped the retry of {name}; it has been logged for the operators"
         )
         await self._post(request, blocks.error_message(problem))
-
-
-def _seen(status: str, name: str) -> blocks.OutboundMessage:
-    """The reply to a click on a Retry button whose retry exists (a double click, a replay):
-    under way while it runs, else the button was used, and the thread has what it gave."""
-    if status in ACTIVE:
-        return blocks.retry_under_way_message(name=name)
-    return blocks.retry_used_message(name=name)
 
 
 def _messages(event: Event, *, run_id: str, by: str, total: int) -> list[blocks.OutboundMessage]:
