@@ -49,7 +49,6 @@ class RetryOrder:
     index: int
     limits: Limits
     host: str
-    kind: str = "retry"
 
 
 class Host(Protocol):
