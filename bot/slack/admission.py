@@ -24,7 +24,6 @@ from bot.ledger import (
     CallHold,
     GovernanceStore,
     Limits,
-    Reservation,
     RunLedger,
     initial_settings,
 )
@@ -136,7 +135,6 @@ class Admission:
             not_started(request, result.run_id, "budget", f"{result.budget} budget")
             self._metrics.refused(result.budget)
             return blocks.budget_refused_message(result, admins=await self._admins())
-        assert isinstance(result, Reservation)
         return limits
 
     def budget(self, run_id: str, limits: Limits) -> CallBudget:
