@@ -106,7 +106,6 @@ class Runs:
         self.metrics = metrics or Metrics()
         self.metrics.track_in_flight(lambda: self.in_flight)
         self.admission = Admission(
-            pipeline=pipeline,
             ledger=ledger,
             governance=governance,
             poster=poster,
@@ -199,7 +198,11 @@ class Runs:
             self._workflow_tasks.pop(run_id, None)
 
     async def _execute(self, request: RunRequest, run_id: str, respond: Respond) -> str:
-        admit = partial(self.admission.admit_run, request, run_id)
+        # A run of the three models: its worst case counts the discussion it reads; its
+        # models name the runs whose recent cost (p95) it reserves.
+        worst_case = self._pipeline.worst_case_usd(request.question, thread=request.thread or "")
+        models = ",".join(self._settings.models)
+        admit = partial(self.admission.admit, request, worst_case, run_id=run_id, models=models)
         admitted = await engine.step("admit", admit)
         if isinstance(admitted, blocks.OutboundMessage):
             await engine.step("tell", partial(tell, respond, admitted))
