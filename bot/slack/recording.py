@@ -43,8 +43,6 @@ class Recorder:
                 log.debug("model call", extra=fields(run_id=run_id, **call_fields(call)))
             case RunFinished() | RunFailed():
                 log.info("run ended", extra=fields(**run_fields(run_id, request, event)))
-            case _:
-                pass
 
     async def bug(self, run_id: str, elapsed_s: float) -> None:
         """A run (or a Retry) ended by a bug: counted as failed, its ledger row closed."""
@@ -68,8 +66,6 @@ class Recorder:
                 await self._ledger.finish_run(
                     run_id, status=status, elapsed_s=elapsed, error=reason
                 )
-            case _:
-                pass
 
 
 def call_fields(call: CallRecord) -> dict[str, object]:
