@@ -401,9 +401,18 @@ class Runs:
                 await self.recorder.to_ledger(run_id, event)
             await feed.emit(event)
 
-        consumer = asyncio.create_task(
-            self._consume(feed, run_id, request, renderer, stop), name=f"events-{run_id}"
-        )
+        async def consume() -> None:
+            try:
+                async for event in feed:
+                    if not isinstance(event, CallFinished):  # written already
+                        await self.recorder.to_ledger(run_id, event)
+                    self.recorder.observe(run_id, request, event)
+                    await renderer(event)
+            except Exception:
+                stop.stop("an internal error stopped this run")  # no more calls paid for nothing
+                raise
+
+        consumer = asyncio.create_task(consume(), name=f"events-{run_id}")
         try:
             try:
                 await self._pipeline.run(
@@ -441,24 +450,6 @@ class Runs:
             return "failed"
         await self._after(request.team_id)
         return "ended"
-
-    async def _consume(
-        self,
-        feed: EventFeed,
-        run_id: str,
-        request: RunRequest,
-        renderer: ThreadRenderer,
-        stop: RunStop,
-    ) -> None:
-        try:
-            async for event in feed:
-                if not isinstance(event, CallFinished):  # written already
-                    await self.recorder.to_ledger(run_id, event)
-                self.recorder.observe(run_id, request, event)
-                await renderer(event)
-        except Exception:
-            stop.stop("an internal error stopped this run")  # no more calls paid for nothing
-            raise
 
     async def guard(self) -> None:
         """Before each model call: this instance must still hold its lease (`Liveness`)."""
