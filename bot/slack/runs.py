@@ -45,7 +45,6 @@ from bot.core.pipeline import Pipeline, RunStop, RunSuspended
 from bot.ledger import (
     GovernanceStore,
     LedgerError,
-    Limits,
     PageLog,
     RunLedger,
     StopRequests,
@@ -186,18 +185,22 @@ class Runs:
         """The run, inside its workflow: admission, the first message and each model call
         are steps (kept by the engine, so a resumed run does none of them twice). Returns
         how it ended; raises `CancelledError` when suspended by a shutdown (the workflow
-        stays pending, for the next start to resume)."""
-        request, run_id = order.request, order.run_id
-        respond = self._replies.pop(run_id, None) or self._private_reply(request)
+        stays pending, for the next start to resume). In flight here until it ends, however
+        it ends."""
+        run_id = order.run_id
         current = asyncio.current_task()
         if current is not None:
             self._workflow_tasks[run_id] = current
         try:
-            return await self._execute(request, run_id, respond)
+            return await self._execute(order.request, run_id)
         finally:
             self._workflow_tasks.pop(run_id, None)
+            self._stops.pop(run_id, None)
+            if (thread_posted := self._posted.pop(run_id, None)) is not None:
+                thread_posted[1].set()
 
-    async def _execute(self, request: RunRequest, run_id: str, respond: Respond) -> str:
+    async def _execute(self, request: RunRequest, run_id: str) -> str:
+        respond = self._replies.pop(run_id, None) or self._private_reply(request)
         # A run of the three models: its worst case counts the discussion it reads; its
         # models name the runs whose recent cost (p95) it reserves.
         worst_case = self._pipeline.worst_case_usd(request.question, thread=request.thread or "")
@@ -233,12 +236,72 @@ class Runs:
             stop.stop(f"stopped by {by}", by=by)  # asked while no instance ran it
         self._posted[run_id] = ((request.channel_id, thread_ts), renderer.posted)
         self.admitted += 1
+        budget = self.admission.budget(run_id, admitted)
+        started = time.monotonic()
+        steps = engine.DurableSteps(
+            run_id, self.guard, on_cancel=partial(self._cancelled, run_id, stop)
+        )
+        # The pipeline only queues its events; this run's consumer pulls them in order and
+        # writes each to the ledger, then to the thread, so a slow Slack never holds up a
+        # model's stream (drafts it has fallen behind on are skipped). A call's record is
+        # the exception: written the moment the call returns, before it is queued, so it
+        # settles the call's budget hold before the next call asks the budget.
+        feed = EventFeed()
+
+        async def emit(event: Event) -> None:
+            if isinstance(event, CallFinished):
+                await self.recorder.to_ledger(run_id, event)
+            await feed.emit(event)
+
+        async def consume() -> None:
+            try:
+                async for event in feed:
+                    if not isinstance(event, CallFinished):  # written already
+                        await self.recorder.to_ledger(run_id, event)
+                    self.recorder.observe(run_id, request, event)
+                    await renderer(event)
+            except Exception:
+                stop.stop("an internal error stopped this run")  # no more calls paid for nothing
+                raise
+
+        consumer = asyncio.create_task(consume(), name=f"events-{run_id}")
         try:
-            return await self._run(run_id, request, renderer, admitted, stop)
-        finally:
-            self._stops.pop(run_id, None)
-            self._posted.pop(run_id, None)
-            renderer.posted.set()
+            try:
+                await self._pipeline.run(
+                    request.question,
+                    emit=emit,
+                    thread=request.thread,
+                    budget=budget,
+                    stop=stop,
+                    steps=steps,
+                    resumable=True,
+                )
+            finally:
+                feed.close()
+                await _drained(consumer)  # every event queued is written, however it ended
+            consumer.result()  # a bug in the consumer is the run's bug
+        except (asyncio.CancelledError, RunSuspended):
+            # A shutdown: the run stays open and resumes after the restart, where it was.
+            log.info("run suspended for a restart", extra=fields(run_id=run_id))
+            await renderer.suspend()
+            raise asyncio.CancelledError from None
+        except BaseException as exc:
+            if engine.taken_over(exc):
+                # Another instance took the run over (this one was frozen, and found dead):
+                # it writes nothing more, and posts nothing more, for it. (A cancellation is
+                # not that: the model steps turn it into the run's stop, which writes the
+                # run's ending, see `_cancelled`.)
+                log.warning("run taken over", extra=fields(run_id=run_id))
+                renderer.fence()
+                raise engine.first_lost(exc) from None
+            if not isinstance(exc, Exception):
+                raise
+            log.exception("run %s failed with a bug", run_id, extra=fields(run_id=run_id))
+            await self.recorder.bug(run_id, time.monotonic() - started)
+            await renderer.bug()
+            return "failed"
+        await self._after(request.team_id)
+        return "ended"
 
     async def _resumed(self, run_id: str, channel: str, thread_ts: str) -> dict[str, str] | None:
         """For a run resumed after a restart or a takeover, the parts of its thread already
@@ -375,81 +438,6 @@ class Runs:
             )
         else:
             log.info("no runs in flight")
-
-    async def _run(
-        self,
-        run_id: str,
-        request: RunRequest,
-        renderer: ThreadRenderer,
-        limits: Limits,
-        stop: RunStop,
-    ) -> str:
-        budget = self.admission.budget(run_id, limits)
-        started = time.monotonic()
-        steps = engine.DurableSteps(
-            run_id, self.guard, on_cancel=partial(self._cancelled, run_id, stop)
-        )
-        # The pipeline only queues its events; this run's consumer pulls them in order and
-        # writes each to the ledger, then to the thread, so a slow Slack never holds up a
-        # model's stream (drafts it has fallen behind on are skipped). A call's record is
-        # the exception: written the moment the call returns, before it is queued, so it
-        # settles the call's budget hold before the next call asks the budget.
-        feed = EventFeed()
-
-        async def emit(event: Event) -> None:
-            if isinstance(event, CallFinished):
-                await self.recorder.to_ledger(run_id, event)
-            await feed.emit(event)
-
-        async def consume() -> None:
-            try:
-                async for event in feed:
-                    if not isinstance(event, CallFinished):  # written already
-                        await self.recorder.to_ledger(run_id, event)
-                    self.recorder.observe(run_id, request, event)
-                    await renderer(event)
-            except Exception:
-                stop.stop("an internal error stopped this run")  # no more calls paid for nothing
-                raise
-
-        consumer = asyncio.create_task(consume(), name=f"events-{run_id}")
-        try:
-            try:
-                await self._pipeline.run(
-                    request.question,
-                    emit=emit,
-                    thread=request.thread,
-                    budget=budget,
-                    stop=stop,
-                    steps=steps,
-                    resumable=True,
-                )
-            finally:
-                feed.close()
-                await _drained(consumer)  # every event queued is written, however it ended
-            consumer.result()  # a bug in the consumer is the run's bug
-        except (asyncio.CancelledError, RunSuspended):
-            # A shutdown: the run stays open and resumes after the restart, where it was.
-            log.info("run suspended for a restart", extra=fields(run_id=run_id))
-            await renderer.suspend()
-            raise asyncio.CancelledError from None
-        except BaseException as exc:
-            if engine.taken_over(exc):
-                # Another instance took the run over (this one was frozen, and found dead):
-                # it writes nothing more, and posts nothing more, for it. (A cancellation is
-                # not that: the model steps turn it into the run's stop, which writes the
-                # run's ending, see `_cancelled`.)
-                log.warning("run taken over", extra=fields(run_id=run_id))
-                renderer.fence()
-                raise engine.first_lost(exc) from None
-            if not isinstance(exc, Exception):
-                raise
-            log.exception("run %s failed with a bug", run_id, extra=fields(run_id=run_id))
-            await self.recorder.bug(run_id, time.monotonic() - started)
-            await renderer.bug()
-            return "failed"
-        await self._after(request.team_id)
-        return "ended"
 
     async def guard(self) -> None:
         """Before each model call: this instance must still hold its lease (`Liveness`)."""
