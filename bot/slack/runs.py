@@ -95,7 +95,6 @@ class Runs:
     ) -> None:
         self._pipeline = pipeline
         self._pages = pages  # each run's web page (bot.web), when kept
-        self._ledger = ledger
         self._poster = poster
         self._settings = settings
         self.engine = engine
