@@ -215,7 +215,14 @@ class Runs:
             return "not started"
         top_ts = opened
         thread_ts = request.thread_ts or top_ts
-        resumed = await self._resumed(run_id, request.channel_id, thread_ts)
+        # Resumed after a restart or a takeover: the parts of its thread posted already (part
+        # → ts) are not posted again, and the run tells its web page its events again.
+        resumed: dict[str, str] | None = None
+        if await self.engine.resumed(run_id):
+            resumed = await self._poster.parts_posted(request.channel_id, thread_ts, run_id)
+            log.info("resuming a run", extra=fields(run_id=run_id, posted=len(resumed)))
+            if self._pages is not None:
+                await self._pages.restart(run_id)
         renderer = ThreadRenderer(
             self._poster,
             channel=request.channel_id,
@@ -228,8 +235,6 @@ class Runs:
             web_link=self._settings.run_page_url(run_id),
             posted_before=resumed,
         )
-        if resumed is not None and self._pages is not None:
-            await self._pages.restart(run_id)  # the resumed run tells its events again
         stop = self._stops[run_id] = RunStop()
         if resumed is not None and (by := await self._stopped_by(run_id)):
             stop.stop(f"stopped by {by}", by=by)  # asked while no instance ran it
@@ -301,15 +306,6 @@ class Runs:
             return "failed"
         await self._after(request.team_id)
         return "ended"
-
-    async def _resumed(self, run_id: str, channel: str, thread_ts: str) -> dict[str, str] | None:
-        """For a run resumed after a restart or a takeover, the parts of its thread already
-        posted (part → ts), which it must not post again; None for a run on its first go."""
-        if not await self.engine.resumed(run_id):
-            return None
-        posted = await self._poster.parts_posted(channel, thread_ts, run_id)
-        log.info("resuming a run", extra=fields(run_id=run_id, posted=len(posted)))
-        return posted
 
     def _private_reply(self, request: RunRequest) -> Respond:
         """How a run resumed on another instance tells the asker something privately."""
