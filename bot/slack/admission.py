@@ -17,14 +17,12 @@ from slack_sdk.errors import SlackApiError
 
 import blocks
 from bot.core.budget import CallBudget, CallRefused
-from bot.core.pipeline import Pipeline
 from bot.ledger import (
     BudgetRefusal,
     BudgetStop,
     CallHold,
     GovernanceStore,
     Limits,
-    Reservation,
     RunLedger,
     initial_settings,
 )
@@ -71,26 +69,17 @@ class Admission:
     def __init__(
         self,
         *,
-        pipeline: Pipeline,
         ledger: RunLedger,
         governance: GovernanceStore,
         poster: Poster,
         settings: Settings,
         metrics: Metrics,
     ) -> None:
-        self._pipeline = pipeline
         self._ledger = ledger
         self._governance = governance
         self._poster = poster
         self._settings = settings
         self._metrics = metrics
-
-    async def admit_run(self, request: RunRequest, run_id: str) -> Limits | blocks.OutboundMessage:
-        """A run of the three models (the discussion counted in its worst case), which
-        reserves what recent runs of those models cost (p95)."""
-        worst_case = self._pipeline.worst_case_usd(request.question, thread=request.thread or "")
-        models = ",".join(self._settings.models)
-        return await self.admit(request, worst_case, run_id=run_id, models=models)
 
     async def admit(
         self,
@@ -136,7 +125,6 @@ class Admission:
             not_started(request, result.run_id, "budget", f"{result.budget} budget")
             self._metrics.refused(result.budget)
             return blocks.budget_refused_message(result, admins=await self._admins())
-        assert isinstance(result, Reservation)
         return limits
 
     def budget(self, run_id: str, limits: Limits) -> CallBudget:

@@ -26,11 +26,7 @@ log = logging.getLogger(__name__)
 
 
 class ChannelUnavailable(Exception):
-    """The bot cannot post in the command's channel; `error` is Slack's code for why."""
-
-    def __init__(self, error: str) -> None:
-        super().__init__(error)
-        self.error = error
+    """The bot cannot post in the command's channel; its message is Slack's code for why."""
 
 
 class Opening:
@@ -46,11 +42,11 @@ class Opening:
         try:
             top_ts = await self._post_first(request, run_id)
         except ChannelUnavailable as problem:
-            not_started(request, run_id, "not in channel", problem.error)
+            not_started(request, run_id, "not in channel", str(problem))
             await self._ledger.finish_run(
-                run_id, "failed", elapsed_s=0.0, error=f"cannot post in channel: {problem.error}"
+                run_id, "failed", elapsed_s=0.0, error=f"cannot post in channel: {problem}"
             )
-            return blocks.channel_unavailable_message(error=problem.error)
+            return blocks.channel_unavailable_message(error=str(problem))
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise  # a shutdown: the step runs again after the restart

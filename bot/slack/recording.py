@@ -43,8 +43,11 @@ class Recorder:
                 log.debug("model call", extra=fields(run_id=run_id, **call_fields(call)))
             case RunFinished() | RunFailed():
                 log.info("run ended", extra=fields(**run_fields(run_id, request, event)))
-            case _:
-                pass
+
+    async def bug(self, run_id: str, elapsed_s: float) -> None:
+        """A run (or a Retry) ended by a bug: counted as failed, its ledger row closed."""
+        self._metrics.runs.labels("failed").inc()
+        await self._ledger.finish_run(run_id, "failed", elapsed_s=elapsed_s, error="internal error")
 
     async def to_ledger(self, run_id: str, event: Event) -> None:
         if self._pages is not None:
@@ -63,8 +66,6 @@ class Recorder:
                 await self._ledger.finish_run(
                     run_id, status=status, elapsed_s=elapsed, error=reason
                 )
-            case _:
-                pass
 
 
 def call_fields(call: CallRecord) -> dict[str, object]:

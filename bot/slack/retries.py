@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import blocks
-from bot.core.budget import CallBudget
 from bot.core.events import Event, ExampleFailed, ExampleReady, RunFinished
 from bot.core.models import Strategy
 from bot.core.pipeline import Pipeline
@@ -28,7 +27,6 @@ from bot.ledger import Limits, RunInfo, RunLedger
 from bot.slack import engine
 from bot.slack.admission import Admission
 from bot.slack.engine import Engine
-from bot.slack.metrics import Metrics
 from bot.slack.poster import SLACK_FAILURES, Poster, Undelivered, describe
 from bot.slack.recording import Recorder
 from bot.slack.requests import RunRequest, quietly, run_id_for
@@ -51,7 +49,6 @@ class RetryOrder:
     index: int
     limits: Limits
     host: str
-    kind: str = "retry"
 
 
 class Host(Protocol):
@@ -62,7 +59,6 @@ class Host(Protocol):
     retry_workflow: Callable[[RetryOrder], Coroutine[Any, Any, str]] | None
     admission: Admission
     recorder: Recorder
-    metrics: Metrics
 
     def own(self, work: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]: ...
 
@@ -103,8 +99,12 @@ class Retries:
             # The engine's database is away: nothing is started, nothing is spent.
             log.warning("could not look up the retries of run %s: %s", run.id, describe(exc))
             return blocks.run_not_started_message()
+        # A retry that exists (a double click, a replay): under way while it runs, else the
+        # button was used, and the thread has what it gave.
+        if status in ACTIVE:
+            return blocks.retry_under_way_message(name=name)
         if status is not None:
-            return _seen(status, name)
+            return blocks.retry_used_message(name=name)
         request = RunRequest(
             team_id=run.team_id,
             channel_id=run.thread_channel or run.channel_id,
@@ -150,12 +150,6 @@ class Retries:
     async def execute(self, order: RetryOrder) -> str:
         """The Retry, inside its workflow: its one model call a durable step (its record
         keyed, so a resumed retry never counts it twice)."""
-        with self._runs.working():
-            budget = self._runs.admission.budget(order.retry_id, order.limits)
-            await self._retry(order, budget)
-        return "ended"
-
-    async def _retry(self, order: RetryOrder, budget: CallBudget) -> None:
         request, strategy = order.request, order.strategy
         total = len(strategy.components)
 
@@ -164,21 +158,22 @@ class Retries:
             for message in _messages(event, run_id=order.run_id, by=request.user_id, total=total):
                 await self._post(request, message)
 
+        budget = self._runs.admission.budget(order.retry_id, order.limits)
         steps = engine.DurableSteps(order.retry_id, self._runs.guard)
-        try:
-            await self._pipeline.example_again(
-                request.question, strategy, order.index, emit=emit, budget=budget, steps=steps
-            )
-        except Exception:
-            log.exception("retry %s of run %s failed with a bug", order.retry_id, order.run_id)
-            self._runs.metrics.runs.labels("failed").inc()
-            await self._ledger.finish_run(
-                order.retry_id, "failed", elapsed_s=0.0, error="internal error"
-            )
-            await self._bug(request, strategy.components[order.index].name)
+        with self._runs.working():
+            try:
+                await self._pipeline.example_again(
+                    request.question, strategy, order.index, emit=emit, budget=budget, steps=steps
+                )
+            except Exception:
+                log.exception("retry %s of run %s failed with a bug", order.retry_id, order.run_id)
+                await self._runs.recorder.bug(order.retry_id, 0.0)
+                await self._bug(request, strategy.components[order.index].name)
+        return "ended"
 
     async def _post(self, request: RunRequest, message: blocks.OutboundMessage) -> None:
-        """Post one of a retry's messages. The call behind it is billed and recorded already:
+        """Post one of a retry's messages (its example, its failure, what it cost, or that a
+        bug stopped it). The call behind it is billed and recorded already:
         a message Slack refuses must not end the retry as a bug (and close its ledger row as
         failed); what Slack refused, even cut smaller, is named in the thread."""
         channel, thread_ts = request.channel_id, request.thread_ts
@@ -202,20 +197,7 @@ class Retries:
         problem = (
             f"an internal error stopped the retry of {name}; it has been logged for the operators"
         )
-        try:
-            await self._poster.post(
-                request.channel_id, blocks.error_message(problem), thread_ts=request.thread_ts
-            )
-        except SLACK_FAILURES as exc:
-            log.warning("could not say that a retry failed: %s", describe(exc))
-
-
-def _seen(status: str, name: str) -> blocks.OutboundMessage:
-    """The reply to a click on a Retry button whose retry exists (a double click, a replay):
-    under way while it runs, else the button was used, and the thread has what it gave."""
-    if status in ACTIVE:
-        return blocks.retry_under_way_message(name=name)
-    return blocks.retry_used_message(name=name)
+        await self._post(request, blocks.error_message(problem))
 
 
 def _messages(event: Event, *, run_id: str, by: str, total: int) -> list[blocks.OutboundMessage]:

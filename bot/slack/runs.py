@@ -45,7 +45,6 @@ from bot.core.pipeline import Pipeline, RunStop, RunSuspended
 from bot.ledger import (
     GovernanceStore,
     LedgerError,
-    Limits,
     PageLog,
     RunLedger,
     StopRequests,
@@ -96,7 +95,6 @@ class Runs:
     ) -> None:
         self._pipeline = pipeline
         self._pages = pages  # each run's web page (bot.web), when kept
-        self._ledger = ledger
         self._poster = poster
         self._settings = settings
         self.engine = engine
@@ -106,7 +104,6 @@ class Runs:
         self.metrics = metrics or Metrics()
         self.metrics.track_in_flight(lambda: self.in_flight)
         self.admission = Admission(
-            pipeline=pipeline,
             ledger=ledger,
             governance=governance,
             poster=poster,
@@ -118,9 +115,9 @@ class Runs:
         self.retries = Retries(self, pipeline=pipeline, ledger=ledger, poster=poster)
         self._tasks: set[asyncio.Task[None]] = set()
         self._suspendable: set[asyncio.Task[Any]] = set()  # see `working`
-        # Runs in flight per thread, each with the event its renderer sets once the run's
+        # Each run in flight here: its thread, and the event its renderer sets once the run's
         # last message is posted (set too when the run ends, however it ends).
-        self._by_thread: dict[tuple[str, str], dict[str, asyncio.Event]] = {}
+        self._posted: dict[str, tuple[tuple[str, str], asyncio.Event]] = {}
         # How to reply privately to the asker of a run this instance started (a run resumed
         # elsewhere replies with chat.postEphemeral).
         self._replies: dict[str, Respond] = {}
@@ -187,19 +184,27 @@ class Runs:
         """The run, inside its workflow: admission, the first message and each model call
         are steps (kept by the engine, so a resumed run does none of them twice). Returns
         how it ended; raises `CancelledError` when suspended by a shutdown (the workflow
-        stays pending, for the next start to resume)."""
-        request, run_id = order.request, order.run_id
-        respond = self._replies.pop(run_id, None) or self._private_reply(request)
+        stays pending, for the next start to resume). In flight here until it ends, however
+        it ends."""
+        run_id = order.run_id
         current = asyncio.current_task()
         if current is not None:
             self._workflow_tasks[run_id] = current
         try:
-            return await self._execute(request, run_id, respond)
+            return await self._execute(order.request, run_id)
         finally:
             self._workflow_tasks.pop(run_id, None)
+            self._stops.pop(run_id, None)
+            if (thread_posted := self._posted.pop(run_id, None)) is not None:
+                thread_posted[1].set()
 
-    async def _execute(self, request: RunRequest, run_id: str, respond: Respond) -> str:
-        admit = partial(self.admission.admit_run, request, run_id)
+    async def _execute(self, request: RunRequest, run_id: str) -> str:
+        respond = self._replies.pop(run_id, None) or self._private_reply(request)
+        # A run of the three models: its worst case counts the discussion it reads; its
+        # models name the runs whose recent cost (p95) it reserves.
+        worst_case = self._pipeline.worst_case_usd(request.question, thread=request.thread or "")
+        models = ",".join(self._settings.models)
+        admit = partial(self.admission.admit, request, worst_case, run_id=run_id, models=models)
         admitted = await engine.step("admit", admit)
         if isinstance(admitted, blocks.OutboundMessage):
             await engine.step("tell", partial(tell, respond, admitted))
@@ -210,7 +215,14 @@ class Runs:
             return "not started"
         top_ts = opened
         thread_ts = request.thread_ts or top_ts
-        resumed = await self._resumed(run_id, request.channel_id, thread_ts)
+        # Resumed after a restart or a takeover: the parts of its thread posted already (part
+        # → ts) are not posted again, and the run tells its web page its events again.
+        resumed: dict[str, str] | None = None
+        if await self.engine.resumed(run_id):
+            resumed = await self._poster.parts_posted(request.channel_id, thread_ts, run_id)
+            log.info("resuming a run", extra=fields(run_id=run_id, posted=len(resumed)))
+            if self._pages is not None:
+                await self._pages.restart(run_id)
         renderer = ThreadRenderer(
             self._poster,
             channel=request.channel_id,
@@ -223,29 +235,77 @@ class Runs:
             web_link=self._settings.run_page_url(run_id),
             posted_before=resumed,
         )
-        if resumed is not None and self._pages is not None:
-            await self._pages.restart(run_id)  # the resumed run tells its events again
         stop = self._stops[run_id] = RunStop()
         if resumed is not None and (by := await self._stopped_by(run_id)):
             stop.stop(f"stopped by {by}", by=by)  # asked while no instance ran it
-        key = (request.channel_id, thread_ts)
-        self._by_thread.setdefault(key, {})[run_id] = renderer.posted
+        self._posted[run_id] = ((request.channel_id, thread_ts), renderer.posted)
         self.admitted += 1
-        try:
-            return await self._run(run_id, request, renderer, admitted, stop)
-        finally:
-            self._stops.pop(run_id, None)
-            renderer.posted.set()
-            self._forget(key, run_id)
+        budget = self.admission.budget(run_id, admitted)
+        started = time.monotonic()
+        steps = engine.DurableSteps(
+            run_id, self.guard, on_cancel=partial(self._cancelled, run_id, stop)
+        )
+        # The pipeline only queues its events; this run's consumer pulls them in order and
+        # writes each to the ledger, then to the thread, so a slow Slack never holds up a
+        # model's stream (drafts it has fallen behind on are skipped). A call's record is
+        # the exception: written the moment the call returns, before it is queued, so it
+        # settles the call's budget hold before the next call asks the budget.
+        feed = EventFeed()
 
-    async def _resumed(self, run_id: str, channel: str, thread_ts: str) -> dict[str, str] | None:
-        """For a run resumed after a restart or a takeover, the parts of its thread already
-        posted (part → ts), which it must not post again; None for a run on its first go."""
-        if not await self.engine.resumed(run_id):
-            return None
-        posted = await self._poster.parts_posted(channel, thread_ts, run_id)
-        log.info("resuming a run", extra=fields(run_id=run_id, posted=len(posted)))
-        return posted
+        async def emit(event: Event) -> None:
+            if isinstance(event, CallFinished):
+                await self.recorder.to_ledger(run_id, event)
+            await feed.emit(event)
+
+        async def consume() -> None:
+            try:
+                async for event in feed:
+                    if not isinstance(event, CallFinished):  # written already
+                        await self.recorder.to_ledger(run_id, event)
+                    self.recorder.observe(run_id, request, event)
+                    await renderer(event)
+            except Exception:
+                stop.stop("an internal error stopped this run")  # no more calls paid for nothing
+                raise
+
+        consumer = asyncio.create_task(consume(), name=f"events-{run_id}")
+        try:
+            try:
+                await self._pipeline.run(
+                    request.question,
+                    emit=emit,
+                    thread=request.thread,
+                    budget=budget,
+                    stop=stop,
+                    steps=steps,
+                    resumable=True,
+                )
+            finally:
+                feed.close()
+                await _drained(consumer)  # every event queued is written, however it ended
+            consumer.result()  # a bug in the consumer is the run's bug
+        except (asyncio.CancelledError, RunSuspended):
+            # A shutdown: the run stays open and resumes after the restart, where it was.
+            log.info("run suspended for a restart", extra=fields(run_id=run_id))
+            await renderer.suspend()
+            raise asyncio.CancelledError from None
+        except BaseException as exc:
+            if engine.taken_over(exc):
+                # Another instance took the run over (this one was frozen, and found dead):
+                # it writes nothing more, and posts nothing more, for it. (A cancellation is
+                # not that: the model steps turn it into the run's stop, which writes the
+                # run's ending, see `_cancelled`.)
+                log.warning("run taken over", extra=fields(run_id=run_id))
+                renderer.fence()
+                raise engine.first_lost(exc) from None
+            if not isinstance(exc, Exception):
+                raise
+            log.exception("run %s failed with a bug", run_id, extra=fields(run_id=run_id))
+            await self.recorder.bug(run_id, time.monotonic() - started)
+            await renderer.bug()
+            return "failed"
+        await self._after(request.team_id)
+        return "ended"
 
     def _private_reply(self, request: RunRequest) -> Respond:
         """How a run resumed on another instance tells the asker something privately."""
@@ -257,18 +317,11 @@ class Runs:
             return None
         return ProgressTarget(request.user_id, request.team_id, self._stream_pacing)
 
-    def stop_here(self, run_id: str, *, by: str) -> bool:
-        """Stop `run_id` now if this process runs it; False if it does not (or it ended)."""
-        stop = self._stops.get(run_id)
-        if stop is None:
-            return False
-        stop.stop(f"stopped by {by}", by=by)
-        return True
-
     async def stop(self, run_id: str, *, by: str) -> None:
         """Stop `run_id` for `by`, wherever it runs: at once if this process runs it, and
         through the engine's cancellation (noticed within about a second) if another does."""
-        self.stop_here(run_id, by=by)
+        if (here := self._stops.get(run_id)) is not None:
+            here.stop(f"stopped by {by}", by=by)
         try:
             if not await self._held_by_a_live_instance(run_id):
                 # Suspended by a restart, or its instance died: cancelling would leave it to
@@ -338,16 +391,9 @@ class Runs:
         """Return once every run of this process in that thread has posted its last
         message (its first message's final edit may still be queued: a follow-up's answer
         need not wait a minute of Tier 3 pacing for it)."""
-        running = self._by_thread.get((channel, thread_ts))
-        if running:
-            await asyncio.gather(*(posted.wait() for posted in list(running.values())))
-
-    def _forget(self, key: tuple[str, str], run_id: str) -> None:
-        running = self._by_thread.get(key)
-        if running is not None:
-            running.pop(run_id, None)
-            if not running:
-                del self._by_thread[key]
+        thread = (channel, thread_ts)
+        posted = [event for where, event in self._posted.values() if where == thread]
+        await asyncio.gather(*(event.wait() for event in posted))
 
     async def wait_idle(self) -> None:
         """Return once no run is in flight."""
@@ -387,93 +433,6 @@ class Runs:
             )
         else:
             log.info("no runs in flight")
-
-    async def _run(
-        self,
-        run_id: str,
-        request: RunRequest,
-        renderer: ThreadRenderer,
-        limits: Limits,
-        stop: RunStop,
-    ) -> str:
-        budget = self.admission.budget(run_id, limits)
-        started = time.monotonic()
-        steps = engine.DurableSteps(
-            run_id, self.guard, on_cancel=partial(self._cancelled, run_id, stop)
-        )
-        # The pipeline only queues its events; this run's consumer pulls them in order and
-        # writes each to the ledger, then to the thread, so a slow Slack never holds up a
-        # model's stream (drafts it has fallen behind on are skipped). A call's record is
-        # the exception: written the moment the call returns, before it is queued, so it
-        # settles the call's budget hold before the next call asks the budget.
-        feed = EventFeed()
-
-        async def emit(event: Event) -> None:
-            if isinstance(event, CallFinished):
-                await self.recorder.to_ledger(run_id, event)
-            await feed.emit(event)
-
-        consumer = asyncio.create_task(
-            self._consume(feed, run_id, request, renderer, stop), name=f"events-{run_id}"
-        )
-        try:
-            try:
-                await self._pipeline.run(
-                    request.question,
-                    emit=emit,
-                    thread=request.thread,
-                    budget=budget,
-                    stop=stop,
-                    steps=steps,
-                    resumable=True,
-                )
-            finally:
-                feed.close()
-                await _drained(consumer)  # every event queued is written, however it ended
-            consumer.result()  # a bug in the consumer is the run's bug
-        except (asyncio.CancelledError, RunSuspended):
-            # A shutdown: the run stays open and resumes after the restart, where it was.
-            log.info("run suspended for a restart", extra=fields(run_id=run_id))
-            await renderer.suspend()
-            raise asyncio.CancelledError from None
-        except BaseException as exc:
-            if engine.taken_over(exc):
-                # Another instance took the run over (this one was frozen, and found dead):
-                # it writes nothing more, and posts nothing more, for it. (A cancellation is
-                # not that: the model steps turn it into the run's stop, which writes the
-                # run's ending, see `_cancelled`.)
-                log.warning("run taken over", extra=fields(run_id=run_id))
-                renderer.fence()
-                raise engine.first_lost(exc) from None
-            if not isinstance(exc, Exception):
-                raise
-            log.exception("run %s failed with a bug", run_id, extra=fields(run_id=run_id))
-            self.metrics.runs.labels("failed").inc()
-            await self._ledger.finish_run(
-                run_id, "failed", elapsed_s=time.monotonic() - started, error="internal error"
-            )
-            await renderer.bug()
-            return "failed"
-        await self._after(request.team_id)
-        return "ended"
-
-    async def _consume(
-        self,
-        feed: EventFeed,
-        run_id: str,
-        request: RunRequest,
-        renderer: ThreadRenderer,
-        stop: RunStop,
-    ) -> None:
-        try:
-            async for event in feed:
-                if not isinstance(event, CallFinished):  # written already
-                    await self.recorder.to_ledger(run_id, event)
-                self.recorder.observe(run_id, request, event)
-                await renderer(event)
-        except Exception:
-            stop.stop("an internal error stopped this run")  # no more calls paid for nothing
-            raise
 
     async def guard(self) -> None:
         """Before each model call: this instance must still hold its lease (`Liveness`)."""
