@@ -17,6 +17,14 @@ from tests.cli.test_cli import QUESTION, clean_env, run_cli
 from tests.web.webstack import free_port
 
 
+def from_a_terminal() -> None:
+    """Start the demo with Ctrl-C's default action, as a shell in a terminal does. A suite
+    run in the background by a shell without job control (`pytest ... &` in a script)
+    ignores SIGINT, its children inherit that, and Python then never turns Ctrl-C into
+    KeyboardInterrupt: the demo would run to its end and these tests would fail for it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_the_demo_exits_1_when_the_run_failed(tmp_path: Path) -> None:
     # Every call times out at once: the plan never comes, so the run fails.
     env = clean_env(tmp_path, ORCHESTRATE_CALL_TIMEOUT_S="0.001")
@@ -35,7 +43,7 @@ def test_a_time_scale_that_is_not_positive_is_refused(tmp_path: Path, scale: str
 async def test_ctrl_c_says_what_was_spent(tmp_path: Path) -> None:
     demo = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "demo", QUESTION, "--time-scale", "3",
-        env=clean_env(tmp_path), cwd=tmp_path,
+        env=clean_env(tmp_path), cwd=tmp_path, preexec_fn=from_a_terminal,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert demo.stdout is not None
@@ -60,7 +68,7 @@ async def read_until(stream: asyncio.StreamReader, marker: str, seen: list[str])
 async def test_the_demo_prints_the_thread_as_it_happens(tmp_path: Path) -> None:
     demo = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "demo", QUESTION, "--time-scale", "1",
-        env=clean_env(tmp_path), cwd=tmp_path,
+        env=clean_env(tmp_path), cwd=tmp_path, preexec_fn=from_a_terminal,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert demo.stdout is not None
