@@ -17,7 +17,7 @@ Each run in flight has a `RunStop`. `stop` (the Stop button's handler calls it a
 writing the request to the ledger) cancels the run's workflow in the engine, wherever it
 runs, and stops it at once if this process runs it. On the instance that runs it, DBOS's own
 watcher cancels its model calls in flight within about a second (they are preemptible
-steps, `engine.DurableStep`), and a step begun after the cancellation is refused: either way
+steps, `engine.DurableSteps`), and a step begun after the cancellation is refused: either way
 the run reads who asked from the ledger once and stops as a Stop clicked here would (its
 calls closed and recorded, "stopped by …" in the thread, its row closed). A run taken over
 by another instance writes nothing more.
