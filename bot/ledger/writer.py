@@ -148,7 +148,10 @@ def older_spill_path(database_url: str) -> Path:
     """Where versions before the durable engine spilled writes they could not land at
     shutdown: `<file>.spill.jsonl` beside a SQLite file, else under `$XDG_STATE_HOME`."""
     if database_url.startswith("sqlite:///"):
-        return Path(database_url.removeprefix("sqlite:///").split("?", 1)[0] + ".spill.jsonl")
+        from bot.ledger.sqlite import path_from_url  # as `_driver` does: imported on use
+
+        ledger_file = path_from_url(database_url)
+        return ledger_file.with_name(ledger_file.name + ".spill.jsonl")
     digest = hashlib.sha256(database_url.encode()).hexdigest()[:12]
     state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state) / "orchestrate" / f"ledger-spill-{digest}.jsonl"
