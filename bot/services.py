@@ -174,7 +174,6 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             runs=runs,
             pipeline=pipeline,
             ledger=ledger.writer,
-            governance=ledger.governance,
             poster=poster,
             settings=settings,
         )

@@ -19,6 +19,7 @@ import blocks
 from bot.core.budget import CallBudget, CallRefused
 from bot.ledger import (
     BudgetRefusal,
+    BudgetSettings,
     BudgetStop,
     CallHold,
     GovernanceStore,
@@ -93,12 +94,10 @@ class Admission:
         channel outside the admins' allow-list, or a budget. `worst_case` None means a model
         is unpriced: refused when budgets are set. Admitting a run id again (a resumed
         workflow, a racing click) reserves nothing more: the first decision stands."""
-        current = await self._governance.budget_settings(
-            request.team_id, initial_settings(self._settings)
-        )
-        if not current.allows(request.channel_id):
+        current = await self.allowed(request.team_id, request.channel_id)
+        if isinstance(current, blocks.OutboundMessage):
             not_started(request, None, "channel not allowed", "outside the admins' allow-list")
-            return blocks.channel_not_allowed_message(current.allowed_channels)
+            return current
         limits = Limits(
             current.user_daily_usd,
             current.workspace_monthly_usd,
@@ -126,6 +125,17 @@ class Admission:
             self._metrics.refused(result.budget)
             return blocks.budget_refused_message(result, admins=await self._admins())
         return limits
+
+    async def allowed(
+        self, team_id: str, channel_id: str
+    ) -> BudgetSettings | blocks.OutboundMessage:
+        """The team's budget settings, or, for a channel outside the admins' allow-list, the
+        private note naming the channels allowed (what a run, or a bare mention's help, is
+        answered with there)."""
+        current = await self._governance.budget_settings(team_id, initial_settings(self._settings))
+        if not current.allows(channel_id):
+            return blocks.channel_not_allowed_message(current.allowed_channels)
+        return current
 
     def budget(self, run_id: str, limits: Limits) -> CallBudget:
         """What a run's calls hold their worst case against (see `LedgerBudget`)."""

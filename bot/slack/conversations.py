@@ -53,7 +53,7 @@ from bot.core.conversation import Add, Ask, Discussion, Redo, Rethink, fit, rout
 from bot.core.events import CallFinished, RunFailed, RunFinished
 from bot.core.pipeline import Pipeline
 from bot.core.usage import CallRecord
-from bot.ledger import GovernanceStore, LedgerError, Limits, RunLedger, initial_settings
+from bot.ledger import LedgerError, Limits, RunLedger
 from bot.logs import fields
 from bot.settings import Settings
 from bot.slack import engine
@@ -174,12 +174,10 @@ class Conversations:
         runs: Runs,
         pipeline: Pipeline,
         ledger: RunLedger,
-        governance: GovernanceStore,
         poster: Poster,
         settings: Settings,
     ) -> None:
         self._runs = runs
-        self._governance = governance
         self._pipeline = pipeline
         self._ledger = ledger
         self._poster = poster
@@ -339,12 +337,9 @@ class Conversations:
         """The help text in the mention's thread; outside the admins' allow-list, a private
         note naming the allowed channels instead (the same one a refused run gets), so the
         bot says nothing in public where admins have not enabled it."""
-        current = await self._governance.budget_settings(
-            request.team_id, initial_settings(self._settings)
-        )
-        if not current.allows(request.channel):
-            refusal = blocks.channel_not_allowed_message(current.allowed_channels)
-            await request.respond(**ephemeral(refusal))
+        allowed = await self._runs.admission.allowed(request.team_id, request.channel)
+        if isinstance(allowed, blocks.OutboundMessage):
+            await request.respond(**ephemeral(allowed))
             return
         limit = self._settings.max_question_chars
         hint = blocks.help_message(command=COMMAND, max_chars=limit)
