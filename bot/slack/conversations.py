@@ -58,7 +58,7 @@ from bot.logs import fields
 from bot.settings import Settings
 from bot.slack import engine
 from bot.slack.limits import COMMAND, over_limit, too_long_replies
-from bot.slack.poster import SLACK_FAILURES, Poster, Tag, Undelivered, describe
+from bot.slack.poster import SLACK_FAILURES, Poster, Tag, describe
 from bot.slack.requests import PrivateTo, Respond, RunRequest, ephemeral, quietly, run_id_for, tell
 from bot.slack.runs import Runs
 from bot.slack.threads import (
@@ -537,17 +537,14 @@ class Conversations:
     async def _report_lost(
         self, request: Request, run_id: str, error: str, lost: list[blocks.OutboundMessage]
     ) -> None:
-        log.error("Slack refused a follow-up in %s: %s", request.root_ts, error)
-        notice = blocks.undelivered_message(what="the follow-up's answer", error=error, lost=lost)
-        try:
-            await self._poster.post(
-                request.channel,
-                notice,
-                thread_ts=request.root_ts,
-                tag=Tag(run_id, UNDELIVERED_PART),
-            )
-        except (Undelivered, *SLACK_FAILURES) as exc:
-            log.error("could not say so in thread %s: %s", request.root_ts, describe(exc))
+        await self._poster.report_refused(
+            request.channel,
+            request.root_ts,
+            what="the follow-up's answer",
+            error=error,
+            lost=lost,
+            tag=Tag(run_id, UNDELIVERED_PART),
+        )
 
     async def _amend_footer(self, channel: str, footer: FooterMark | None, run_id: str) -> None:
         """The run's footer, with the follow-ups and the new total (from the ledger)."""

@@ -41,7 +41,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from blocks import OutboundMessage, resplit, shorten_fallback
+from blocks import OutboundMessage, resplit, shorten_fallback, undelivered_message
 from bot.slack.retry import OUTAGE_BUDGET_S, may_have_landed
 from bot.slack.updates import TokenBucket, UpdateLimit, UpdateScheduler
 
@@ -181,6 +181,25 @@ class Poster:
         except SlackApiError as exc:
             return [message], slack_error(exc)
         return None
+
+    async def report_refused(
+        self,
+        channel: str,
+        thread_ts: str | None,
+        *,
+        what: str,
+        error: str,
+        lost: list[OutboundMessage],
+        tag: Tag | None = None,
+    ) -> None:
+        """Log that Slack refused `what` (even cut smaller) and name it in the thread, with
+        what is missing (`undelivered_message`); a notice Slack will not take is logged."""
+        log.error("Slack refused %s in thread %s: %s", what, thread_ts, error)
+        notice = undelivered_message(what=what, error=error, lost=lost)
+        try:
+            await self.post(channel, notice, thread_ts=thread_ts, tag=tag)
+        except (Undelivered, *SLACK_FAILURES) as exc:
+            log.error("could not say so in thread %s: %s", thread_ts, describe(exc))
 
     async def post(
         self,

@@ -245,12 +245,9 @@ class ThreadRenderer:
             log.error("could not say so in run thread %s: %s", self.thread_ts, describe(exc))
 
     async def _report_lost(self, what: str, error: str, lost: list[blocks.OutboundMessage]) -> None:
-        log.error("Slack refused %s in run thread %s: %s", what, self.thread_ts, error)
-        notice = blocks.undelivered_message(what=what, error=error, lost=lost)
-        try:
-            await self._poster.post(self.channel, notice, thread_ts=self.thread_ts)
-        except (Undelivered, *SLACK_FAILURES) as exc:
-            log.error("could not say so in run thread %s: %s", self.thread_ts, describe(exc))
+        await self._poster.report_refused(
+            self.channel, self.thread_ts, what=what, error=error, lost=lost
+        )
 
     async def _draft(self, message: blocks.OutboundMessage) -> None:
         if time.monotonic() - self._last_update < self._draft_interval_s:

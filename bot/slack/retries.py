@@ -27,7 +27,7 @@ from bot.ledger import Limits, RunInfo, RunLedger
 from bot.slack import engine
 from bot.slack.admission import Admission
 from bot.slack.engine import Engine
-from bot.slack.poster import SLACK_FAILURES, Poster, Undelivered, describe
+from bot.slack.poster import SLACK_FAILURES, Poster, describe
 from bot.slack.recording import Recorder
 from bot.slack.requests import RunRequest, quietly, run_id_for
 
@@ -185,12 +185,9 @@ class Retries:
         if refused is None:
             return
         lost, error = refused
-        log.error("Slack refused a retry's reply in thread %s: %s", thread_ts, error)
-        notice = blocks.undelivered_message(what="the retried example", error=error, lost=lost)
-        try:
-            await self._poster.post(channel, notice, thread_ts=thread_ts)
-        except (Undelivered, *SLACK_FAILURES) as exc:
-            log.error("could not say so in thread %s: %s", thread_ts, describe(exc))
+        await self._poster.report_refused(
+            channel, thread_ts, what="the retried example", error=error, lost=lost
+        )
 
     async def _bug(self, request: RunRequest, name: str) -> None:
         """Say in the thread that a retry died of a bug, rather than leave it unanswered."""
