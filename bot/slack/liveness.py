@@ -115,17 +115,7 @@ class Liveness:
             ttl=self._ttl, ownerless_before=now - self._longest_run, now=now
         )
         if self._engine is not None:
-            # Resume here the unfinished runs of every instance that is not alive.
-            live = await self._instances.live_ids(ttl=self._ttl)
-            orphans = await self._engine.pending_executors() - live - {self._instances.id}
-            if orphans:
-                taken = await self._engine.recover(sorted(orphans))
-                if taken:
-                    log.warning(
-                        "took over %d unfinished runs of stopped instances (%s)",
-                        taken,
-                        ", ".join(sorted(orphans)),
-                    )
+            await self._take_over(self._engine)
         if threads:
             log.warning("%d runs of stopped instances are interrupted", len(threads))
         for channel, ts in threads:
@@ -133,6 +123,17 @@ class Liveness:
                 await self._poster.post(channel, blocks.interrupted_message(), thread_ts=ts)
             except Exception as exc:  # Slack refusing or unreachable: the run is closed anyway
                 log.warning("could not mark thread %s interrupted: %s", ts, describe(exc))
+
+    async def _take_over(self, engine: Engine) -> None:
+        """Resume, here, the unfinished runs of every instance that is not alive."""
+        live = await self._instances.live_ids(ttl=self._ttl)
+        orphans = sorted(await engine.pending_executors() - live - {self._instances.id})
+        if not orphans:
+            return
+        if taken := await engine.recover(orphans):
+            log.warning(
+                "took over %d unfinished runs of stopped instances (%s)", taken, ", ".join(orphans)
+            )
 
     async def _share(self, *, quiet_s: float = 0.0) -> None:
         self._poster.updates.share(await self._instances.live(ttl=self._ttl), quiet_s=quiet_s)
