@@ -45,6 +45,7 @@ from bot.core.pipeline import Pipeline, RunStop, RunSuspended
 from bot.ledger import (
     GovernanceStore,
     LedgerError,
+    Limits,
     PageLog,
     RunLedger,
     StopRequests,
@@ -240,7 +241,19 @@ class Runs:
             stop.stop(f"stopped by {by}", by=by)  # asked while no instance ran it
         self._posted[run_id] = ((request.channel_id, thread_ts), renderer.posted)
         self.admitted += 1
-        budget = self.admission.budget(run_id, admitted)
+        return await self._run(request, run_id, renderer, stop, admitted)
+
+    async def _run(
+        self,
+        request: RunRequest,
+        run_id: str,
+        renderer: ThreadRenderer,
+        stop: RunStop,
+        limits: Limits,
+    ) -> str:
+        """The pipeline under the admitted `limits`, its events written and rendered as they
+        come; how it ended (a shutdown and a takeover raise)."""
+        budget = self.admission.budget(run_id, limits)
         started = time.monotonic()
         steps = engine.DurableSteps(
             run_id, self.guard, on_cancel=partial(self._cancelled, run_id, stop)
