@@ -18,7 +18,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self, TypeVar
 
 from bot.core.pricing import PriceTable
 from bot.ledger.budgets import Budgets
@@ -33,6 +33,8 @@ from bot.ledger.pages import RunPages
 from bot.ledger.reports import Reports
 from bot.ledger.runs import RunBook
 from bot.ledger.writer import RunWriter, name_older_spill
+
+Book = TypeVar("Book", bound=RunBook)
 
 
 class Ledger:
@@ -51,15 +53,19 @@ class Ledger:
         self.strategy_model = strategy_model
         self.budgets = Budgets(driver)
         self.instances = Instances(driver, instance_id=str(uuid.uuid4()))
-        book: dict[str, Any] = {
-            "budgets": self.budgets,
-            "prices": prices,
-            "strategy_model": strategy_model,
-            "store_questions": store_questions,
-            "owner": lambda: self.instances.id,
-        }
-        self.runs = RunBook(driver, **book)
-        self.writer = RunWriter(driver, **book)  # the same book, its writes waiting
+
+        def book(kind: type[Book]) -> Book:
+            return kind(
+                driver,
+                budgets=self.budgets,
+                prices=prices,
+                strategy_model=strategy_model,
+                store_questions=store_questions,
+                owner=lambda: self.instances.id,
+            )
+
+        self.runs = book(RunBook)
+        self.writer = book(RunWriter)  # the same book, its writes waiting
         self._older_spill = older_spill  # an older version's unlanded writes, named at open
         self.reports = Reports(driver, strategy_model=strategy_model)
         self.export = CallExport(driver)
