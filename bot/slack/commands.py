@@ -10,11 +10,12 @@ command's `response_url`, which works even where the bot cannot post), falling b
 workspace-wide figures is decided on the server at every request (`bot.slack.admins`). A
 question's run is a workflow whose id is derived from the command's `trigger_id`, so a
 captured request replayed within its signature window starts nothing, on whichever instance
-it reaches.
+it reaches. The run starts ACK_HEADSTART_S after the ack, so that the ack has left first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,12 @@ from bot.slack.requests import RunRequest, ephemeral
 from bot.slack.threads import decode
 
 log = logging.getLogger(__name__)
+# A question's run starts this long after its ack. Bolt hands an ack back to Slack at its
+# next look (every 10 ms), and a run's start is the engine's work on this event loop: started
+# at once, the first starts of 50 commands sent together held the last acks back 70-110 ms
+# (BENCHMARKS.md, "Acks first"). Held back, the acks of commands that arrive together have
+# all left before the first of their runs starts.
+ACK_HEADSTART_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +183,7 @@ async def _ask(
     services: Services, *, command: dict[str, Any], question: str, respond: PrivateReply
 ) -> None:
     try:
+        await asyncio.sleep(ACK_HEADSTART_S)
         trigger = command.get("trigger_id") or ""
         delivery = f"command:{trigger}" if trigger else None
         await services.runs.start(_request(command, question), respond, delivery=delivery)

@@ -29,12 +29,15 @@ AckCallback = Callable[[dict[str, Any] | None], None]
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """How the app answered one envelope: its payload, and how fast (None if never)."""
+    """How the app answered one envelope: its payload, and how fast (None if never);
+    `acked_at` is when the ack arrived, by the wall clock (`time.time()`, as a database
+    stamps its rows)."""
 
     envelope_id: str
     payload: dict[str, Any] | None
     latency_s: float | None
     timed_out: bool
+    acked_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -152,7 +155,8 @@ class SocketHub:
             pending.timed_out = True
             return Ack(envelope_id, None, None, timed_out=True)
         del self._pending[envelope_id]
-        return Ack(envelope_id, payload, at - pending.sent_at, timed_out=False)
+        latency_s = at - pending.sent_at
+        return Ack(envelope_id, payload, latency_s, timed_out=False, acked_at=time.time())
 
     def _on_text(self, raw: str) -> None:
         try:
