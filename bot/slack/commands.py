@@ -183,10 +183,12 @@ async def _ask(
     services: Services, *, command: dict[str, Any], question: str, respond: PrivateReply
 ) -> None:
     try:
-        await asyncio.sleep(ACK_HEADSTART_S)
-        trigger = command.get("trigger_id") or ""
-        delivery = f"command:{trigger}" if trigger else None
-        await services.runs.start(_request(command, question), respond, delivery=delivery)
+        # In flight from here: a shutdown waits for the run to start (to resume it later).
+        with services.runs.working():
+            await asyncio.sleep(ACK_HEADSTART_S)
+            trigger = command.get("trigger_id") or ""
+            delivery = f"command:{trigger}" if trigger else None
+            await services.runs.start(_request(command, question), respond, delivery=delivery)
     except Exception:
         # Not a silent failure: the asker learns, the operator gets the trace.
         log.exception("could not start a run for %s", command.get("user_id"))

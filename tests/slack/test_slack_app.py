@@ -328,6 +328,26 @@ async def test_shutdown_suspends_runs_in_flight_and_the_restart_finishes_them(
     assert len(slack.messages("C0GENERAL")) == 1  # one thread
 
 
+async def test_a_question_acked_as_the_app_shuts_down_is_answered_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    """A question acked just before a shutdown, its run not yet started (it starts 50 ms
+    after the ack), is still run: the shutdown waits for the start, and the restart
+    finishes the run. Nobody is told it did not start."""
+    async with SlackSandbox() as slack:
+        async with running_stack(tmp_path, slack=slack) as stack:
+            await stack.command(QUESTION)
+        async with running_stack(tmp_path, slack=slack) as restarted:
+            async with asyncio.timeout(30):
+                while not restarted.slack.messages("C0GENERAL") or not any(
+                    "Reviewed by" in all_text(r) for r in restarted.thread()[1]
+                ):
+                    await _tick(0.05)
+            await restarted.services.runs.wait_idle()
+    assert slack.ephemerals() == []
+    assert len(slack.messages("C0GENERAL")) == 1
+
+
 async def _tick(seconds: float = 0.02) -> None:
     import asyncio
 
