@@ -139,7 +139,7 @@ async def test_model_and_user_text_cannot_ping_or_forge_links(tmp_path: Path) ->
 async def test_a_20000_character_example_is_split_across_messages_with_nothing_lost(
     tmp_path: Path,
 ) -> None:
-    paragraphs = [f"Paragraph {i}: " + "lorem ipsum dolor sit amet " * 30 for i in range(50)]
+    paragraphs = [f"Paragraph {i}: " + "lorem ipsum dolor sit amet " * 30 for i in range(20)]
     code = "```python\n" + "\n".join(f"line_{i} = {i}  # keep" for i in range(200)) + "\n```"
     long_example = (
         "# Big one\n\n"
