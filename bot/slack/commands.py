@@ -184,7 +184,7 @@ async def _ask(
 ) -> None:
     try:
         # In flight from here: a shutdown waits for the run to start (to resume it later).
-        with services.runs.working():
+        with services.runs.working(suspendable=False):
             await asyncio.sleep(ACK_HEADSTART_S)
             trigger = command.get("trigger_id") or ""
             delivery = f"command:{trigger}" if trigger else None
