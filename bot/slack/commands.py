@@ -146,7 +146,9 @@ def register(app: AsyncApp, services: Services) -> None:
                         services, client, command=command, period=period, respond=reply
                     )
                 case Ask(question=question):
-                    await _ask(services, command=command, question=question, respond=reply)
+                    # Started in a task the run registry owns: a shutdown waits for it.
+                    ask = _ask(services, command=command, question=question, respond=reply)
+                    services.runs.own(ask, name="question")
         except Exception:
             # After the ack Slack shows nothing of a failure: the asker must hear it from us.
             log.exception("could not answer %s for %s", _what(parsed), command.get("user_id"))
@@ -182,17 +184,17 @@ async def _apologise(reply: PrivateReply, parsed: Command) -> None:
 async def _ask(
     services: Services, *, command: dict[str, Any], question: str, respond: PrivateReply
 ) -> None:
+    """Start the question's run, ACK_HEADSTART_S after the ack. A shutdown meanwhile waits
+    for the start (the registry owns this task), and the run resumes after the restart."""
+    await asyncio.sleep(ACK_HEADSTART_S)
     try:
-        # In flight from here: a shutdown waits for the run to start (to resume it later).
-        with services.runs.working(suspendable=False):
-            await asyncio.sleep(ACK_HEADSTART_S)
-            trigger = command.get("trigger_id") or ""
-            delivery = f"command:{trigger}" if trigger else None
-            await services.runs.start(_request(command, question), respond, delivery=delivery)
+        trigger = command.get("trigger_id") or ""
+        delivery = f"command:{trigger}" if trigger else None
+        await services.runs.start(_request(command, question), respond, delivery=delivery)
     except Exception:
         # Not a silent failure: the asker learns, the operator gets the trace.
         log.exception("could not start a run for %s", command.get("user_id"))
-        await respond(**ephemeral(blocks.run_not_started_message()))
+        await _apologise(respond, Ask(question))
 
 
 def _request(command: dict[str, Any], question: str) -> RunRequest:

@@ -385,16 +385,14 @@ class Runs:
         return task
 
     @contextlib.contextmanager
-    def working(self, *, suspendable: bool = True) -> Iterator[None]:
+    def working(self) -> Iterator[None]:
         """Count the current task (a follow-up's workflow) as work in flight: waited for by
         `wait_idle`; at a shutdown, once the grace is over, cancelled at once (its call in
-        flight records what it spent; the workflow stays pending, for the restart). Not
-        `suspendable` (a run about to start), a shutdown waits for it as for a stuck run."""
+        flight records what it spent; the workflow stays pending, for the restart)."""
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
-            if suspendable:
-                self._suspendable.add(task)
+            self._suspendable.add(task)
         try:
             yield
         finally:
