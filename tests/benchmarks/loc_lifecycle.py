@@ -4,6 +4,7 @@ Run from the repository root (not collected by pytest):
 
     .venv/bin/python -m tests.benchmarks.loc_lifecycle                 # b347094 against HEAD
     .venv/bin/python -m tests.benchmarks.loc_lifecycle --before b347094 --after main
+    .venv/bin/python -m tests.benchmarks.loc_lifecycle --functions     # per function, both sides
 
 The files are read from git (`git show <rev>:<path>`), so the working tree does not matter.
 Per file: raw lines (what `wc -l` counts) and code lines: lines holding a token other than a
@@ -70,7 +71,7 @@ def docstring_lines(text: str) -> set[int]:
     return lines
 
 
-def code_lines(text: str) -> int:
+def code_line_numbers(text: str) -> set[int]:
     docs = docstring_lines(text)
     lines: set[int] = set()
     for token in tokenize.generate_tokens(io.StringIO(text).readline):
@@ -79,7 +80,35 @@ def code_lines(text: str) -> int:
         for line in range(token.start[0], token.end[0] + 1):
             if line not in docs:
                 lines.add(line)
-    return len(lines)
+    return lines
+
+
+def code_lines(text: str) -> int:
+    return len(code_line_numbers(text))
+
+
+def per_function(text: str) -> dict[str, int]:
+    """Code lines per function or method (`Class.method`; a class's own lines, its fields
+    and decorators, as `Class`), and the rest of the module (imports, constants) as `-`."""
+    code = code_line_numbers(text)
+    counted: dict[str, int] = {}
+
+    def walk(nodes: list[ast.stmt], prefix: str) -> None:
+        for node in nodes:
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                continue
+            first = min([d.lineno for d in node.decorator_list] + [node.lineno])
+            span = set(range(first, (node.end_lineno or node.lineno) + 1)) & code
+            if isinstance(node, ast.ClassDef):
+                walk(node.body, f"{prefix}{node.name}.")
+            own = span - taken
+            taken.update(own)
+            counted[f"{prefix}{node.name}"] = len(own)
+
+    taken: set[int] = set()
+    walk(ast.parse(text).body, "")
+    counted["-"] = len(code - taken)
+    return counted
 
 
 def count(rev: str, path: str) -> tuple[int, int] | None:
@@ -97,7 +126,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default="b347094")
     parser.add_argument("--after", default="HEAD")
+    parser.add_argument(
+        "--functions", action="store_true", help="code lines per function, on both sides"
+    )
     args = parser.parse_args()
+    if args.functions:
+        functions(args.before, args.after)
+        return
     revs = {
         side: subprocess.run(
             ["git", "rev-parse", "--short", rev], capture_output=True, text=True, check=True
@@ -127,6 +162,21 @@ def main() -> None:
         ("all of the above", both),
     ):
         print(f"| **{label}** | {t[0]:,} | {t[1]:,} | {t[2]:,} | {t[3]:,} |")
+
+
+def functions(before_rev: str, after_rev: str) -> None:
+    """Per function: what went, what came, what changed (unchanged ones are left out)."""
+    print(f"| file | function | before ({before_rev}) | after ({after_rev}) |")
+    print("|---|---|---|---|")
+    for path in (*LIFECYCLE, *ENGINE):
+        sides = [source(rev, path) for rev in (before_rev, after_rev)]
+        before, after = (per_function(text) if text else {} for text in sides)
+        for name in [*before, *(n for n in after if n not in before)]:
+            old, new = before.get(name), after.get(name)
+            if old != new:
+                shown = "(imports, constants)" if name == "-" else name
+                print(f"| {path} | {shown} | {old if old is not None else '-'} "
+                      f"| {new if new is not None else '-'} |")  # fmt: skip
 
 
 if __name__ == "__main__":
