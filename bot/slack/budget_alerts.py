@@ -31,7 +31,6 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from dbos import DBOS
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -228,23 +227,3 @@ class Digest:
             report, first=since.date(), last=last_day, feedback=votes
         )
         return message, current.alert_channel
-
-
-async def fire_digest(when: datetime) -> int:
-    """Fire the digest's schedule for the scheduled time `when` (a tick of its cron), as the
-    engine's scheduler does, under the same id: a time fired before (by the scheduler, or by
-    this on any instance) runs nothing again. Returns when that workflow has ended, with how
-    many were fired (0 when `when` is not a tick of the schedule)."""
-
-    def backfill() -> list[Any]:
-        return DBOS.backfill_schedule(
-            DIGEST_SCHEDULE, when - timedelta(microseconds=1), when + timedelta(microseconds=1)
-        )
-
-    # From an empty context: DBOS refuses a backfill inside a workflow.
-    handles = await asyncio.get_running_loop().run_in_executor(
-        None, contextvars.Context().run, backfill
-    )
-    for handle in handles:
-        await asyncio.to_thread(handle.get_result)
-    return len(handles)

@@ -7,6 +7,7 @@ stops the one that would cross it."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import csv
 import io
 import json
@@ -25,11 +26,34 @@ from bot.ledger.periods import week_bounds
 from bot.sandbox.slack.files import shared_files
 from bot.sandbox.slack.server import SlackSandbox
 from bot.settings import Settings, SettingsError
-from bot.slack.budget_alerts import DIGEST_SCHEDULE, fire_digest
+from bot.slack.budget_alerts import DIGEST_SCHEDULE
 from tests.harness import Stack, running_stack
 from tests.ledger.conftest import fresh_postgres_schema
 
 QUESTION = "Design a REST API for a social network"
+
+
+async def fire_digest(when: datetime) -> int:
+    """Fire the digest's schedule for the scheduled time `when` (a tick of its cron), as the
+    engine's scheduler does, under the same id: a time fired before (by the scheduler, or by
+    this on any instance) runs nothing again. Returns once that workflow has ended, with how
+    many were fired (0 when `when` is not a tick of the schedule)."""
+
+    def backfill() -> list[Any]:
+        return DBOS.backfill_schedule(
+            DIGEST_SCHEDULE, when - timedelta(microseconds=1), when + timedelta(microseconds=1)
+        )
+
+    # From an empty context: DBOS refuses a backfill inside a workflow.
+    handles = await asyncio.get_running_loop().run_in_executor(
+        None, contextvars.Context().run, backfill
+    )
+    for handle in handles:
+        # Waited for on the loop, not in a thread: a test that times out cancels the wait,
+        # where a thread polling a workflow that never ends would keep the process alive.
+        waiting = await DBOS.retrieve_workflow_async(handle.get_workflow_id())
+        await waiting.get_result()
+    return len(handles)
 
 
 def shown(message: Any) -> str:
