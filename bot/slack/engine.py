@@ -342,13 +342,15 @@ async def cancelled(workflow_id: str) -> bool:
 
 
 async def _status_outside(workflow_id: str) -> Any:
-    """The workflow's status, read from an empty context in an executor: never recorded as
-    a step of the workflow this code may run in (DBOS records a read made in a workflow)."""
+    """The workflow's status, read outside any workflow (`outside`)."""
+    return await outside(lambda: DBOS.get_workflow_status(workflow_id))
 
-    def read() -> Any:
-        return DBOS.get_workflow_status(workflow_id)
 
-    return await asyncio.get_running_loop().run_in_executor(None, contextvars.Context().run, read)
+async def outside(work: Callable[[], T]) -> T:
+    """`work()`, called in an executor from an empty context: outside the workflow this code
+    may run in, so DBOS neither records it as one of its steps (as it does a status read)
+    nor refuses it there (as it does a schedule's backfill)."""
+    return await asyncio.get_running_loop().run_in_executor(None, contextvars.Context().run, work)
 
 
 async def _bounded_status(workflow_id: str) -> Any:

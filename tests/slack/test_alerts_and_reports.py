@@ -7,7 +7,6 @@ stops the one that would cross it."""
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import csv
 import io
 import json
@@ -26,6 +25,7 @@ from bot.ledger.periods import week_bounds
 from bot.sandbox.slack.files import shared_files
 from bot.sandbox.slack.server import SlackSandbox
 from bot.settings import Settings, SettingsError
+from bot.slack import engine
 from bot.slack.budget_alerts import DIGEST_SCHEDULE
 from tests.harness import Stack, running_stack
 from tests.ledger.conftest import fresh_postgres_schema
@@ -44,10 +44,7 @@ async def fire_digest(when: datetime) -> int:
             DIGEST_SCHEDULE, when - timedelta(microseconds=1), when + timedelta(microseconds=1)
         )
 
-    # From an empty context: DBOS refuses a backfill inside a workflow.
-    handles = await asyncio.get_running_loop().run_in_executor(
-        None, contextvars.Context().run, backfill
-    )
+    handles = await engine.outside(backfill)  # DBOS refuses a backfill inside a workflow
     for handle in handles:
         # Waited for on the loop, not in a thread: a test that times out cancels the wait,
         # where a thread polling a workflow that never ends would keep the process alive.
