@@ -89,9 +89,10 @@ def code_lines(text: str) -> int:
 
 def per_function(text: str) -> dict[str, int]:
     """Code lines per function or method (`Class.method`; a class's own lines, its fields
-    and decorators, as `Class`), and the rest of the module (imports, constants) as `-`."""
+    and decorators, as `Class`), and the rest of the module as `(imports, constants)`."""
     code = code_line_numbers(text)
     counted: dict[str, int] = {}
+    taken: set[int] = set()
 
     def walk(nodes: list[ast.stmt], prefix: str) -> None:
         for node in nodes:
@@ -105,9 +106,8 @@ def per_function(text: str) -> dict[str, int]:
             taken.update(own)
             counted[f"{prefix}{node.name}"] = len(own)
 
-    taken: set[int] = set()
     walk(ast.parse(text).body, "")
-    counted["-"] = len(code - taken)
+    counted["(imports, constants)"] = len(code - taken)
     return counted
 
 
@@ -174,8 +174,7 @@ def functions(before_rev: str, after_rev: str) -> None:
         for name in [*before, *(n for n in after if n not in before)]:
             old, new = before.get(name), after.get(name)
             if old != new:
-                shown = "(imports, constants)" if name == "-" else name
-                print(f"| {path} | {shown} | {old if old is not None else '-'} "
+                print(f"| {path} | {name} | {old if old is not None else '-'} "
                       f"| {new if new is not None else '-'} |")  # fmt: skip
 
 
