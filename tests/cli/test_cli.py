@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -17,6 +16,7 @@ from typing import Any
 import aiohttp
 
 from bot.sandbox.slack.server import SlackSandbox
+from tests.ports import free_port
 
 QUESTION = "Design a REST API for a social network"
 
@@ -79,12 +79,6 @@ def test_a_malformed_setting_stops_the_command_with_its_name(tmp_path: Path) -> 
     env = clean_env(tmp_path, BUDGET_USER_DAILY_USD="ten dollars")
     result = run_cli("costs", env=env, cwd=tmp_path)
     assert result.returncode == 2 and "BUDGET_USER_DAILY_USD" in result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_http_mode_serves_healthz_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ import aiohttp
 from bot.core.usage import CallRecord, TokenUsage
 from bot.ledger import open_ledger
 from bot.sandbox.slack.payloads import signature_headers
-from tests.cli.test_cli import QUESTION, clean_env, free_port, run_cli
+from tests.cli.test_cli import QUESTION, clean_env, run_cli
+from tests.ports import free_port
 
 PYTHON_CLI = (sys.executable, "-m", "bot")
 

@@ -18,7 +18,8 @@ import aiohttp
 
 from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
 from bot.sandbox.slack.server import SlackSandbox
-from tests.cli.test_cli import clean_env, free_port
+from tests.cli.test_cli import clean_env
+from tests.ports import free_port
 
 MARKER = "Zanzibar-quokka-7731"  # unmistakable in a log
 QUESTION = f"Design a REST API for {MARKER}"

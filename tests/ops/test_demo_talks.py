@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.cli.test_cli import QUESTION, clean_env, run_cli
-from tests.web.webstack import free_port
+from tests.ports import free_port
 
 
 def from_a_terminal() -> None:

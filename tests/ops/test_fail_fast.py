@@ -18,7 +18,8 @@ import pytest
 
 from bot.sandbox.claude.server import ClaudeSandbox, LatencyModel
 from bot.sandbox.slack.server import SlackSandbox
-from tests.cli.test_cli import clean_env, free_port
+from tests.cli.test_cli import clean_env
+from tests.ports import free_port
 
 EXIT_TIMEOUT_S = 60
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.cli.test_cli import free_port
 from tests.harness import running_stack
 from tests.ledger.throwaway_pg import throwaway_postgres
+from tests.ports import free_port
 
 
 async def status(session: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, object]]:

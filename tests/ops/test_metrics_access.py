@@ -11,8 +11,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.cli.test_cli import free_port
 from tests.harness import Mode, Stack, running_stack
+from tests.ports import free_port
 
 TOKEN = "metrics-token-for-the-scraper-0123456789"
 

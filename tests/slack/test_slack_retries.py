@@ -19,7 +19,7 @@ import blocks
 from bot.sandbox.slack.server import SlackSandbox
 from bot.slack.poster import Poster, Tag
 from bot.slack.retry import OutageRetryHandler, RateLimitRetryHandler, retry_handlers
-from tests.cli.test_cli import free_port
+from tests.ports import free_port
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from blocks.format import format_usd
 from bot.ledger import BudgetSettings
 from bot.services import http_app
 from tests.harness import running_stack
-from tests.web.webstack import client, free_port, run_link, sign_in, web_stack
+from tests.ports import free_port
+from tests.web.webstack import client, run_link, sign_in, web_stack
 
 
 async def test_the_session_cookie_is_signed_httponly_samesite_and_expires(tmp_path: Path) -> None:

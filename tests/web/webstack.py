@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,14 +20,9 @@ import aiohttp
 
 from bot.sandbox.slack.server import SlackSandbox
 from tests.harness import Stack, running_stack
+from tests.ports import free_port
 
 LINK = re.compile(r"<(https?://[^|>]+)\|Open in browser>")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.asynccontextmanager
